@@ -1,0 +1,177 @@
+//! Executes a gated plan: bounded concurrency, one journal record before and after each
+//! write, link changes committed with the result. A fatal target error (unreachable,
+//! refused token) stops the remaining actions, which stay `planned` for the next run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+
+use crate::journal::{Journal, JournalError, LinkChange, Status};
+use crate::model::{Account, Anchor, Link, LinkState};
+use crate::plan::{Action, ActionKind, Change, ACTIVE};
+use crate::target::scim::new_resource;
+use crate::target::{AccountWriter, Created, TargetError};
+
+/// What the app and the journal knew when the plan was made.
+pub struct Context<'a> {
+    pub accounts: &'a BTreeMap<String, Account>,
+    pub links: &'a BTreeMap<Anchor, Link>,
+    pub now: DateTime<Utc>,
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcomes {
+    pub applied: usize,
+    pub failed: usize,
+    pub held: usize,
+    pub skipped: usize,
+    /// The first error that stopped the run, if one did.
+    pub fatal: Option<String>,
+}
+
+/// Applies every non-held action of `actions` (already journaled as run `run`).
+pub async fn apply<W: AccountWriter>(
+    writer: &W,
+    journal: &Journal,
+    run: i64,
+    actions: &[Action],
+    ctx: &Context<'_>,
+) -> Result<Outcomes, JournalError> {
+    let stop = AtomicBool::new(false);
+    let linked: BTreeSet<&str> = ctx.links.values().map(|l| l.account_id.as_str()).collect();
+    let results: Vec<Result<(Status, Option<String>), JournalError>> = stream::iter(actions.iter().enumerate())
+        .map(|(seq, action)| {
+            let (stop, linked) = (&stop, &linked);
+            async move {
+                if action.held.is_some() {
+                    return Ok((Status::Held, None));
+                }
+                if stop.load(Ordering::SeqCst) {
+                    return Ok((Status::Skipped, None));
+                }
+                match execute(writer, action, ctx, linked).await {
+                    Ok((account, link)) => {
+                        journal.record_result(run, seq, Status::Applied, account.as_deref(), None, &link, Utc::now())?;
+                        tracing::info!(kind = %action.kind, user = %action.user_name, "applied");
+                        Ok((Status::Applied, None))
+                    }
+                    Err(e) => {
+                        let text = e.to_string();
+                        journal.record_result(run, seq, Status::Failed, None, Some(&text), &LinkChange::None, Utc::now())?;
+                        tracing::warn!(kind = %action.kind, user = %action.user_name, error = %text, "action failed");
+                        let fatal = e.fatal();
+                        if fatal {
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                        Ok((Status::Failed, fatal.then_some(text)))
+                    }
+                }
+            }
+        })
+        .buffer_unordered(ctx.concurrency.max(1))
+        .collect()
+        .await;
+    let mut out = Outcomes::default();
+    for r in results {
+        let (status, fatal) = r?;
+        match status {
+            Status::Applied => out.applied += 1,
+            Status::Failed => out.failed += 1,
+            Status::Held => out.held += 1,
+            Status::Skipped | Status::Planned => out.skipped += 1,
+        }
+        if out.fatal.is_none() {
+            out.fatal = fatal;
+        }
+    }
+    Ok(out)
+}
+
+fn link(action: &Action, anchor: &Anchor, account_id: &str, state: LinkState, suspended_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> LinkChange {
+    LinkChange::Upsert(Link {
+        anchor: anchor.clone(),
+        account_id: account_id.to_string(),
+        user_name: action.user_name.clone(),
+        state,
+        suspended_at,
+        last_seen: Some(now),
+    })
+}
+
+/// Changes that make `existing` what a create would have made (set-once fields only where
+/// empty).
+fn adoption_changes(existing: &Account, created: &[Change]) -> Vec<Change> {
+    let mut out: Vec<Change> = created
+        .iter()
+        .filter(|c| c.field != ACTIVE)
+        .filter_map(|c| {
+            let path = crate::mapping::FieldPath::parse(&c.field).ok()?;
+            let before = path.get(&existing.resource);
+            (before != c.after).then(|| Change { field: c.field.clone(), before, after: c.after.clone() })
+        })
+        .collect();
+    if !existing.active {
+        out.insert(0, Change { field: ACTIVE.into(), before: Some("false".into()), after: Some("true".into()) });
+    }
+    out
+}
+
+async fn execute<W: AccountWriter>(
+    writer: &W,
+    action: &Action,
+    ctx: &Context<'_>,
+    linked: &BTreeSet<&str>,
+) -> Result<(Option<String>, LinkChange), TargetError> {
+    let now = ctx.now;
+    let account = action.account_id.as_deref().and_then(|id| ctx.accounts.get(id));
+    let current = account.map(|a| &a.resource).cloned().unwrap_or_default();
+    match (action.kind, &action.anchor) {
+        (ActionKind::Create, Some(anchor)) => {
+            let id = create(writer, &action.changes, linked).await?;
+            Ok((Some(id.clone()), link(action, anchor, &id, LinkState::Active, None, now)))
+        }
+        (ActionKind::Reinvite, Some(anchor)) => {
+            let old = action.account_id.as_deref().unwrap_or_default();
+            writer.delete(old).await?;
+            let id = create(writer, &action.changes, linked).await?;
+            Ok((Some(id.clone()), link(action, anchor, &id, LinkState::Active, None, now)))
+        }
+        (ActionKind::Adopt | ActionKind::Update | ActionKind::Reactivate | ActionKind::Suspend, anchor) => {
+            let id = action.account_id.as_deref().unwrap_or_default();
+            writer.update(id, &current, &action.changes).await?;
+            let Some(anchor) = anchor else { return Ok((None, LinkChange::None)) };
+            let suspending = action.changes.iter().any(|c| c.field == ACTIVE && c.after.as_deref() == Some("false"));
+            let previous = ctx.links.get(anchor);
+            let (state, since) = match action.kind {
+                _ if suspending => (LinkState::Suspended, Some(now)),
+                ActionKind::Reactivate | ActionKind::Adopt => (LinkState::Active, None),
+                _ => previous.map(|l| (l.state, l.suspended_at)).unwrap_or((LinkState::Active, None)),
+            };
+            Ok((None, link(action, anchor, id, state, since, now)))
+        }
+        (ActionKind::Delete, anchor) => {
+            let id = action.account_id.as_deref().unwrap_or_default();
+            writer.delete(id).await?;
+            Ok((None, anchor.clone().map(LinkChange::Remove).unwrap_or(LinkChange::None)))
+        }
+        (ActionKind::Create | ActionKind::Reinvite, None) => Ok((None, LinkChange::None)),
+    }
+}
+
+/// Creates an account; a 409 on an unlinked account adopts it instead of duplicating it.
+async fn create<W: AccountWriter>(writer: &W, changes: &[Change], linked: &BTreeSet<&str>) -> Result<String, TargetError> {
+    match writer.create(new_resource(changes)).await? {
+        Created::New(a) => Ok(a.id),
+        Created::Existing(a) if linked.contains(a.id.as_str()) => {
+            Err(TargetError::Taken { user_name: a.user_name.to_string(), account: a.id })
+        }
+        Created::Existing(a) => {
+            let fix = adoption_changes(&a, changes);
+            writer.update(&a.id, &a.resource, &fix).await?;
+            Ok(a.id)
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Command-line interface (clap): the commands of SPEC.md section 4.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::report::Format;
+
+#[derive(Debug, Parser)]
+#[command(name = "idsync", version, about = "Keeps an app's accounts (SCIM 2.0) true to your directory (LDAP / AD), safely.")]
+pub struct Cli {
+    /// Config file.
+    #[arg(long, global = true, env = "IDSYNC_CONFIG", default_value = crate::config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// More log detail (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the config (exit 2 when invalid); --connect also reaches both ends.
+    Check {
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Dry run: read both sides and print what a sync would do. Writes nothing to the app.
+    Plan {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Write the report to FILE instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Exit 2 when changes are pending (0 when none).
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// One run: plan, safety gates, apply, journal.
+    Sync {
+        /// Apply only the actions of this person (userName); the whole directory is still read.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// List recent runs from the journal.
+    Runs {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+    /// Show one run's actions: a run id or `last`.
+    Show {
+        run: String,
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+}

@@ -1,0 +1,615 @@
+//! On-disk YAML -> a validated `Config` of real types.
+//!
+//! `raw` mirrors the file (strict: unknown keys are errors); `resolve` checks everything,
+//! reports every problem at once with its key path, loads secrets into `Secret` (whose
+//! `Debug` and `Display` redact), and returns URLs, durations, schedules and parsed
+//! templates, never strings.
+
+mod raw;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use chrono::Duration;
+use url::Url;
+
+use crate::mapping::{FieldMapping, FieldPath, Mapping, Template};
+use crate::plan::{ActionKind, AfterWindow, Lifecycle, MatchRule, Policy, Protected, Unmanaged};
+use crate::safety::{Approval, DeprovisionLimit, SafetyConfig};
+use crate::source::filter::Filter;
+use raw::{RawConfig, RawMappingValue, RawSource, RawTarget};
+
+/// The default config location.
+pub const DEFAULT_PATH: &str = "/etc/idsync/idsync.yaml";
+
+/// A secret value: never printed, never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// One thing wrong with the config, at a key path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// The config cannot be used. Abort: fix the file and run `idsync check`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}; pass the right file with --config")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config {path} has {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { path: PathBuf, problems: Vec<Problem> },
+}
+
+#[derive(Clone, Debug)]
+pub struct LdapConfig {
+    pub url: Url,
+    pub start_tls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<Secret>,
+    pub base_dn: String,
+    pub filter: String,
+    pub one_level: bool,
+    /// Attribute carrying the anchor (`entryUUID`, `objectGUID`, ...).
+    pub anchor: String,
+    pub disabled: Option<Filter>,
+    pub page_size: i32,
+    pub timeout: std::time::Duration,
+    /// Every attribute the read must fetch (mapping, match rule, disabled rule, anchor).
+    pub attributes: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub enum SourceConfig {
+    Ldap(LdapConfig),
+}
+
+#[derive(Clone, Debug)]
+pub struct ScimConfig {
+    pub url: Url,
+    pub token: Secret,
+    pub ca_file: Option<PathBuf>,
+    pub concurrency: usize,
+    /// Writes per second, if limited.
+    pub rate_limit: Option<f64>,
+    pub timeout: std::time::Duration,
+    pub page_size: u32,
+    pub max_retries: u32,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub schedule: Option<cron::Schedule>,
+    pub state_dir: PathBuf,
+    pub source: SourceConfig,
+    pub target: ScimConfig,
+    pub policy: Policy,
+    pub safety: SafetyConfig,
+    /// Not errors, but worth an operator's attention (`idsync check` prints them).
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    pub fn journal_path(&self) -> PathBuf {
+        self.state_dir.join("journal.sqlite3")
+    }
+}
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    parse(&text, path, &|name| std::env::var(name).ok())
+}
+
+/// Parses and validates config text; `env` looks up `${NAME}` references.
+pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        message: syntax_message(&e),
+    })?;
+    let mut r = Resolver { problems: Vec::new(), warnings: Vec::new(), env, base: path.parent().map(Path::to_path_buf) };
+    let config = r.resolve(raw, path);
+    match config {
+        Some(c) if r.problems.is_empty() => Ok(Config { warnings: r.warnings, ..c }),
+        _ => Err(ConfigError::Invalid { path: path.to_path_buf(), problems: r.problems }),
+    }
+}
+
+fn syntax_message(e: &serde_yaml::Error) -> String {
+    let mut msg = e.to_string();
+    if msg.contains("unknown field") {
+        msg.push_str(" (remove it or fix its spelling)");
+    } else if msg.contains("unknown variant") {
+        msg.push_str(" (use one of the listed kinds)");
+    }
+    msg
+}
+
+struct Resolver<'e> {
+    problems: Vec<Problem>,
+    warnings: Vec<String>,
+    env: &'e dyn Fn(&str) -> Option<String>,
+    base: Option<PathBuf>,
+}
+
+impl Resolver<'_> {
+    fn problem(&mut self, path: &str, message: impl Into<String>) {
+        self.problems.push(Problem { path: path.to_string(), message: message.into() });
+    }
+
+    fn resolve(&mut self, raw: RawConfig, path: &Path) -> Option<Config> {
+        let schedule = raw.schedule.as_deref().and_then(|s| self.schedule(s));
+        let state_dir = raw
+            .state_dir
+            .map(PathBuf::from)
+            .or_else(|| (self.env)("STATE_DIRECTORY").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/var/lib/idsync"));
+        let mapping = self.mapping(&raw.mapping);
+        let source = match raw.source {
+            RawSource::Ldap(l) => self.ldap(l, mapping.as_ref()),
+        };
+        let target = match raw.target {
+            RawTarget::Scim(s) => self.scim(s),
+        };
+        let match_rule = self.match_rule(raw.match_rule);
+        let lifecycle = self.lifecycle(raw.lifecycle);
+        let protected = self.protected(&raw.protected);
+        let safety = self.safety(raw.safety, raw.approvals);
+        let (mut source, target, mapping, match_rule) = (source?, target?, mapping?, match_rule?);
+        let SourceConfig::Ldap(ldap) = &mut source;
+        ldap.attributes.extend(match_rule.source.attributes().map(str::to_string));
+        ldap.attributes.sort();
+        ldap.attributes.dedup();
+        Some(Config {
+            path: path.to_path_buf(),
+            schedule,
+            state_dir,
+            source,
+            target,
+            policy: Policy { mapping, match_rule, lifecycle, protected },
+            safety,
+            warnings: Vec::new(),
+        })
+    }
+
+    fn schedule(&mut self, text: &str) -> Option<cron::Schedule> {
+        let fields = text.split_whitespace().count();
+        let full = match fields {
+            5 => format!("0 {text}"),
+            6 | 7 => text.to_string(),
+            _ => {
+                self.problem("schedule", format!("`{text}` has {fields} fields; write standard 5-field cron such as \"*/15 * * * *\""));
+                return None;
+            }
+        };
+        match cron::Schedule::from_str(&full) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.problem("schedule", format!("`{text}` is not a cron expression ({e}); example: \"*/15 * * * *\""));
+                None
+            }
+        }
+    }
+
+    fn url(&mut self, key: &str, text: &str, schemes: &[&str]) -> Option<Url> {
+        match Url::parse(text) {
+            Ok(u) if schemes.contains(&u.scheme()) && u.host_str().is_some() => Some(u),
+            Ok(u) => {
+                self.problem(key, format!("`{text}`: the scheme must be {} with a host (got `{}`)", schemes.join(" or "), u.scheme()));
+                None
+            }
+            Err(e) => {
+                self.problem(key, format!("`{text}` is not a URL ({e})"));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, key: &str, text: Option<&str>, default: std::time::Duration) -> std::time::Duration {
+        match text {
+            None => default,
+            Some(t) => match humantime::parse_duration(t) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.problem(key, format!("`{t}` is not a duration ({e}); write e.g. `30s`, `15m`, `7d`"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn chrono_duration(&mut self, key: &str, text: Option<&str>, default: Option<Duration>) -> Option<Duration> {
+        match text {
+            None => default,
+            Some("never") => None,
+            Some(t) => {
+                let d = self.duration(key, Some(t), std::time::Duration::ZERO);
+                Duration::from_std(d).ok().or(default)
+            }
+        }
+    }
+
+    /// A path relative to the config file's folder, `${NAME}` expanded.
+    fn file_path(&mut self, key: &str, text: &str) -> Option<PathBuf> {
+        let expanded = self.expand(key, text)?;
+        let p = PathBuf::from(expanded);
+        Some(match (&self.base, p.is_relative()) {
+            (Some(base), true) => base.join(p),
+            _ => p,
+        })
+    }
+
+    fn expand(&mut self, key: &str, text: &str) -> Option<String> {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let Some(end) = rest[start..].find('}') else {
+                self.problem(key, "`${` without its closing `}`");
+                return None;
+            };
+            let name = &rest[start + 2..start + end];
+            match (self.env)(name) {
+                Some(v) => out.push_str(&v),
+                None => {
+                    self.problem(key, format!("environment variable {name} is not set"));
+                    return None;
+                }
+            }
+            rest = &rest[start + end + 1..];
+        }
+        out.push_str(rest);
+        Some(out)
+    }
+
+    /// A secret given inline as `${ENV}` or as a `*_file`; literal secrets are refused.
+    fn secret(&mut self, key: &str, inline: Option<&str>, file: Option<&str>) -> Option<Secret> {
+        let file_key = format!("{key}_file");
+        match (inline, file) {
+            (Some(_), Some(_)) => {
+                self.problem(key, format!("give either `{key}` or `{file_key}`, not both"));
+                None
+            }
+            (Some(v), None) => {
+                let trimmed = v.trim();
+                if !(trimmed.starts_with("${") && trimmed.ends_with('}') && trimmed.matches("${").count() == 1) {
+                    self.problem(key, format!("secrets are not written in the config: use `{file_key}: /path` or `{key}: \"${{ENV_VAR}}\""));
+                    return None;
+                }
+                let v = self.expand(key, trimmed)?;
+                if v.is_empty() {
+                    self.problem(key, "the environment variable it names is empty");
+                    return None;
+                }
+                Some(Secret::new(v))
+            }
+            (None, Some(f)) => {
+                let path = self.file_path(&file_key, f)?;
+                match std::fs::read_to_string(&path) {
+                    Ok(s) => {
+                        let s = s.trim_end_matches(['\n', '\r']).to_string();
+                        if s.is_empty() {
+                            self.problem(&file_key, format!("{} is empty", path.display()));
+                            return None;
+                        }
+                        Some(Secret::new(s))
+                    }
+                    Err(e) => {
+                        self.problem(&file_key, format!("cannot read {}: {e}", path.display()));
+                        None
+                    }
+                }
+            }
+            (None, None) => None,
+        }
+    }
+
+    fn ldap(&mut self, l: raw::RawLdap, mapping: Option<&Mapping>) -> Option<SourceConfig> {
+        let url = self.url("source.url", &l.url, &["ldap", "ldaps"]);
+        let bind_password = self.secret("source.bind_password", l.bind_password.as_deref(), l.bind_password_file.as_deref());
+        if l.bind_dn.is_some() && bind_password.is_none() && !self.problems.iter().any(|p| p.path.starts_with("source.bind_password")) {
+            self.problem("source.bind_dn", "a bind_dn needs `bind_password_file` (or `bind_password: \"${ENV}\"`)");
+        }
+        if l.bind_dn.is_none() && bind_password.is_some() {
+            self.problem("source.bind_password", "a password without `bind_dn`; add the bind DN");
+        }
+        if let Some(u) = &url {
+            if u.scheme() == "ldaps" && l.start_tls {
+                self.problem("source.start_tls", "ldaps:// is already TLS; use ldap:// with start_tls: true, or drop start_tls");
+            }
+            let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]" | "::1"));
+            if u.scheme() == "ldap" && !l.start_tls && !loopback && l.bind_dn.is_some() {
+                self.warnings.push(format!("source.url: {u} is plain LDAP off loopback: the bind password travels in clear text; use ldaps:// or start_tls: true"));
+            }
+        }
+        let ca_file = l.ca_file.as_deref().and_then(|f| self.file_path("source.ca_file", f));
+        if let Some(ca) = &ca_file {
+            if !ca.is_file() {
+                self.problem("source.ca_file", format!("{} does not exist", ca.display()));
+            }
+        }
+        let filter = l.filter.unwrap_or_else(|| "(objectClass=inetOrgPerson)".to_string());
+        if !(filter.starts_with('(') && filter.ends_with(')')) {
+            self.problem("source.filter", format!("`{filter}` must be a parenthesised LDAP filter such as (objectClass=inetOrgPerson)"));
+        }
+        let one_level = match l.scope.as_deref() {
+            None | Some("sub") => false,
+            Some("one") => true,
+            Some(s) => {
+                self.problem("source.scope", format!("`{s}`: use `sub` (the default) or `one`"));
+                false
+            }
+        };
+        let disabled = l.disabled.as_deref().and_then(|d| match Filter::parse(d) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                self.problem("source.disabled", e.to_string());
+                None
+            }
+        });
+        let page_size = l.page_size.unwrap_or(500);
+        if !(1..=10_000).contains(&page_size) {
+            self.problem("source.page_size", "must be between 1 and 10000");
+        }
+        let timeout = self.duration("source.timeout", l.timeout.as_deref(), std::time::Duration::from_secs(120));
+        let anchor = l.anchor.unwrap_or_else(|| "entryUUID".to_string());
+        let mut attributes: Vec<String> = mapping.map(Mapping::attributes).unwrap_or_default();
+        if let Some(d) = &disabled {
+            d.attributes(&mut attributes);
+        }
+        attributes.push(anchor.to_ascii_lowercase());
+        Some(SourceConfig::Ldap(LdapConfig {
+            url: url?,
+            start_tls: l.start_tls,
+            ca_file,
+            bind_dn: l.bind_dn,
+            bind_password,
+            base_dn: l.base_dn,
+            filter,
+            one_level,
+            anchor,
+            disabled,
+            page_size: page_size as i32,
+            timeout,
+            attributes,
+        }))
+    }
+
+    fn scim(&mut self, s: raw::RawScim) -> Option<ScimConfig> {
+        let url = self.url("target.url", &s.url, &["http", "https"]);
+        let token = self.secret("target.token", s.token.as_deref(), s.token_file.as_deref());
+        if token.is_none() && !self.problems.iter().any(|p| p.path.starts_with("target.token")) {
+            self.problem("target.token_file", "the SCIM bearer token is required: `token_file: /path` or `token: \"${ENV}\"`");
+        }
+        if let Some(u) = &url {
+            let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+            if u.scheme() == "http" && !loopback {
+                self.warnings.push(format!("target.url: {u} is plain HTTP off loopback: the bearer token travels in clear text"));
+            }
+        }
+        let ca_file = s.ca_file.as_deref().and_then(|f| self.file_path("target.ca_file", f));
+        let concurrency = s.concurrency.unwrap_or(4);
+        if !(1..=64).contains(&concurrency) {
+            self.problem("target.concurrency", "must be between 1 and 64");
+        }
+        let rate_limit = s.rate_limit.as_deref().and_then(|r| self.rate(r));
+        let timeout = self.duration("target.timeout", s.timeout.as_deref(), std::time::Duration::from_secs(30));
+        let page_size = s.page_size.unwrap_or(500);
+        if !(1..=10_000).contains(&page_size) {
+            self.problem("target.page_size", "must be between 1 and 10000");
+        }
+        Some(ScimConfig {
+            url: url?,
+            token: token?,
+            ca_file,
+            concurrency,
+            rate_limit,
+            timeout,
+            page_size,
+            max_retries: s.max_retries.unwrap_or(5),
+        })
+    }
+
+    fn rate(&mut self, text: &str) -> Option<f64> {
+        let parsed = text.split_once('/').and_then(|(n, unit)| {
+            let n: f64 = n.trim().parse().ok()?;
+            let per = match unit.trim() {
+                "s" => 1.0,
+                "m" => 60.0,
+                "h" => 3600.0,
+                _ => return None,
+            };
+            (n > 0.0).then_some(n / per)
+        });
+        if parsed.is_none() {
+            self.problem("target.rate_limit", format!("`{text}`: write requests per time unit, e.g. `20/s` or `600/m`"));
+        }
+        parsed
+    }
+
+    fn mapping(&mut self, raw: &serde_yaml::Mapping) -> Option<Mapping> {
+        let mut fields = Vec::new();
+        for (k, v) in raw {
+            let Some(key) = k.as_str() else {
+                self.problem("mapping", format!("keys are SCIM attribute paths (strings), got {k:?}"));
+                continue;
+            };
+            let at = format!("mapping.{key}");
+            let path = match FieldPath::parse(key) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.problem(&at, e.to_string());
+                    continue;
+                }
+            };
+            let value: RawMappingValue = match serde_yaml::from_value(v.clone()) {
+                Ok(v) => v,
+                Err(_) => {
+                    self.problem(&at, "write a template string such as \"{mail}\", or { value: \"{mail}\", set: once }");
+                    continue;
+                }
+            };
+            let (text, set_once) = match value {
+                RawMappingValue::Template(t) => (t, false),
+                RawMappingValue::Full(f) => {
+                    let once = match f.set.as_deref() {
+                        None | Some("always") => false,
+                        Some("once") => true,
+                        Some(other) => {
+                            self.problem(&format!("{at}.set"), format!("`{other}`: use `once` or `always`"));
+                            false
+                        }
+                    };
+                    (f.value, once)
+                }
+            };
+            match Template::parse(&text) {
+                Ok(template) => fields.push(FieldMapping { path, template, set_once }),
+                Err(e) => self.problem(&at, e.to_string()),
+            }
+        }
+        match Mapping::new(fields) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.problem("mapping", e.to_string());
+                None
+            }
+        }
+    }
+
+    fn match_rule(&mut self, raw: Option<raw::RawMatch>) -> Option<MatchRule> {
+        let (target, source) = match raw {
+            Some(m) => (m.target, m.source),
+            None => ("userName".to_string(), String::new()),
+        };
+        let target = FieldPath::parse(&target).map_err(|e| self.problem("match.target", e.to_string())).ok();
+        if source.is_empty() {
+            self.problem("match.source", "say how a person is matched to an existing account, e.g. `match: { target: userName, source: \"{mail}\" }`");
+            return None;
+        }
+        let source = Template::parse(&source).map_err(|e| self.problem("match.source", e.to_string())).ok();
+        Some(MatchRule { target: target?, source: source? })
+    }
+
+    fn lifecycle(&mut self, raw: raw::RawLifecycle) -> Lifecycle {
+        let d = Lifecycle::default();
+        let reactivation_window = self
+            .chrono_duration("lifecycle.reactivation_window", raw.reactivation_window.as_deref(), Some(d.reactivation_window))
+            .unwrap_or(d.reactivation_window);
+        let after_window = match raw.after_window.as_deref() {
+            None | Some("reinvite") => AfterWindow::Reinvite,
+            Some("hold") => AfterWindow::Hold,
+            Some(o) => {
+                self.problem("lifecycle.after_window", format!("`{o}`: use `reinvite` or `hold`"));
+                AfterWindow::Reinvite
+            }
+        };
+        let delete_after = self.chrono_duration("lifecycle.delete_after", raw.delete_after.as_deref(), None);
+        let unmanaged = match raw.unmanaged.as_deref() {
+            None | Some("ignore") => Unmanaged::Ignore,
+            Some("report") => Unmanaged::Report,
+            Some("suspend") => Unmanaged::Suspend,
+            Some(o) => {
+                self.problem("lifecycle.unmanaged", format!("`{o}`: use `ignore`, `report` or `suspend`"));
+                Unmanaged::Ignore
+            }
+        };
+        let mut leaver = Vec::new();
+        for (k, v) in raw.leaver {
+            match FieldPath::parse(&k) {
+                Ok(p) if p.is_user_name() => self.problem(&format!("lifecycle.leaver.{k}"), "userName cannot be rewritten on suspension"),
+                Ok(p) => leaver.push((p, v)),
+                Err(e) => self.problem(&format!("lifecycle.leaver.{k}"), e.to_string()),
+            }
+        }
+        Lifecycle { reactivation_window, after_window, delete_after, leaver, unmanaged }
+    }
+
+    fn protected(&mut self, raw: &[String]) -> Protected {
+        let mut out = Vec::new();
+        for (i, p) in raw.iter().enumerate() {
+            match glob::Pattern::new(p) {
+                Ok(g) => out.push(g),
+                Err(e) => self.problem(&format!("protected[{i}]"), format!("`{p}` is not a pattern ({e}); use `*` and `?`")),
+            }
+        }
+        Protected::new(out)
+    }
+
+    fn safety(&mut self, raw: raw::RawSafety, approvals: BTreeMap<String, String>) -> SafetyConfig {
+        let mut out = SafetyConfig::default();
+        if let Some(n) = raw.min_source_users {
+            out.min_source_users = n;
+        }
+        if let Some(r) = raw.min_source_ratio {
+            if !(0.0..=1.0).contains(&r) {
+                self.problem("safety.min_source_ratio", "must be between 0 and 1, e.g. 0.8");
+            }
+            out.min_source_ratio = Some(r);
+        }
+        if let Some(v) = raw.max_deprovisions {
+            let limit = match &v {
+                serde_yaml::Value::Number(n) => n.as_u64().map(DeprovisionLimit::Count),
+                serde_yaml::Value::String(s) => match s.trim().strip_suffix('%') {
+                    Some(p) => p.trim().parse::<f64>().ok().filter(|p| (0.0..=100.0).contains(p)).map(DeprovisionLimit::Percent),
+                    None => s.trim().parse::<u64>().ok().map(DeprovisionLimit::Count),
+                },
+                _ => None,
+            };
+            match limit {
+                Some(l) => out.max_deprovisions = Some(l),
+                None => self.problem("safety.max_deprovisions", "write a count such as 25 or a share of linked accounts such as \"5%\""),
+            }
+        }
+        for (kind, mode) in approvals {
+            let at = format!("approvals.{kind}");
+            let Some(k) = ActionKind::parse(&kind) else {
+                let kinds: Vec<&str> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
+                self.problem(&at, format!("unknown action kind; use one of {}", kinds.join(", ")));
+                continue;
+            };
+            match mode.as_str() {
+                "auto" => {
+                    out.approvals.insert(k, Approval::Auto);
+                }
+                "manual" => {
+                    out.approvals.insert(k, Approval::Manual);
+                }
+                o => self.problem(&at, format!("`{o}`: use `auto` or `manual`")),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,111 @@
+//! The YAML file as written: strict (`deny_unknown_fields`), strings where the user wrote
+//! strings. `super::resolve` turns it into real types.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub schedule: Option<String>,
+    pub state_dir: Option<String>,
+    pub source: RawSource,
+    pub target: RawTarget,
+    #[serde(rename = "match")]
+    pub match_rule: Option<RawMatch>,
+    pub mapping: serde_yaml::Mapping,
+    #[serde(default)]
+    pub lifecycle: RawLifecycle,
+    #[serde(default)]
+    pub protected: Vec<String>,
+    #[serde(default)]
+    pub safety: RawSafety,
+    #[serde(default)]
+    pub approvals: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum RawSource {
+    Ldap(RawLdap),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLdap {
+    pub url: String,
+    #[serde(default)]
+    pub start_tls: bool,
+    pub ca_file: Option<String>,
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<String>,
+    pub bind_password_file: Option<String>,
+    pub base_dn: String,
+    pub filter: Option<String>,
+    pub scope: Option<String>,
+    pub anchor: Option<String>,
+    pub disabled: Option<String>,
+    pub page_size: Option<u32>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum RawTarget {
+    Scim(RawScim),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScim {
+    pub url: String,
+    pub token: Option<String>,
+    pub token_file: Option<String>,
+    pub ca_file: Option<String>,
+    pub concurrency: Option<usize>,
+    pub rate_limit: Option<String>,
+    pub timeout: Option<String>,
+    pub page_size: Option<u32>,
+    pub max_retries: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    pub target: String,
+    pub source: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawMappingValue {
+    Template(String),
+    Full(RawMappingFull),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMappingFull {
+    pub value: String,
+    pub set: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLifecycle {
+    pub reactivation_window: Option<String>,
+    pub after_window: Option<String>,
+    pub delete_after: Option<String>,
+    #[serde(default)]
+    pub leaver: BTreeMap<String, String>,
+    pub unmanaged: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSafety {
+    pub min_source_users: Option<u64>,
+    pub min_source_ratio: Option<f64>,
+    pub max_deprovisions: Option<serde_yaml::Value>,
+}

@@ -1,0 +1,439 @@
+//! The local SQLite journal: runs, actions (before -> after), links, cursors.
+//!
+//! One file (`journal.sqlite3` in the state dir), WAL mode, schema versioned with
+//! `PRAGMA user_version` and migrated forward on open. An action is written as `planned`
+//! (or `held`) before its write and as `applied`/`failed` after it, in the same transaction
+//! as the link change it causes, so a crash never loses either.
+
+mod schema;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::model::{Anchor, Link, LinkState};
+use crate::plan::{Action, Change};
+
+/// The journal cannot be used. Abort the run: nothing can be recorded safely.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot create state dir {path}: {source}; create it or set `state_dir` to a writable folder")]
+    StateDir { path: PathBuf, source: std::io::Error },
+    #[error("journal {path}: {source}")]
+    Sqlite { path: PathBuf, source: rusqlite::Error },
+    #[error("journal {path} has schema version {found}, newer than this idsync understands ({known}); upgrade idsync")]
+    TooNew { path: PathBuf, found: i64, known: i64 },
+    #[error("journal {path}: corrupt row: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    DryRun,
+    Apply,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::DryRun => "dry-run",
+            Mode::Apply => "apply",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Ok,
+    Aborted,
+    Held,
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Aborted => "aborted",
+            Outcome::Held => "held",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Planned,
+    Applied,
+    Failed,
+    Held,
+    Skipped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Planned => "planned",
+            Status::Applied => "applied",
+            Status::Failed => "failed",
+            Status::Held => "held",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+/// What an applied action does to the link table.
+#[derive(Clone, Debug)]
+pub enum LinkChange {
+    None,
+    Upsert(Link),
+    Remove(Anchor),
+}
+
+/// One row of `runs`.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRow {
+    pub id: i64,
+    pub started: String,
+    pub finished: Option<String>,
+    pub mode: String,
+    pub trigger: String,
+    pub source_users: Option<i64>,
+    pub counts: serde_json::Value,
+    pub outcome: String,
+    pub reason: Option<String>,
+}
+
+/// One row of `actions`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ActionRow {
+    pub run: i64,
+    pub seq: i64,
+    pub kind: String,
+    pub user_name: String,
+    pub anchor: Option<String>,
+    pub account: Option<String>,
+    pub reason: String,
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+    pub status: String,
+    pub error: Option<String>,
+    pub at: String,
+}
+
+pub struct Journal {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn parse_ts(s: Option<String>) -> Option<DateTime<Utc>> {
+    s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok()).map(|t| t.with_timezone(&Utc))
+}
+
+/// `{field: value}` maps of a change list's before and after sides.
+fn sides(changes: &[Change]) -> (String, String) {
+    let before: BTreeMap<&str, &Option<String>> = changes.iter().map(|c| (c.field.as_str(), &c.before)).collect();
+    let after: BTreeMap<&str, &Option<String>> = changes.iter().map(|c| (c.field.as_str(), &c.after)).collect();
+    (
+        serde_json::to_string(&before).unwrap_or_default(),
+        serde_json::to_string(&after).unwrap_or_default(),
+    )
+}
+
+impl Journal {
+    /// Opens (creating and migrating as needed) the journal in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Journal, JournalError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| JournalError::StateDir { path: state_dir.to_path_buf(), source })?;
+        let path = state_dir.join("journal.sqlite3");
+        let conn = Connection::open(&path).map_err(|source| JournalError::Sqlite { path: path.clone(), source })?;
+        let journal = Journal { path, conn: Mutex::new(conn) };
+        journal.with(|c| {
+            c.busy_timeout(std::time::Duration::from_secs(10))?;
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            c.pragma_update(None, "synchronous", "NORMAL")?;
+            c.pragma_update(None, "foreign_keys", "ON")?;
+            Ok(())
+        })?;
+        schema::migrate(&journal)?;
+        Ok(journal)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A poisoned lock only means another task panicked mid-call; SQLite's own
+        // transactions keep the file consistent, so carry on with the connection.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, JournalError> {
+        let mut conn = self.lock();
+        f(&mut conn).map_err(|source| JournalError::Sqlite { path: self.path.clone(), source })
+    }
+
+    /// Starts a run. A run left `running` by a process that died is closed as failed first.
+    pub fn begin_run(&self, mode: Mode, trigger: &str, now: DateTime<Utc>) -> Result<i64, JournalError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "UPDATE runs SET outcome = 'failed', finished = ?1, reason = 'interrupted: the process stopped before the run finished' WHERE outcome = 'running'",
+                params![ts(now)],
+            )?;
+            tx.execute(
+                "INSERT INTO runs (started, mode, trigger, counts, outcome) VALUES (?1, ?2, ?3, '{}', 'running')",
+                params![ts(now), mode.as_str(), trigger],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.commit()?;
+            Ok(id)
+        })
+    }
+
+    /// Closes a run with its outcome, counts and reason.
+    pub fn finish_run(
+        &self,
+        run: i64,
+        outcome: Outcome,
+        source_users: Option<usize>,
+        counts: &serde_json::Value,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET finished = ?2, outcome = ?3, source_users = ?4, counts = ?5, reason = ?6 WHERE id = ?1",
+                params![run, ts(now), outcome.as_str(), source_users.map(|n| n as i64), counts.to_string(), reason],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Records every action of a plan (as planned or held) in one transaction.
+    pub fn record_plan(&self, run: i64, actions: &[Action], now: DateTime<Utc>) -> Result<(), JournalError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO actions (run, seq, anchor, account, user_name, kind, reason, before, after, status, error, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )?;
+                for (seq, a) in actions.iter().enumerate() {
+                    let (before, after) = sides(&a.changes);
+                    let status = if a.held.is_some() { Status::Held } else { Status::Planned };
+                    stmt.execute(params![
+                        run,
+                        seq as i64,
+                        a.anchor.as_ref().map(Anchor::as_str),
+                        a.account_id,
+                        a.user_name,
+                        a.kind.as_str(),
+                        a.reason,
+                        before,
+                        after,
+                        status.as_str(),
+                        a.held,
+                        ts(now)
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    /// Records an action's result and its link change atomically.
+    pub fn record_result(
+        &self,
+        run: i64,
+        seq: usize,
+        status: Status,
+        account: Option<&str>,
+        error: Option<&str>,
+        link: &LinkChange,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "UPDATE actions SET status = ?3, error = ?4, at = ?5, account = COALESCE(?6, account) WHERE run = ?1 AND seq = ?2",
+                params![run, seq as i64, status.as_str(), error, ts(now), account],
+            )?;
+            match link {
+                LinkChange::None => {}
+                LinkChange::Upsert(l) => upsert_link(&tx, l)?,
+                LinkChange::Remove(anchor) => {
+                    tx.execute("DELETE FROM links WHERE anchor = ?1", params![anchor.as_str()])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    /// Every link, by anchor.
+    pub fn links(&self) -> Result<BTreeMap<Anchor, Link>, JournalError> {
+        let rows = self.with(|c| {
+            let mut stmt = c.prepare("SELECT anchor, account, user_name, state, suspended_at, last_seen FROM links")?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })?;
+        let mut out = BTreeMap::new();
+        for (anchor, account, user_name, state, suspended_at, last_seen) in rows {
+            let state = LinkState::parse(&state).ok_or_else(|| JournalError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("link {anchor} has state `{state}`"),
+            })?;
+            let anchor = Anchor::new(anchor);
+            out.insert(
+                anchor.clone(),
+                Link {
+                    anchor,
+                    account_id: account,
+                    user_name,
+                    state,
+                    suspended_at: parse_ts(suspended_at),
+                    last_seen: parse_ts(last_seen),
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Marks anchors as seen upstream at `now` (one transaction).
+    pub fn touch_links(&self, anchors: &[&Anchor], now: DateTime<Utc>) -> Result<(), JournalError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached("UPDATE links SET last_seen = ?2 WHERE anchor = ?1")?;
+                let now = ts(now);
+                for a in anchors {
+                    stmt.execute(params![a.as_str(), now])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    /// How many people the last successful apply run read (for `min_source_ratio`).
+    pub fn last_good_source_count(&self) -> Result<Option<usize>, JournalError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT source_users FROM runs WHERE mode = 'apply' AND outcome IN ('ok', 'held') AND source_users IS NOT NULL ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|n| n.map(|n| n as usize))
+        })
+    }
+
+    pub fn runs(&self, limit: usize) -> Result<Vec<RunRow>, JournalError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, started, finished, mode, trigger, source_users, counts, outcome, reason FROM runs ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map(params![limit as i64], run_row)?.collect();
+            rows
+        })
+    }
+
+    pub fn run(&self, id: i64) -> Result<Option<RunRow>, JournalError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT id, started, finished, mode, trigger, source_users, counts, outcome, reason FROM runs WHERE id = ?1",
+                params![id],
+                run_row,
+            )
+            .optional()
+        })
+    }
+
+    pub fn last_run_id(&self) -> Result<Option<i64>, JournalError> {
+        self.with(|c| c.query_row("SELECT MAX(id) FROM runs", [], |r| r.get(0)))
+    }
+
+    pub fn actions(&self, run: i64) -> Result<Vec<ActionRow>, JournalError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT run, seq, kind, user_name, anchor, account, reason, before, after, status, error, at FROM actions WHERE run = ?1 ORDER BY seq",
+            )?;
+            let rows = stmt
+                .query_map(params![run], |r| {
+                    Ok(ActionRow {
+                        run: r.get(0)?,
+                        seq: r.get(1)?,
+                        kind: r.get(2)?,
+                        user_name: r.get(3)?,
+                        anchor: r.get(4)?,
+                        account: r.get(5)?,
+                        reason: r.get(6)?,
+                        before: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or_default(),
+                        after: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or_default(),
+                        status: r.get(9)?,
+                        error: r.get(10)?,
+                        at: r.get(11)?,
+                    })
+                })?
+                .collect();
+            rows
+        })
+    }
+}
+
+fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: r.get(0)?,
+        started: r.get(1)?,
+        finished: r.get(2)?,
+        mode: r.get(3)?,
+        trigger: r.get(4)?,
+        source_users: r.get(5)?,
+        counts: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
+        outcome: r.get(7)?,
+        reason: r.get(8)?,
+    })
+}
+
+fn upsert_link(tx: &rusqlite::Transaction<'_>, l: &Link) -> rusqlite::Result<()> {
+    // One account belongs to one anchor: a re-hire takeover drops the old anchor's link.
+    tx.execute("DELETE FROM links WHERE account = ?1 AND anchor <> ?2", params![l.account_id, l.anchor.as_str()])?;
+    tx.execute(
+        "INSERT INTO links (anchor, account, user_name, state, suspended_at, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(anchor) DO UPDATE SET account = excluded.account, user_name = excluded.user_name,
+           state = excluded.state, suspended_at = excluded.suspended_at, last_seen = COALESCE(excluded.last_seen, links.last_seen)",
+        params![
+            l.anchor.as_str(),
+            l.account_id,
+            l.user_name,
+            l.state.as_str(),
+            l.suspended_at.map(ts),
+            l.last_seen.map(ts)
+        ],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

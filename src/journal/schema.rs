@@ -1,0 +1,76 @@
+//! Forward-only schema migrations, tracked by `PRAGMA user_version`.
+
+use super::{Journal, JournalError};
+
+/// Each entry moves the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: runs, actions, links, cursors, approvals.
+    "CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        started TEXT NOT NULL,
+        finished TEXT,
+        mode TEXT NOT NULL CHECK (mode IN ('dry-run', 'apply')),
+        trigger TEXT NOT NULL,
+        source_users INTEGER,
+        counts TEXT NOT NULL DEFAULT '{}',
+        outcome TEXT NOT NULL CHECK (outcome IN ('running', 'ok', 'aborted', 'held', 'failed')),
+        reason TEXT
+    );
+    CREATE TABLE actions (
+        run INTEGER NOT NULL REFERENCES runs(id),
+        seq INTEGER NOT NULL,
+        anchor TEXT,
+        account TEXT,
+        user_name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        before TEXT NOT NULL,
+        after TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('planned', 'applied', 'failed', 'held', 'skipped')),
+        error TEXT,
+        at TEXT NOT NULL,
+        PRIMARY KEY (run, seq)
+    );
+    CREATE INDEX actions_by_anchor ON actions(anchor);
+    CREATE INDEX actions_by_account ON actions(account);
+    CREATE TABLE links (
+        anchor TEXT PRIMARY KEY,
+        account TEXT NOT NULL UNIQUE,
+        user_name TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('active', 'suspended')),
+        suspended_at TEXT,
+        last_seen TEXT,
+        field_hash TEXT,
+        photo_hash TEXT
+    );
+    CREATE TABLE cursors (
+        source TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated TEXT NOT NULL
+    );
+    CREATE TABLE approvals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        decided TEXT,
+        decision TEXT CHECK (decision IN ('approved', 'rejected')),
+        FOREIGN KEY (run, seq) REFERENCES actions(run, seq)
+    );",
+];
+
+pub fn migrate(journal: &Journal) -> Result<(), JournalError> {
+    let known = MIGRATIONS.len() as i64;
+    let found: i64 = journal.with(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))?;
+    if found > known {
+        return Err(JournalError::TooNew { path: journal.path.clone(), found, known });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        journal.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! idsync: keeps an app's accounts (SCIM 2.0) true to a directory (LDAP / AD), safely.
+//!
+//! Data flows one way: `source` reads people, `target` reads accounts, `plan` decides
+//! (pure), `safety` gates, `apply` writes, `journal` remembers, `report` renders.
+
+pub mod apply;
+pub mod cli;
+pub mod config;
+pub mod journal;
+pub mod mapping;
+pub mod model;
+pub mod plan;
+pub mod report;
+pub mod run;
+pub mod safety;
+pub mod source;
+pub mod target;

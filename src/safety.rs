@@ -1,0 +1,176 @@
+//! SPEC.md section 3: the gates a run passes before any write.
+//!
+//! Pure: `check_read` decides whether a directory read is trustworthy enough to plan from,
+//! `gate` marks the plan's actions that must wait (a tripped `max_deprovisions`, a `manual`
+//! approval rule). Nothing here writes; the caller journals what it decided.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::plan::{ActionKind, Plan};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum DeprovisionLimit {
+    Count(u64),
+    /// Percent of linked accounts.
+    Percent(f64),
+}
+
+impl DeprovisionLimit {
+    /// The largest number of suspensions + deletions allowed with `linked` accounts.
+    pub fn allowed(self, linked: usize) -> u64 {
+        match self {
+            DeprovisionLimit::Count(n) => n,
+            DeprovisionLimit::Percent(p) => ((linked as f64) * p / 100.0).floor() as u64,
+        }
+    }
+}
+
+impl fmt::Display for DeprovisionLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeprovisionLimit::Count(n) => write!(f, "{n}"),
+            DeprovisionLimit::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Approval {
+    Auto,
+    Manual,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SafetyConfig {
+    pub min_source_users: u64,
+    pub min_source_ratio: Option<f64>,
+    pub max_deprovisions: Option<DeprovisionLimit>,
+    pub approvals: BTreeMap<ActionKind, Approval>,
+}
+
+impl Default for SafetyConfig {
+    fn default() -> Self {
+        SafetyConfig {
+            min_source_users: 1,
+            min_source_ratio: Some(0.5),
+            max_deprovisions: None,
+            approvals: BTreeMap::new(),
+        }
+    }
+}
+
+/// Why a run stops before any write. Abort the run; the journal records this text.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReadRefused {
+    #[error("the directory read returned {got} people, fewer than min_source_users {min}; check the bind account's read rights, base_dn and filter")]
+    TooFew { got: usize, min: u64 },
+    #[error("the directory read returned {got} people, {ratio:.0}% of the {last} of the last good run, below min_source_ratio {min:.0}%; if this shrink is real, lower safety.min_source_ratio for one run")]
+    ShrankTooMuch { got: usize, last: usize, ratio: f64, min: f64 },
+}
+
+/// Is a read of `got` people (the last good run saw `last_good`) safe to plan from?
+pub fn check_read(got: usize, last_good: Option<usize>, cfg: &SafetyConfig) -> Result<(), ReadRefused> {
+    if (got as u64) < cfg.min_source_users {
+        return Err(ReadRefused::TooFew { got, min: cfg.min_source_users });
+    }
+    if let (Some(min), Some(last)) = (cfg.min_source_ratio, last_good) {
+        if last > 0 {
+            let ratio = got as f64 / last as f64;
+            if ratio < min {
+                return Err(ReadRefused::ShrankTooMuch { got, last, ratio: ratio * 100.0, min: min * 100.0 });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Marks held actions: every suspension and deletion when there are more than
+/// `max_deprovisions` of them, and every action whose kind needs manual approval.
+/// Creates, updates and reactivations are never held by the deprovision cap.
+pub fn gate(plan: &mut Plan, cfg: &SafetyConfig) {
+    let linked = plan.stats.links;
+    let deprovisions = plan.actions.iter().filter(|a| a.kind.is_deprovision()).count();
+    if let Some(limit) = cfg.max_deprovisions {
+        let allowed = limit.allowed(linked);
+        if deprovisions as u64 > allowed {
+            let why = format!(
+                "{deprovisions} suspensions/deletions exceed max_deprovisions {limit} (at most {allowed} of {linked} linked accounts); approve with `idsync approve`"
+            );
+            for a in plan.actions.iter_mut().filter(|a| a.kind.is_deprovision()) {
+                a.held = Some(why.clone());
+            }
+        }
+    }
+    for a in plan.actions.iter_mut() {
+        if a.held.is_none() && cfg.approvals.get(&a.kind) == Some(&Approval::Manual) {
+            a.held = Some(format!("approvals.{}: manual", a.kind));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Action, PlanStats};
+
+    fn action(kind: ActionKind) -> Action {
+        Action {
+            kind,
+            user_name: "u".into(),
+            anchor: None,
+            account_id: None,
+            previous_anchor: None,
+            changes: vec![],
+            reason: String::new(),
+            held: None,
+        }
+    }
+
+    #[test]
+    fn an_empty_read_is_refused() {
+        assert!(matches!(check_read(0, None, &SafetyConfig::default()), Err(ReadRefused::TooFew { .. })));
+    }
+
+    #[test]
+    fn a_read_that_shrank_below_the_ratio_is_refused() {
+        let cfg = SafetyConfig { min_source_ratio: Some(0.8), ..Default::default() };
+        assert!(check_read(80, Some(100), &cfg).is_ok());
+        assert!(matches!(check_read(79, Some(100), &cfg), Err(ReadRefused::ShrankTooMuch { .. })));
+    }
+
+    #[test]
+    fn too_many_deprovisions_are_held_but_onboarding_goes_through() {
+        let cfg = SafetyConfig { max_deprovisions: Some(DeprovisionLimit::Percent(10.0)), ..Default::default() };
+        let mut plan = Plan {
+            actions: vec![action(ActionKind::Suspend), action(ActionKind::Suspend), action(ActionKind::Create), action(ActionKind::Reactivate)],
+            stats: PlanStats { links: 10, ..Default::default() },
+            ..Default::default()
+        };
+        gate(&mut plan, &cfg);
+        let held: Vec<_> = plan.actions.iter().map(|a| (a.kind, a.held.is_some())).collect();
+        assert_eq!(
+            held,
+            vec![(ActionKind::Suspend, true), (ActionKind::Suspend, true), (ActionKind::Create, false), (ActionKind::Reactivate, false)]
+        );
+        assert!(plan.actions[0].held.as_ref().unwrap().contains("exceed max_deprovisions 10%"));
+    }
+
+    #[test]
+    fn deprovisions_at_the_limit_go_through() {
+        let cfg = SafetyConfig { max_deprovisions: Some(DeprovisionLimit::Count(2)), ..Default::default() };
+        let mut plan = Plan { actions: vec![action(ActionKind::Suspend), action(ActionKind::Delete)], ..Default::default() };
+        gate(&mut plan, &cfg);
+        assert!(plan.actions.iter().all(|a| a.held.is_none()));
+    }
+
+    #[test]
+    fn manual_kinds_are_held_for_approval() {
+        let mut cfg = SafetyConfig::default();
+        cfg.approvals.insert(ActionKind::Delete, Approval::Manual);
+        let mut plan = Plan { actions: vec![action(ActionKind::Delete), action(ActionKind::Update)], ..Default::default() };
+        gate(&mut plan, &cfg);
+        assert_eq!(plan.actions[0].held.as_deref(), Some("approvals.delete: manual"));
+        assert!(plan.actions[1].held.is_none());
+    }
+}

@@ -1,0 +1,59 @@
+//! Target apps, behind two small capabilities: `AccountReader` (what `plan` gets) and
+//! `AccountWriter` (what `sync` adds). Connectors live in submodules.
+
+pub mod scim;
+
+use std::future::Future;
+
+use serde_json::Value;
+
+use crate::model::Account;
+use crate::plan::Change;
+
+/// A call to the app failed. `fatal()` errors abort the run (the rest would fail the same
+/// way); others fail just that action, to be retried by the next run.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("cannot reach the app at {url}: {detail}; check target.url and that the app is up")]
+    Connect { url: String, detail: String },
+    #[error("the app refused the token ({status}) at {url}; check target.token_file")]
+    Auth { url: String, status: u16 },
+    #[error("{method} {url} answered {status}: {detail}")]
+    Http { method: String, url: String, status: u16, detail: String },
+    #[error("{method} {url}: gave up after {attempts} attempts: {detail}")]
+    Exhausted { method: String, url: String, attempts: u32, detail: String },
+    #[error("{url}: the app's reply is not valid SCIM: {detail}")]
+    BadReply { url: String, detail: String },
+    #[error("userName {user_name} is taken by account {account}, which belongs to another directory user")]
+    Taken { user_name: String, account: String },
+}
+
+impl TargetError {
+    /// True when every further call would fail the same way.
+    pub fn fatal(&self) -> bool {
+        matches!(self, TargetError::Connect { .. } | TargetError::Auth { .. } | TargetError::Exhausted { .. })
+    }
+}
+
+/// The outcome of a create.
+#[derive(Debug)]
+pub enum Created {
+    New(Account),
+    /// The userName was taken (409): this is the account that holds it.
+    Existing(Account),
+}
+
+/// Reads accounts; all a dry run may use.
+pub trait AccountReader: Sync {
+    fn list_accounts(&self) -> impl Future<Output = Result<Vec<Account>, TargetError>> + Send;
+}
+
+/// Changes accounts.
+pub trait AccountWriter: AccountReader {
+    /// Creates an account from a full resource; a userName conflict returns the holder.
+    fn create(&self, resource: Value) -> impl Future<Output = Result<Created, TargetError>> + Send;
+    /// Applies changes to an account as last read (`current`).
+    fn update(&self, id: &str, current: &Value, changes: &[Change]) -> impl Future<Output = Result<(), TargetError>> + Send;
+    /// Deletes an account; one already gone counts as deleted.
+    fn delete(&self, id: &str) -> impl Future<Output = Result<(), TargetError>> + Send;
+}
