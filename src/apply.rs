@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 
-use crate::journal::{Journal, JournalError, LinkChange, Status};
+use crate::journal::{ActionResult, Journal, JournalError, LinkChange, Status};
 use crate::model::{Account, Anchor, Link, LinkState};
 use crate::plan::{Action, ActionKind, Change, ACTIVE};
 use crate::target::scim::new_resource;
@@ -54,13 +54,15 @@ pub async fn apply<W: AccountWriter>(
                 }
                 match execute(writer, action, ctx, linked).await {
                     Ok((account, link)) => {
-                        journal.record_result(run, seq, Status::Applied, account.as_deref(), None, &link, Utc::now())?;
+                        let result = ActionResult { status: Status::Applied, account: account.as_deref(), error: None, link: &link };
+                        journal.record_result(run, seq, &result, Utc::now())?;
                         tracing::info!(kind = %action.kind, user = %action.user_name, "applied");
                         Ok((Status::Applied, None))
                     }
                     Err(e) => {
                         let text = e.to_string();
-                        journal.record_result(run, seq, Status::Failed, None, Some(&text), &LinkChange::None, Utc::now())?;
+                        let result = ActionResult { status: Status::Failed, account: None, error: Some(&text), link: &LinkChange::None };
+                        journal.record_result(run, seq, &result, Utc::now())?;
                         tracing::warn!(kind = %action.kind, user = %action.user_name, error = %text, "action failed");
                         let fatal = e.fatal();
                         if fatal {
@@ -90,7 +92,14 @@ pub async fn apply<W: AccountWriter>(
     Ok(out)
 }
 
-fn link(action: &Action, anchor: &Anchor, account_id: &str, state: LinkState, suspended_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> LinkChange {
+fn link(
+    action: &Action,
+    anchor: &Anchor,
+    account_id: &str,
+    state: LinkState,
+    suspended_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> LinkChange {
     LinkChange::Upsert(Link {
         anchor: anchor.clone(),
         account_id: account_id.to_string(),
@@ -110,11 +119,22 @@ fn adoption_changes(existing: &Account, created: &[Change]) -> Vec<Change> {
         .filter_map(|c| {
             let path = crate::mapping::FieldPath::parse(&c.field).ok()?;
             let before = path.get(&existing.resource);
-            (before != c.after).then(|| Change { field: c.field.clone(), before, after: c.after.clone() })
+            (before != c.after).then(|| Change {
+                field: c.field.clone(),
+                before,
+                after: c.after.clone(),
+            })
         })
         .collect();
     if !existing.active {
-        out.insert(0, Change { field: ACTIVE.into(), before: Some("false".into()), after: Some("true".into()) });
+        out.insert(
+            0,
+            Change {
+                field: ACTIVE.into(),
+                before: Some("false".into()),
+                after: Some("true".into()),
+            },
+        );
     }
     out
 }
@@ -126,48 +146,78 @@ async fn execute<W: AccountWriter>(
     linked: &BTreeSet<&str>,
 ) -> Result<(Option<String>, LinkChange), TargetError> {
     let now = ctx.now;
-    let account = action.account_id.as_deref().and_then(|id| ctx.accounts.get(id));
+    let account = action
+        .account_id
+        .as_deref()
+        .and_then(|id| ctx.accounts.get(id));
     let current = account.map(|a| &a.resource).cloned().unwrap_or_default();
     match (action.kind, &action.anchor) {
         (ActionKind::Create, Some(anchor)) => {
             let id = create(writer, &action.changes, linked).await?;
-            Ok((Some(id.clone()), link(action, anchor, &id, LinkState::Active, None, now)))
+            Ok((
+                Some(id.clone()),
+                link(action, anchor, &id, LinkState::Active, None, now),
+            ))
         }
         (ActionKind::Reinvite, Some(anchor)) => {
             let old = action.account_id.as_deref().unwrap_or_default();
             writer.delete(old).await?;
             let id = create(writer, &action.changes, linked).await?;
-            Ok((Some(id.clone()), link(action, anchor, &id, LinkState::Active, None, now)))
+            Ok((
+                Some(id.clone()),
+                link(action, anchor, &id, LinkState::Active, None, now),
+            ))
         }
-        (ActionKind::Adopt | ActionKind::Update | ActionKind::Reactivate | ActionKind::Suspend, anchor) => {
+        (
+            ActionKind::Adopt | ActionKind::Update | ActionKind::Reactivate | ActionKind::Suspend,
+            anchor,
+        ) => {
             let id = action.account_id.as_deref().unwrap_or_default();
             writer.update(id, &current, &action.changes).await?;
-            let Some(anchor) = anchor else { return Ok((None, LinkChange::None)) };
-            let suspending = action.changes.iter().any(|c| c.field == ACTIVE && c.after.as_deref() == Some("false"));
+            let Some(anchor) = anchor else {
+                return Ok((None, LinkChange::None));
+            };
+            let suspending = action
+                .changes
+                .iter()
+                .any(|c| c.field == ACTIVE && c.after.as_deref() == Some("false"));
             let previous = ctx.links.get(anchor);
             let (state, since) = match action.kind {
                 _ if suspending => (LinkState::Suspended, Some(now)),
                 ActionKind::Reactivate | ActionKind::Adopt => (LinkState::Active, None),
-                _ => previous.map(|l| (l.state, l.suspended_at)).unwrap_or((LinkState::Active, None)),
+                _ => previous
+                    .map(|l| (l.state, l.suspended_at))
+                    .unwrap_or((LinkState::Active, None)),
             };
             Ok((None, link(action, anchor, id, state, since, now)))
         }
         (ActionKind::Delete, anchor) => {
             let id = action.account_id.as_deref().unwrap_or_default();
             writer.delete(id).await?;
-            Ok((None, anchor.clone().map(LinkChange::Remove).unwrap_or(LinkChange::None)))
+            Ok((
+                None,
+                anchor
+                    .clone()
+                    .map(LinkChange::Remove)
+                    .unwrap_or(LinkChange::None),
+            ))
         }
         (ActionKind::Create | ActionKind::Reinvite, None) => Ok((None, LinkChange::None)),
     }
 }
 
 /// Creates an account; a 409 on an unlinked account adopts it instead of duplicating it.
-async fn create<W: AccountWriter>(writer: &W, changes: &[Change], linked: &BTreeSet<&str>) -> Result<String, TargetError> {
+async fn create<W: AccountWriter>(
+    writer: &W,
+    changes: &[Change],
+    linked: &BTreeSet<&str>,
+) -> Result<String, TargetError> {
     match writer.create(new_resource(changes)).await? {
         Created::New(a) => Ok(a.id),
-        Created::Existing(a) if linked.contains(a.id.as_str()) => {
-            Err(TargetError::Taken { user_name: a.user_name.to_string(), account: a.id })
-        }
+        Created::Existing(a) if linked.contains(a.id.as_str()) => Err(TargetError::Taken {
+            user_name: a.user_name.to_string(),
+            account: a.id,
+        }),
         Created::Existing(a) => {
             let fix = adoption_changes(&a, changes);
             writer.update(&a.id, &a.resource, &fix).await?;

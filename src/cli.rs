@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::report::Format;
 
 #[derive(Debug, Parser)]
-#[command(name = "idsync", version, about = "Keeps an app's accounts (SCIM 2.0) true to your directory (LDAP / AD), safely.")]
+#[command(
+    name = "idsync",
+    version,
+    about = "Keeps an app's accounts (SCIM 2.0) true to your directory (LDAP / AD), safely."
+)]
 pub struct Cli {
     /// Config file.
     #[arg(long, global = true, env = "IDSYNC_CONFIG", default_value = crate::config::DEFAULT_PATH)]

@@ -27,8 +27,11 @@ fn init_tracing(cli: &Cli) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{level},ldap3=warn,reqwest=warn,hyper=warn")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},ldap3=warn,reqwest=warn,hyper=warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
@@ -48,7 +51,10 @@ fn main() -> ExitCode {
             });
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("idsync: cannot start the async runtime: {e}");
@@ -58,11 +64,15 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command, config)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
+            // RunError's text already carries its cause; anyhow's chain would repeat it.
+            match e.downcast_ref::<RunError>() {
+                Some(run) => eprintln!("idsync: error: {run}"),
+                None => eprintln!("idsync: error: {e:#}"),
+            }
             let code = match e.downcast_ref::<RunError>() {
                 Some(RunError::Refused(_)) => EXIT_ABORTED,
                 _ => EXIT_FAILED,
             };
-            eprintln!("idsync: error: {e:#}");
             ExitCode::from(code)
         }
     }
@@ -71,15 +81,24 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
     match command {
         Command::Check { connect } => check(&config, connect).await,
-        Command::Plan { format, output, detailed_exitcode } => {
+        Command::Plan {
+            format,
+            output,
+            detailed_exitcode,
+        } => {
             let journal = Journal::open(&config.state_dir)?;
             let summary = run::dry_run(&config, &journal, "cli").await?;
             let text = report::render(&summary.plan, format);
             match output {
-                Some(path) => write_atomically(&path, &text).with_context(|| format!("cannot write {}", path.display()))?,
+                Some(path) => write_atomically(&path, &text)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
                 None => std::io::stdout().write_all(text.as_bytes())?,
             }
-            Ok(if detailed_exitcode && !summary.plan.is_empty() { EXIT_PENDING } else { 0 })
+            Ok(if detailed_exitcode && !summary.plan.is_empty() {
+                EXIT_PENDING
+            } else {
+                0
+            })
         }
         Command::Sync { user } => {
             let journal = Journal::open(&config.state_dir)?;
@@ -98,7 +117,11 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
             if let Some(f) = &o.fatal {
                 eprintln!("idsync: error: {f}");
             }
-            Ok(if summary.outcome == Outcome::Failed { EXIT_FAILED } else { 0 })
+            Ok(if summary.outcome == Outcome::Failed {
+                EXIT_FAILED
+            } else {
+                0
+            })
         }
         Command::Runs { limit, format } => {
             let journal = Journal::open(&config.state_dir)?;
@@ -106,13 +129,35 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
             match format {
                 ListFormat::Json => println!("{}", serde_json::to_string_pretty(&runs)?),
                 ListFormat::Table => {
-                    println!("{:>5}  {:<24}  {:<8}  {:<8}  {:>7}  COUNTS / REASON", "RUN", "STARTED", "MODE", "OUTCOME", "PEOPLE");
+                    println!(
+                        "{:>5}  {:<24}  {:<8}  {:<8}  {:>7}  COUNTS / REASON",
+                        "RUN", "STARTED", "MODE", "OUTCOME", "PEOPLE"
+                    );
                     for r in runs {
-                        let counts = r.counts.as_object().map(|m| {
-                            m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
-                        }).unwrap_or_default();
-                        let people = r.source_users.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
-                        println!("{:>5}  {:<24}  {:<8}  {:<8}  {:>7}  {}{}", r.id, r.started, r.mode, r.outcome, people, counts, r.reason.map(|x| format!("  ({x})")).unwrap_or_default());
+                        let counts = r
+                            .counts
+                            .as_object()
+                            .map(|m| {
+                                m.iter()
+                                    .map(|(k, v)| format!("{k}={v}"))
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
+                            })
+                            .unwrap_or_default();
+                        let people = r
+                            .source_users
+                            .map(|n| n.to_string())
+                            .unwrap_or_else(|| "-".into());
+                        println!(
+                            "{:>5}  {:<24}  {:<8}  {:<8}  {:>7}  {}{}",
+                            r.id,
+                            r.started,
+                            r.mode,
+                            r.outcome,
+                            people,
+                            counts,
+                            r.reason.map(|x| format!("  ({x})")).unwrap_or_default()
+                        );
                     }
                 }
             }
@@ -121,14 +166,24 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
         Command::Show { run, format } => {
             let journal = Journal::open(&config.state_dir)?;
             let id = if run == "last" {
-                journal.last_run_id()?.context("the journal has no runs yet")?
+                journal
+                    .last_run_id()?
+                    .context("the journal has no runs yet")?
             } else {
-                run.parse::<i64>().with_context(|| format!("`{run}` is not a run id; give a number or `last`"))?
+                run.parse::<i64>()
+                    .with_context(|| format!("`{run}` is not a run id; give a number or `last`"))?
             };
-            let row = journal.run(id)?.with_context(|| format!("no run {id} in the journal"))?;
+            let row = journal
+                .run(id)?
+                .with_context(|| format!("no run {id} in the journal"))?;
             let actions = journal.actions(id)?;
             match format {
-                ListFormat::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({"run": row, "actions": actions}))?),
+                ListFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"run": row, "actions": actions})
+                    )?
+                ),
                 ListFormat::Table => {
                     println!(
                         "run {} ({}, {}): {} at {}{}",
@@ -140,11 +195,17 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
                         row.reason.map(|r| format!(": {r}")).unwrap_or_default()
                     );
                     for a in actions {
-                        println!("{:>4}  {:<10}  {:<8}  {:<32}  {}", a.seq, a.kind, a.status, a.user_name, a.reason);
+                        println!(
+                            "{:>4}  {:<10}  {:<8}  {:<32}  {}",
+                            a.seq, a.kind, a.status, a.user_name, a.reason
+                        );
                         if let (Some(b), Some(af)) = (a.before.as_object(), a.after.as_object()) {
                             for (field, after) in af {
                                 let before = b.get(field).cloned().unwrap_or_default();
-                                println!("{:>4}  {:<10}  {:<8}    {field}: {before} -> {after}", "", "", "");
+                                println!(
+                                    "{:>4}  {:<10}  {:<8}    {field}: {before} -> {after}",
+                                    "", "", ""
+                                );
                             }
                         }
                         if let Some(e) = a.error {

@@ -54,16 +54,16 @@ impl FieldPath {
                 let inner = head[open + 1..]
                     .strip_suffix(']')
                     .ok_or_else(|| bad("a `[` needs its closing `]`"))?;
-                let value = parse_type_filter(inner).ok_or_else(|| {
-                    bad("the only selector supported is [type eq \"<value>\"]")
-                })?;
+                let value = parse_type_filter(inner)
+                    .ok_or_else(|| bad("the only selector supported is [type eq \"<value>\"]"))?;
                 (head[..open].to_string(), Some(value))
             }
         };
         let valid = |s: &str| {
             !s.is_empty()
                 && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
         };
         if !valid(&attr) {
             return Err(bad("attribute names are letters, digits, `_`, `-`"));
@@ -74,12 +74,24 @@ impl FieldPath {
             }
         }
         if type_filter.is_some() && sub.is_none() {
-            return Err(bad("a selected value needs its sub-attribute, e.g. `emails[type eq \"work\"].value`"));
+            return Err(bad(
+                "a selected value needs its sub-attribute, e.g. `emails[type eq \"work\"].value`",
+            ));
         }
-        if attr.eq_ignore_ascii_case("active") || attr.eq_ignore_ascii_case("id") || attr.eq_ignore_ascii_case("meta") {
-            return Err(bad("`active`, `id` and `meta` belong to the lifecycle and the app, not to the mapping"));
+        if attr.eq_ignore_ascii_case("active")
+            || attr.eq_ignore_ascii_case("id")
+            || attr.eq_ignore_ascii_case("meta")
+        {
+            return Err(bad(
+                "`active`, `id` and `meta` belong to the lifecycle and the app, not to the mapping",
+            ));
         }
-        Ok(FieldPath { schema, attr, type_filter, sub })
+        Ok(FieldPath {
+            schema,
+            attr,
+            type_filter,
+            sub,
+        })
     }
 
     /// True for `userName`, the field every account must have.
@@ -133,7 +145,9 @@ impl FieldPath {
                 if !list.is_array() {
                     *list = Value::Array(Vec::new());
                 }
-                let Some(items) = list.as_array_mut() else { return };
+                let Some(items) = list.as_array_mut() else {
+                    return;
+                };
                 match (items.iter().position(|e| type_is(e, t)), value) {
                     (Some(i), Some(v)) => put_ci(&mut items[i], sub, Some(v)),
                     (Some(i), None) => {
@@ -220,7 +234,11 @@ fn scalar_text(value: &Value) -> Option<String> {
 fn get_ci<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
     let map = value.as_object()?;
     map.get(key)
-        .or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
+        .or_else(|| {
+            map.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v)
+        })
         .filter(|v| !v.is_null())
 }
 
@@ -235,7 +253,9 @@ fn entry_ci<'v>(value: &'v mut Value, key: &str) -> &'v mut Value {
     if !value.is_object() {
         *value = Value::Object(Map::new());
     }
-    let Value::Object(map) = value else { unreachable!("made an object above") };
+    let Value::Object(map) = value else {
+        unreachable!("made an object above")
+    };
     let key = key_ci(map, key);
     let slot = map.entry(key).or_insert(Value::Null);
     if slot.is_null() {
@@ -264,7 +284,10 @@ fn add_schema(resource: &mut Value, urn: &str) {
         *schemas = json!([CORE_USER_SCHEMA]);
     }
     if let Some(list) = schemas.as_array_mut() {
-        if !list.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(urn))) {
+        if !list
+            .iter()
+            .any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(urn)))
+        {
             list.push(Value::String(urn.to_string()));
         }
     }
@@ -300,7 +323,11 @@ impl Template {
                     chars.next();
                     literal.push('}');
                 }
-                '}' => return Err(bad(format!("stray `}}` at byte {at}; write `}}}}` for a literal brace"))),
+                '}' => {
+                    return Err(bad(format!(
+                        "stray `}}` at byte {at}; write `}}}}` for a literal brace"
+                    )))
+                }
                 '{' => {
                     let mut inner = String::new();
                     let mut closed = false;
@@ -325,7 +352,10 @@ impl Template {
         if !literal.is_empty() {
             pieces.push(Piece::Text(literal));
         }
-        Ok(Template { source: text.to_string(), pieces })
+        Ok(Template {
+            source: text.to_string(),
+            pieces,
+        })
     }
 
     /// The directory attributes this template reads (lower-cased).
@@ -382,13 +412,18 @@ fn parse_attr_ref(inner: &str) -> Result<Piece, String> {
     };
     let ok = !name.is_empty()
         && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == ';');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == ';');
     if !ok {
         return Err(format!(
             "`{{{inner}}}` is not a directory attribute name (letters, digits, `-`, `_`)"
         ));
     }
-    Ok(Piece::Attr { name: name.to_ascii_lowercase(), index })
+    Ok(Piece::Attr {
+        name: name.to_ascii_lowercase(),
+        index,
+    })
 }
 
 /// One `mapping:` entry.
@@ -414,9 +449,15 @@ impl Mapping {
     pub fn new(fields: Vec<FieldMapping>) -> Result<Mapping, MappingError> {
         let user_name = fields.iter().find(|f| f.path.is_user_name());
         match user_name {
-            None => return Err(MappingError("`userName` must be mapped: every SCIM account needs one".into())),
+            None => {
+                return Err(MappingError(
+                    "`userName` must be mapped: every SCIM account needs one".into(),
+                ))
+            }
             Some(f) if f.set_once => {
-                return Err(MappingError("`userName` cannot be `set: once`: renames upstream must propagate".into()))
+                return Err(MappingError(
+                    "`userName` cannot be `set: once`: renames upstream must propagate".into(),
+                ))
             }
             Some(_) => {}
         }
@@ -441,7 +482,11 @@ impl Mapping {
 
     /// The rendered userName for a user.
     pub fn user_name(&self, user: &DirectoryUser) -> Option<String> {
-        self.fields.iter().find(|f| f.path.is_user_name())?.template.render(user)
+        self.fields
+            .iter()
+            .find(|f| f.path.is_user_name())?
+            .template
+            .render(user)
     }
 
     /// Desired value of every mapped field for this user.
@@ -468,7 +513,12 @@ mod tests {
             locator: "uid=a,dc=x".into(),
             attrs: attrs
                 .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.iter().map(|s| s.to_string()).collect()))
+                .map(|(k, v)| {
+                    (
+                        k.to_ascii_lowercase(),
+                        v.iter().map(|s| s.to_string()).collect(),
+                    )
+                })
                 .collect(),
             disabled: false,
             problems: vec![],
@@ -478,7 +528,10 @@ mod tests {
     #[test]
     fn template_joins_attributes_and_text() {
         let t = Template::parse("{givenName} {sn}").unwrap();
-        assert_eq!(t.render(&user(&[("givenName", &["Ada"]), ("sn", &["Lovelace"])])), Some("Ada Lovelace".into()));
+        assert_eq!(
+            t.render(&user(&[("givenName", &["Ada"]), ("sn", &["Lovelace"])])),
+            Some("Ada Lovelace".into())
+        );
     }
 
     #[test]
@@ -490,12 +543,18 @@ mod tests {
     #[test]
     fn template_index_picks_one_value_and_braces_escape() {
         let t = Template::parse("{{{phones[1]}}}").unwrap();
-        assert_eq!(t.render(&user(&[("phones", &["1", "2"])])), Some("{2}".into()));
+        assert_eq!(
+            t.render(&user(&[("phones", &["1", "2"])])),
+            Some("{2}".into())
+        );
     }
 
     #[test]
     fn template_errors_say_what_is_wrong() {
-        assert!(Template::parse("{mail").unwrap_err().to_string().contains("never closed"));
+        assert!(Template::parse("{mail")
+            .unwrap_err()
+            .to_string()
+            .contains("never closed"));
         assert!(Template::parse("{}").is_err());
         assert!(Template::parse("{a[x]}").is_err());
         assert!(Template::parse("a}").is_err());
@@ -528,17 +587,26 @@ mod tests {
 
     #[test]
     fn extension_paths_add_their_schema() {
-        let path = FieldPath::parse("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department").unwrap();
+        let path = FieldPath::parse(
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+        )
+        .unwrap();
         let mut r = json!({"schemas": [CORE_USER_SCHEMA]});
         path.set(&mut r, Some("R&D"));
         assert_eq!(path.get(&r), Some("R&D".into()));
         assert_eq!(r["schemas"].as_array().unwrap().len(), 2);
-        assert_eq!(path.patch_target(), "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department");
+        assert_eq!(
+            path.patch_target(),
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"
+        );
     }
 
     #[test]
     fn sub_attribute_get_is_case_insensitive() {
         let path = FieldPath::parse("name.givenName").unwrap();
-        assert_eq!(path.get(&json!({"Name": {"GIVENNAME": "Ada"}})), Some("Ada".into()));
+        assert_eq!(
+            path.get(&json!({"Name": {"GIVENNAME": "Ada"}})),
+            Some("Ada".into())
+        );
     }
 }

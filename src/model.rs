@@ -145,7 +145,13 @@ mod tests {
 
     #[test]
     fn user_names_compare_without_case() {
-        assert_eq!(UserName::new("Ada@Example.org"), UserName::new("ada@example.ORG"));
-        assert_ne!(UserName::new("ada@example.org"), UserName::new("bob@example.org"));
+        assert_eq!(
+            UserName::new("Ada@Example.org"),
+            UserName::new("ada@example.ORG")
+        );
+        assert_ne!(
+            UserName::new("ada@example.org"),
+            UserName::new("bob@example.org")
+        );
     }
 }

@@ -74,7 +74,10 @@ impl Protected {
     }
     /// The pattern protecting this userName, if any.
     pub fn matching(&self, user_name: &str) -> Option<&str> {
-        let opts = glob::MatchOptions { case_sensitive: false, ..Default::default() };
+        let opts = glob::MatchOptions {
+            case_sensitive: false,
+            ..Default::default()
+        };
         self.patterns
             .iter()
             .find(|p| p.matches_with(user_name, opts))
@@ -254,7 +257,11 @@ impl<'a> Planner<'a> {
             inp,
             by_id: inp.accounts.iter().map(|a| (a.id.as_str(), a)).collect(),
             by_match,
-            link_of_account: inp.links.values().map(|l| (l.account_id.as_str(), l)).collect(),
+            link_of_account: inp
+                .links
+                .values()
+                .map(|l| (l.account_id.as_str(), l))
+                .collect(),
             present: inp.users.iter().map(|u| &u.anchor).collect(),
             claimed: BTreeSet::new(),
             plan: Plan {
@@ -289,14 +296,25 @@ impl<'a> Planner<'a> {
             }
         }
         self.plan.actions.sort_by(|a, b| {
-            (UserName::new(a.user_name.as_str()), a.kind, &a.account_id)
-                .cmp(&(UserName::new(b.user_name.as_str()), b.kind, &b.account_id))
+            (UserName::new(a.user_name.as_str()), a.kind, &a.account_id).cmp(&(
+                UserName::new(b.user_name.as_str()),
+                b.kind,
+                &b.account_id,
+            ))
         });
-        self.plan.notices.sort_by(|a, b| (&a.user_name, &a.message).cmp(&(&b.user_name, &b.message)));
+        self.plan
+            .notices
+            .sort_by(|a, b| (&a.user_name, &a.message).cmp(&(&b.user_name, &b.message)));
         self.plan
     }
 
-    fn notice(&mut self, user_name: Option<&str>, anchor: Option<&Anchor>, account: Option<&str>, message: String) {
+    fn notice(
+        &mut self,
+        user_name: Option<&str>,
+        anchor: Option<&Anchor>,
+        account: Option<&str>,
+        message: String,
+    ) {
         self.plan.notices.push(Notice {
             user_name: user_name.map(str::to_string),
             anchor: anchor.cloned(),
@@ -306,14 +324,20 @@ impl<'a> Planner<'a> {
     }
 
     fn protected_by(&self, names: &[&str]) -> Option<&'a str> {
-        names.iter().find_map(|n| self.policy().protected.matching(n))
+        names
+            .iter()
+            .find_map(|n| self.policy().protected.matching(n))
     }
 
     /// A person present in the directory read.
     fn person(&mut self, user: &'a DirectoryUser) {
         let mapping = &self.policy().mapping;
         if !user.problems.is_empty() {
-            let msg = format!("not changed: {} ({})", user.problems.join("; "), user.locator);
+            let msg = format!(
+                "not changed: {} ({})",
+                user.problems.join("; "),
+                user.locator
+            );
             self.notice(None, Some(&user.anchor), None, msg);
             if let Some(link) = self.inp.links.get(&user.anchor) {
                 self.claimed.insert(link.account_id.as_str());
@@ -335,7 +359,10 @@ impl<'a> Planner<'a> {
                 self.linked(user, &user_name, link, account);
             }
             Some((link, None)) => {
-                let why = format!("its linked account {} no longer exists in the app", link.account_id);
+                let why = format!(
+                    "its linked account {} no longer exists in the app",
+                    link.account_id
+                );
                 self.unlinked(user, &user_name, Some(why));
             }
             None => self.unlinked(user, &user_name, None),
@@ -345,7 +372,12 @@ impl<'a> Planner<'a> {
     fn linked(&mut self, user: &DirectoryUser, user_name: &str, link: &Link, account: &'a Account) {
         if let Some(p) = self.protected_by(&[account.user_name.as_str(), user_name]) {
             let msg = format!("protected by `{p}`: never touched");
-            self.notice(Some(account.user_name.as_str()), Some(&user.anchor), Some(&account.id), msg);
+            self.notice(
+                Some(account.user_name.as_str()),
+                Some(&user.anchor),
+                Some(&account.id),
+                msg,
+            );
             return;
         }
         let desired = self.policy().mapping.desired(user);
@@ -362,15 +394,26 @@ impl<'a> Planner<'a> {
         if user.disabled {
             if account.active {
                 let changes = self.suspension_changes(account);
-                self.plan.actions.push(base(ActionKind::Suspend, changes, "disabled upstream".into()));
+                self.plan.actions.push(base(
+                    ActionKind::Suspend,
+                    changes,
+                    "disabled upstream".into(),
+                ));
             }
             return;
         }
-        let mut changes = diff(&self.policy().mapping, &desired, &account.resource, SetOnce::Skip);
+        let mut changes = diff(
+            &self.policy().mapping,
+            &desired,
+            &account.resource,
+            SetOnce::Skip,
+        );
         if account.active {
             if !changes.is_empty() {
                 let reason = format!("changed upstream: {}", field_list(&changes));
-                self.plan.actions.push(base(ActionKind::Update, changes, reason));
+                self.plan
+                    .actions
+                    .push(base(ActionKind::Update, changes, reason));
             }
             return;
         }
@@ -379,7 +422,9 @@ impl<'a> Planner<'a> {
             _ => {
                 changes.insert(0, active_change(false, true));
                 let reason = "inactive in the app but enabled upstream".to_string();
-                self.plan.actions.push(base(ActionKind::Reactivate, changes, reason));
+                self.plan
+                    .actions
+                    .push(base(ActionKind::Reactivate, changes, reason));
                 return;
             }
         };
@@ -392,7 +437,9 @@ impl<'a> Planner<'a> {
                 day(since),
                 duration_text(lc.reactivation_window)
             );
-            self.plan.actions.push(base(ActionKind::Reactivate, changes, reason));
+            self.plan
+                .actions
+                .push(base(ActionKind::Reactivate, changes, reason));
             return;
         }
         match lc.after_window {
@@ -412,7 +459,9 @@ impl<'a> Planner<'a> {
                     duration_text(lc.reactivation_window),
                     day(since)
                 );
-                self.plan.actions.push(base(ActionKind::Reinvite, changes, reason));
+                self.plan
+                    .actions
+                    .push(base(ActionKind::Reinvite, changes, reason));
             }
         }
     }
@@ -422,22 +471,42 @@ impl<'a> Planner<'a> {
         let mapping = &self.policy().mapping;
         let desired = mapping.desired(user);
         let prefix = why.map(|w| format!("{w}; ")).unwrap_or_default();
-        let key = self.policy().match_rule.source.render(user).map(|k| k.to_lowercase());
+        let key = self
+            .policy()
+            .match_rule
+            .source
+            .render(user)
+            .map(|k| k.to_lowercase());
         let candidates: Vec<&'a Account> = key
             .and_then(|k| self.by_match.get(&k))
-            .map(|v| v.iter().copied().filter(|a| !self.claimed.contains(a.id.as_str())).collect())
+            .map(|v| {
+                v.iter()
+                    .copied()
+                    .filter(|a| !self.claimed.contains(a.id.as_str()))
+                    .collect()
+            })
             .unwrap_or_default();
         if candidates.len() > 1 {
             let ids: Vec<&str> = candidates.iter().map(|a| a.id.as_str()).collect();
-            let msg = format!("not changed: {} app accounts match ({}); remove the duplicates or tighten `match`", ids.len(), ids.join(", "));
+            let msg = format!(
+                "not changed: {} app accounts match ({}); remove the duplicates or tighten `match`",
+                ids.len(),
+                ids.join(", ")
+            );
             self.notice(Some(user_name), Some(&user.anchor), None, msg);
             return;
         }
         if let Some(account) = candidates.first().copied() {
             self.claimed.insert(account.id.as_str());
             if let Some(p) = self.protected_by(&[account.user_name.as_str(), user_name]) {
-                let msg = format!("protected by `{p}`: never touched (matches this directory user)");
-                self.notice(Some(account.user_name.as_str()), Some(&user.anchor), Some(&account.id), msg);
+                let msg =
+                    format!("protected by `{p}`: never touched (matches this directory user)");
+                self.notice(
+                    Some(account.user_name.as_str()),
+                    Some(&user.anchor),
+                    Some(&account.id),
+                    msg,
+                );
                 return;
             }
             let mut previous_anchor = None;
@@ -456,8 +525,13 @@ impl<'a> Planner<'a> {
             }
             let mut changes = diff(mapping, &desired, &account.resource, SetOnce::FillEmpty);
             let mut reason = match &previous_anchor {
-                Some(old) => format!("{prefix}re-hire: takes over the account of {old}, gone upstream"),
-                None => format!("{prefix}matches existing account by {}", self.policy().match_rule.target),
+                Some(old) => {
+                    format!("{prefix}re-hire: takes over the account of {old}, gone upstream")
+                }
+                None => format!(
+                    "{prefix}matches existing account by {}",
+                    self.policy().match_rule.target
+                ),
             };
             if user.disabled && account.active {
                 changes.insert(0, active_change(true, false));
@@ -499,14 +573,21 @@ impl<'a> Planner<'a> {
 
     /// A linked person absent from the read: deleted upstream or out of scope.
     fn gone(&mut self, link: &'a Link) {
-        let Some(account) = self.by_id.get(link.account_id.as_str()).copied() else { return };
+        let Some(account) = self.by_id.get(link.account_id.as_str()).copied() else {
+            return;
+        };
         if self.claimed.contains(account.id.as_str()) {
             return; // taken over by a re-hire in this plan
         }
         self.claimed.insert(account.id.as_str());
         if let Some(p) = self.protected_by(&[account.user_name.as_str()]) {
             let msg = format!("protected by `{p}`: never touched (gone upstream)");
-            self.notice(Some(account.user_name.as_str()), Some(&link.anchor), Some(&account.id), msg);
+            self.notice(
+                Some(account.user_name.as_str()),
+                Some(&link.anchor),
+                Some(&account.id),
+                msg,
+            );
             return;
         }
         let action = |kind, changes, reason| Action {
@@ -520,21 +601,30 @@ impl<'a> Planner<'a> {
             held: None,
         };
         if account.active {
-            let seen = link.last_seen.map(|t| format!("; last seen {}", day(t))).unwrap_or_default();
+            let seen = link
+                .last_seen
+                .map(|t| format!("; last seen {}", day(t)))
+                .unwrap_or_default();
             let changes = self.suspension_changes(account);
             let reason = format!("no longer in the directory (deleted or out of scope){seen}");
-            self.plan.actions.push(action(ActionKind::Suspend, changes, reason));
+            self.plan
+                .actions
+                .push(action(ActionKind::Suspend, changes, reason));
             return;
         }
         let lc = &self.policy().lifecycle;
-        if let (Some(keep), LinkState::Suspended, Some(since)) = (lc.delete_after, link.state, link.suspended_at) {
+        if let (Some(keep), LinkState::Suspended, Some(since)) =
+            (lc.delete_after, link.state, link.suspended_at)
+        {
             if self.inp.now - since > keep {
                 let reason = format!(
                     "suspended since {}, longer than delete_after {}",
                     day(since),
                     duration_text(keep)
                 );
-                self.plan.actions.push(action(ActionKind::Delete, Vec::new(), reason));
+                self.plan
+                    .actions
+                    .push(action(ActionKind::Delete, Vec::new(), reason));
             }
         }
     }
@@ -574,7 +664,11 @@ impl<'a> Planner<'a> {
         for (path, value) in &self.policy().lifecycle.leaver {
             let before = path.get(&account.resource);
             if before.as_deref() != Some(value.as_str()) {
-                changes.push(Change { field: path.to_string(), before, after: Some(value.clone()) });
+                changes.push(Change {
+                    field: path.to_string(),
+                    before,
+                    after: Some(value.clone()),
+                });
             }
         }
         changes
@@ -582,11 +676,20 @@ impl<'a> Planner<'a> {
 }
 
 fn active_change(before: bool, after: bool) -> Change {
-    Change { field: ACTIVE.into(), before: Some(before.to_string()), after: Some(after.to_string()) }
+    Change {
+        field: ACTIVE.into(),
+        before: Some(before.to_string()),
+        after: Some(after.to_string()),
+    }
 }
 
 /// Mapped fields whose value in the account differs from the desired one.
-fn diff(mapping: &Mapping, desired: &BTreeMap<String, Option<String>>, resource: &serde_json::Value, set_once: SetOnce) -> Vec<Change> {
+fn diff(
+    mapping: &Mapping,
+    desired: &BTreeMap<String, Option<String>>,
+    resource: &serde_json::Value,
+    set_once: SetOnce,
+) -> Vec<Change> {
     let mut out = Vec::new();
     for f in &mapping.fields {
         let field = f.path.to_string();
@@ -596,7 +699,11 @@ fn diff(mapping: &Mapping, desired: &BTreeMap<String, Option<String>>, resource:
             continue;
         }
         if want != have {
-            out.push(Change { field, before: have, after: want });
+            out.push(Change {
+                field,
+                before: have,
+                after: want,
+            });
         }
     }
     out
@@ -610,13 +717,21 @@ fn create_changes(mapping: &Mapping, desired: &BTreeMap<String, Option<String>>)
         .filter_map(|f| {
             let field = f.path.to_string();
             let after = desired.get(&field).cloned().flatten()?;
-            Some(Change { field, before: None, after: Some(after) })
+            Some(Change {
+                field,
+                before: None,
+                after: Some(after),
+            })
         })
         .collect()
 }
 
 fn field_list(changes: &[Change]) -> String {
-    changes.iter().map(|c| c.field.as_str()).collect::<Vec<_>>().join(", ")
+    changes
+        .iter()
+        .map(|c| c.field.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn day(t: DateTime<Utc>) -> String {

@@ -24,7 +24,11 @@ pub fn summary(plan: &Plan) -> String {
     if plan.actions.is_empty() {
         return "no changes".to_string();
     }
-    let mut parts: Vec<String> = plan.counts().iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let mut parts: Vec<String> = plan
+        .counts()
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect();
     let held = plan.actions.iter().filter(|a| a.held.is_some()).count();
     if held > 0 {
         parts.push(format!("{held} held"));
@@ -59,10 +63,22 @@ fn table(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Plan: {}", header(plan));
     if !plan.actions.is_empty() {
-        let width = plan.actions.iter().map(|a| a.user_name.len()).max().unwrap_or(4).clamp(4, 48);
+        let width = plan
+            .actions
+            .iter()
+            .map(|a| a.user_name.len())
+            .max()
+            .unwrap_or(4)
+            .clamp(4, 48);
         let _ = writeln!(out, "\n{:<10}  {:<width$}  REASON", "ACTION", "USER");
         for a in &plan.actions {
-            let _ = writeln!(out, "{:<10}  {:<width$}  {}", a.kind.as_str(), a.user_name, a.reason);
+            let _ = writeln!(
+                out,
+                "{:<10}  {:<width$}  {}",
+                a.kind.as_str(),
+                a.user_name,
+                a.reason
+            );
             if let Some(h) = &a.held {
                 let _ = writeln!(out, "{:<10}  {:<width$}  HELD: {h}", "", "");
             }
@@ -74,7 +90,11 @@ fn table(plan: &Plan) -> String {
     if !plan.notices.is_empty() {
         let _ = writeln!(out, "\nNotices:");
         for n in &plan.notices {
-            let who = n.user_name.as_deref().or(n.anchor.as_ref().map(|a| a.as_str())).unwrap_or("-");
+            let who = n
+                .user_name
+                .as_deref()
+                .or(n.anchor.as_ref().map(|a| a.as_str()))
+                .unwrap_or("-");
             let _ = writeln!(out, "  {who}: {}", n.message);
         }
     }
@@ -89,7 +109,8 @@ fn json(plan: &Plan) -> String {
         "actions": plan.actions,
         "notices": plan.notices,
     });
-    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut s =
+        serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     s.push('\n');
     s
 }
@@ -102,20 +123,38 @@ fn markdown(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "## idsync plan\n\n{}\n", md_escape(&header(plan)));
     if !plan.actions.is_empty() {
-        let _ = writeln!(out, "| action | user | changes | reason |\n|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "| action | user | changes | reason |\n|---|---|---|---|"
+        );
         for a in &plan.actions {
-            let changes: Vec<String> = a.changes.iter().map(|c| format!("`{}`", md_escape(&change_line(c)))).collect();
+            let changes: Vec<String> = a
+                .changes
+                .iter()
+                .map(|c| format!("`{}`", md_escape(&change_line(c))))
+                .collect();
             let mut reason = md_escape(&a.reason);
             if let Some(h) = &a.held {
                 reason.push_str(&format!(" **HELD:** {}", md_escape(h)));
             }
-            let _ = writeln!(out, "| {} | {} | {} | {} |", a.kind, md_escape(&a.user_name), changes.join("<br>"), reason);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                a.kind,
+                md_escape(&a.user_name),
+                changes.join("<br>"),
+                reason
+            );
         }
     }
     if !plan.notices.is_empty() {
         let _ = writeln!(out, "\n### Notices\n");
         for n in &plan.notices {
-            let who = n.user_name.as_deref().or(n.anchor.as_ref().map(|a| a.as_str())).unwrap_or("-");
+            let who = n
+                .user_name
+                .as_deref()
+                .or(n.anchor.as_ref().map(|a| a.as_str()))
+                .unwrap_or("-");
             let _ = writeln!(out, "- **{}**: {}", md_escape(who), md_escape(&n.message));
         }
     }

@@ -55,15 +55,31 @@ async fn read_source(cfg: &Config) -> Result<Vec<DirectoryUser>, SourceError> {
     }
 }
 
-async fn snapshot<R: AccountReader>(cfg: &Config, journal: &Journal, reader: &R) -> Result<Snapshot, RunError> {
+async fn snapshot<R: AccountReader>(
+    cfg: &Config,
+    journal: &Journal,
+    reader: &R,
+) -> Result<Snapshot, RunError> {
     let started = std::time::Instant::now();
     let users = read_source(cfg).await?;
-    tracing::info!(people = users.len(), ms = started.elapsed().as_millis() as u64, "directory read");
+    tracing::info!(
+        people = users.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "directory read"
+    );
     safety::check_read(users.len(), journal.last_good_source_count()?, &cfg.safety)?;
     let started = std::time::Instant::now();
     let accounts = reader.list_accounts().await?;
-    tracing::info!(accounts = accounts.len(), ms = started.elapsed().as_millis() as u64, "app accounts read");
-    Ok(Snapshot { users, accounts, links: journal.links()? })
+    tracing::info!(
+        accounts = accounts.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "app accounts read"
+    );
+    Ok(Snapshot {
+        users,
+        accounts,
+        links: journal.links()?,
+    })
 }
 
 fn make_plan(cfg: &Config, snap: &Snapshot, only_user: Option<&str>, now: DateTime<Utc>) -> Plan {
@@ -77,15 +93,23 @@ fn make_plan(cfg: &Config, snap: &Snapshot, only_user: Option<&str>, now: DateTi
     safety::gate(&mut plan, &cfg.safety);
     if let Some(name) = only_user {
         let wanted = UserName::new(name);
-        plan.actions.retain(|a| UserName::new(a.user_name.as_str()) == wanted);
-        plan.notices.retain(|n| n.user_name.as_deref().is_some_and(|u| UserName::new(u) == wanted));
+        plan.actions
+            .retain(|a| UserName::new(a.user_name.as_str()) == wanted);
+        plan.notices.retain(|n| {
+            n.user_name
+                .as_deref()
+                .is_some_and(|u| UserName::new(u) == wanted)
+        });
     }
     plan
 }
 
 fn counts(plan: &Plan, outcomes: Option<&Outcomes>) -> serde_json::Value {
-    let mut c: serde_json::Map<String, serde_json::Value> =
-        plan.counts().into_iter().map(|(k, n)| (k.as_str().to_string(), json!(n))).collect();
+    let mut c: serde_json::Map<String, serde_json::Value> = plan
+        .counts()
+        .into_iter()
+        .map(|(k, n)| (k.as_str().to_string(), json!(n)))
+        .collect();
     if let Some(o) = outcomes {
         c.insert("applied".into(), json!(o.applied));
         c.insert("failed".into(), json!(o.failed));
@@ -101,62 +125,146 @@ fn fail(journal: &Journal, run: i64, e: RunError) -> RunError {
         RunError::Refused(_) => Outcome::Aborted,
         _ => Outcome::Failed,
     };
-    if let Err(je) = journal.finish_run(run, outcome, None, &json!({}), Some(&e.to_string()), Utc::now()) {
+    if let Err(je) = journal.finish_run(
+        run,
+        outcome,
+        None,
+        &json!({}),
+        Some(&e.to_string()),
+        Utc::now(),
+    ) {
         tracing::error!(error = %je, "could not journal the failed run");
     }
     e
 }
 
 /// A dry run: reads both sides and plans; writes nothing to the app.
-pub async fn dry_run(cfg: &Config, journal: &Journal, trigger: &str) -> Result<RunSummary, RunError> {
+pub async fn dry_run(
+    cfg: &Config,
+    journal: &Journal,
+    trigger: &str,
+) -> Result<RunSummary, RunError> {
     let now = Utc::now();
     let run = journal.begin_run(Mode::DryRun, trigger, now)?;
     let span = tracing::info_span!("run", run_id = run, mode = "dry-run");
     dry_run_inner(cfg, journal, run, now).instrument(span).await
 }
 
-async fn dry_run_inner(cfg: &Config, journal: &Journal, run: i64, now: DateTime<Utc>) -> Result<RunSummary, RunError> {
+async fn dry_run_inner(
+    cfg: &Config,
+    journal: &Journal,
+    run: i64,
+    now: DateTime<Utc>,
+) -> Result<RunSummary, RunError> {
     let reader = ScimClient::new(cfg.target.clone()).map_err(|e| fail(journal, run, e.into()))?;
-    let snap = snapshot(cfg, journal, &reader).await.map_err(|e| fail(journal, run, e))?;
+    let snap = snapshot(cfg, journal, &reader)
+        .await
+        .map_err(|e| fail(journal, run, e))?;
     let plan = make_plan(cfg, &snap, None, now);
     journal.record_plan(run, &plan.actions, now)?;
-    journal.finish_run(run, Outcome::Ok, Some(snap.users.len()), &counts(&plan, None), None, Utc::now())?;
-    Ok(RunSummary { run, plan, outcomes: None, outcome: Outcome::Ok })
+    journal.finish_run(
+        run,
+        Outcome::Ok,
+        Some(snap.users.len()),
+        &counts(&plan, None),
+        None,
+        Utc::now(),
+    )?;
+    Ok(RunSummary {
+        run,
+        plan,
+        outcomes: None,
+        outcome: Outcome::Ok,
+    })
 }
 
 /// One sync: plan, gate, apply, journal.
-pub async fn sync(cfg: &Config, journal: &Journal, trigger: &str, only_user: Option<&str>) -> Result<RunSummary, RunError> {
+pub async fn sync(
+    cfg: &Config,
+    journal: &Journal,
+    trigger: &str,
+    only_user: Option<&str>,
+) -> Result<RunSummary, RunError> {
     let now = Utc::now();
     let run = journal.begin_run(Mode::Apply, trigger, now)?;
     let span = tracing::info_span!("run", run_id = run, mode = "apply");
-    sync_inner(cfg, journal, run, only_user, now).instrument(span).await
+    sync_inner(cfg, journal, run, only_user, now)
+        .instrument(span)
+        .await
 }
 
-async fn sync_inner(cfg: &Config, journal: &Journal, run: i64, only_user: Option<&str>, now: DateTime<Utc>) -> Result<RunSummary, RunError> {
+async fn sync_inner(
+    cfg: &Config,
+    journal: &Journal,
+    run: i64,
+    only_user: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<RunSummary, RunError> {
     let client = ScimClient::new(cfg.target.clone()).map_err(|e| fail(journal, run, e.into()))?;
-    let snap = snapshot(cfg, journal, &client).await.map_err(|e| fail(journal, run, e))?;
+    let snap = snapshot(cfg, journal, &client)
+        .await
+        .map_err(|e| fail(journal, run, e))?;
     let plan = make_plan(cfg, &snap, only_user, now);
     journal.record_plan(run, &plan.actions, now)?;
-    let present: Vec<&Anchor> = snap.users.iter().map(|u| &u.anchor).filter(|a| snap.links.contains_key(*a)).collect();
+    let present: Vec<&Anchor> = snap
+        .users
+        .iter()
+        .map(|u| &u.anchor)
+        .filter(|a| snap.links.contains_key(*a))
+        .collect();
     journal.touch_links(&present, now)?;
-    let accounts: BTreeMap<String, Account> = snap.accounts.into_iter().map(|a| (a.id.clone(), a)).collect();
-    let ctx = apply::Context { accounts: &accounts, links: &snap.links, now, concurrency: cfg.target.concurrency };
+    let accounts: BTreeMap<String, Account> = snap
+        .accounts
+        .into_iter()
+        .map(|a| (a.id.clone(), a))
+        .collect();
+    let ctx = apply::Context {
+        accounts: &accounts,
+        links: &snap.links,
+        now,
+        concurrency: cfg.target.concurrency,
+    };
     let outcomes = apply::apply(&client, journal, run, &plan.actions, &ctx).await?;
     let (outcome, reason) = if let Some(f) = &outcomes.fatal {
         (Outcome::Failed, Some(format!("stopped applying: {f}")))
     } else if outcomes.failed > 0 {
-        (Outcome::Failed, Some(format!("{} action(s) failed; the next run retries them", outcomes.failed)))
+        (
+            Outcome::Failed,
+            Some(format!(
+                "{} action(s) failed; the next run retries them",
+                outcomes.failed
+            )),
+        )
     } else if outcomes.held > 0 {
-        let why = plan.actions.iter().find_map(|a| a.held.clone()).unwrap_or_default();
-        (Outcome::Held, Some(format!("{} action(s) held: {why}", outcomes.held)))
+        let why = plan
+            .actions
+            .iter()
+            .find_map(|a| a.held.clone())
+            .unwrap_or_default();
+        (
+            Outcome::Held,
+            Some(format!("{} action(s) held: {why}", outcomes.held)),
+        )
     } else {
         (Outcome::Ok, None)
     };
-    journal.finish_run(run, outcome, Some(snap.users.len()), &counts(&plan, Some(&outcomes)), reason.as_deref(), Utc::now())?;
+    journal.finish_run(
+        run,
+        outcome,
+        Some(snap.users.len()),
+        &counts(&plan, Some(&outcomes)),
+        reason.as_deref(),
+        Utc::now(),
+    )?;
     if let (Outcome::Failed, Some(reason)) = (outcome, &reason) {
         tracing::warn!(reason = %reason, "run finished with failures");
     }
-    Ok(RunSummary { run, plan, outcomes: Some(outcomes), outcome })
+    Ok(RunSummary {
+        run,
+        plan,
+        outcomes: Some(outcomes),
+        outcome,
+    })
 }
 
 /// `check --connect`: reaches both ends (bind + read the people, list the app's users).

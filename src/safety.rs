@@ -66,19 +66,36 @@ pub enum ReadRefused {
     #[error("the directory read returned {got} people, fewer than min_source_users {min}; check the bind account's read rights, base_dn and filter")]
     TooFew { got: usize, min: u64 },
     #[error("the directory read returned {got} people, {ratio:.0}% of the {last} of the last good run, below min_source_ratio {min:.0}%; if this shrink is real, lower safety.min_source_ratio for one run")]
-    ShrankTooMuch { got: usize, last: usize, ratio: f64, min: f64 },
+    ShrankTooMuch {
+        got: usize,
+        last: usize,
+        ratio: f64,
+        min: f64,
+    },
 }
 
 /// Is a read of `got` people (the last good run saw `last_good`) safe to plan from?
-pub fn check_read(got: usize, last_good: Option<usize>, cfg: &SafetyConfig) -> Result<(), ReadRefused> {
+pub fn check_read(
+    got: usize,
+    last_good: Option<usize>,
+    cfg: &SafetyConfig,
+) -> Result<(), ReadRefused> {
     if (got as u64) < cfg.min_source_users {
-        return Err(ReadRefused::TooFew { got, min: cfg.min_source_users });
+        return Err(ReadRefused::TooFew {
+            got,
+            min: cfg.min_source_users,
+        });
     }
     if let (Some(min), Some(last)) = (cfg.min_source_ratio, last_good) {
         if last > 0 {
             let ratio = got as f64 / last as f64;
             if ratio < min {
-                return Err(ReadRefused::ShrankTooMuch { got, last, ratio: ratio * 100.0, min: min * 100.0 });
+                return Err(ReadRefused::ShrankTooMuch {
+                    got,
+                    last,
+                    ratio: ratio * 100.0,
+                    min: min * 100.0,
+                });
             }
         }
     }
@@ -90,7 +107,11 @@ pub fn check_read(got: usize, last_good: Option<usize>, cfg: &SafetyConfig) -> R
 /// Creates, updates and reactivations are never held by the deprovision cap.
 pub fn gate(plan: &mut Plan, cfg: &SafetyConfig) {
     let linked = plan.stats.links;
-    let deprovisions = plan.actions.iter().filter(|a| a.kind.is_deprovision()).count();
+    let deprovisions = plan
+        .actions
+        .iter()
+        .filter(|a| a.kind.is_deprovision())
+        .count();
     if let Some(limit) = cfg.max_deprovisions {
         let allowed = limit.allowed(linked);
         if deprovisions as u64 > allowed {
@@ -129,37 +150,76 @@ mod tests {
 
     #[test]
     fn an_empty_read_is_refused() {
-        assert!(matches!(check_read(0, None, &SafetyConfig::default()), Err(ReadRefused::TooFew { .. })));
+        assert!(matches!(
+            check_read(0, None, &SafetyConfig::default()),
+            Err(ReadRefused::TooFew { .. })
+        ));
     }
 
     #[test]
     fn a_read_that_shrank_below_the_ratio_is_refused() {
-        let cfg = SafetyConfig { min_source_ratio: Some(0.8), ..Default::default() };
+        let cfg = SafetyConfig {
+            min_source_ratio: Some(0.8),
+            ..Default::default()
+        };
         assert!(check_read(80, Some(100), &cfg).is_ok());
-        assert!(matches!(check_read(79, Some(100), &cfg), Err(ReadRefused::ShrankTooMuch { .. })));
+        assert!(matches!(
+            check_read(79, Some(100), &cfg),
+            Err(ReadRefused::ShrankTooMuch { .. })
+        ));
     }
 
     #[test]
     fn too_many_deprovisions_are_held_but_onboarding_goes_through() {
-        let cfg = SafetyConfig { max_deprovisions: Some(DeprovisionLimit::Percent(10.0)), ..Default::default() };
+        let cfg = SafetyConfig {
+            max_deprovisions: Some(DeprovisionLimit::Percent(10.0)),
+            ..Default::default()
+        };
         let mut plan = Plan {
-            actions: vec![action(ActionKind::Suspend), action(ActionKind::Suspend), action(ActionKind::Create), action(ActionKind::Reactivate)],
-            stats: PlanStats { links: 10, ..Default::default() },
+            actions: vec![
+                action(ActionKind::Suspend),
+                action(ActionKind::Suspend),
+                action(ActionKind::Create),
+                action(ActionKind::Reactivate),
+            ],
+            stats: PlanStats {
+                links: 10,
+                ..Default::default()
+            },
             ..Default::default()
         };
         gate(&mut plan, &cfg);
-        let held: Vec<_> = plan.actions.iter().map(|a| (a.kind, a.held.is_some())).collect();
+        let held: Vec<_> = plan
+            .actions
+            .iter()
+            .map(|a| (a.kind, a.held.is_some()))
+            .collect();
         assert_eq!(
             held,
-            vec![(ActionKind::Suspend, true), (ActionKind::Suspend, true), (ActionKind::Create, false), (ActionKind::Reactivate, false)]
+            vec![
+                (ActionKind::Suspend, true),
+                (ActionKind::Suspend, true),
+                (ActionKind::Create, false),
+                (ActionKind::Reactivate, false)
+            ]
         );
-        assert!(plan.actions[0].held.as_ref().unwrap().contains("exceed max_deprovisions 10%"));
+        assert!(plan.actions[0]
+            .held
+            .as_ref()
+            .unwrap()
+            .contains("exceed max_deprovisions 10%"));
     }
 
     #[test]
     fn deprovisions_at_the_limit_go_through() {
-        let cfg = SafetyConfig { max_deprovisions: Some(DeprovisionLimit::Count(2)), ..Default::default() };
-        let mut plan = Plan { actions: vec![action(ActionKind::Suspend), action(ActionKind::Delete)], ..Default::default() };
+        let cfg = SafetyConfig {
+            max_deprovisions: Some(DeprovisionLimit::Count(2)),
+            ..Default::default()
+        };
+        let mut plan = Plan {
+            actions: vec![action(ActionKind::Suspend), action(ActionKind::Delete)],
+            ..Default::default()
+        };
         gate(&mut plan, &cfg);
         assert!(plan.actions.iter().all(|a| a.held.is_none()));
     }
@@ -168,9 +228,15 @@ mod tests {
     fn manual_kinds_are_held_for_approval() {
         let mut cfg = SafetyConfig::default();
         cfg.approvals.insert(ActionKind::Delete, Approval::Manual);
-        let mut plan = Plan { actions: vec![action(ActionKind::Delete), action(ActionKind::Update)], ..Default::default() };
+        let mut plan = Plan {
+            actions: vec![action(ActionKind::Delete), action(ActionKind::Update)],
+            ..Default::default()
+        };
         gate(&mut plan, &cfg);
-        assert_eq!(plan.actions[0].held.as_deref(), Some("approvals.delete: manual"));
+        assert_eq!(
+            plan.actions[0].held.as_deref(),
+            Some("approvals.delete: manual")
+        );
         assert!(plan.actions[1].held.is_none());
     }
 }

@@ -60,11 +60,17 @@ impl fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}; pass the right file with --config")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config {path}: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("config {path} has {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Invalid { path: PathBuf, problems: Vec<Problem> },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -126,21 +132,39 @@ impl Config {
 
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     parse(&text, path, &|name| std::env::var(name).ok())
 }
 
 /// Parses and validates config text; `env` looks up `${NAME}` references.
-pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+pub fn parse(
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
     let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
         path: path.to_path_buf(),
         message: syntax_message(&e),
     })?;
-    let mut r = Resolver { problems: Vec::new(), warnings: Vec::new(), env, base: path.parent().map(Path::to_path_buf) };
+    let mut r = Resolver {
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        env,
+        base: path.parent().map(Path::to_path_buf),
+    };
     let config = r.resolve(raw, path);
     match config {
-        Some(c) if r.problems.is_empty() => Ok(Config { warnings: r.warnings, ..c }),
-        _ => Err(ConfigError::Invalid { path: path.to_path_buf(), problems: r.problems }),
+        Some(c) if r.problems.is_empty() => Ok(Config {
+            warnings: r.warnings,
+            ..c
+        }),
+        _ => Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems: r.problems,
+        }),
     }
 }
 
@@ -163,7 +187,10 @@ struct Resolver<'e> {
 
 impl Resolver<'_> {
     fn problem(&mut self, path: &str, message: impl Into<String>) {
-        self.problems.push(Problem { path: path.to_string(), message: message.into() });
+        self.problems.push(Problem {
+            path: path.to_string(),
+            message: message.into(),
+        });
     }
 
     fn resolve(&mut self, raw: RawConfig, path: &Path) -> Option<Config> {
@@ -186,7 +213,8 @@ impl Resolver<'_> {
         let safety = self.safety(raw.safety, raw.approvals);
         let (mut source, target, mapping, match_rule) = (source?, target?, mapping?, match_rule?);
         let SourceConfig::Ldap(ldap) = &mut source;
-        ldap.attributes.extend(match_rule.source.attributes().map(str::to_string));
+        ldap.attributes
+            .extend(match_rule.source.attributes().map(str::to_string));
         ldap.attributes.sort();
         ldap.attributes.dedup();
         Some(Config {
@@ -195,7 +223,12 @@ impl Resolver<'_> {
             state_dir,
             source,
             target,
-            policy: Policy { mapping, match_rule, lifecycle, protected },
+            policy: Policy {
+                mapping,
+                match_rule,
+                lifecycle,
+                protected,
+            },
             safety,
             warnings: Vec::new(),
         })
@@ -214,7 +247,10 @@ impl Resolver<'_> {
         match cron::Schedule::from_str(&full) {
             Ok(s) => Some(s),
             Err(e) => {
-                self.problem("schedule", format!("`{text}` is not a cron expression ({e}); example: \"*/15 * * * *\""));
+                self.problem(
+                    "schedule",
+                    format!("`{text}` is not a cron expression ({e}); example: \"*/15 * * * *\""),
+                );
                 None
             }
         }
@@ -224,7 +260,14 @@ impl Resolver<'_> {
         match Url::parse(text) {
             Ok(u) if schemes.contains(&u.scheme()) && u.host_str().is_some() => Some(u),
             Ok(u) => {
-                self.problem(key, format!("`{text}`: the scheme must be {} with a host (got `{}`)", schemes.join(" or "), u.scheme()));
+                self.problem(
+                    key,
+                    format!(
+                        "`{text}`: the scheme must be {} with a host (got `{}`)",
+                        schemes.join(" or "),
+                        u.scheme()
+                    ),
+                );
                 None
             }
             Err(e) => {
@@ -234,20 +277,33 @@ impl Resolver<'_> {
         }
     }
 
-    fn duration(&mut self, key: &str, text: Option<&str>, default: std::time::Duration) -> std::time::Duration {
+    fn duration(
+        &mut self,
+        key: &str,
+        text: Option<&str>,
+        default: std::time::Duration,
+    ) -> std::time::Duration {
         match text {
             None => default,
             Some(t) => match humantime::parse_duration(t) {
                 Ok(d) => d,
                 Err(e) => {
-                    self.problem(key, format!("`{t}` is not a duration ({e}); write e.g. `30s`, `15m`, `7d`"));
+                    self.problem(
+                        key,
+                        format!("`{t}` is not a duration ({e}); write e.g. `30s`, `15m`, `7d`"),
+                    );
                     default
                 }
             },
         }
     }
 
-    fn chrono_duration(&mut self, key: &str, text: Option<&str>, default: Option<Duration>) -> Option<Duration> {
+    fn chrono_duration(
+        &mut self,
+        key: &str,
+        text: Option<&str>,
+        default: Option<Duration>,
+    ) -> Option<Duration> {
         match text {
             None => default,
             Some("never") => None,
@@ -296,12 +352,18 @@ impl Resolver<'_> {
         let file_key = format!("{key}_file");
         match (inline, file) {
             (Some(_), Some(_)) => {
-                self.problem(key, format!("give either `{key}` or `{file_key}`, not both"));
+                self.problem(
+                    key,
+                    format!("give either `{key}` or `{file_key}`, not both"),
+                );
                 None
             }
             (Some(v), None) => {
                 let trimmed = v.trim();
-                if !(trimmed.starts_with("${") && trimmed.ends_with('}') && trimmed.matches("${").count() == 1) {
+                if !(trimmed.starts_with("${")
+                    && trimmed.ends_with('}')
+                    && trimmed.matches("${").count() == 1)
+                {
                     self.problem(key, format!("secrets are not written in the config: use `{file_key}: /path` or `{key}: \"${{ENV_VAR}}\""));
                     return None;
                 }
@@ -335,29 +397,56 @@ impl Resolver<'_> {
 
     fn ldap(&mut self, l: raw::RawLdap, mapping: Option<&Mapping>) -> Option<SourceConfig> {
         let url = self.url("source.url", &l.url, &["ldap", "ldaps"]);
-        let bind_password = self.secret("source.bind_password", l.bind_password.as_deref(), l.bind_password_file.as_deref());
-        if l.bind_dn.is_some() && bind_password.is_none() && !self.problems.iter().any(|p| p.path.starts_with("source.bind_password")) {
-            self.problem("source.bind_dn", "a bind_dn needs `bind_password_file` (or `bind_password: \"${ENV}\"`)");
+        let bind_password = self.secret(
+            "source.bind_password",
+            l.bind_password.as_deref(),
+            l.bind_password_file.as_deref(),
+        );
+        if l.bind_dn.is_some()
+            && bind_password.is_none()
+            && !self
+                .problems
+                .iter()
+                .any(|p| p.path.starts_with("source.bind_password"))
+        {
+            self.problem(
+                "source.bind_dn",
+                "a bind_dn needs `bind_password_file` (or `bind_password: \"${ENV}\"`)",
+            );
         }
         if l.bind_dn.is_none() && bind_password.is_some() {
-            self.problem("source.bind_password", "a password without `bind_dn`; add the bind DN");
+            self.problem(
+                "source.bind_password",
+                "a password without `bind_dn`; add the bind DN",
+            );
         }
         if let Some(u) = &url {
             if u.scheme() == "ldaps" && l.start_tls {
-                self.problem("source.start_tls", "ldaps:// is already TLS; use ldap:// with start_tls: true, or drop start_tls");
+                self.problem(
+                    "source.start_tls",
+                    "ldaps:// is already TLS; use ldap:// with start_tls: true, or drop start_tls",
+                );
             }
-            let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]" | "::1"));
+            let loopback = matches!(
+                u.host_str(),
+                Some("localhost" | "127.0.0.1" | "[::1]" | "::1")
+            );
             if u.scheme() == "ldap" && !l.start_tls && !loopback && l.bind_dn.is_some() {
                 self.warnings.push(format!("source.url: {u} is plain LDAP off loopback: the bind password travels in clear text; use ldaps:// or start_tls: true"));
             }
         }
-        let ca_file = l.ca_file.as_deref().and_then(|f| self.file_path("source.ca_file", f));
+        let ca_file = l
+            .ca_file
+            .as_deref()
+            .and_then(|f| self.file_path("source.ca_file", f));
         if let Some(ca) = &ca_file {
             if !ca.is_file() {
                 self.problem("source.ca_file", format!("{} does not exist", ca.display()));
             }
         }
-        let filter = l.filter.unwrap_or_else(|| "(objectClass=inetOrgPerson)".to_string());
+        let filter = l
+            .filter
+            .unwrap_or_else(|| "(objectClass=inetOrgPerson)".to_string());
         if !(filter.starts_with('(') && filter.ends_with(')')) {
             self.problem("source.filter", format!("`{filter}` must be a parenthesised LDAP filter such as (objectClass=inetOrgPerson)"));
         }
@@ -365,7 +454,10 @@ impl Resolver<'_> {
             None | Some("sub") => false,
             Some("one") => true,
             Some(s) => {
-                self.problem("source.scope", format!("`{s}`: use `sub` (the default) or `one`"));
+                self.problem(
+                    "source.scope",
+                    format!("`{s}`: use `sub` (the default) or `one`"),
+                );
                 false
             }
         };
@@ -380,7 +472,11 @@ impl Resolver<'_> {
         if !(1..=10_000).contains(&page_size) {
             self.problem("source.page_size", "must be between 1 and 10000");
         }
-        let timeout = self.duration("source.timeout", l.timeout.as_deref(), std::time::Duration::from_secs(120));
+        let timeout = self.duration(
+            "source.timeout",
+            l.timeout.as_deref(),
+            std::time::Duration::from_secs(120),
+        );
         let anchor = l.anchor.unwrap_or_else(|| "entryUUID".to_string());
         let mut attributes: Vec<String> = mapping.map(Mapping::attributes).unwrap_or_default();
         if let Some(d) = &disabled {
@@ -407,8 +503,16 @@ impl Resolver<'_> {
     fn scim(&mut self, s: raw::RawScim) -> Option<ScimConfig> {
         let url = self.url("target.url", &s.url, &["http", "https"]);
         let token = self.secret("target.token", s.token.as_deref(), s.token_file.as_deref());
-        if token.is_none() && !self.problems.iter().any(|p| p.path.starts_with("target.token")) {
-            self.problem("target.token_file", "the SCIM bearer token is required: `token_file: /path` or `token: \"${ENV}\"`");
+        if token.is_none()
+            && !self
+                .problems
+                .iter()
+                .any(|p| p.path.starts_with("target.token"))
+        {
+            self.problem(
+                "target.token_file",
+                "the SCIM bearer token is required: `token_file: /path` or `token: \"${ENV}\"`",
+            );
         }
         if let Some(u) = &url {
             let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
@@ -416,13 +520,20 @@ impl Resolver<'_> {
                 self.warnings.push(format!("target.url: {u} is plain HTTP off loopback: the bearer token travels in clear text"));
             }
         }
-        let ca_file = s.ca_file.as_deref().and_then(|f| self.file_path("target.ca_file", f));
+        let ca_file = s
+            .ca_file
+            .as_deref()
+            .and_then(|f| self.file_path("target.ca_file", f));
         let concurrency = s.concurrency.unwrap_or(4);
         if !(1..=64).contains(&concurrency) {
             self.problem("target.concurrency", "must be between 1 and 64");
         }
         let rate_limit = s.rate_limit.as_deref().and_then(|r| self.rate(r));
-        let timeout = self.duration("target.timeout", s.timeout.as_deref(), std::time::Duration::from_secs(30));
+        let timeout = self.duration(
+            "target.timeout",
+            s.timeout.as_deref(),
+            std::time::Duration::from_secs(30),
+        );
         let page_size = s.page_size.unwrap_or(500);
         if !(1..=10_000).contains(&page_size) {
             self.problem("target.page_size", "must be between 1 and 10000");
@@ -451,7 +562,10 @@ impl Resolver<'_> {
             (n > 0.0).then_some(n / per)
         });
         if parsed.is_none() {
-            self.problem("target.rate_limit", format!("`{text}`: write requests per time unit, e.g. `20/s` or `600/m`"));
+            self.problem(
+                "target.rate_limit",
+                format!("`{text}`: write requests per time unit, e.g. `20/s` or `600/m`"),
+            );
         }
         parsed
     }
@@ -460,7 +574,10 @@ impl Resolver<'_> {
         let mut fields = Vec::new();
         for (k, v) in raw {
             let Some(key) = k.as_str() else {
-                self.problem("mapping", format!("keys are SCIM attribute paths (strings), got {k:?}"));
+                self.problem(
+                    "mapping",
+                    format!("keys are SCIM attribute paths (strings), got {k:?}"),
+                );
                 continue;
             };
             let at = format!("mapping.{key}");
@@ -485,7 +602,10 @@ impl Resolver<'_> {
                         None | Some("always") => false,
                         Some("once") => true,
                         Some(other) => {
-                            self.problem(&format!("{at}.set"), format!("`{other}`: use `once` or `always`"));
+                            self.problem(
+                                &format!("{at}.set"),
+                                format!("`{other}`: use `once` or `always`"),
+                            );
                             false
                         }
                     };
@@ -493,7 +613,11 @@ impl Resolver<'_> {
                 }
             };
             match Template::parse(&text) {
-                Ok(template) => fields.push(FieldMapping { path, template, set_once }),
+                Ok(template) => fields.push(FieldMapping {
+                    path,
+                    template,
+                    set_once,
+                }),
                 Err(e) => self.problem(&at, e.to_string()),
             }
         }
@@ -511,47 +635,74 @@ impl Resolver<'_> {
             Some(m) => (m.target, m.source),
             None => ("userName".to_string(), String::new()),
         };
-        let target = FieldPath::parse(&target).map_err(|e| self.problem("match.target", e.to_string())).ok();
+        let target = FieldPath::parse(&target)
+            .map_err(|e| self.problem("match.target", e.to_string()))
+            .ok();
         if source.is_empty() {
             self.problem("match.source", "say how a person is matched to an existing account, e.g. `match: { target: userName, source: \"{mail}\" }`");
             return None;
         }
-        let source = Template::parse(&source).map_err(|e| self.problem("match.source", e.to_string())).ok();
-        Some(MatchRule { target: target?, source: source? })
+        let source = Template::parse(&source)
+            .map_err(|e| self.problem("match.source", e.to_string()))
+            .ok();
+        Some(MatchRule {
+            target: target?,
+            source: source?,
+        })
     }
 
     fn lifecycle(&mut self, raw: raw::RawLifecycle) -> Lifecycle {
         let d = Lifecycle::default();
         let reactivation_window = self
-            .chrono_duration("lifecycle.reactivation_window", raw.reactivation_window.as_deref(), Some(d.reactivation_window))
+            .chrono_duration(
+                "lifecycle.reactivation_window",
+                raw.reactivation_window.as_deref(),
+                Some(d.reactivation_window),
+            )
             .unwrap_or(d.reactivation_window);
         let after_window = match raw.after_window.as_deref() {
             None | Some("reinvite") => AfterWindow::Reinvite,
             Some("hold") => AfterWindow::Hold,
             Some(o) => {
-                self.problem("lifecycle.after_window", format!("`{o}`: use `reinvite` or `hold`"));
+                self.problem(
+                    "lifecycle.after_window",
+                    format!("`{o}`: use `reinvite` or `hold`"),
+                );
                 AfterWindow::Reinvite
             }
         };
-        let delete_after = self.chrono_duration("lifecycle.delete_after", raw.delete_after.as_deref(), None);
+        let delete_after =
+            self.chrono_duration("lifecycle.delete_after", raw.delete_after.as_deref(), None);
         let unmanaged = match raw.unmanaged.as_deref() {
             None | Some("ignore") => Unmanaged::Ignore,
             Some("report") => Unmanaged::Report,
             Some("suspend") => Unmanaged::Suspend,
             Some(o) => {
-                self.problem("lifecycle.unmanaged", format!("`{o}`: use `ignore`, `report` or `suspend`"));
+                self.problem(
+                    "lifecycle.unmanaged",
+                    format!("`{o}`: use `ignore`, `report` or `suspend`"),
+                );
                 Unmanaged::Ignore
             }
         };
         let mut leaver = Vec::new();
         for (k, v) in raw.leaver {
             match FieldPath::parse(&k) {
-                Ok(p) if p.is_user_name() => self.problem(&format!("lifecycle.leaver.{k}"), "userName cannot be rewritten on suspension"),
+                Ok(p) if p.is_user_name() => self.problem(
+                    &format!("lifecycle.leaver.{k}"),
+                    "userName cannot be rewritten on suspension",
+                ),
                 Ok(p) => leaver.push((p, v)),
                 Err(e) => self.problem(&format!("lifecycle.leaver.{k}"), e.to_string()),
             }
         }
-        Lifecycle { reactivation_window, after_window, delete_after, leaver, unmanaged }
+        Lifecycle {
+            reactivation_window,
+            after_window,
+            delete_after,
+            leaver,
+            unmanaged,
+        }
     }
 
     fn protected(&mut self, raw: &[String]) -> Protected {
@@ -559,7 +710,10 @@ impl Resolver<'_> {
         for (i, p) in raw.iter().enumerate() {
             match glob::Pattern::new(p) {
                 Ok(g) => out.push(g),
-                Err(e) => self.problem(&format!("protected[{i}]"), format!("`{p}` is not a pattern ({e}); use `*` and `?`")),
+                Err(e) => self.problem(
+                    &format!("protected[{i}]"),
+                    format!("`{p}` is not a pattern ({e}); use `*` and `?`"),
+                ),
             }
         }
         Protected::new(out)
@@ -572,7 +726,10 @@ impl Resolver<'_> {
         }
         if let Some(r) = raw.min_source_ratio {
             if !(0.0..=1.0).contains(&r) {
-                self.problem("safety.min_source_ratio", "must be between 0 and 1, e.g. 0.8");
+                self.problem(
+                    "safety.min_source_ratio",
+                    "must be between 0 and 1, e.g. 0.8",
+                );
             }
             out.min_source_ratio = Some(r);
         }
@@ -580,21 +737,32 @@ impl Resolver<'_> {
             let limit = match &v {
                 serde_yaml::Value::Number(n) => n.as_u64().map(DeprovisionLimit::Count),
                 serde_yaml::Value::String(s) => match s.trim().strip_suffix('%') {
-                    Some(p) => p.trim().parse::<f64>().ok().filter(|p| (0.0..=100.0).contains(p)).map(DeprovisionLimit::Percent),
+                    Some(p) => p
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|p| (0.0..=100.0).contains(p))
+                        .map(DeprovisionLimit::Percent),
                     None => s.trim().parse::<u64>().ok().map(DeprovisionLimit::Count),
                 },
                 _ => None,
             };
             match limit {
                 Some(l) => out.max_deprovisions = Some(l),
-                None => self.problem("safety.max_deprovisions", "write a count such as 25 or a share of linked accounts such as \"5%\""),
+                None => self.problem(
+                    "safety.max_deprovisions",
+                    "write a count such as 25 or a share of linked accounts such as \"5%\"",
+                ),
             }
         }
         for (kind, mode) in approvals {
             let at = format!("approvals.{kind}");
             let Some(k) = ActionKind::parse(&kind) else {
                 let kinds: Vec<&str> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
-                self.problem(&at, format!("unknown action kind; use one of {}", kinds.join(", ")));
+                self.problem(
+                    &at,
+                    format!("unknown action kind; use one of {}", kinds.join(", ")),
+                );
                 continue;
             };
             match mode.as_str() {

@@ -22,11 +22,21 @@ use crate::plan::{Action, Change};
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     #[error("cannot create state dir {path}: {source}; create it or set `state_dir` to a writable folder")]
-    StateDir { path: PathBuf, source: std::io::Error },
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("journal {path}: {source}")]
-    Sqlite { path: PathBuf, source: rusqlite::Error },
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("journal {path} has schema version {found}, newer than this idsync understands ({known}); upgrade idsync")]
-    TooNew { path: PathBuf, found: i64, known: i64 },
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
     #[error("journal {path}: corrupt row: {detail}")]
     Corrupt { path: PathBuf, detail: String },
 }
@@ -97,6 +107,15 @@ pub enum LinkChange {
     Remove(Anchor),
 }
 
+/// How one action ended, as `record_result` stores it.
+pub struct ActionResult<'a> {
+    pub status: Status,
+    /// The account the action created (a create's new id).
+    pub account: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub link: &'a LinkChange,
+}
+
 /// One row of `runs`.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunRow {
@@ -138,13 +157,20 @@ fn ts(t: DateTime<Utc>) -> String {
 }
 
 fn parse_ts(s: Option<String>) -> Option<DateTime<Utc>> {
-    s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok()).map(|t| t.with_timezone(&Utc))
+    s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// `{field: value}` maps of a change list's before and after sides.
 fn sides(changes: &[Change]) -> (String, String) {
-    let before: BTreeMap<&str, &Option<String>> = changes.iter().map(|c| (c.field.as_str(), &c.before)).collect();
-    let after: BTreeMap<&str, &Option<String>> = changes.iter().map(|c| (c.field.as_str(), &c.after)).collect();
+    let before: BTreeMap<&str, &Option<String>> = changes
+        .iter()
+        .map(|c| (c.field.as_str(), &c.before))
+        .collect();
+    let after: BTreeMap<&str, &Option<String>> = changes
+        .iter()
+        .map(|c| (c.field.as_str(), &c.after))
+        .collect();
     (
         serde_json::to_string(&before).unwrap_or_default(),
         serde_json::to_string(&after).unwrap_or_default(),
@@ -154,10 +180,19 @@ fn sides(changes: &[Change]) -> (String, String) {
 impl Journal {
     /// Opens (creating and migrating as needed) the journal in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<Journal, JournalError> {
-        std::fs::create_dir_all(state_dir).map_err(|source| JournalError::StateDir { path: state_dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(state_dir).map_err(|source| JournalError::StateDir {
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
         let path = state_dir.join("journal.sqlite3");
-        let conn = Connection::open(&path).map_err(|source| JournalError::Sqlite { path: path.clone(), source })?;
-        let journal = Journal { path, conn: Mutex::new(conn) };
+        let conn = Connection::open(&path).map_err(|source| JournalError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        let journal = Journal {
+            path,
+            conn: Mutex::new(conn),
+        };
         journal.with(|c| {
             c.busy_timeout(std::time::Duration::from_secs(10))?;
             c.pragma_update(None, "journal_mode", "WAL")?;
@@ -179,13 +214,24 @@ impl Journal {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, JournalError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, JournalError> {
         let mut conn = self.lock();
-        f(&mut conn).map_err(|source| JournalError::Sqlite { path: self.path.clone(), source })
+        f(&mut conn).map_err(|source| JournalError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// Starts a run. A run left `running` by a process that died is closed as failed first.
-    pub fn begin_run(&self, mode: Mode, trigger: &str, now: DateTime<Utc>) -> Result<i64, JournalError> {
+    pub fn begin_run(
+        &self,
+        mode: Mode,
+        trigger: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64, JournalError> {
         self.with(|c| {
             let tx = c.transaction()?;
             tx.execute(
@@ -222,7 +268,12 @@ impl Journal {
     }
 
     /// Records every action of a plan (as planned or held) in one transaction.
-    pub fn record_plan(&self, run: i64, actions: &[Action], now: DateTime<Utc>) -> Result<(), JournalError> {
+    pub fn record_plan(
+        &self,
+        run: i64,
+        actions: &[Action],
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
         self.with(|c| {
             let tx = c.transaction()?;
             {
@@ -258,12 +309,15 @@ impl Journal {
         &self,
         run: i64,
         seq: usize,
-        status: Status,
-        account: Option<&str>,
-        error: Option<&str>,
-        link: &LinkChange,
+        result: &ActionResult<'_>,
         now: DateTime<Utc>,
     ) -> Result<(), JournalError> {
+        let ActionResult {
+            status,
+            account,
+            error,
+            link,
+        } = result;
         self.with(|c| {
             let tx = c.transaction()?;
             tx.execute(
@@ -284,7 +338,9 @@ impl Journal {
     /// Every link, by anchor.
     pub fn links(&self) -> Result<BTreeMap<Anchor, Link>, JournalError> {
         let rows = self.with(|c| {
-            let mut stmt = c.prepare("SELECT anchor, account, user_name, state, suspended_at, last_seen FROM links")?;
+            let mut stmt = c.prepare(
+                "SELECT anchor, account, user_name, state, suspended_at, last_seen FROM links",
+            )?;
             let rows = stmt
                 .query_map([], |r| {
                     Ok((
@@ -326,7 +382,8 @@ impl Journal {
         self.with(|c| {
             let tx = c.transaction()?;
             {
-                let mut stmt = tx.prepare_cached("UPDATE links SET last_seen = ?2 WHERE anchor = ?1")?;
+                let mut stmt =
+                    tx.prepare_cached("UPDATE links SET last_seen = ?2 WHERE anchor = ?1")?;
                 let now = ts(now);
                 for a in anchors {
                     stmt.execute(params![a.as_str(), now])?;
@@ -418,7 +475,10 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
 
 fn upsert_link(tx: &rusqlite::Transaction<'_>, l: &Link) -> rusqlite::Result<()> {
     // One account belongs to one anchor: a re-hire takeover drops the old anchor's link.
-    tx.execute("DELETE FROM links WHERE account = ?1 AND anchor <> ?2", params![l.account_id, l.anchor.as_str()])?;
+    tx.execute(
+        "DELETE FROM links WHERE account = ?1 AND anchor <> ?2",
+        params![l.account_id, l.anchor.as_str()],
+    )?;
     tx.execute(
         "INSERT INTO links (anchor, account, user_name, state, suspended_at, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT(anchor) DO UPDATE SET account = excluded.account, user_name = excluded.user_name,

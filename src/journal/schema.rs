@@ -62,7 +62,11 @@ pub fn migrate(journal: &Journal) -> Result<(), JournalError> {
     let known = MIGRATIONS.len() as i64;
     let found: i64 = journal.with(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))?;
     if found > known {
-        return Err(JournalError::TooNew { path: journal.path.clone(), found, known });
+        return Err(JournalError::TooNew {
+            path: journal.path.clone(),
+            found,
+            known,
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         journal.with(|c| {

@@ -1,0 +1,154 @@
+use super::*;
+use crate::plan::{Action, ActionKind, Change};
+
+fn action(kind: ActionKind, user: &str) -> Action {
+    Action {
+        kind,
+        user_name: user.into(),
+        anchor: Some(Anchor::new(format!("anchor-{user}"))),
+        account_id: None,
+        previous_anchor: None,
+        changes: vec![Change {
+            field: "title".into(),
+            before: Some("a".into()),
+            after: Some("b".into()),
+        }],
+        reason: "because".into(),
+        held: None,
+    }
+}
+
+#[test]
+fn actions_are_journaled_planned_then_applied_with_their_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path()).unwrap();
+    let now = Utc::now();
+    let run = j.begin_run(Mode::Apply, "test", now).unwrap();
+    j.record_plan(run, &[action(ActionKind::Create, "ada")], now)
+        .unwrap();
+    assert_eq!(j.actions(run).unwrap()[0].status, "planned");
+    let link = Link {
+        anchor: Anchor::new("anchor-ada"),
+        account_id: "s1".into(),
+        user_name: "ada".into(),
+        state: LinkState::Active,
+        suspended_at: None,
+        last_seen: Some(now),
+    };
+    j.record_result(
+        run,
+        0,
+        &ActionResult {
+            status: Status::Applied,
+            account: Some("s1"),
+            error: None,
+            link: &LinkChange::Upsert(link.clone()),
+        },
+        now,
+    )
+    .unwrap();
+    let row = &j.actions(run).unwrap()[0];
+    assert_eq!(
+        (row.status.as_str(), row.account.as_deref()),
+        ("applied", Some("s1"))
+    );
+    assert_eq!(row.before, serde_json::json!({"title": "a"}));
+    assert_eq!(
+        j.links()
+            .unwrap()
+            .get(&Anchor::new("anchor-ada"))
+            .unwrap()
+            .account_id,
+        "s1"
+    );
+    j.finish_run(
+        run,
+        Outcome::Ok,
+        Some(1),
+        &serde_json::json!({"create": 1}),
+        None,
+        now,
+    )
+    .unwrap();
+    assert_eq!(j.last_good_source_count().unwrap(), Some(1));
+}
+
+#[test]
+fn a_run_left_running_by_a_crash_is_closed_as_failed_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path()).unwrap();
+    let first = j.begin_run(Mode::Apply, "test", Utc::now()).unwrap();
+    drop(j);
+    let j = Journal::open(dir.path()).unwrap();
+    j.begin_run(Mode::Apply, "test", Utc::now()).unwrap();
+    let r = j.run(first).unwrap().unwrap();
+    assert_eq!(r.outcome, "failed");
+    assert!(r.reason.unwrap().contains("interrupted"));
+}
+
+#[test]
+fn a_takeover_moves_the_account_to_the_new_anchor() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path()).unwrap();
+    let now = Utc::now();
+    let run = j.begin_run(Mode::Apply, "test", now).unwrap();
+    j.record_plan(
+        run,
+        &[
+            action(ActionKind::Create, "a"),
+            action(ActionKind::Adopt, "b"),
+        ],
+        now,
+    )
+    .unwrap();
+    let mk = |anchor: &str| Link {
+        anchor: Anchor::new(anchor),
+        account_id: "s1".into(),
+        user_name: "ada".into(),
+        state: LinkState::Active,
+        suspended_at: None,
+        last_seen: None,
+    };
+    j.record_result(
+        run,
+        0,
+        &ActionResult {
+            status: Status::Applied,
+            account: None,
+            error: None,
+            link: &LinkChange::Upsert(mk("old")),
+        },
+        now,
+    )
+    .unwrap();
+    j.record_result(
+        run,
+        1,
+        &ActionResult {
+            status: Status::Applied,
+            account: None,
+            error: None,
+            link: &LinkChange::Upsert(mk("new")),
+        },
+        now,
+    )
+    .unwrap();
+    let links = j.links().unwrap();
+    assert_eq!(
+        links.keys().map(Anchor::as_str).collect::<Vec<_>>(),
+        vec!["new"]
+    );
+}
+
+#[test]
+fn a_journal_from_a_newer_idsync_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Journal::open(dir.path()).unwrap());
+    let c = Connection::open(dir.path().join("journal.sqlite3")).unwrap();
+    c.pragma_update(None, "user_version", 99).unwrap();
+    drop(c);
+    assert!(matches!(
+        Journal::open(dir.path()),
+        Err(JournalError::TooNew { found: 99, .. })
+    ));
+}

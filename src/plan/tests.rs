@@ -1,0 +1,445 @@
+//! Table-driven planner tests: one case per SPEC.md section 2 row the planner decides.
+
+use super::*;
+use crate::mapping::{FieldMapping, FieldPath, Mapping, Template};
+use chrono::TimeZone;
+use serde_json::json;
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 10, 12, 0, 0).unwrap()
+}
+
+fn field(path: &str, template: &str, set_once: bool) -> FieldMapping {
+    FieldMapping {
+        path: FieldPath::parse(path).unwrap(),
+        template: Template::parse(template).unwrap(),
+        set_once,
+    }
+}
+
+fn policy() -> Policy {
+    Policy {
+        mapping: Mapping::new(vec![
+            field("userName", "{mail}", false),
+            field("title", "{title}", false),
+            field("emails[type eq \"work\"].value", "{mail}", false),
+            field("preferredLanguage", "{lang}", true),
+        ])
+        .unwrap(),
+        match_rule: MatchRule {
+            target: FieldPath::parse("userName").unwrap(),
+            source: Template::parse("{mail}").unwrap(),
+        },
+        lifecycle: Lifecycle::default(),
+        protected: Protected::new(vec![glob::Pattern::new("admin@*").unwrap()]),
+    }
+}
+
+fn person(anchor: &str, mail: &str, title: &str, disabled: bool) -> DirectoryUser {
+    let mut attrs = BTreeMap::new();
+    attrs.insert("mail".to_string(), vec![mail.to_string()]);
+    attrs.insert("title".to_string(), vec![title.to_string()]);
+    attrs.insert("lang".to_string(), vec!["en".to_string()]);
+    DirectoryUser {
+        anchor: Anchor::new(anchor),
+        locator: format!("uid={anchor}"),
+        attrs,
+        disabled,
+        problems: vec![],
+    }
+}
+
+fn account(id: &str, mail: &str, title: &str, active: bool) -> Account {
+    Account {
+        id: id.into(),
+        user_name: UserName::new(mail),
+        active,
+        resource: json!({"id": id, "userName": mail, "title": title, "active": active,
+                         "emails": [{"type": "work", "value": mail}], "preferredLanguage": "en"}),
+    }
+}
+
+fn link(anchor: &str, id: &str, state: LinkState, suspended_days_ago: Option<i64>) -> Link {
+    Link {
+        anchor: Anchor::new(anchor),
+        account_id: id.into(),
+        user_name: "x".into(),
+        state,
+        suspended_at: suspended_days_ago.map(|d| now() - Duration::days(d)),
+        last_seen: None,
+    }
+}
+
+fn run(
+    users: Vec<DirectoryUser>,
+    accounts: Vec<Account>,
+    links: Vec<Link>,
+    policy: &Policy,
+) -> Plan {
+    let links: BTreeMap<Anchor, Link> = links.into_iter().map(|l| (l.anchor.clone(), l)).collect();
+    plan(&Inputs {
+        users: &users,
+        accounts: &accounts,
+        links: &links,
+        policy,
+        now: now(),
+    })
+}
+
+/// What a case expects: the one action's kind (or none), and a reason fragment.
+struct Case {
+    name: &'static str,
+    users: Vec<DirectoryUser>,
+    accounts: Vec<Account>,
+    links: Vec<Link>,
+    kind: Option<ActionKind>,
+    reason: &'static str,
+}
+
+#[test]
+fn lifecycle_rows() {
+    let a = "a1";
+    let cases = vec![
+        Case {
+            name: "in scope, no link, an account matches: adopt",
+            users: vec![person(a, "ada@x.org", "Eng", false)],
+            accounts: vec![account("s1", "ADA@x.org", "Eng", true)],
+            links: vec![],
+            kind: Some(ActionKind::Adopt),
+            reason: "matches existing account by userName",
+        },
+        Case {
+            name: "in scope, no link, no match: create",
+            users: vec![person(a, "ada@x.org", "Eng", false)],
+            accounts: vec![],
+            links: vec![],
+            kind: Some(ActionKind::Create),
+            reason: "new in the directory",
+        },
+        Case {
+            name: "linked, active, a field differs: update",
+            users: vec![person(a, "ada@x.org", "Boss", false)],
+            accounts: vec![account("s1", "ada@x.org", "Eng", true)],
+            links: vec![link(a, "s1", LinkState::Active, None)],
+            kind: Some(ActionKind::Update),
+            reason: "changed upstream: title",
+        },
+        Case {
+            name: "linked, nothing differs: no action",
+            users: vec![person(a, "ada@x.org", "Eng", false)],
+            accounts: vec![account("s1", "ada@x.org", "Eng", true)],
+            links: vec![link(a, "s1", LinkState::Active, None)],
+            kind: None,
+            reason: "",
+        },
+        Case {
+            name: "disabled upstream, account active: suspend",
+            users: vec![person(a, "ada@x.org", "Eng", true)],
+            accounts: vec![account("s1", "ada@x.org", "Eng", true)],
+            links: vec![link(a, "s1", LinkState::Active, None)],
+            kind: Some(ActionKind::Suspend),
+            reason: "disabled upstream",
+        },
+        Case {
+            name: "disabled upstream, no account: never created",
+            users: vec![person(a, "ada@x.org", "Eng", true)],
+            accounts: vec![],
+            links: vec![],
+            kind: None,
+            reason: "",
+        },
+        Case {
+            name: "deleted upstream, account active: suspend",
+            users: vec![],
+            accounts: vec![account("s1", "ada@x.org", "Eng", true)],
+            links: vec![link(a, "s1", LinkState::Active, None)],
+            kind: Some(ActionKind::Suspend),
+            reason: "no longer in the directory",
+        },
+        Case {
+            name: "deleted upstream, already suspended, retention never: nothing",
+            users: vec![],
+            accounts: vec![account("s1", "ada@x.org", "Eng", false)],
+            links: vec![link(a, "s1", LinkState::Suspended, Some(400))],
+            kind: None,
+            reason: "",
+        },
+        Case {
+            name: "back within the window: reactivate",
+            users: vec![person(a, "ada@x.org", "Eng", false)],
+            accounts: vec![account("s1", "ada@x.org", "Eng", false)],
+            links: vec![link(a, "s1", LinkState::Suspended, Some(6))],
+            kind: Some(ActionKind::Reactivate),
+            reason: "within reactivation_window 7d",
+        },
+        Case {
+            name: "back after the window, after_window reinvite: reinvite",
+            users: vec![person(a, "ada@x.org", "Eng", false)],
+            accounts: vec![account("s1", "ada@x.org", "Eng", false)],
+            links: vec![link(a, "s1", LinkState::Suspended, Some(8))],
+            kind: Some(ActionKind::Reinvite),
+            reason: "after the reactivation_window",
+        },
+        Case {
+            name: "exists only in the app, unmanaged ignore: nothing",
+            users: vec![],
+            accounts: vec![account("s9", "temp@x.org", "Temp", true)],
+            links: vec![],
+            kind: None,
+            reason: "",
+        },
+        Case {
+            name: "protected account gone upstream: never touched",
+            users: vec![],
+            accounts: vec![account("s1", "admin@x.org", "Root", true)],
+            links: vec![link(a, "s1", LinkState::Active, None)],
+            kind: None,
+            reason: "",
+        },
+        Case {
+            name: "re-hire: a new anchor matches the account of an anchor gone upstream",
+            users: vec![person("a2", "ada@x.org", "Eng", false)],
+            accounts: vec![account("s1", "ada@x.org", "Eng", false)],
+            links: vec![link(a, "s1", LinkState::Suspended, Some(2))],
+            kind: Some(ActionKind::Adopt),
+            reason: "re-hire: takes over the account of a1",
+        },
+    ];
+    let policy = policy();
+    for case in cases {
+        let plan = run(case.users, case.accounts, case.links, &policy);
+        match case.kind {
+            None => assert!(
+                plan.actions.is_empty(),
+                "{}: expected no action, got {:?}",
+                case.name,
+                plan.actions
+            ),
+            Some(kind) => {
+                assert_eq!(plan.actions.len(), 1, "{}: {:?}", case.name, plan.actions);
+                assert_eq!(plan.actions[0].kind, kind, "{}", case.name);
+                assert!(
+                    plan.actions[0].reason.contains(case.reason),
+                    "{}: reason {:?}",
+                    case.name,
+                    plan.actions[0].reason
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn reactivation_window_boundary_is_inclusive() {
+    let mut p = policy();
+    p.lifecycle.after_window = AfterWindow::Hold;
+    let at = |secs_past_window: i64| {
+        let mut l = link("a1", "s1", LinkState::Suspended, None);
+        l.suspended_at = Some(now() - Duration::days(7) - Duration::seconds(secs_past_window));
+        run(
+            vec![person("a1", "ada@x.org", "Eng", false)],
+            vec![account("s1", "ada@x.org", "Eng", false)],
+            vec![l],
+            &p,
+        )
+    };
+    assert_eq!(at(-1).actions[0].kind, ActionKind::Reactivate);
+    assert_eq!(at(0).actions[0].kind, ActionKind::Reactivate);
+    let late = at(1);
+    assert!(
+        late.actions.is_empty(),
+        "after_window: hold changes nothing"
+    );
+    assert!(late.notices[0].message.contains("an admin decides"));
+}
+
+#[test]
+fn retention_deletes_only_after_delete_after() {
+    let mut p = policy();
+    p.lifecycle.delete_after = Some(Duration::days(30));
+    let at = |days: i64| {
+        run(
+            vec![],
+            vec![account("s1", "ada@x.org", "Eng", false)],
+            vec![link("a1", "s1", LinkState::Suspended, Some(days))],
+            &p,
+        )
+    };
+    assert!(at(29).actions.is_empty());
+    assert!(at(30).actions.is_empty());
+    assert_eq!(at(31).actions[0].kind, ActionKind::Delete);
+}
+
+#[test]
+fn update_changes_only_the_differing_fields_and_never_set_once_ones() {
+    let mut acct = account("s1", "ada@x.org", "Eng", true);
+    acct.resource["preferredLanguage"] = json!("fr");
+    let plan = run(
+        vec![person("a1", "ada@x.org", "Boss", false)],
+        vec![acct],
+        vec![link("a1", "s1", LinkState::Active, None)],
+        &policy(),
+    );
+    assert_eq!(
+        plan.actions[0].changes,
+        vec![Change {
+            field: "title".into(),
+            before: Some("Eng".into()),
+            after: Some("Boss".into())
+        }]
+    );
+}
+
+#[test]
+fn a_mail_change_renames_the_linked_account() {
+    let plan = run(
+        vec![person("a1", "ada.l@x.org", "Eng", false)],
+        vec![account("s1", "ada@x.org", "Eng", true)],
+        vec![link("a1", "s1", LinkState::Active, None)],
+        &policy(),
+    );
+    let a = &plan.actions[0];
+    assert_eq!(
+        (a.kind, a.account_id.as_deref()),
+        (ActionKind::Update, Some("s1"))
+    );
+    let fields: Vec<&str> = a.changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, vec!["userName", "emails[type eq \"work\"].value"]);
+}
+
+#[test]
+fn suspension_applies_the_leaver_profile_and_reactivation_restores_the_mapping() {
+    let mut p = policy();
+    p.lifecycle.leaver = vec![(FieldPath::parse("title").unwrap(), "Former member".into())];
+    let gone = run(
+        vec![],
+        vec![account("s1", "ada@x.org", "Eng", true)],
+        vec![link("a1", "s1", LinkState::Active, None)],
+        &p,
+    );
+    let changes: Vec<(&str, Option<&str>)> = gone.actions[0]
+        .changes
+        .iter()
+        .map(|c| (c.field.as_str(), c.after.as_deref()))
+        .collect();
+    assert_eq!(
+        changes,
+        vec![("active", Some("false")), ("title", Some("Former member"))]
+    );
+
+    let back = run(
+        vec![person("a1", "ada@x.org", "Eng", false)],
+        vec![account("s1", "ada@x.org", "Former member", false)],
+        vec![link("a1", "s1", LinkState::Suspended, Some(1))],
+        &p,
+    );
+    let changes: Vec<(&str, Option<&str>)> = back.actions[0]
+        .changes
+        .iter()
+        .map(|c| (c.field.as_str(), c.after.as_deref()))
+        .collect();
+    assert_eq!(
+        changes,
+        vec![("active", Some("true")), ("title", Some("Eng"))]
+    );
+}
+
+#[test]
+fn unmanaged_accounts_follow_the_unmanaged_policy_and_protected_ones_are_always_reported() {
+    let accounts = vec![
+        account("s9", "temp@x.org", "Temp", true),
+        account("s0", "admin@x.org", "Root", true),
+    ];
+    let mut p = policy();
+    p.lifecycle.unmanaged = Unmanaged::Report;
+    let plan = run(vec![], accounts.clone(), vec![], &p);
+    assert!(plan.actions.is_empty());
+    let msgs: Vec<&str> = plan.notices.iter().map(|n| n.message.as_str()).collect();
+    assert_eq!(
+        msgs,
+        vec![
+            "protected by `admin@*`: never touched",
+            "unmanaged: no directory user owns or matches this account"
+        ]
+    );
+
+    p.lifecycle.unmanaged = Unmanaged::Suspend;
+    let plan = run(vec![], accounts, vec![], &p);
+    assert_eq!(plan.actions.len(), 1);
+    assert_eq!(
+        (plan.actions[0].kind, plan.actions[0].user_name.as_str()),
+        (ActionKind::Suspend, "temp@x.org")
+    );
+}
+
+#[test]
+fn a_matching_account_owned_by_another_present_person_is_a_conflict_not_an_adoption() {
+    let plan = run(
+        vec![
+            person("a1", "ada@x.org", "Eng", false),
+            person("a2", "bob@x.org", "Eng", false),
+        ],
+        vec![account("s1", "bob@x.org", "Eng", true)],
+        vec![link("a1", "s1", LinkState::Active, None)],
+        &policy(),
+    );
+    // a1 owns s1 (and renames it to ada); a2 must not grab it.
+    assert!(plan
+        .actions
+        .iter()
+        .all(|a| !(a.kind == ActionKind::Adopt && a.account_id.as_deref() == Some("s1"))));
+}
+
+#[test]
+fn a_person_with_unreadable_data_is_kept_and_reported_not_suspended() {
+    let mut u = person("a1", "ada@x.org", "Eng", false);
+    u.problems.push("attribute title is not valid UTF-8".into());
+    let plan = run(
+        vec![u],
+        vec![account("s1", "ada@x.org", "Old", true)],
+        vec![link("a1", "s1", LinkState::Active, None)],
+        &policy(),
+    );
+    assert!(plan.actions.is_empty());
+    assert!(plan.notices[0].message.contains("not valid UTF-8"));
+}
+
+#[test]
+fn adoption_fills_set_once_fields_only_where_the_account_has_none() {
+    let mut acct = account("s1", "ada@x.org", "Eng", true);
+    acct.resource
+        .as_object_mut()
+        .unwrap()
+        .remove("preferredLanguage");
+    let plan = run(
+        vec![person("a1", "ada@x.org", "Eng", false)],
+        vec![acct],
+        vec![],
+        &policy(),
+    );
+    assert_eq!(
+        plan.actions[0].changes,
+        vec![Change {
+            field: "preferredLanguage".into(),
+            before: None,
+            after: Some("en".into())
+        }]
+    );
+}
+
+#[test]
+fn plans_are_byte_stable() {
+    let users = vec![
+        person("b", "bob@x.org", "Eng", false),
+        person("a", "ada@x.org", "Eng", false),
+    ];
+    let p1 = run(users.clone(), vec![], vec![], &policy());
+    let mut rev = users;
+    rev.reverse();
+    let p2 = run(rev, vec![], vec![], &policy());
+    assert_eq!(
+        serde_json::to_string(&p1).unwrap(),
+        serde_json::to_string(&p2).unwrap()
+    );
+    assert_eq!(p1.actions[0].user_name, "ada@x.org");
+}

@@ -30,8 +30,14 @@ pub struct FilterError {
 
 impl Filter {
     pub fn parse(text: &str) -> Result<Filter, FilterError> {
-        let err = |why: &str| FilterError { filter: text.to_string(), why: why.to_string() };
-        let mut p = Parser { s: text.trim().as_bytes(), at: 0 };
+        let err = |why: &str| FilterError {
+            filter: text.to_string(),
+            why: why.to_string(),
+        };
+        let mut p = Parser {
+            s: text.trim().as_bytes(),
+            at: 0,
+        };
         let f = p.filter().map_err(|why| err(&why))?;
         if p.at != p.s.len() {
             return Err(err("unexpected text after the closing `)`"));
@@ -44,9 +50,10 @@ impl Filter {
         match self {
             Filter::And(fs) | Filter::Or(fs) => fs.iter().for_each(|f| f.attributes(out)),
             Filter::Not(f) => f.attributes(out),
-            Filter::Present(a) | Filter::Equal(a, _) | Filter::BitAnd(a, _) | Filter::BitOr(a, _) => {
-                out.push(a.clone())
-            }
+            Filter::Present(a)
+            | Filter::Equal(a, _)
+            | Filter::BitAnd(a, _)
+            | Filter::BitOr(a, _) => out.push(a.clone()),
         }
     }
 
@@ -56,7 +63,10 @@ impl Filter {
             Filter::Or(fs) => fs.iter().any(|f| f.matches(user)),
             Filter::Not(f) => !f.matches(user),
             Filter::Present(a) => !user.values(a).is_empty(),
-            Filter::Equal(a, v) => user.values(a).iter().any(|x| x.eq_ignore_ascii_case(v) || x.to_lowercase() == v.to_lowercase()),
+            Filter::Equal(a, v) => user
+                .values(a)
+                .iter()
+                .any(|x| x.eq_ignore_ascii_case(v) || x.to_lowercase() == v.to_lowercase()),
             Filter::BitAnd(a, bits) => numbers(user, a).any(|n| n & bits == *bits),
             Filter::BitOr(a, bits) => numbers(user, a).any(|n| n & bits != 0),
         }
@@ -66,7 +76,10 @@ impl Filter {
 fn numbers<'u>(user: &'u DirectoryUser, attr: &str) -> impl Iterator<Item = u64> + 'u {
     // AD stores userAccountControl as a signed 32-bit integer.
     user.values(attr).iter().filter_map(|v| {
-        v.trim().parse::<i64>().ok().map(|n| (n as u64) & 0xffff_ffff)
+        v.trim()
+            .parse::<i64>()
+            .ok()
+            .map(|n| (n as u64) & 0xffff_ffff)
     })
 }
 
@@ -112,7 +125,10 @@ impl Parser<'_> {
             out.push(self.filter()?);
         }
         if out.is_empty() {
-            return Err(format!("`&` and `|` need at least one `(...)` at byte {}", self.at));
+            return Err(format!(
+                "`&` and `|` need at least one `(...)` at byte {}",
+                self.at
+            ));
         }
         Ok(out)
     }
@@ -122,7 +138,8 @@ impl Parser<'_> {
         while self.at < self.s.len() && !matches!(self.s[self.at], b'=' | b')' | b'(') {
             self.at += 1;
         }
-        let lhs = std::str::from_utf8(&self.s[start..self.at]).map_err(|_| "not UTF-8".to_string())?;
+        let lhs =
+            std::str::from_utf8(&self.s[start..self.at]).map_err(|_| "not UTF-8".to_string())?;
         self.eat(b'=')?;
         let vstart = self.at;
         while self.at < self.s.len() && self.s[self.at] != b')' {
@@ -159,11 +176,15 @@ impl Parser<'_> {
 }
 
 fn attr_name(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ';');
+    let ok = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ';');
     if ok {
         Ok(s.to_ascii_lowercase())
     } else {
-        Err(format!("`{s}` is not an attribute name (or this comparison is not supported)"))
+        Err(format!(
+            "`{s}` is not an attribute name (or this comparison is not supported)"
+        ))
     }
 }
 
@@ -173,9 +194,14 @@ fn unescape(raw: &[u8]) -> Result<String, String> {
     let mut i = 0;
     while i < raw.len() {
         if raw[i] == b'\\' {
-            let hex = raw.get(i + 1..i + 3).ok_or("a `\\` must be followed by two hex digits")?;
+            let hex = raw
+                .get(i + 1..i + 3)
+                .ok_or("a `\\` must be followed by two hex digits")?;
             let hex = std::str::from_utf8(hex).map_err(|_| "bad escape")?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("`\\{hex}` is not a hex escape"))?);
+            out.push(
+                u8::from_str_radix(hex, 16)
+                    .map_err(|_| format!("`\\{hex}` is not a hex escape"))?,
+            );
             i += 3;
         } else {
             out.push(raw[i]);
@@ -199,7 +225,10 @@ mod tests {
             problems: vec![],
         };
         for (k, v) in attrs {
-            u.attrs.entry(k.to_ascii_lowercase()).or_default().push(v.to_string());
+            u.attrs
+                .entry(k.to_ascii_lowercase())
+                .or_default()
+                .push(v.to_string());
         }
         u
     }
@@ -231,7 +260,10 @@ mod tests {
 
     #[test]
     fn unsupported_filters_are_refused_with_a_reason() {
-        assert!(Filter::parse("(cn=a*)").unwrap_err().to_string().contains("substring"));
+        assert!(Filter::parse("(cn=a*)")
+            .unwrap_err()
+            .to_string()
+            .contains("substring"));
         assert!(Filter::parse("(cn=a").is_err());
         assert!(Filter::parse("(&)").is_err());
         assert!(Filter::parse("(a:1.2.3:=4)").is_err());

@@ -23,13 +23,21 @@ impl LdapReader {
     }
 
     fn tls_config(&self) -> Result<Option<Arc<rustls::ClientConfig>>, SourceError> {
-        let Some(ca) = &self.cfg.ca_file else { return Ok(None) };
-        let tls_err = |detail: String| SourceError::Tls { url: self.cfg.url.to_string(), detail };
-        let pem = std::fs::read(ca).map_err(|e| tls_err(format!("cannot read {}: {e}", ca.display())))?;
+        let Some(ca) = &self.cfg.ca_file else {
+            return Ok(None);
+        };
+        let tls_err = |detail: String| SourceError::Tls {
+            url: self.cfg.url.to_string(),
+            detail,
+        };
+        let pem =
+            std::fs::read(ca).map_err(|e| tls_err(format!("cannot read {}: {e}", ca.display())))?;
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
             let cert = cert.map_err(|e| tls_err(format!("{} is not PEM: {e}", ca.display())))?;
-            roots.add(cert).map_err(|e| tls_err(format!("{}: {e}", ca.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| tls_err(format!("{}: {e}", ca.display())))?;
         }
         if roots.is_empty() {
             return Err(tls_err(format!("{} holds no certificate", ca.display())));
@@ -47,15 +55,24 @@ impl LdapReader {
         let url = self.cfg.url.to_string();
         let detail = e.to_string();
         match e {
-            LdapError::Io { .. } | LdapError::Timeout { .. } | LdapError::EndOfStream => SourceError::Connect { url, detail },
-            LdapError::Rustls { .. } | LdapError::DNSName { .. } => SourceError::Tls { url, detail },
-            _ => SourceError::Search { base: self.cfg.base_dn.clone(), detail },
+            LdapError::Io { .. } | LdapError::Timeout { .. } | LdapError::EndOfStream => {
+                SourceError::Connect { url, detail }
+            }
+            LdapError::Rustls { .. } | LdapError::DNSName { .. } => {
+                SourceError::Tls { url, detail }
+            }
+            _ => SourceError::Search {
+                base: self.cfg.base_dn.clone(),
+                detail,
+            },
         }
     }
 
     async fn read(&self) -> Result<Vec<DirectoryUser>, SourceError> {
         let cfg = &self.cfg;
-        let mut settings = LdapConnSettings::new().set_conn_timeout(cfg.timeout).set_starttls(cfg.start_tls);
+        let mut settings = LdapConnSettings::new()
+            .set_conn_timeout(cfg.timeout)
+            .set_starttls(cfg.start_tls);
         if let Some(tls) = self.tls_config()? {
             settings = settings.set_config(tls);
         }
@@ -64,17 +81,34 @@ impl LdapReader {
             .map_err(|e| self.classify(e))?;
         ldap3::drive!(conn);
         if let (Some(dn), Some(pw)) = (&cfg.bind_dn, &cfg.bind_password) {
-            let res = ldap.with_timeout(cfg.timeout).simple_bind(dn, pw.expose()).await.map_err(|e| self.classify(e))?;
+            let res = ldap
+                .with_timeout(cfg.timeout)
+                .simple_bind(dn, pw.expose())
+                .await
+                .map_err(|e| self.classify(e))?;
             if res.rc != 0 {
-                return Err(SourceError::Bind { bind_dn: dn.clone(), detail: format!("result code {} {}", res.rc, res.text) });
+                return Err(SourceError::Bind {
+                    bind_dn: dn.clone(),
+                    detail: format!("result code {} {}", res.rc, res.text),
+                });
             }
         }
-        let scope = if cfg.one_level { Scope::OneLevel } else { Scope::Subtree };
+        let scope = if cfg.one_level {
+            Scope::OneLevel
+        } else {
+            Scope::Subtree
+        };
         let adapters: Vec<Box<dyn Adapter<'_, String, Vec<String>>>> =
             vec![Box::new(PagedResults::new(cfg.page_size))];
         let mut stream = ldap
             .with_timeout(cfg.timeout)
-            .streaming_search_with(adapters, &cfg.base_dn, scope, &cfg.filter, cfg.attributes.clone())
+            .streaming_search_with(
+                adapters,
+                &cfg.base_dn,
+                scope,
+                &cfg.filter,
+                cfg.attributes.clone(),
+            )
             .await
             .map_err(|e| self.classify(e))?;
         let mut users = Vec::new();
@@ -93,9 +127,12 @@ impl LdapReader {
                 continue;
             }
             // ldap3's BER parser panics on malformed input: contain it as a bad entry.
-            let entry = std::panic::catch_unwind(AssertUnwindSafe(|| SearchEntry::construct(entry))).map_err(|_| {
-                SourceError::BadEntry { dn: "(unparseable)".into(), detail: "the server sent a malformed entry".into() }
-            })?;
+            let entry =
+                std::panic::catch_unwind(AssertUnwindSafe(|| SearchEntry::construct(entry)))
+                    .map_err(|_| SourceError::BadEntry {
+                        dn: "(unparseable)".into(),
+                        detail: "the server sent a malformed entry".into(),
+                    })?;
             users.push(self.user(entry)?);
         }
         let res = stream.finish().await;
@@ -103,13 +140,19 @@ impl LdapReader {
         if res.rc != 0 {
             let detail = match res.rc {
                 3 => format!("time limit exceeded ({}); raise the server's time limit for the bind account", res.text),
-                4 => format!("size limit exceeded ({}); the server ignored paging", res.text),
+                4 => format!(
+                    "size limit exceeded ({}): the server cut the read short; lift the bind account's total limit (OpenLDAP: `limits dn.exact=\"<bind dn>\" size.prtotal=unlimited`)",
+                    res.text
+                ),
                 10 => format!("referral to {:?}; point source.url/base_dn at the server that holds the entries", res.refs),
                 32 => format!("base DN does not exist ({}); fix source.base_dn", res.text),
                 50 => format!("insufficient access ({}); grant the bind account read rights", res.text),
                 rc => format!("result code {rc} {}", res.text),
             };
-            return Err(SourceError::Search { base: cfg.base_dn.clone(), detail });
+            return Err(SourceError::Search {
+                base: cfg.base_dn.clone(),
+                detail,
+            });
         }
         if refs > 0 {
             return Err(SourceError::Search {
@@ -126,13 +169,22 @@ impl LdapReader {
         for (k, v) in entry.attrs {
             attrs.entry(k.to_ascii_lowercase()).or_default().extend(v);
         }
-        let bin: BTreeMap<String, Vec<Vec<u8>>> = entry.bin_attrs.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+        let bin: BTreeMap<String, Vec<Vec<u8>>> = entry
+            .bin_attrs
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
         let anchor_attr = self.cfg.anchor.to_ascii_lowercase();
         let anchor = if anchor_attr == "objectguid" {
             let raw = bin
                 .get(&anchor_attr)
                 .and_then(|v| v.first().cloned())
-                .or_else(|| attrs.get(&anchor_attr).and_then(|v| v.first()).map(|s| s.as_bytes().to_vec()));
+                .or_else(|| {
+                    attrs
+                        .get(&anchor_attr)
+                        .and_then(|v| v.first())
+                        .map(|s| s.as_bytes().to_vec())
+                });
             match raw {
                 Some(bytes) => Some(guid_text(&bytes).ok_or_else(|| SourceError::BadEntry {
                     dn: dn.clone(),
@@ -141,22 +193,38 @@ impl LdapReader {
                 None => None,
             }
         } else {
-            attrs.get(&anchor_attr).and_then(|v| v.first()).map(|s| s.trim().to_ascii_lowercase())
+            attrs
+                .get(&anchor_attr)
+                .and_then(|v| v.first())
+                .map(|s| s.trim().to_ascii_lowercase())
         };
-        let anchor = anchor.filter(|a| !a.is_empty()).ok_or_else(|| SourceError::NoAnchor { dn: dn.clone(), attr: self.cfg.anchor.clone() })?;
+        let anchor = anchor
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| SourceError::NoAnchor {
+                dn: dn.clone(),
+                attr: self.cfg.anchor.clone(),
+            })?;
         let problems = bin
             .keys()
             .filter(|k| **k != anchor_attr)
             .map(|k| format!("attribute {k} is not valid UTF-8"))
             .collect();
-        let mut user = DirectoryUser { anchor: Anchor::new(anchor), locator: dn, attrs, disabled: false, problems };
+        let mut user = DirectoryUser {
+            anchor: Anchor::new(anchor),
+            locator: dn,
+            attrs,
+            disabled: false,
+            problems,
+        };
         user.disabled = self.cfg.disabled.as_ref().is_some_and(|f| f.matches(&user));
         Ok(user)
     }
 }
 
 impl DirectoryReader for LdapReader {
-    fn read_all(&self) -> impl std::future::Future<Output = Result<Vec<DirectoryUser>, SourceError>> + Send {
+    fn read_all(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Vec<DirectoryUser>, SourceError>> + Send {
         self.read()
     }
 }
@@ -178,8 +246,14 @@ mod tests {
     #[test]
     fn object_guid_renders_like_windows_does() {
         // Bytes of {2B1A3C4D-6E5F-7A8B-9C0D-1E2F3A4B5C6D} as AD stores them.
-        let bytes = [0x4d, 0x3c, 0x1a, 0x2b, 0x5f, 0x6e, 0x8b, 0x7a, 0x9c, 0x0d, 0x1e, 0x2f, 0x3a, 0x4b, 0x5c, 0x6d];
-        assert_eq!(guid_text(&bytes).unwrap(), "2b1a3c4d-6e5f-7a8b-9c0d-1e2f3a4b5c6d");
+        let bytes = [
+            0x4d, 0x3c, 0x1a, 0x2b, 0x5f, 0x6e, 0x8b, 0x7a, 0x9c, 0x0d, 0x1e, 0x2f, 0x3a, 0x4b,
+            0x5c, 0x6d,
+        ];
+        assert_eq!(
+            guid_text(&bytes).unwrap(),
+            "2b1a3c4d-6e5f-7a8b-9c0d-1e2f3a4b5c6d"
+        );
         assert!(guid_text(&bytes[..15]).is_none());
     }
 }

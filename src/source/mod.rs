@@ -13,7 +13,9 @@ use crate::model::DirectoryUser;
 /// A directory read failed. The run must abort before any write; retry on the next run.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("cannot reach the directory at {url}: {detail}; check source.url and that the server is up")]
+    #[error(
+        "cannot reach the directory at {url}: {detail}; check source.url and that the server is up"
+    )]
     Connect { url: String, detail: String },
     #[error("TLS with the directory at {url} failed: {detail}; check source.ca_file and the server certificate")]
     Tls { url: String, detail: String },

@@ -19,9 +19,19 @@ pub enum TargetError {
     #[error("the app refused the token ({status}) at {url}; check target.token_file")]
     Auth { url: String, status: u16 },
     #[error("{method} {url} answered {status}: {detail}")]
-    Http { method: String, url: String, status: u16, detail: String },
+    Http {
+        method: String,
+        url: String,
+        status: u16,
+        detail: String,
+    },
     #[error("{method} {url}: gave up after {attempts} attempts: {detail}")]
-    Exhausted { method: String, url: String, attempts: u32, detail: String },
+    Exhausted {
+        method: String,
+        url: String,
+        attempts: u32,
+        detail: String,
+    },
     #[error("{url}: the app's reply is not valid SCIM: {detail}")]
     BadReply { url: String, detail: String },
     #[error("userName {user_name} is taken by account {account}, which belongs to another directory user")]
@@ -31,7 +41,10 @@ pub enum TargetError {
 impl TargetError {
     /// True when every further call would fail the same way.
     pub fn fatal(&self) -> bool {
-        matches!(self, TargetError::Connect { .. } | TargetError::Auth { .. } | TargetError::Exhausted { .. })
+        matches!(
+            self,
+            TargetError::Connect { .. } | TargetError::Auth { .. } | TargetError::Exhausted { .. }
+        )
     }
 }
 
@@ -53,7 +66,12 @@ pub trait AccountWriter: AccountReader {
     /// Creates an account from a full resource; a userName conflict returns the holder.
     fn create(&self, resource: Value) -> impl Future<Output = Result<Created, TargetError>> + Send;
     /// Applies changes to an account as last read (`current`).
-    fn update(&self, id: &str, current: &Value, changes: &[Change]) -> impl Future<Output = Result<(), TargetError>> + Send;
+    fn update(
+        &self,
+        id: &str,
+        current: &Value,
+        changes: &[Change],
+    ) -> impl Future<Output = Result<(), TargetError>> + Send;
     /// Deletes an account; one already gone counts as deleted.
     fn delete(&self, id: &str) -> impl Future<Output = Result<(), TargetError>> + Send;
 }

@@ -52,7 +52,10 @@ impl ScimClient {
             })?;
             builder = builder.add_root_certificate(cert);
         }
-        let http = builder.build().map_err(|e| TargetError::Connect { url: cfg.url.to_string(), detail: e.to_string() })?;
+        let http = builder.build().map_err(|e| TargetError::Connect {
+            url: cfg.url.to_string(),
+            detail: e.to_string(),
+        })?;
         let mut base = cfg.url.clone();
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
@@ -64,7 +67,12 @@ impl ScimClient {
                 .allow_burst(NonZeroU32::MIN);
             RateLimiter::direct(quota)
         });
-        Ok(ScimClient { http, base, cfg, limiter })
+        Ok(ScimClient {
+            http,
+            base,
+            cfg,
+            limiter,
+        })
     }
 
     fn url(&self, path: &str) -> Url {
@@ -72,7 +80,12 @@ impl ScimClient {
     }
 
     /// Sends one request with bounded retries on 429/5xx/transport errors.
-    async fn send(&self, method: Method, url: Url, body: Option<&Value>) -> Result<Reply, TargetError> {
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<Reply, TargetError> {
         let attempts = self.cfg.max_retries + 1;
         let mut last = String::new();
         for attempt in 1..=attempts {
@@ -85,14 +98,19 @@ impl ScimClient {
                 .bearer_auth(self.cfg.token.expose())
                 .header(reqwest::header::ACCEPT, SCIM_JSON);
             if let Some(b) = body {
-                req = req.header(reqwest::header::CONTENT_TYPE, SCIM_JSON).body(b.to_string());
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, SCIM_JSON)
+                    .body(b.to_string());
             }
             let backoff = Duration::from_millis(250 * (1 << (attempt - 1).min(6)));
             match req.send().await {
                 Err(e) => {
                     last = transport_text(&e);
                     if e.is_connect() && attempt == attempts {
-                        return Err(TargetError::Connect { url: url.to_string(), detail: last });
+                        return Err(TargetError::Connect {
+                            url: url.to_string(),
+                            detail: last,
+                        });
                     }
                     tracing::debug!(%method, %url, attempt, error = %last, "request failed, retrying");
                     tokio::time::sleep(backoff).await;
@@ -112,7 +130,11 @@ impl ScimClient {
                         }
                         let wait = retry_after.unwrap_or(backoff);
                         if wait > MAX_RETRY_WAIT {
-                            last = format!("{status}: Retry-After asks for {}s, more than idsync waits ({}s)", wait.as_secs(), MAX_RETRY_WAIT.as_secs());
+                            last = format!(
+                                "{status}: Retry-After asks for {}s, more than idsync waits ({}s)",
+                                wait.as_secs(),
+                                MAX_RETRY_WAIT.as_secs()
+                            );
                             break;
                         }
                         tracing::info!(%method, %url, %status, wait_ms = wait.as_millis() as u64, attempt, "app busy, waiting before retry");
@@ -120,7 +142,10 @@ impl ScimClient {
                         continue;
                     }
                     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                        return Err(TargetError::Auth { url: url.to_string(), status: status.as_u16() });
+                        return Err(TargetError::Auth {
+                            url: url.to_string(),
+                            status: status.as_u16(),
+                        });
                     }
                     let body = if text.trim().is_empty() {
                         Value::Null
@@ -131,7 +156,12 @@ impl ScimClient {
                 }
             }
         }
-        Err(TargetError::Exhausted { method: method.to_string(), url: url.to_string(), attempts, detail: last })
+        Err(TargetError::Exhausted {
+            method: method.to_string(),
+            url: url.to_string(),
+            attempts,
+            detail: last,
+        })
     }
 
     fn http_error(method: &str, url: &Url, reply: &Reply) -> TargetError {
@@ -141,19 +171,30 @@ impl ScimClient {
             .and_then(Value::as_str)
             .map(str::to_string)
             .unwrap_or_else(|| snippet(&reply.body.to_string()));
-        TargetError::Http { method: method.into(), url: url.to_string(), status: reply.status.as_u16(), detail }
+        TargetError::Http {
+            method: method.into(),
+            url: url.to_string(),
+            status: reply.status.as_u16(),
+            detail,
+        }
     }
 
     async fn find_by_user_name(&self, user_name: &str) -> Result<Option<Account>, TargetError> {
         let mut url = self.url("Users");
         // A JSON string literal is exactly a SCIM filter string (quotes and backslashes escaped).
         let literal = serde_json::to_string(user_name).unwrap_or_default();
-        url.query_pairs_mut().append_pair("filter", &format!("userName eq {literal}"));
+        url.query_pairs_mut()
+            .append_pair("filter", &format!("userName eq {literal}"));
         let reply = self.send(Method::GET, url.clone(), None).await?;
         if !reply.status.is_success() {
             return Err(Self::http_error("GET", &url, &reply));
         }
-        let resources = reply.body.get("Resources").and_then(Value::as_array).cloned().unwrap_or_default();
+        let resources = reply
+            .body
+            .get("Resources")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let wanted = UserName::new(user_name);
         for r in resources {
             let account = account_from(&url, r)?;
@@ -177,14 +218,22 @@ impl ScimClient {
                 return Err(Self::http_error("GET", &url, &reply));
             }
             let total = reply.body.get("totalResults").and_then(Value::as_u64);
-            let Some(resources) = reply.body.get("Resources").and_then(Value::as_array).or_else(|| {
-                // RFC 7644: Resources may be omitted when there are none.
-                total.filter(|t| *t == 0).map(|_| &EMPTY)
-            }) else {
+            let Some(resources) = reply
+                .body
+                .get("Resources")
+                .and_then(Value::as_array)
+                .or_else(|| {
+                    // RFC 7644: Resources may be omitted when there are none.
+                    total.filter(|t| *t == 0).map(|_| &EMPTY)
+                })
+            else {
                 if reply.body.get("totalResults").is_some() {
                     break;
                 }
-                return Err(TargetError::BadReply { url: url.to_string(), detail: "a list response needs `Resources` or `totalResults`".into() });
+                return Err(TargetError::BadReply {
+                    url: url.to_string(),
+                    detail: "a list response needs `Resources` or `totalResults`".into(),
+                });
             };
             if resources.is_empty() {
                 break;
@@ -209,12 +258,17 @@ impl ScimClient {
 
     async fn post(&self, resource: Value) -> Result<Created, TargetError> {
         let url = self.url("Users");
-        let reply = self.send(Method::POST, url.clone(), Some(&resource)).await?;
+        let reply = self
+            .send(Method::POST, url.clone(), Some(&resource))
+            .await?;
         if reply.status.is_success() {
             return Ok(Created::New(account_from(&url, reply.body)?));
         }
         if reply.status == StatusCode::CONFLICT {
-            let user_name = resource.get("userName").and_then(Value::as_str).unwrap_or_default();
+            let user_name = resource
+                .get("userName")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if let Some(existing) = self.find_by_user_name(user_name).await? {
                 return Ok(Created::Existing(existing));
             }
@@ -222,7 +276,12 @@ impl ScimClient {
         Err(Self::http_error("POST", &url, &reply))
     }
 
-    async fn patch(&self, id: &str, current: &Value, changes: &[Change]) -> Result<(), TargetError> {
+    async fn patch(
+        &self,
+        id: &str,
+        current: &Value,
+        changes: &[Change],
+    ) -> Result<(), TargetError> {
         let ops = patch_operations(current, changes);
         if ops.is_empty() {
             return Ok(());
@@ -250,42 +309,68 @@ impl ScimClient {
 static EMPTY: Vec<Value> = Vec::new();
 
 impl AccountReader for ScimClient {
-    fn list_accounts(&self) -> impl std::future::Future<Output = Result<Vec<Account>, TargetError>> + Send {
+    fn list_accounts(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Vec<Account>, TargetError>> + Send {
         self.list()
     }
 }
 
 impl AccountWriter for ScimClient {
-    fn create(&self, resource: Value) -> impl std::future::Future<Output = Result<Created, TargetError>> + Send {
+    fn create(
+        &self,
+        resource: Value,
+    ) -> impl std::future::Future<Output = Result<Created, TargetError>> + Send {
         self.post(resource)
     }
-    fn update(&self, id: &str, current: &Value, changes: &[Change]) -> impl std::future::Future<Output = Result<(), TargetError>> + Send {
+    fn update(
+        &self,
+        id: &str,
+        current: &Value,
+        changes: &[Change],
+    ) -> impl std::future::Future<Output = Result<(), TargetError>> + Send {
         self.patch(id, current, changes)
     }
-    fn delete(&self, id: &str) -> impl std::future::Future<Output = Result<(), TargetError>> + Send {
+    fn delete(
+        &self,
+        id: &str,
+    ) -> impl std::future::Future<Output = Result<(), TargetError>> + Send {
         self.remove(id)
     }
 }
 
 fn path_segment(id: &str) -> String {
-    url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>().replace('+', "%20")
+    url::form_urlencoded::byte_serialize(id.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }
 
 fn account_from(url: &Url, r: Value) -> Result<Account, TargetError> {
-    let bad = |detail: &str| TargetError::BadReply { url: url.to_string(), detail: detail.to_string() };
+    let bad = |detail: &str| TargetError::BadReply {
+        url: url.to_string(),
+        detail: detail.to_string(),
+    };
     let id = match r.get("id") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
         _ => return Err(bad("a User without `id`")),
     };
-    let user_name = r.get("userName").and_then(Value::as_str).ok_or_else(|| bad("a User without `userName`"))?;
+    let user_name = r
+        .get("userName")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("a User without `userName`"))?;
     let active = match r.get("active") {
         None | Some(Value::Null) => true,
         Some(Value::Bool(b)) => *b,
         Some(Value::String(s)) => !s.eq_ignore_ascii_case("false"),
         Some(_) => return Err(bad("`active` is not a boolean")),
     };
-    Ok(Account { id, user_name: UserName::new(user_name), active, resource: r })
+    Ok(Account {
+        id,
+        user_name: UserName::new(user_name),
+        active,
+        resource: r,
+    })
 }
 
 /// A new account's resource from a create's changes.
@@ -312,7 +397,9 @@ pub fn patch_operations(current: &Value, changes: &[Change]) -> Vec<Value> {
             ops.push(json!({ "op": "replace", "path": "active", "value": on }));
             continue;
         }
-        let Ok(path) = FieldPath::parse(&c.field) else { continue };
+        let Ok(path) = FieldPath::parse(&c.field) else {
+            continue;
+        };
         path.set(&mut next, c.after.as_deref());
         touched.entry(path.patch_target()).or_insert(path);
     }
@@ -360,15 +447,25 @@ mod tests {
     use super::*;
 
     fn change(field: &str, before: Option<&str>, after: Option<&str>) -> Change {
-        Change { field: field.into(), before: before.map(str::to_string), after: after.map(str::to_string) }
+        Change {
+            field: field.into(),
+            before: before.map(str::to_string),
+            after: after.map(str::to_string),
+        }
     }
 
     #[test]
     fn retry_after_reads_seconds_and_http_dates() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
         assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now), Some(Duration::from_secs(10)));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 
@@ -377,7 +474,15 @@ mod tests {
         let current = json!({"emails": [{"type": "home", "value": "h@x"}, {"type": "work", "value": "old@x"}], "title": "Eng"});
         let ops = patch_operations(
             &current,
-            &[change("active", Some("true"), Some("false")), change("emails[type eq \"work\"].value", Some("old@x"), Some("new@x")), change("title", Some("Eng"), None)],
+            &[
+                change("active", Some("true"), Some("false")),
+                change(
+                    "emails[type eq \"work\"].value",
+                    Some("old@x"),
+                    Some("new@x"),
+                ),
+                change("title", Some("Eng"), None),
+            ],
         );
         assert_eq!(
             ops,
@@ -394,10 +499,17 @@ mod tests {
         let r = new_resource(&[
             change("userName", None, Some("ada@x")),
             change("name.givenName", None, Some("Ada")),
-            change("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", None, Some("R&D")),
+            change(
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+                None,
+                Some("R&D"),
+            ),
         ]);
         assert_eq!(r["name"]["givenName"], "Ada");
-        assert_eq!(r["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["department"], "R&D");
+        assert_eq!(
+            r["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["department"],
+            "R&D"
+        );
         assert_eq!(r["active"], true);
     }
 

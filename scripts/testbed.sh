@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# The real servers idsync's tests and demo run against, as private loopback processes:
+# OpenLDAP slapd (Debian package, syncprov overlay) and scim2-server (PyPI, in a venv).
+#
+#   scripts/testbed.sh install                    install slapd, ldap-utils, scim2-server
+#   scripts/testbed.sh slapd-start DIR PORT [LDIF...]   new slapd in DIR, LDIFs loaded offline
+#                      (SLAPD_SYNC_LIMITS overrides the sync account's `limits`)
+#   scripts/testbed.sh slapd-stop DIR
+#   scripts/testbed.sh scim-start DIR PORT TOKEN  scim2-server on 127.0.0.1:PORT (base URL /v2)
+#   scripts/testbed.sh scim-stop DIR
+#
+# Directory: suffix dc=example,dc=org, admin cn=admin,dc=example,dc=org / "admin-secret",
+# read-only sync account cn=idsync,ou=services,dc=example,dc=org / "idsync-secret".
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${IDSYNC_TESTBED_VENV:-$here/.testbed/venv}
+SCIM_VERSION=0.8.3
+
+die() { echo "testbed: $*" >&2; exit 1; }
+
+install() {
+  if ! command -v slapd >/dev/null 2>&1 && [ ! -x /usr/sbin/slapd ] || ! command -v ldapmodify >/dev/null 2>&1; then
+    echo "testbed: installing slapd and ldap-utils (apt-get)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq slapd ldap-utils >/dev/null
+  fi
+  if [ ! -x "$venv/bin/scim2-server" ] || ! "$venv/bin/pip" show scim2-server 2>/dev/null | grep "^Version: $SCIM_VERSION$" >/dev/null; then
+    echo "testbed: installing scim2-server $SCIM_VERSION into $venv (pip)" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "scim2-server==$SCIM_VERSION"
+  fi
+}
+
+wait_port() { # PORT SECONDS
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+slapd_start() {
+  local dir=$1 port=$2; shift 2
+  [ -n "$dir" ] && [ -n "$port" ] || die "usage: slapd-start DIR PORT [LDIF...]"
+  mkdir -p "$dir/db"
+  dir=$(cd "$dir" && pwd)
+  cat >"$dir/slapd.conf" <<CONF
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+include /etc/ldap/schema/nis.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+moduleload syncprov
+pidfile $dir/slapd.pid
+argsfile $dir/slapd.args
+
+database mdb
+maxsize 1073741824
+suffix "dc=example,dc=org"
+rootdn "cn=admin,dc=example,dc=org"
+rootpw admin-secret
+directory $dir/db
+dbnosync
+index objectClass eq
+index entryCSN,entryUUID eq
+# Like Active Directory's MaxPageSize: a search that does not page is cut at 500 entries;
+# one that pages (RFC 2696) reads everything.
+limits dn.exact="cn=idsync,ou=services,dc=example,dc=org" ${SLAPD_SYNC_LIMITS:-size.soft=500 size.hard=500 size.pr=500 size.prtotal=unlimited}
+access to attrs=userPassword by anonymous auth by * none
+access to * by dn.exact="cn=idsync,ou=services,dc=example,dc=org" read by * none
+${SLAPD_EXTRA_CONF:-}
+overlay syncprov
+syncprov-checkpoint 100 10
+syncprov-sessionlog 100000
+CONF
+  slaptest -Q -u -f "$dir/slapd.conf" || die "slapd.conf in $dir does not validate"
+  if [ ! -e "$dir/db/data.mdb" ]; then
+    cat >"$dir/base.ldif" <<'LDIF'
+dn: dc=example,dc=org
+objectClass: dcObject
+objectClass: organization
+o: Example
+dc: example
+
+dn: ou=people,dc=example,dc=org
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=services,dc=example,dc=org
+objectClass: organizationalUnit
+ou: services
+
+dn: ou=alumni,dc=example,dc=org
+objectClass: organizationalUnit
+ou: alumni
+
+dn: cn=idsync,ou=services,dc=example,dc=org
+objectClass: organizationalRole
+objectClass: simpleSecurityObject
+cn: idsync
+userPassword: idsync-secret
+LDIF
+    slapadd -q -w -f "$dir/slapd.conf" -l "$dir/base.ldif" || die "loading base.ldif failed"
+    local ldif
+    for ldif in "$@"; do
+      slapadd -q -w -f "$dir/slapd.conf" -l "$ldif" || die "loading $ldif failed"
+    done
+  fi
+  local slapd_bin
+  slapd_bin=$(command -v slapd || echo /usr/sbin/slapd)
+  "$slapd_bin" -f "$dir/slapd.conf" -h "ldap://127.0.0.1:$port/" -s none -n "idsync-test-slapd" || die "slapd did not start"
+  wait_port "$port" 15 || die "slapd did not listen on 127.0.0.1:$port"
+}
+
+slapd_stop() {
+  local dir=$1 pid i
+  [ -f "$dir/slapd.pid" ] || return 0
+  pid=$(cat "$dir/slapd.pid")
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$dir/slapd.pid"
+}
+
+scim_start() {
+  local dir=$1 port=$2 token=$3
+  [ -n "$token" ] || die "usage: scim-start DIR PORT TOKEN"
+  [ -x "$venv/bin/scim2-server" ] || die "scim2-server is not installed; run: scripts/testbed.sh install"
+  mkdir -p "$dir"
+  # Started from a non-interactive shell, Python would inherit SIGINT ignored; setsid +
+  # SIGTERM on stop is enough since the server keeps nothing we need on disk.
+  setsid "$venv/bin/scim2-server" --hostname 127.0.0.1 --port "$port" --bearer-token "$token" \
+    >"$dir/scim.log" 2>&1 </dev/null &
+  echo $! >"$dir/scim.pid"
+  wait_port "$port" 30 || { cat "$dir/scim.log" >&2; die "scim2-server did not listen on 127.0.0.1:$port"; }
+}
+
+scim_stop() {
+  local dir=$1 pid i
+  [ -f "$dir/scim.pid" ] || return 0
+  pid=$(cat "$dir/scim.pid")
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$dir/scim.pid"
+}
+
+cmd=${1:-}; shift || true
+case "$cmd" in
+  install) install ;;
+  slapd-start) slapd_start "$@" ;;
+  slapd-stop) slapd_stop "$@" ;;
+  scim-start) scim_start "$@" ;;
+  scim-stop) scim_stop "$@" ;;
+  *) die "unknown command '$cmd'; see the header of $0" ;;
+esac

@@ -1,0 +1,333 @@
+//! Black-box test harness: a private slapd and a real scim2-server per test (both started by
+//! `scripts/testbed.sh`), the real `idsync` binary, and helpers to poke both servers.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=org";
+pub const ADMIN_PW: &str = "admin-secret";
+pub const SYNC_DN: &str = "cn=idsync,ou=services,dc=example,dc=org";
+pub const SYNC_PW: &str = "idsync-secret";
+pub const TOKEN: &str = "test-token-0f3c";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn testbed(args: &[&str]) -> Output {
+    testbed_env(args, "")
+}
+
+fn testbed_env(args: &[&str], limits: &str) -> Output {
+    let mut cmd = Command::new(repo().join("scripts/testbed.sh"));
+    if !limits.is_empty() {
+        cmd.env("SLAPD_SYNC_LIMITS", limits);
+    }
+    let out = cmd.args(args).output().expect("run scripts/testbed.sh");
+    assert!(
+        out.status.success(),
+        "testbed {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One person for an LDIF.
+pub struct Person<'a> {
+    pub uid: &'a str,
+    pub given: &'a str,
+    pub sn: &'a str,
+    pub title: &'a str,
+}
+
+impl Person<'_> {
+    pub fn ldif(&self) -> String {
+        person_ldif(self.uid, self.given, self.sn, self.title, "ou=people")
+    }
+}
+
+pub fn person_ldif(uid: &str, given: &str, sn: &str, title: &str, ou: &str) -> String {
+    format!(
+        "dn: uid={uid},{ou},dc=example,dc=org\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {given} {sn}\ngivenName: {given}\nsn: {sn}\nmail: {uid}@example.org\ntitle: {title}\ntelephoneNumber: +1 555 0100\npreferredLanguage: en\nemployeeType: staff\n\n"
+    )
+}
+
+/// `n` generated people: user0000 ... as LDIF.
+pub fn people(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            person_ldif(
+                &format!("user{i:04}"),
+                "Test",
+                &format!("Person{i}"),
+                "Engineer",
+                "ou=people",
+            )
+        })
+        .collect()
+}
+
+pub struct Testbed {
+    pub dir: tempfile::TempDir,
+    pub ldap_port: u16,
+    pub scim_port: u16,
+    scim_stopped: bool,
+}
+
+impl Testbed {
+    /// Starts slapd (with `ldif` loaded) and scim2-server.
+    pub fn start(ldif: &str) -> Testbed {
+        Self::start_with_limits(ldif, "")
+    }
+
+    /// Like `start`, with the sync account's slapd `limits` replaced (empty = the default).
+    pub fn start_with_limits(ldif: &str, limits: &str) -> Testbed {
+        let dir = tempfile::Builder::new()
+            .prefix("idsync-test")
+            .tempdir()
+            .unwrap();
+        let ldif_path = dir.path().join("people.ldif");
+        std::fs::write(&ldif_path, ldif).unwrap();
+        let ldap_port = free_port();
+        let slapd_dir = dir.path().join("slapd");
+        let ldif_arg = ldif_path.to_string_lossy().to_string();
+        let mut args = vec!["slapd-start", slapd_dir.to_str().unwrap(), ""];
+        let port = ldap_port.to_string();
+        args[2] = &port;
+        if !ldif.trim().is_empty() {
+            args.push(&ldif_arg);
+        }
+        testbed_env(&args, limits);
+        let scim_port = free_port();
+        let mut tb = Testbed {
+            dir,
+            ldap_port,
+            scim_port,
+            scim_stopped: false,
+        };
+        testbed(&[
+            "scim-start",
+            tb.scim_dir().to_str().unwrap(),
+            &scim_port.to_string(),
+            TOKEN,
+        ]);
+        std::fs::write(tb.dir.path().join("ldap.secret"), format!("{SYNC_PW}\n")).unwrap();
+        std::fs::write(tb.dir.path().join("scim.token"), format!("{TOKEN}\n")).unwrap();
+        tb.scim_stopped = false;
+        tb
+    }
+
+    fn slapd_dir(&self) -> PathBuf {
+        self.dir.path().join("slapd")
+    }
+    fn scim_dir(&self) -> PathBuf {
+        self.dir.path().join("scim")
+    }
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+    pub fn ldap_url(&self) -> String {
+        format!("ldap://127.0.0.1:{}", self.ldap_port)
+    }
+    pub fn scim_url(&self) -> String {
+        format!("http://127.0.0.1:{}/v2", self.scim_port)
+    }
+
+    pub fn stop_slapd(&self) {
+        testbed(&["slapd-stop", self.slapd_dir().to_str().unwrap()]);
+    }
+    pub fn stop_scim(&mut self) {
+        testbed(&["scim-stop", self.scim_dir().to_str().unwrap()]);
+        self.scim_stopped = true;
+    }
+
+    /// The standard test config, with `extra` YAML appended (top-level keys not in the base).
+    pub fn config(&self, extra: &str) -> PathBuf {
+        self.config_with(&self.base_source(), extra)
+    }
+
+    pub fn base_source(&self) -> String {
+        format!(
+            "source:\n  kind: ldap\n  url: {}\n  bind_dn: {SYNC_DN}\n  bind_password_file: ldap.secret\n  base_dn: ou=people,dc=example,dc=org\n  filter: (objectClass=inetOrgPerson)\n  disabled: \"(employeeType=disabled)\"\n  page_size: 100\n",
+            self.ldap_url()
+        )
+    }
+
+    pub fn config_with(&self, source: &str, extra: &str) -> PathBuf {
+        let text = format!(
+            r#"state_dir: {state}
+{source}target:
+  kind: scim
+  url: {scim}
+  token_file: scim.token
+  concurrency: 4
+match: {{ target: userName, source: "{{mail}}" }}
+mapping:
+  userName: "{{mail}}"
+  name.givenName: "{{givenName}}"
+  name.familyName: "{{sn}}"
+  displayName: "{{cn}}"
+  title: "{{title}}"
+  emails[type eq "work"].value: "{{mail}}"
+  phoneNumbers[type eq "work"].value: "{{telephoneNumber}}"
+  preferredLanguage: {{ value: "{{preferredLanguage}}", set: once }}
+{extra}"#,
+            state = self.state_dir().display(),
+            scim = self.scim_url(),
+        );
+        let path = self.dir.path().join("idsync.yaml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Runs the real binary with `--config <config>`.
+    pub fn idsync(&self, config: &Path, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_idsync"))
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run idsync")
+    }
+
+    /// Runs idsync and asserts it exits 0; returns stdout.
+    pub fn ok(&self, config: &Path, args: &[&str]) -> String {
+        let out = self.idsync(config, args);
+        assert!(
+            out.status.success(),
+            "idsync {args:?} exited {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// Applies LDIF change records as the directory admin (ldapmodify).
+    pub fn ldapmodify(&self, ldif: &str) {
+        let mut child = Command::new("ldapmodify")
+            .args(["-x", "-H", &self.ldap_url(), "-D", ADMIN_DN, "-w", ADMIN_PW])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ldapmodify");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ldif.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "ldapmodify failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn http() -> reqwest::blocking::Client {
+        reqwest::blocking::Client::new()
+    }
+
+    /// Every SCIM user, straight from the server.
+    pub fn scim_users(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut start = 1;
+        loop {
+            let page: Value = Self::http()
+                .get(format!(
+                    "{}/Users?startIndex={start}&count=1000",
+                    self.scim_url()
+                ))
+                .bearer_auth(TOKEN)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            let items = page["Resources"].as_array().cloned().unwrap_or_default();
+            if items.is_empty() {
+                break;
+            }
+            start += items.len();
+            out.extend(items);
+        }
+        out
+    }
+
+    /// The SCIM user with this userName (case-insensitive), if any.
+    pub fn scim_user(&self, user_name: &str) -> Option<Value> {
+        let matches: Vec<Value> = self
+            .scim_users()
+            .into_iter()
+            .filter(|u| {
+                u["userName"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(user_name))
+            })
+            .collect();
+        assert!(
+            matches.len() <= 1,
+            "duplicate accounts for {user_name}: {matches:?}"
+        );
+        matches.into_iter().next()
+    }
+
+    /// Creates a SCIM user directly in the app (as an admin would by hand).
+    pub fn scim_create(&self, body: Value) -> Value {
+        let resp = Self::http()
+            .post(format!("{}/Users", self.scim_url()))
+            .bearer_auth(TOKEN)
+            .header("Content-Type", "application/scim+json")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        resp.json().unwrap()
+    }
+
+    /// Write requests (POST/PUT/PATCH/DELETE) the SCIM server has logged so far.
+    pub fn scim_writes(&self) -> usize {
+        let log = std::fs::read_to_string(self.scim_dir().join("scim.log")).unwrap_or_default();
+        log.lines()
+            .filter(|l| {
+                ["\"POST ", "\"PUT ", "\"PATCH ", "\"DELETE "]
+                    .iter()
+                    .any(|m| l.contains(m))
+            })
+            .count()
+    }
+
+    /// `idsync show last --format json`.
+    pub fn last_run(&self, config: &Path) -> Value {
+        serde_json::from_str(&self.ok(config, &["show", "last", "--format", "json"])).unwrap()
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("scripts/testbed.sh"))
+            .args(["slapd-stop", self.slapd_dir().to_str().unwrap()])
+            .output();
+        if !self.scim_stopped {
+            let _ = Command::new(repo().join("scripts/testbed.sh"))
+                .args(["scim-stop", self.scim_dir().to_str().unwrap()])
+                .output();
+        }
+    }
+}
