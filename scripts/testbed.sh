@@ -4,7 +4,9 @@
 #
 #   scripts/testbed.sh install                    install slapd, ldap-utils, scim2-server
 #   scripts/testbed.sh slapd-start DIR PORT [LDIF...]   new slapd in DIR, LDIFs loaded offline
-#                      (SLAPD_SYNC_LIMITS overrides the sync account's `limits`)
+#                      (SLAPD_SYNC_LIMITS overrides the sync account's `limits`;
+#                      SLAPD_TLS_DIR with ca.pem, server.pem, server.key enables StartTLS)
+#   scripts/testbed.sh tls-certs DIR              a test CA and a server cert for 127.0.0.1
 #   scripts/testbed.sh slapd-stop DIR
 #   scripts/testbed.sh scim-start DIR PORT TOKEN  scim2-server on 127.0.0.1:PORT (base URL /v2)
 #   scripts/testbed.sh scim-stop DIR
@@ -47,6 +49,12 @@ slapd_start() {
   [ -n "$dir" ] && [ -n "$port" ] || die "usage: slapd-start DIR PORT [LDIF...]"
   mkdir -p "$dir/db"
   dir=$(cd "$dir" && pwd)
+  local tls=""
+  if [ -n "${SLAPD_TLS_DIR:-}" ]; then
+    tls="TLSCACertificateFile $SLAPD_TLS_DIR/ca.pem
+TLSCertificateFile $SLAPD_TLS_DIR/server.pem
+TLSCertificateKeyFile $SLAPD_TLS_DIR/server.key"
+  fi
   cat >"$dir/slapd.conf" <<CONF
 include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
@@ -55,6 +63,7 @@ include /etc/ldap/schema/nis.schema
 modulepath /usr/lib/ldap
 moduleload back_mdb
 moduleload syncprov
+$tls
 pidfile $dir/slapd.pid
 argsfile $dir/slapd.args
 
@@ -72,7 +81,6 @@ index entryCSN,entryUUID eq
 limits dn.exact="cn=idsync,ou=services,dc=example,dc=org" ${SLAPD_SYNC_LIMITS:-size.soft=500 size.hard=500 size.pr=500 size.prtotal=unlimited}
 access to attrs=userPassword by anonymous auth by * none
 access to * by dn.exact="cn=idsync,ou=services,dc=example,dc=org" read by * none
-${SLAPD_EXTRA_CONF:-}
 overlay syncprov
 syncprov-checkpoint 100 10
 syncprov-sessionlog 100000
@@ -149,6 +157,20 @@ scim_stop() {
   rm -f "$dir/scim.pid"
 }
 
+tls_certs() {
+  local dir=$1
+  mkdir -p "$dir"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=idsync test CA" \
+    -keyout "$dir/ca.key" -out "$dir/ca.pem" -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$dir/server.key" \
+    -out "$dir/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$dir/ext.cnf"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 2 -extfile "$dir/ext.cnf" -out "$dir/server.pem" 2>/dev/null
+  chmod 644 "$dir/server.key"
+}
+
 cmd=${1:-}; shift || true
 case "$cmd" in
   install) install ;;
@@ -156,5 +178,6 @@ case "$cmd" in
   slapd-stop) slapd_stop "$@" ;;
   scim-start) scim_start "$@" ;;
   scim-stop) scim_stop "$@" ;;
+  tls-certs) tls_certs "$@" ;;
   *) die "unknown command '$cmd'; see the header of $0" ;;
 esac

@@ -24,9 +24,13 @@ fn testbed(args: &[&str]) -> Output {
 }
 
 fn testbed_env(args: &[&str], limits: &str) -> Output {
+    testbed_with(args, &[("SLAPD_SYNC_LIMITS", limits)])
+}
+
+fn testbed_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(repo().join("scripts/testbed.sh"));
-    if !limits.is_empty() {
-        cmd.env("SLAPD_SYNC_LIMITS", limits);
+    for (k, v) in env.iter().filter(|(_, v)| !v.is_empty()) {
+        cmd.env(k, v);
     }
     let out = cmd.args(args).output().expect("run scripts/testbed.sh");
     assert!(
@@ -96,6 +100,15 @@ impl Testbed {
 
     /// Like `start`, with the sync account's slapd `limits` replaced (empty = the default).
     pub fn start_with_limits(ldif: &str, limits: &str) -> Testbed {
+        Self::start_full(ldif, limits, false)
+    }
+
+    /// Like `start`, with StartTLS on slapd (certificates in `<dir>/tls`, CA `tls/ca.pem`).
+    pub fn start_tls(ldif: &str) -> Testbed {
+        Self::start_full(ldif, "", true)
+    }
+
+    fn start_full(ldif: &str, limits: &str, tls: bool) -> Testbed {
         let dir = tempfile::Builder::new()
             .prefix("idsync-test")
             .tempdir()
@@ -111,7 +124,18 @@ impl Testbed {
         if !ldif.trim().is_empty() {
             args.push(&ldif_arg);
         }
-        testbed_env(&args, limits);
+        let tls_dir = dir.path().join("tls");
+        let tls_arg = tls_dir.to_string_lossy().to_string();
+        if tls {
+            testbed(&["tls-certs", &tls_arg]);
+        }
+        testbed_with(
+            &args,
+            &[
+                ("SLAPD_SYNC_LIMITS", limits),
+                ("SLAPD_TLS_DIR", if tls { &tls_arg } else { "" }),
+            ],
+        );
         let scim_port = free_port();
         let mut tb = Testbed {
             dir,
