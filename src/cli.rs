@@ -69,6 +69,15 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
         format: ListFormat,
     },
+    /// List held actions waiting for approval.
+    Approvals {
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+    /// Apply held actions (`RUN` or `RUN:SEQ`) after re-checking them against the current state.
+    Approve { selector: crate::run::Selector },
+    /// Drop held actions (`RUN` or `RUN:SEQ`); nothing is written to the app.
+    Reject { selector: crate::run::Selector },
     /// Show one run's actions: a run id or `last`.
     Show {
         run: String,

@@ -163,6 +163,52 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
+        Command::Approvals { format } => {
+            let journal = Journal::open(&config.state_dir)?;
+            let rows = journal.held_actions()?;
+            match format {
+                ListFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                ListFormat::Table if rows.is_empty() => println!("no held actions"),
+                ListFormat::Table => {
+                    println!(
+                        "{:<8}  {:<10}  {:<32}  WHY HELD / REASON",
+                        "ID", "ACTION", "USER"
+                    );
+                    for r in rows {
+                        let id = format!("{}:{}", r.run, r.seq);
+                        println!(
+                            "{id:<8}  {:<10}  {:<32}  {}",
+                            r.kind,
+                            r.user_name,
+                            r.error.unwrap_or_default()
+                        );
+                        println!("{:<8}  {:<10}  {:<32}  {}", "", "", "", r.reason);
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::Approve { selector } => {
+            let journal = Journal::open(&config.state_dir)?;
+            let d = run::approve(&config, &journal, selector).await?;
+            println!(
+                "approved: {} applied, {} failed, {} no longer planned (state changed){}",
+                d.applied,
+                d.failed,
+                d.stale,
+                d.run.map(|r| format!("; run {r}")).unwrap_or_default()
+            );
+            Ok(if d.failed > 0 { EXIT_FAILED } else { 0 })
+        }
+        Command::Reject { selector } => {
+            let journal = Journal::open(&config.state_dir)?;
+            let d = run::reject(&journal, selector)?;
+            println!(
+                "rejected {} held action(s); nothing was written to the app",
+                d.rejected
+            );
+            Ok(0)
+        }
         Command::Show { run, format } => {
             let journal = Journal::open(&config.state_dir)?;
             let id = if run == "last" {

@@ -206,6 +206,9 @@ async fn sync_inner(
         .map_err(|e| fail(journal, run, e))?;
     let plan = make_plan(cfg, &snap, only_user, now);
     journal.record_plan(run, &plan.actions, now)?;
+    if only_user.is_none() {
+        journal.supersede_held(run, now)?;
+    }
     let present: Vec<&Anchor> = snap
         .users
         .iter()
@@ -278,4 +281,169 @@ pub async fn probe(cfg: &Config) -> Result<String, RunError> {
         users.iter().filter(|u| u.disabled).count(),
         accounts.len()
     ))
+}
+
+/// Which held actions an `approve`/`reject` names: `RUN` (all of that run's) or `RUN:SEQ`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Selector {
+    pub run: i64,
+    pub seq: Option<i64>,
+}
+
+impl std::str::FromStr for Selector {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "`{s}`: name a run (`12`) or one action (`12:3`), as `idsync approvals` lists them"
+            )
+        };
+        match s.split_once(':') {
+            Some((r, q)) => Ok(Selector {
+                run: r.parse().map_err(|_| bad())?,
+                seq: Some(q.parse().map_err(|_| bad())?),
+            }),
+            None => Ok(Selector {
+                run: s.parse().map_err(|_| bad())?,
+                seq: None,
+            }),
+        }
+    }
+}
+
+/// The outcome of an `approve` or `reject`.
+#[derive(Debug, Default)]
+pub struct Decision {
+    /// The run that applied approved actions, if one was needed.
+    pub run: Option<i64>,
+    pub applied: usize,
+    pub failed: usize,
+    /// Approved actions no longer in the current plan (the state changed since).
+    pub stale: usize,
+    pub rejected: usize,
+}
+
+/// Rejects held actions: they are dropped, nothing is written to the app.
+pub fn reject(journal: &Journal, sel: Selector) -> Result<Decision, RunError> {
+    let rows = selected(journal, sel)?;
+    for r in &rows {
+        journal.decide(r.run, r.seq, false, "rejected by an admin", Utc::now())?;
+    }
+    Ok(Decision {
+        rejected: rows.len(),
+        ..Decision::default()
+    })
+}
+
+fn selected(journal: &Journal, sel: Selector) -> Result<Vec<crate::journal::ActionRow>, RunError> {
+    let rows: Vec<_> = journal
+        .held_actions()?
+        .into_iter()
+        .filter(|r| r.run == sel.run && sel.seq.is_none_or(|q| q == r.seq))
+        .collect();
+    if rows.is_empty() {
+        let what = match sel.seq {
+            Some(q) => format!("{}:{q}", sel.run),
+            None => sel.run.to_string(),
+        };
+        return Err(RunError::Stopped {
+            run: sel.run,
+            reason: format!("no held action matches {what}; see `idsync approvals`"),
+        });
+    }
+    Ok(rows)
+}
+
+/// Approves held actions: re-reads both sides, re-plans, and applies each approved action
+/// only if the current plan still contains it (same kind, person and account).
+pub async fn approve(cfg: &Config, journal: &Journal, sel: Selector) -> Result<Decision, RunError> {
+    let rows = selected(journal, sel)?;
+    let now = Utc::now();
+    let run = journal.begin_run(Mode::Apply, "approve", now)?;
+    let span = tracing::info_span!("run", run_id = run, mode = "approve");
+    approve_inner(cfg, journal, run, rows, now)
+        .instrument(span)
+        .await
+}
+
+async fn approve_inner(
+    cfg: &Config,
+    journal: &Journal,
+    run: i64,
+    rows: Vec<crate::journal::ActionRow>,
+    now: DateTime<Utc>,
+) -> Result<Decision, RunError> {
+    let client = ScimClient::new(cfg.target.clone()).map_err(|e| fail(journal, run, e.into()))?;
+    let snap = snapshot(cfg, journal, &client)
+        .await
+        .map_err(|e| fail(journal, run, e))?;
+    let plan = make_plan(cfg, &snap, None, now);
+    let mut chosen = Vec::new();
+    let mut decision = Decision {
+        run: Some(run),
+        ..Decision::default()
+    };
+    for r in &rows {
+        let found = plan.actions.iter().find(|a| {
+            a.kind.as_str() == r.kind
+                && a.anchor.as_ref().map(|x| x.as_str()) == r.anchor.as_deref()
+                && a.account_id == r.account
+        });
+        match found {
+            Some(a) => {
+                let mut a = a.clone();
+                a.held = None;
+                a.reason = format!("{} (approved from run {}:{})", a.reason, r.run, r.seq);
+                chosen.push(a);
+                journal.decide(
+                    r.run,
+                    r.seq,
+                    true,
+                    &format!("approved: applied by run {run}"),
+                    Utc::now(),
+                )?;
+            }
+            None => {
+                decision.stale += 1;
+                let note = "approved, but no longer planned: the person or account changed since; nothing written";
+                journal.decide(r.run, r.seq, true, note, Utc::now())?;
+            }
+        }
+    }
+    journal.record_plan(run, &chosen, now)?;
+    let accounts: BTreeMap<String, Account> = snap
+        .accounts
+        .into_iter()
+        .map(|a| (a.id.clone(), a))
+        .collect();
+    let ctx = apply::Context {
+        accounts: &accounts,
+        links: &snap.links,
+        now,
+        concurrency: cfg.target.concurrency,
+    };
+    let outcomes = apply::apply(&client, journal, run, &chosen, &ctx).await?;
+    decision.applied = outcomes.applied;
+    decision.failed = outcomes.failed;
+    let outcome = if outcomes.failed > 0 {
+        Outcome::Failed
+    } else {
+        Outcome::Ok
+    };
+    let counts = counts(
+        &Plan {
+            actions: chosen,
+            ..Plan::default()
+        },
+        Some(&outcomes),
+    );
+    journal.finish_run(
+        run,
+        outcome,
+        Some(snap.users.len()),
+        &counts,
+        outcomes.fatal.as_deref(),
+        Utc::now(),
+    )?;
+    Ok(decision)
 }

@@ -304,6 +304,50 @@ impl Journal {
         })
     }
 
+    /// Closes the held actions of earlier apply runs: each full run re-plans from the current
+    /// state, so its own held actions are the only ones left to approve (no duplicates).
+    pub fn supersede_held(&self, run: i64, now: DateTime<Utc>) -> Result<usize, JournalError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE actions SET status = 'skipped', error = 'superseded by run ' || ?1, at = ?2
+                 WHERE status = 'held' AND run < ?1",
+                params![run, ts(now)],
+            )
+        })
+    }
+
+    /// Held actions of apply runs, waiting for `approve` or `reject`.
+    pub fn held_actions(&self) -> Result<Vec<ActionRow>, JournalError> {
+        self.select_actions(
+            "SELECT a.run, a.seq, a.kind, a.user_name, a.anchor, a.account, a.reason, a.before, a.after, a.status, a.error, a.at
+             FROM actions a JOIN runs r ON r.id = a.run WHERE a.status = 'held' AND r.mode = 'apply' ORDER BY a.run, a.seq",
+            [],
+        )
+    }
+
+    /// Records an admin's decision on a held action; the action leaves the held list.
+    pub fn decide(
+        &self,
+        run: i64,
+        seq: i64,
+        approved: bool,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "UPDATE actions SET status = 'skipped', error = ?3, at = ?4 WHERE run = ?1 AND seq = ?2 AND status = 'held'",
+                params![run, seq, note, ts(now)],
+            )?;
+            tx.execute(
+                "INSERT INTO approvals (run, seq, decided, decision) VALUES (?1, ?2, ?3, ?4)",
+                params![run, seq, ts(now), if approved { "approved" } else { "rejected" }],
+            )?;
+            tx.commit()
+        })
+    }
+
     /// Records an action's result and its link change atomically.
     pub fn record_result(
         &self,
@@ -432,12 +476,21 @@ impl Journal {
     }
 
     pub fn actions(&self, run: i64) -> Result<Vec<ActionRow>, JournalError> {
+        self.select_actions(
+            "SELECT run, seq, kind, user_name, anchor, account, reason, before, after, status, error, at FROM actions WHERE run = ?1 ORDER BY seq",
+            params![run],
+        )
+    }
+
+    fn select_actions(
+        &self,
+        sql: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<ActionRow>, JournalError> {
         self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT run, seq, kind, user_name, anchor, account, reason, before, after, status, error, at FROM actions WHERE run = ?1 ORDER BY seq",
-            )?;
+            let mut stmt = c.prepare(sql)?;
             let rows = stmt
-                .query_map(params![run], |r| {
+                .query_map(args, |r| {
                     Ok(ActionRow {
                         run: r.get(0)?,
                         seq: r.get(1)?,
