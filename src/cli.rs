@@ -55,7 +55,12 @@ pub enum Command {
         /// Exit 2 when changes are pending (0 when none).
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Also save the plan to FILE for `idsync apply FILE` after review.
+        #[arg(long)]
+        save: Option<PathBuf>,
     },
+    /// Apply a plan saved with `plan --save`, refusing actions that went stale since.
+    Apply { file: PathBuf },
     /// One run: plan, safety gates, apply, journal.
     Sync {
         /// Apply only the actions of this person (userName); the whole directory is still read.

@@ -85,9 +85,15 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
             format,
             output,
             detailed_exitcode,
+            save,
         } => {
             let journal = Journal::open(&config.state_dir)?;
             let summary = run::dry_run(&config, &journal, "cli").await?;
+            if let Some(path) = save {
+                let saved = run::SavedPlan::new(&config, summary.plan.clone());
+                write_atomically(&path, &serde_json::to_string_pretty(&saved)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
             let text = report::render(&summary.plan, format);
             match output {
                 Some(path) => write_atomically(&path, &text)
@@ -162,6 +168,29 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
                 }
             }
             Ok(0)
+        }
+        Command::Apply { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let saved: run::SavedPlan = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not a plan saved by `idsync plan --save`",
+                    file.display()
+                )
+            })?;
+            let journal = Journal::open(&config.state_dir)?;
+            let a = run::apply_saved(&config, &journal, saved).await?;
+            println!(
+                "run {}: applied {}, failed {}, refused {}",
+                a.run,
+                a.applied,
+                a.failed,
+                a.refused.len()
+            );
+            for (user, why) in &a.refused {
+                println!("  refused {user}: {why}");
+            }
+            Ok(if a.failed > 0 { EXIT_FAILED } else { 0 })
         }
         Command::Approvals { format } => {
             let journal = Journal::open(&config.state_dir)?;

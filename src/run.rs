@@ -447,3 +447,161 @@ async fn approve_inner(
     )?;
     Ok(decision)
 }
+
+/// A plan saved for review (`plan --save`), applied later with `apply`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct SavedPlan {
+    pub format: u32,
+    pub created: DateTime<Utc>,
+    pub source: String,
+    pub target: String,
+    pub plan: Plan,
+}
+
+pub const SAVED_PLAN_FORMAT: u32 = 1;
+
+fn endpoints(cfg: &Config) -> (String, String) {
+    let SourceConfig::Ldap(l) = &cfg.source;
+    (
+        format!("{} {}", l.url, l.base_dn),
+        cfg.target.url.to_string(),
+    )
+}
+
+impl SavedPlan {
+    pub fn new(cfg: &Config, plan: Plan) -> SavedPlan {
+        let (source, target) = endpoints(cfg);
+        SavedPlan {
+            format: SAVED_PLAN_FORMAT,
+            created: Utc::now(),
+            source,
+            target,
+            plan,
+        }
+    }
+}
+
+/// What `apply FILE` did with each reviewed action.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub run: i64,
+    pub applied: usize,
+    pub failed: usize,
+    /// (userName, why) of reviewed actions not applied.
+    pub refused: Vec<(String, String)>,
+}
+
+/// Applies exactly a reviewed plan: re-reads both sides and re-plans; a reviewed action is
+/// applied only if the current plan has the identical action (same kind, person, account
+/// and field changes). Anything that changed since the review is refused and reported.
+pub async fn apply_saved(
+    cfg: &Config,
+    journal: &Journal,
+    saved: SavedPlan,
+) -> Result<Applied, RunError> {
+    let now = Utc::now();
+    let run = journal.begin_run(Mode::Apply, "apply-plan", now)?;
+    let (source, target) = endpoints(cfg);
+    if saved.format != SAVED_PLAN_FORMAT || saved.source != source || saved.target != target {
+        let reason = format!(
+            "the saved plan was made for {} -> {} (format {}), this config reads {source} -> {target}; make a new plan",
+            saved.source, saved.target, saved.format
+        );
+        journal.finish_run(
+            run,
+            Outcome::Aborted,
+            None,
+            &json!({}),
+            Some(&reason),
+            Utc::now(),
+        )?;
+        return Err(RunError::Stopped { run, reason });
+    }
+    let span = tracing::info_span!("run", run_id = run, mode = "apply-plan");
+    apply_saved_inner(cfg, journal, run, saved, now)
+        .instrument(span)
+        .await
+}
+
+async fn apply_saved_inner(
+    cfg: &Config,
+    journal: &Journal,
+    run: i64,
+    saved: SavedPlan,
+    now: DateTime<Utc>,
+) -> Result<Applied, RunError> {
+    let client = ScimClient::new(cfg.target.clone()).map_err(|e| fail(journal, run, e.into()))?;
+    let snap = snapshot(cfg, journal, &client)
+        .await
+        .map_err(|e| fail(journal, run, e))?;
+    let current = make_plan(cfg, &snap, None, now);
+    let mut out = Applied {
+        run,
+        ..Applied::default()
+    };
+    let mut chosen = Vec::new();
+    for reviewed in saved.plan.actions {
+        if let Some(why) = &reviewed.held {
+            out.refused.push((
+                reviewed.user_name.clone(),
+                format!("held when reviewed ({why}); use `idsync approve`"),
+            ));
+            continue;
+        }
+        let same = current.actions.iter().find(|a| {
+            a.kind == reviewed.kind
+                && a.anchor == reviewed.anchor
+                && a.account_id == reviewed.account_id
+                && a.changes == reviewed.changes
+        });
+        match same {
+            Some(a) if a.held.is_some() => {
+                out.refused.push((reviewed.user_name.clone(), format!("held now: {}", a.held.as_deref().unwrap_or_default())))
+            }
+            Some(_) => chosen.push(reviewed),
+            None => out.refused.push((
+                reviewed.user_name.clone(),
+                format!("{} refused: the person or the account changed since the plan was reviewed (or it was already applied)", reviewed.kind),
+            )),
+        }
+    }
+    journal.record_plan(run, &chosen, now)?;
+    let accounts: BTreeMap<String, Account> = snap
+        .accounts
+        .into_iter()
+        .map(|a| (a.id.clone(), a))
+        .collect();
+    let ctx = apply::Context {
+        accounts: &accounts,
+        links: &snap.links,
+        now,
+        concurrency: cfg.target.concurrency,
+    };
+    let outcomes = apply::apply(&client, journal, run, &chosen, &ctx).await?;
+    out.applied = outcomes.applied;
+    out.failed = outcomes.failed;
+    let outcome = if outcomes.failed > 0 {
+        Outcome::Failed
+    } else {
+        Outcome::Ok
+    };
+    let mut c = counts(
+        &Plan {
+            actions: chosen,
+            ..Plan::default()
+        },
+        Some(&outcomes),
+    );
+    c["refused"] = json!(out.refused.len());
+    let reason = (!out.refused.is_empty())
+        .then(|| format!("{} reviewed action(s) refused as stale", out.refused.len()));
+    journal.finish_run(
+        run,
+        outcome,
+        Some(snap.users.len()),
+        &c,
+        reason.as_deref(),
+        Utc::now(),
+    )?;
+    Ok(out)
+}
