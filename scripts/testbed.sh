@@ -12,7 +12,8 @@
 #   scripts/testbed.sh scim-stop DIR
 #
 # Directory: suffix dc=example,dc=org, admin cn=admin,dc=example,dc=org / "admin-secret",
-# read-only sync account cn=idsync,ou=services,dc=example,dc=org / "idsync-secret".
+# read-only sync account cn=idsync,ou=services,dc=example,dc=org / "idsync-secret", and
+# cn=noread,ou=services,dc=example,dc=org / "noread-secret" that may bind but read nothing.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -80,6 +81,8 @@ index entryCSN,entryUUID eq
 # one that pages (RFC 2696) reads everything.
 limits dn.exact="cn=idsync,ou=services,dc=example,dc=org" ${SLAPD_SYNC_LIMITS:-size.soft=500 size.hard=500 size.pr=500 size.prtotal=unlimited}
 access to attrs=userPassword by anonymous auth by * none
+# noread sees the people container but none of the people: "0 entries, success".
+access to dn.base="ou=people,dc=example,dc=org" by dn.exact="cn=noread,ou=services,dc=example,dc=org" read by dn.exact="cn=idsync,ou=services,dc=example,dc=org" read by * none
 access to * by dn.exact="cn=idsync,ou=services,dc=example,dc=org" read by * none
 overlay syncprov
 syncprov-checkpoint 100 10
@@ -111,6 +114,12 @@ objectClass: organizationalRole
 objectClass: simpleSecurityObject
 cn: idsync
 userPassword: idsync-secret
+
+dn: cn=noread,ou=services,dc=example,dc=org
+objectClass: organizationalRole
+objectClass: simpleSecurityObject
+cn: noread
+userPassword: noread-secret
 LDIF
     slapadd -q -w -f "$dir/slapd.conf" -l "$dir/base.ldif" || die "loading base.ldif failed"
     local ldif

@@ -48,6 +48,20 @@ pub struct Lifecycle {
     /// Field rewrites applied on suspension (e.g. title "Former member").
     pub leaver: Vec<(FieldPath, String)>,
     pub unmanaged: Unmanaged,
+    /// Account attribute that marks an invitation not yet accepted (value `true`): such an
+    /// inactive account is the app's business, never "reactivated" by idsync.
+    pub pending: Option<FieldPath>,
+}
+
+impl Lifecycle {
+    fn is_pending(&self, account: &Account) -> bool {
+        !account.active
+            && self
+                .pending
+                .as_ref()
+                .and_then(|p| p.get(&account.resource))
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
 }
 
 impl Default for Lifecycle {
@@ -58,6 +72,7 @@ impl Default for Lifecycle {
             delete_after: None,
             leaver: Vec::new(),
             unmanaged: Unmanaged::Ignore,
+            pending: None,
         }
     }
 }
@@ -408,7 +423,7 @@ impl<'a> Planner<'a> {
             &account.resource,
             SetOnce::Skip,
         );
-        if account.active {
+        if account.active || self.policy().lifecycle.is_pending(account) {
             if !changes.is_empty() {
                 let reason = format!("changed upstream: {}", field_list(&changes));
                 self.plan
@@ -536,7 +551,10 @@ impl<'a> Planner<'a> {
             if user.disabled && account.active {
                 changes.insert(0, active_change(true, false));
                 reason.push_str("; disabled upstream");
-            } else if !user.disabled && !account.active {
+            } else if !user.disabled
+                && !account.active
+                && !self.policy().lifecycle.is_pending(account)
+            {
                 changes.insert(0, active_change(false, true));
             }
             self.plan.actions.push(Action {

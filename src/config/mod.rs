@@ -696,12 +696,23 @@ impl Resolver<'_> {
                 Err(e) => self.problem(&format!("lifecycle.leaver.{k}"), e.to_string()),
             }
         }
+        let pending = raw
+            .pending
+            .as_deref()
+            .and_then(|p| match FieldPath::parse(p) {
+                Ok(path) => Some(path),
+                Err(e) => {
+                    self.problem("lifecycle.pending", e.to_string());
+                    None
+                }
+            });
         Lifecycle {
             reactivation_window,
             after_window,
             delete_after,
             leaver,
             unmanaged,
+            pending,
         }
     }
 

@@ -100,6 +100,7 @@ pub struct RawLifecycle {
     #[serde(default)]
     pub leaver: BTreeMap<String, String>,
     pub unmanaged: Option<String>,
+    pub pending: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -443,3 +443,29 @@ fn plans_are_byte_stable() {
     );
     assert_eq!(p1.actions[0].user_name, "ada@x.org");
 }
+
+#[test]
+fn a_pending_invitation_is_not_reactivated_but_its_fields_are_kept_current() {
+    let mut p = policy();
+    p.lifecycle.pending = Some(FieldPath::parse("urn:example:app:User:pending").unwrap());
+    let mut acct = account("s1", "ada@x.org", "Eng", false);
+    acct.resource["urn:example:app:User"] = json!({"pending": true});
+    let plan = run(
+        vec![person("a1", "ada@x.org", "Boss", false)],
+        vec![acct.clone()],
+        vec![link("a1", "s1", LinkState::Active, None)],
+        &p,
+    );
+    assert_eq!(plan.actions.len(), 1);
+    assert_eq!(plan.actions[0].kind, ActionKind::Update);
+    assert!(plan.actions[0].changes.iter().all(|c| c.field != ACTIVE));
+    // Without the pending mark, the same inactive account is reactivated.
+    acct.resource["urn:example:app:User"] = json!({"pending": false});
+    let plan = run(
+        vec![person("a1", "ada@x.org", "Boss", false)],
+        vec![acct],
+        vec![link("a1", "s1", LinkState::Active, None)],
+        &p,
+    );
+    assert_eq!(plan.actions[0].kind, ActionKind::Reactivate);
+}

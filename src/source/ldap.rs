@@ -145,7 +145,10 @@ impl LdapReader {
                     res.text
                 ),
                 10 => format!("referral to {:?}; point source.url/base_dn at the server that holds the entries", res.refs),
-                32 => format!("base DN does not exist ({}); fix source.base_dn", res.text),
+                32 => format!(
+                    "base DN not found ({}); fix source.base_dn, or grant the bind account read access to it",
+                    res.text
+                ),
                 50 => format!("insufficient access ({}); grant the bind account read rights", res.text),
                 rc => format!("result code {rc} {}", res.text),
             };
