@@ -14,6 +14,10 @@ use crate::plan::{Action, ActionKind, Change, ACTIVE};
 use crate::target::scim::new_resource;
 use crate::target::{AccountWriter, Created, TargetError};
 
+/// Set (by the daemon, on SIGTERM) to stop starting new actions; the ones in flight finish
+/// and are journaled, the rest stay `planned` for the next run.
+pub static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
 /// What the app and the journal knew when the plan was made.
 pub struct Context<'a> {
     pub accounts: &'a BTreeMap<String, Account>,
@@ -49,7 +53,7 @@ pub async fn apply<W: AccountWriter>(
                 if action.held.is_some() {
                     return Ok((Status::Held, None));
                 }
-                if stop.load(Ordering::SeqCst) {
+                if stop.load(Ordering::SeqCst) || STOP_REQUESTED.load(Ordering::SeqCst) {
                     return Ok((Status::Skipped, None));
                 }
                 match execute(writer, action, ctx, linked).await {

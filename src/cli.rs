@@ -67,6 +67,8 @@ pub enum Command {
         #[arg(long)]
         user: Option<String>,
     },
+    /// The daemon: a sync on every `schedule` tick until SIGTERM (systemd Type=notify).
+    Run,
     /// List recent runs from the journal.
     Runs {
         #[arg(long, default_value_t = 20)]

@@ -192,6 +192,11 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
             }
             Ok(if a.failed > 0 { EXIT_FAILED } else { 0 })
         }
+        Command::Run => {
+            let path = config.path.clone();
+            idsync::daemon::run(path, config).await?;
+            Ok(0)
+        }
         Command::Approvals { format } => {
             let journal = Journal::open(&config.state_dir)?;
             let rows = journal.held_actions()?;

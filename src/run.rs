@@ -29,8 +29,41 @@ pub enum RunError {
     Target(#[from] TargetError),
     #[error("run aborted before any write: {0}")]
     Refused(#[from] ReadRefused),
+    #[error("another idsync run holds {path}; wait for it to finish (the daemon and manual runs never overlap)")]
+    Busy { path: String },
+    #[error("cannot take the run lock {path}: {detail}")]
+    Lock { path: String, detail: String },
     #[error("run {run} stopped: {reason}")]
     Stopped { run: i64, reason: String },
+}
+
+/// The state dir's run lock: one apply run at a time, daemon or manual. Released on drop.
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    pub fn acquire(state_dir: &std::path::Path) -> Result<RunLock, RunError> {
+        let path = state_dir.join("idsync.lock");
+        let err = |detail: String| RunError::Lock {
+            path: path.display().to_string(),
+            detail,
+        };
+        std::fs::create_dir_all(state_dir).map_err(|e| err(e.to_string()))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| err(e.to_string()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(RunError::Busy {
+                path: path.display().to_string(),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(err(e.to_string())),
+        }
+    }
 }
 
 /// What a finished run reports.
@@ -185,6 +218,7 @@ pub async fn sync(
     trigger: &str,
     only_user: Option<&str>,
 ) -> Result<RunSummary, RunError> {
+    let _lock = RunLock::acquire(&cfg.state_dir)?;
     let now = Utc::now();
     let run = journal.begin_run(Mode::Apply, trigger, now)?;
     let span = tracing::info_span!("run", run_id = run, mode = "apply");
@@ -357,6 +391,7 @@ fn selected(journal: &Journal, sel: Selector) -> Result<Vec<crate::journal::Acti
 /// Approves held actions: re-reads both sides, re-plans, and applies each approved action
 /// only if the current plan still contains it (same kind, person and account).
 pub async fn approve(cfg: &Config, journal: &Journal, sel: Selector) -> Result<Decision, RunError> {
+    let _lock = RunLock::acquire(&cfg.state_dir)?;
     let rows = selected(journal, sel)?;
     let now = Utc::now();
     let run = journal.begin_run(Mode::Apply, "approve", now)?;
@@ -499,6 +534,7 @@ pub async fn apply_saved(
     journal: &Journal,
     saved: SavedPlan,
 ) -> Result<Applied, RunError> {
+    let _lock = RunLock::acquire(&cfg.state_dir)?;
     let now = Utc::now();
     let run = journal.begin_run(Mode::Apply, "apply-plan", now)?;
     let (source, target) = endpoints(cfg);
@@ -604,4 +640,21 @@ async fn apply_saved_inner(
         Utc::now(),
     )?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_run_cannot_take_the_lock_while_the_first_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = RunLock::acquire(dir.path()).unwrap();
+        assert!(matches!(
+            RunLock::acquire(dir.path()),
+            Err(RunError::Busy { .. })
+        ));
+        drop(first);
+        assert!(RunLock::acquire(dir.path()).is_ok());
+    }
 }

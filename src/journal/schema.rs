@@ -60,21 +60,26 @@ const MIGRATIONS: &[&str] = &[
 
 pub fn migrate(journal: &Journal) -> Result<(), JournalError> {
     let known = MIGRATIONS.len() as i64;
-    let found: i64 = journal.with(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))?;
+    // An IMMEDIATE transaction takes the write lock before reading the version, so two
+    // processes opening a new journal at once (the daemon and a CLI) migrate it once.
+    let found = journal.with(|c| {
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found < known {
+            for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+                tx.execute_batch(sql)?;
+                tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            }
+        }
+        tx.commit()?;
+        Ok(found)
+    })?;
     if found > known {
         return Err(JournalError::TooNew {
             path: journal.path.clone(),
             found,
             known,
         });
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        journal.with(|c| {
-            let tx = c.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()
-        })?;
     }
     Ok(())
 }

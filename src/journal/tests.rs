@@ -152,3 +152,18 @@ fn a_journal_from_a_newer_idsync_is_refused() {
         Err(JournalError::TooNew { found: 99, .. })
     ));
 }
+
+#[test]
+fn two_processes_opening_a_new_journal_at_once_migrate_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let p = path.clone();
+            std::thread::spawn(move || Journal::open(&p).map(|_| ()))
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap().unwrap();
+    }
+}

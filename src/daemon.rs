@@ -1,0 +1,121 @@
+//! `idsync run`: the long-running service. Runs a sync on each `schedule` tick, one run at a
+//! time (the state dir lock), tells systemd READY / STATUS / WATCHDOG / STOPPING, re-reads the
+//! config on SIGHUP (keeping the old one if the new one is invalid), and on SIGTERM/SIGINT
+//! lets the current run finish its in-flight actions, then exits.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use chrono::Utc;
+use sd_notify::NotifyState;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::apply::STOP_REQUESTED;
+use crate::config::{self, Config};
+use crate::journal::Journal;
+use crate::run;
+
+/// The daemon cannot start. Exit non-zero: systemd's restart policy decides what follows.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("`schedule` is not set; `idsync run` needs one, e.g. schedule: \"*/15 * * * *\"")]
+    NoSchedule,
+    #[error("the schedule has no future time")]
+    ScheduleEnded,
+    #[error("cannot listen for signals: {0}")]
+    Signals(std::io::Error),
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+}
+
+fn notify(states: &[NotifyState<'_>]) {
+    // Not under systemd (no NOTIFY_SOCKET) is fine: nothing to tell.
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!(error = %e, "sd_notify failed");
+    }
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(config_path: PathBuf, mut cfg: Config) -> Result<(), DaemonError> {
+    if cfg.schedule.is_none() {
+        return Err(DaemonError::NoSchedule);
+    }
+    let mut journal = Journal::open(&cfg.state_dir)?;
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    if let Some(every) = sd_notify::watchdog_enabled() {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every / 2);
+            loop {
+                tick.tick().await;
+                notify(&[NotifyState::Watchdog]);
+            }
+        });
+    }
+    notify(&[
+        NotifyState::Ready,
+        NotifyState::Status("waiting for the first scheduled run"),
+    ]);
+    tracing::info!(config = %config_path.display(), "idsync daemon started");
+    loop {
+        let Some(schedule) = cfg.schedule.as_ref() else {
+            return Err(DaemonError::NoSchedule);
+        };
+        let next = schedule
+            .upcoming(Utc)
+            .next()
+            .ok_or(DaemonError::ScheduleEnded)?;
+        let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                match config::load(&config_path) {
+                    Ok(new) => {
+                        let state_changed = new.state_dir != cfg.state_dir;
+                        cfg = new;
+                        if state_changed {
+                            journal = Journal::open(&cfg.state_dir)?;
+                        }
+                        tracing::info!("config reloaded");
+                        notify(&[NotifyState::Status("config reloaded")]);
+                    }
+                    Err(e) => tracing::error!(error = %e, "the new config is invalid; keeping the running one"),
+                }
+                continue;
+            }
+        }
+        let sync = run::sync(&cfg, &journal, "schedule", None);
+        tokio::pin!(sync);
+        let result = tokio::select! {
+            r = &mut sync => r,
+            _ = term.recv() => { STOP_REQUESTED.store(true, Ordering::SeqCst); sync.await }
+            _ = int.recv() => { STOP_REQUESTED.store(true, Ordering::SeqCst); sync.await }
+        };
+        let status = match &result {
+            Ok(s) => format!(
+                "last run {}: {} at {}",
+                s.run,
+                s.outcome.as_str(),
+                Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduled run did not complete");
+                format!(
+                    "last run failed at {}: {e}",
+                    Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
+                )
+            }
+        };
+        notify(&[NotifyState::Status(&status)]);
+        if STOP_REQUESTED.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    notify(&[NotifyState::Stopping]);
+    tracing::info!("idsync daemon stopped");
+    Ok(())
+}

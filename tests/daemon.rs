@@ -1,0 +1,82 @@
+//! `idsync run`: syncs on its cron schedule and stops cleanly on SIGTERM.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+#[test]
+fn the_daemon_syncs_on_schedule_and_exits_cleanly_on_sigterm() {
+    let tb = Testbed::start(&people(5));
+    let cfg = tb.config("schedule: \"* * * * * *\"\n");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_idsync"))
+        .args(["--config", cfg.to_str().unwrap(), "-v", "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let scheduled = loop {
+        let runs: Value = serde_json::from_str(&tb.ok(&cfg, &["runs", "--format", "json"]))
+            .unwrap_or(Value::Null);
+        let n = runs
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .filter(|r| r["trigger"] == "schedule" && r["outcome"] == "ok")
+                    .count()
+            })
+            .unwrap_or(0);
+        if n >= 2 || Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(
+        scheduled >= 2,
+        "expected two scheduled runs, saw {scheduled}"
+    );
+    assert_eq!(tb.scim_users().len(), 5);
+
+    let term = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = daemon.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "daemon did not stop within 15s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(daemon.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "exit {status:?}: {err}");
+    assert!(err.contains("idsync daemon stopped"), "{err}");
+    let runs: Value = serde_json::from_str(&tb.ok(&cfg, &["runs", "--format", "json"])).unwrap();
+    assert!(
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["outcome"] != "running"),
+        "no run left half-open"
+    );
+}
+
+#[test]
+fn the_daemon_refuses_to_start_without_a_schedule() {
+    let tb = Testbed::start("");
+    let cfg = tb.config("");
+    let out = tb.idsync(&cfg, &["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`schedule` is not set"));
+}
