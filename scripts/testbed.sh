@@ -2,7 +2,8 @@
 # The real servers idsync's tests and demo run against, as private loopback processes:
 # OpenLDAP slapd (Debian package, syncprov overlay) and scim2-server (PyPI, in a venv).
 #
-#   scripts/testbed.sh install                    install slapd, ldap-utils, scim2-server
+#   scripts/testbed.sh install                    install slapd, ldap-utils, scim2-server (and
+#                                                 systemd-analyze, to score our units)
 #   scripts/testbed.sh slapd-start DIR PORT [LDIF...]   new slapd in DIR, LDIFs loaded offline
 #                      (SLAPD_SYNC_LIMITS overrides the sync account's `limits`;
 #                      SLAPD_TLS_DIR with ca.pem, server.pem, server.key enables StartTLS)
@@ -28,6 +29,10 @@ install() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
     apt-get install -y -qq slapd ldap-utils >/dev/null
+  fi
+  if ! command -v systemd-analyze >/dev/null 2>&1; then
+    echo "testbed: installing systemd (for systemd-analyze security on our units)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
   fi
   if [ ! -x "$venv/bin/scim2-server" ] || ! "$venv/bin/pip" show scim2-server 2>/dev/null | grep "^Version: $SCIM_VERSION$" >/dev/null; then
     echo "testbed: installing scim2-server $SCIM_VERSION into $venv (pip)" >&2

@@ -75,7 +75,7 @@ fn an_unreachable_directory_fails_the_run_with_no_writes() {
 #[test]
 fn a_wrong_password_fails_the_run_and_never_prints_the_secret() {
     let tb = Testbed::start(&one());
-    std::fs::write(tb.dir.path().join("ldap.secret"), "wrong-Canary-7731\n").unwrap();
+    write_secret(&tb.dir.path().join("ldap.secret"), "wrong-Canary-7731");
     let cfg = tb.config("");
     let out = tb.idsync(&cfg, &["-vvv", "sync"]);
     assert_eq!(out.status.code(), Some(1));
@@ -121,4 +121,31 @@ fn a_read_that_sees_nobody_is_aborted_before_any_write() {
     assert!(stderr(&out).contains("fewer than min_source_users"));
     assert_eq!(tb.scim_writes(), writes);
     assert_eq!(last_run(&tb, &cfg)["outcome"], "aborted");
+}
+
+#[test]
+fn the_secrets_never_reach_logs_reports_or_the_journal() {
+    let tb = Testbed::start(&one());
+    let cfg = tb.config("");
+    let mut seen = Vec::new();
+    for args in [
+        &["-vvv", "sync"][..],
+        &["-vvv", "--log-format", "json", "plan", "--format", "json"],
+        &["show", "last", "--format", "json"],
+    ] {
+        let out = tb.idsync(&cfg, args);
+        assert!(out.status.success());
+        seen.extend(out.stdout);
+        seen.extend(out.stderr);
+    }
+    for name in ["journal.sqlite3", "journal.sqlite3-wal"] {
+        seen.extend(std::fs::read(tb.state_dir().join(name)).unwrap_or_default());
+    }
+    let text = String::from_utf8_lossy(&seen);
+    assert!(
+        text.contains("ada@example.org"),
+        "the check reads real output"
+    );
+    assert!(!text.contains(SYNC_PW), "LDAP password leaked");
+    assert!(!text.contains(TOKEN), "SCIM token leaked");
 }

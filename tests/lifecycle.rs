@@ -110,7 +110,7 @@ fn a_bind_that_cannot_read_anything_aborts_the_run_with_zero_writes() {
     let cfg = tb.config("");
     tb.ok(&cfg, &["sync"]);
     let writes = tb.scim_writes();
-    std::fs::write(tb.dir.path().join("noread.secret"), "noread-secret\n").unwrap();
+    write_secret(&tb.dir.path().join("noread.secret"), "noread-secret");
     let source = tb
         .base_source()
         .replace("cn=idsync,ou=services", "cn=noread,ou=services")

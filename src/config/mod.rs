@@ -376,6 +376,17 @@ impl Resolver<'_> {
             }
             (None, Some(f)) => {
                 let path = self.file_path(&file_key, f)?;
+                if let Some(mode) = self.exposed_mode(&path) {
+                    self.problem(
+                        &file_key,
+                        format!(
+                            "{} can be read by other users (mode {mode:o}); run `chmod 600 {}`",
+                            path.display(),
+                            path.display()
+                        ),
+                    );
+                    return None;
+                }
                 match std::fs::read_to_string(&path) {
                     Ok(s) => {
                         let s = s.trim_end_matches(['\n', '\r']).to_string();
@@ -393,6 +404,19 @@ impl Resolver<'_> {
             }
             (None, None) => None,
         }
+    }
+
+    /// The mode of a secret file that group or others may read (like libpq's .pgpass rule);
+    /// systemd credentials (under $CREDENTIALS_DIRECTORY) are exempt: systemd guards them.
+    fn exposed_mode(&self, path: &Path) -> Option<u32> {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(creds) = (self.env)("CREDENTIALS_DIRECTORY") {
+            if path.starts_with(&creds) {
+                return None;
+            }
+        }
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then_some(mode)
     }
 
     fn ldap(&mut self, l: raw::RawLdap, mapping: Option<&Mapping>) -> Option<SourceConfig> {

@@ -163,3 +163,33 @@ fn plain_ldap_off_loopback_with_a_bind_warns() {
     let c = parse_text(&BASE.replace("ldaps://dc1.example.org", "ldap://dc1.example.org")).unwrap();
     assert!(c.warnings.iter().any(|w| w.contains("clear text")));
 }
+
+#[test]
+fn secret_files_readable_by_others_are_refused_except_systemd_credentials() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("scim");
+    std::fs::write(&token, "Canary-Token\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let text = BASE.replace(
+        "token: \"${SCIM_TOKEN}\"",
+        &format!("token_file: {}", token.display()),
+    );
+    let errs = problems(&text);
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("target.token_file:") && e.contains("chmod 600")),
+        "{errs:?}"
+    );
+
+    let creds = dir.path().to_str().unwrap().to_string();
+    let env = move |name: &str| {
+        (name == "CREDENTIALS_DIRECTORY")
+            .then(|| creds.clone())
+            .or_else(|| super::tests::env(name))
+    };
+    assert!(parse(&text, Path::new("/etc/idsync/idsync.yaml"), &env).is_ok());
+
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(problems(&text).is_empty());
+}

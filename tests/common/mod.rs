@@ -42,6 +42,13 @@ fn testbed_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     out
 }
 
+/// Writes a secret file readable by its owner only, as idsync requires.
+pub fn write_secret(path: &Path, value: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("{value}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -149,8 +156,8 @@ impl Testbed {
             &scim_port.to_string(),
             TOKEN,
         ]);
-        std::fs::write(tb.dir.path().join("ldap.secret"), format!("{SYNC_PW}\n")).unwrap();
-        std::fs::write(tb.dir.path().join("scim.token"), format!("{TOKEN}\n")).unwrap();
+        write_secret(&tb.dir.path().join("ldap.secret"), SYNC_PW);
+        write_secret(&tb.dir.path().join("scim.token"), TOKEN);
         tb.scim_stopped = false;
         tb
     }

@@ -1,0 +1,38 @@
+//! The shipped units: `systemd-analyze security` exposure must stay at or below 2.0.
+
+mod common;
+
+use std::process::Command;
+
+fn exposure(unit: &str) -> f64 {
+    let path = common::repo().join("systemd").join(unit);
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (scripts/testbed.sh install provides it)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
+    let score: f64 = line
+        .split(':')
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read the score in `{line}`"));
+    println!("{unit}: systemd-analyze security exposure {score}");
+    score
+}
+
+#[test]
+fn the_daemon_unit_is_hardened() {
+    assert!(exposure("idsync.service") <= 2.0);
+}
+
+#[test]
+fn the_dry_run_report_unit_is_hardened() {
+    assert!(exposure("idsync-plan.service") <= 2.0);
+}
