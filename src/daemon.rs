@@ -1,7 +1,8 @@
 //! `idsync run`: the long-running service. Runs a sync on each `schedule` tick, one run at a
 //! time (the state dir lock), tells systemd READY / STATUS / WATCHDOG / STOPPING, re-reads the
 //! config on SIGHUP (keeping the old one if the new one is invalid), and on SIGTERM/SIGINT
-//! lets the current run finish its in-flight actions, then exits.
+//! lets the current run finish its in-flight actions, then exits. With `metrics.listen`
+//! set it also serves `/metrics` and `/healthz` (see `metrics`).
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -51,6 +52,19 @@ pub async fn run(config_path: PathBuf, mut cfg: Config) -> Result<(), DaemonErro
             loop {
                 tick.tick().await;
                 notify(&[NotifyState::Watchdog]);
+            }
+        });
+    }
+    if let (Some(addr), Some(schedule)) = (cfg.metrics_listen, cfg.schedule.as_ref()) {
+        let mut ticks = schedule.upcoming(Utc);
+        let period = match (ticks.next(), ticks.next()) {
+            (Some(a), Some(b)) => b - a,
+            _ => chrono::Duration::hours(24),
+        };
+        let reader = Journal::open(&cfg.state_dir)?;
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(addr, reader, period).await {
+                tracing::error!(%addr, error = %e, "cannot serve metrics");
             }
         });
     }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod journal;
 pub mod mapping;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod report;

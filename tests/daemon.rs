@@ -11,7 +11,10 @@ use serde_json::Value;
 #[test]
 fn the_daemon_syncs_on_schedule_and_exits_cleanly_on_sigterm() {
     let tb = Testbed::start(&people(5));
-    let cfg = tb.config("schedule: \"* * * * * *\"\n");
+    let port = free_port();
+    let cfg = tb.config(&format!(
+        "schedule: \"* * * * * *\"\nmetrics: {{ listen: \"127.0.0.1:{port}\" }}\n"
+    ));
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_idsync"))
         .args(["--config", cfg.to_str().unwrap(), "-v", "run"])
         .stdout(Stdio::null())
@@ -41,6 +44,24 @@ fn the_daemon_syncs_on_schedule_and_exits_cleanly_on_sigterm() {
         "expected two scheduled runs, saw {scheduled}"
     );
     assert_eq!(tb.scim_users().len(), 5);
+
+    let get =
+        |path: &str| reqwest::blocking::get(format!("http://127.0.0.1:{port}{path}")).unwrap();
+    let health = get("/healthz");
+    assert_eq!(health.status().as_u16(), 200);
+    let metrics = get("/metrics").text().unwrap();
+    assert!(
+        metrics.contains("idsync_actions_total{kind=\"create\",status=\"applied\"} 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("idsync_runs_total{mode=\"apply\",outcome=\"ok\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("idsync_last_success_timestamp_seconds "),
+        "{metrics}"
+    );
 
     let term = Command::new("kill")
         .args(["-TERM", &daemon.id().to_string()])

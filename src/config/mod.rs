@@ -120,6 +120,8 @@ pub struct Config {
     pub target: ScimConfig,
     pub policy: Policy,
     pub safety: SafetyConfig,
+    /// Where the daemon serves `/metrics` and `/healthz`, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Not errors, but worth an operator's attention (`idsync check` prints them).
     pub warnings: Vec<String>,
 }
@@ -211,6 +213,18 @@ impl Resolver<'_> {
         let lifecycle = self.lifecycle(raw.lifecycle);
         let protected = self.protected(&raw.protected);
         let safety = self.safety(raw.safety, raw.approvals);
+        let metrics_listen = raw.metrics.and_then(|m| match m.listen.parse::<std::net::SocketAddr>() {
+            Ok(a) => {
+                if !a.ip().is_loopback() {
+                    self.warnings.push(format!("metrics.listen: {a} is not loopback; the journal's counts are served without authentication"));
+                }
+                Some(a)
+            }
+            Err(_) => {
+                self.problem("metrics.listen", format!("`{}` is not an address:port such as 127.0.0.1:9464", m.listen));
+                None
+            }
+        });
         let (mut source, target, mapping, match_rule) = (source?, target?, mapping?, match_rule?);
         let SourceConfig::Ldap(ldap) = &mut source;
         ldap.attributes
@@ -230,6 +244,7 @@ impl Resolver<'_> {
                 protected,
             },
             safety,
+            metrics_listen,
             warnings: Vec::new(),
         })
     }

@@ -23,6 +23,13 @@ pub struct RawConfig {
     pub safety: RawSafety,
     #[serde(default)]
     pub approvals: BTreeMap<String, String>,
+    pub metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: String,
 }
 
 #[derive(Debug, Deserialize)]

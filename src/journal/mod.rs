@@ -130,6 +130,14 @@ pub struct RunRow {
     pub reason: Option<String>,
 }
 
+/// What `/metrics` reports, read from the journal.
+#[derive(Debug, Default)]
+pub struct MetricsData {
+    pub runs: Vec<(String, String, i64)>,
+    pub actions: Vec<(String, String, i64)>,
+    pub last_success: Option<DateTime<Utc>>,
+}
+
 /// One row of `actions`.
 #[derive(Clone, Debug, Serialize)]
 pub struct ActionRow {
@@ -447,6 +455,28 @@ impl Journal {
             )
             .optional()
             .map(|n| n.map(|n| n as usize))
+        })
+    }
+
+    /// Aggregates for `/metrics`: (mode, outcome, runs), (kind, status, actions), and the
+    /// finish time of the last apply run that ended ok or held.
+    pub fn metrics(&self) -> Result<MetricsData, JournalError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT mode, outcome, COUNT(*) FROM runs GROUP BY mode, outcome ORDER BY mode, outcome")?;
+            let runs = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+            let mut stmt = c.prepare(
+                "SELECT a.kind, a.status, COUNT(*) FROM actions a JOIN runs r ON r.id = a.run WHERE r.mode = 'apply'
+                 GROUP BY a.kind, a.status ORDER BY a.kind, a.status",
+            )?;
+            let actions = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+            let last_success = c
+                .query_row(
+                    "SELECT finished FROM runs WHERE mode = 'apply' AND outcome IN ('ok', 'held') ORDER BY id DESC LIMIT 1",
+                    [],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?;
+            Ok(MetricsData { runs, actions, last_success: parse_ts(last_success) })
         })
     }
 
