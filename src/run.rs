@@ -152,6 +152,30 @@ fn counts(plan: &Plan, outcomes: Option<&Outcomes>) -> serde_json::Value {
     serde_json::Value::Object(c)
 }
 
+/// Journals `actions` as planned, then applies them against the accounts and links read.
+#[allow(clippy::too_many_arguments)]
+async fn apply_actions(
+    cfg: &Config,
+    journal: &Journal,
+    client: &ScimClient,
+    run: i64,
+    accounts: Vec<Account>,
+    links: &BTreeMap<Anchor, Link>,
+    actions: &[crate::plan::Action],
+    now: DateTime<Utc>,
+) -> Result<Outcomes, RunError> {
+    journal.record_plan(run, actions, now)?;
+    let accounts: BTreeMap<String, Account> =
+        accounts.into_iter().map(|a| (a.id.clone(), a)).collect();
+    let ctx = apply::Context {
+        accounts: &accounts,
+        links,
+        now,
+        concurrency: cfg.target.concurrency,
+    };
+    Ok(apply::apply(client, journal, run, actions, &ctx).await?)
+}
+
 /// Journals a run that failed before it could plan, then returns the error.
 fn fail(journal: &Journal, run: i64, e: RunError) -> RunError {
     let outcome = match e {
@@ -239,7 +263,6 @@ async fn sync_inner(
         .await
         .map_err(|e| fail(journal, run, e))?;
     let plan = make_plan(cfg, &snap, only_user, now);
-    journal.record_plan(run, &plan.actions, now)?;
     if only_user.is_none() {
         journal.supersede_held(run, now)?;
     }
@@ -250,18 +273,17 @@ async fn sync_inner(
         .filter(|a| snap.links.contains_key(*a))
         .collect();
     journal.touch_links(&present, now)?;
-    let accounts: BTreeMap<String, Account> = snap
-        .accounts
-        .into_iter()
-        .map(|a| (a.id.clone(), a))
-        .collect();
-    let ctx = apply::Context {
-        accounts: &accounts,
-        links: &snap.links,
+    let outcomes = apply_actions(
+        cfg,
+        journal,
+        &client,
+        run,
+        snap.accounts,
+        &snap.links,
+        &plan.actions,
         now,
-        concurrency: cfg.target.concurrency,
-    };
-    let outcomes = apply::apply(&client, journal, run, &plan.actions, &ctx).await?;
+    )
+    .await?;
     let (outcome, reason) = if let Some(f) = &outcomes.fatal {
         (Outcome::Failed, Some(format!("stopped applying: {f}")))
     } else if outcomes.failed > 0 {
@@ -445,19 +467,17 @@ async fn approve_inner(
             }
         }
     }
-    journal.record_plan(run, &chosen, now)?;
-    let accounts: BTreeMap<String, Account> = snap
-        .accounts
-        .into_iter()
-        .map(|a| (a.id.clone(), a))
-        .collect();
-    let ctx = apply::Context {
-        accounts: &accounts,
-        links: &snap.links,
+    let outcomes = apply_actions(
+        cfg,
+        journal,
+        &client,
+        run,
+        snap.accounts,
+        &snap.links,
+        &chosen,
         now,
-        concurrency: cfg.target.concurrency,
-    };
-    let outcomes = apply::apply(&client, journal, run, &chosen, &ctx).await?;
+    )
+    .await?;
     decision.applied = outcomes.applied;
     decision.failed = outcomes.failed;
     let outcome = if outcomes.failed > 0 {
@@ -601,19 +621,17 @@ async fn apply_saved_inner(
             )),
         }
     }
-    journal.record_plan(run, &chosen, now)?;
-    let accounts: BTreeMap<String, Account> = snap
-        .accounts
-        .into_iter()
-        .map(|a| (a.id.clone(), a))
-        .collect();
-    let ctx = apply::Context {
-        accounts: &accounts,
-        links: &snap.links,
+    let outcomes = apply_actions(
+        cfg,
+        journal,
+        &client,
+        run,
+        snap.accounts,
+        &snap.links,
+        &chosen,
         now,
-        concurrency: cfg.target.concurrency,
-    };
-    let outcomes = apply::apply(&client, journal, run, &chosen, &ctx).await?;
+    )
+    .await?;
     out.applied = outcomes.applied;
     out.failed = outcomes.failed;
     let outcome = if outcomes.failed > 0 {

@@ -6,16 +6,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-fn one() -> String {
-    Person {
-        uid: "ada",
-        given: "Ada",
-        sn: "Lovelace",
-        title: "Analyst",
-    }
-    .ldif()
-}
-
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }

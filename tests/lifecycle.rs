@@ -8,33 +8,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn trio() -> String {
-    [
-        Person {
-            uid: "ada",
-            given: "Ada",
-            sn: "Lovelace",
-            title: "Analyst",
-        }
-        .ldif(),
-        Person {
-            uid: "alan",
-            given: "Alan",
-            sn: "Turing",
-            title: "Researcher",
-        }
-        .ldif(),
-        Person {
-            uid: "grace",
-            given: "Grace",
-            sn: "Hopper",
-            title: "Admiral",
-        }
-        .ldif(),
-    ]
-    .concat()
-}
-
 const DISABLE_ALAN: &str = "dn: uid=alan,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: employeeType\nemployeeType: disabled\n";
 const ENABLE_ALAN: &str = "dn: uid=alan,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: employeeType\nemployeeType: staff\n";
 

@@ -5,33 +5,6 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-fn trio() -> String {
-    [
-        Person {
-            uid: "ada",
-            given: "Ada",
-            sn: "Lovelace",
-            title: "Analyst",
-        }
-        .ldif(),
-        Person {
-            uid: "alan",
-            given: "Alan",
-            sn: "Turing",
-            title: "Researcher",
-        }
-        .ldif(),
-        Person {
-            uid: "grace",
-            given: "Grace",
-            sn: "Hopper",
-            title: "Admiral",
-        }
-        .ldif(),
-    ]
-    .concat()
-}
-
 fn id(u: &Value) -> String {
     u["id"].as_str().unwrap().to_string()
 }

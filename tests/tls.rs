@@ -5,16 +5,6 @@ mod common;
 
 use common::*;
 
-fn one() -> String {
-    Person {
-        uid: "ada",
-        given: "Ada",
-        sn: "Lovelace",
-        title: "Analyst",
-    }
-    .ldif()
-}
-
 #[test]
 fn start_tls_with_the_right_ca_reads_the_directory() {
     let tb = Testbed::start_tls(&one());

@@ -77,6 +77,45 @@ pub fn person_ldif(uid: &str, given: &str, sn: &str, title: &str, ou: &str) -> S
     )
 }
 
+/// Ada, Alan and Grace in ou=people.
+pub fn trio() -> String {
+    [
+        Person {
+            uid: "ada",
+            given: "Ada",
+            sn: "Lovelace",
+            title: "Analyst",
+        }
+        .ldif(),
+        Person {
+            uid: "alan",
+            given: "Alan",
+            sn: "Turing",
+            title: "Researcher",
+        }
+        .ldif(),
+        Person {
+            uid: "grace",
+            given: "Grace",
+            sn: "Hopper",
+            title: "Admiral",
+        }
+        .ldif(),
+    ]
+    .concat()
+}
+
+/// Ada alone.
+pub fn one() -> String {
+    Person {
+        uid: "ada",
+        given: "Ada",
+        sn: "Lovelace",
+        title: "Analyst",
+    }
+    .ldif()
+}
+
 /// `n` generated people: user0000 ... as LDIF.
 pub fn people(n: usize) -> String {
     (0..n)
