@@ -64,10 +64,15 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command, config)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            // RunError's text already carries its cause; anyhow's chain would repeat it.
-            match e.downcast_ref::<RunError>() {
-                Some(run) => eprintln!("idsync: error: {run}"),
-                None => eprintln!("idsync: error: {e:#}"),
+            // Our typed errors already carry their cause in their text; anyhow's chain would
+            // repeat it. Plain anyhow contexts need the chain.
+            let typed = e.is::<RunError>()
+                || e.is::<idsync::journal::JournalError>()
+                || e.is::<idsync::daemon::DaemonError>();
+            if typed {
+                eprintln!("idsync: error: {e}");
+            } else {
+                eprintln!("idsync: error: {e:#}");
             }
             let code = match e.downcast_ref::<RunError>() {
                 Some(RunError::Refused(_)) => EXIT_ABORTED,

@@ -101,3 +101,39 @@ fn the_daemon_refuses_to_start_without_a_schedule() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`schedule` is not set"));
 }
+
+#[test]
+fn two_concurrent_syncs_never_both_write() {
+    let tb = Testbed::start(&people(60));
+    let cfg = tb.config("");
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_idsync"))
+            .args(["--config", cfg.to_str().unwrap(), "sync"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    for out in &outs {
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("another idsync run holds"),
+                "a refused run says why: {err}"
+            );
+        }
+    }
+    assert!(outs.iter().any(|o| o.status.success()));
+    let users = tb.scim_users();
+    assert_eq!(users.len(), 60, "no duplicate accounts");
+    let runs: Value = serde_json::from_str(&tb.ok(&cfg, &["runs", "--format", "json"])).unwrap();
+    let created: i64 = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["counts"]["create"].as_i64())
+        .sum();
+    assert_eq!(created, 60, "the creates were planned by one run only");
+}

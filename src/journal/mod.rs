@@ -203,7 +203,7 @@ impl Journal {
         };
         journal.with(|c| {
             c.busy_timeout(std::time::Duration::from_secs(10))?;
-            c.pragma_update(None, "journal_mode", "WAL")?;
+            set_wal(c)?;
             c.pragma_update(None, "synchronous", "NORMAL")?;
             c.pragma_update(None, "foreign_keys", "ON")?;
             Ok(())
@@ -539,6 +539,26 @@ impl Journal {
                 .collect();
             rows
         })
+    }
+}
+
+/// Switches to WAL. Another process switching the same new file at the same moment makes
+/// SQLite answer BUSY without calling the busy handler, so retry for a while.
+fn set_wal(c: &Connection) -> rusqlite::Result<()> {
+    let mut tries = 0;
+    loop {
+        let mode: rusqlite::Result<String> =
+            c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0));
+        match mode {
+            Ok(_) => return Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 100 =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
