@@ -294,6 +294,14 @@ async fn sync_inner(
                 outcomes.failed
             )),
         )
+    } else if outcomes.skipped > 0 {
+        (
+            Outcome::Ok,
+            Some(format!(
+                "stopped early (shutdown): {} action(s) left planned for the next run",
+                outcomes.skipped
+            )),
+        )
     } else if outcomes.held > 0 {
         let why = plan
             .actions

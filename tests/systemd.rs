@@ -36,3 +36,27 @@ fn the_daemon_unit_is_hardened() {
 fn the_dry_run_report_unit_is_hardened() {
     assert!(exposure("idsync-plan.service") <= 2.0);
 }
+
+#[test]
+fn the_units_pass_systemd_analyze_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut units = Vec::new();
+    for unit in ["idsync.service", "idsync-plan.service", "idsync-plan.timer"] {
+        let text = std::fs::read_to_string(common::repo().join("systemd").join(unit)).unwrap();
+        // Point ExecStart at the binary under test: verify checks that it is executable.
+        let text = text.replace("/usr/local/bin/idsync", env!("CARGO_BIN_EXE_idsync"));
+        let path = dir.path().join(unit);
+        std::fs::write(&path, text).unwrap();
+        units.push(path);
+    }
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(&units)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "systemd-analyze verify: {err}"
+    );
+}
