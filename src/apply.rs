@@ -43,6 +43,7 @@ pub async fn apply<W: AccountWriter>(
     run: i64,
     actions: &[Action],
     ctx: &Context<'_>,
+    progress: &indicatif::ProgressBar,
 ) -> Result<Outcomes, JournalError> {
     let stop = AtomicBool::new(false);
     let linked: BTreeSet<&str> = ctx.links.values().map(|l| l.account_id.as_str()).collect();
@@ -56,7 +57,9 @@ pub async fn apply<W: AccountWriter>(
                 if stop.load(Ordering::SeqCst) || STOP_REQUESTED.load(Ordering::SeqCst) {
                     return Ok((Status::Skipped, None));
                 }
-                match execute(writer, action, ctx, linked).await {
+                let done = execute(writer, action, ctx, linked).await;
+                progress.inc(1);
+                match done {
                     Ok((account, link)) => {
                         let result = ActionResult { status: Status::Applied, account: account.as_deref(), error: None, link: &link };
                         journal.record_result(run, seq, &result, Utc::now())?;

@@ -12,6 +12,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod model;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod safety;

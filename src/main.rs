@@ -61,6 +61,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
+    let interactive = !matches!(cli.command, Command::Run) && std::io::stderr().is_terminal();
+    if interactive {
+        idsync::progress::enable();
+    }
     match runtime.block_on(dispatch(cli.command, config)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -94,7 +94,10 @@ async fn snapshot<R: AccountReader>(
     reader: &R,
 ) -> Result<Snapshot, RunError> {
     let started = std::time::Instant::now();
-    let users = read_source(cfg).await?;
+    let spin = crate::progress::spinner("reading the directory");
+    let users = read_source(cfg).await;
+    spin.finish_and_clear();
+    let users = users?;
     tracing::info!(
         people = users.len(),
         ms = started.elapsed().as_millis() as u64,
@@ -102,7 +105,10 @@ async fn snapshot<R: AccountReader>(
     );
     safety::check_read(users.len(), journal.last_good_source_count()?, &cfg.safety)?;
     let started = std::time::Instant::now();
-    let accounts = reader.list_accounts().await?;
+    let spin = crate::progress::spinner("reading the app's accounts");
+    let accounts = reader.list_accounts().await;
+    spin.finish_and_clear();
+    let accounts = accounts?;
     tracing::info!(
         accounts = accounts.len(),
         ms = started.elapsed().as_millis() as u64,
@@ -173,7 +179,13 @@ async fn apply_actions(
         now,
         concurrency: cfg.target.concurrency,
     };
-    Ok(apply::apply(client, journal, run, actions, &ctx).await?)
+    let bar = crate::progress::bar(
+        actions.iter().filter(|a| a.held.is_none()).count() as u64,
+        "applying",
+    );
+    let outcomes = apply::apply(client, journal, run, actions, &ctx, &bar).await;
+    bar.finish_and_clear();
+    Ok(outcomes?)
 }
 
 /// Journals a run that failed before it could plan, then returns the error.

@@ -15,12 +15,22 @@ fn the_daemon_syncs_on_schedule_and_exits_cleanly_on_sigterm() {
     let cfg = tb.config(&format!(
         "schedule: \"* * * * * *\"\nmetrics: {{ listen: \"127.0.0.1:{port}\" }}\n"
     ));
+    // Stand in for systemd's notify socket.
+    let notify_path = tb.dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_idsync"))
         .args(["--config", cfg.to_str().unwrap(), "-v", "run"])
+        .env("NOTIFY_SOCKET", &notify_path)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut buf = [0u8; 512];
+    let n = notify.recv(&mut buf).expect("a READY notification");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let scheduled = loop {
@@ -63,6 +73,34 @@ fn the_daemon_syncs_on_schedule_and_exits_cleanly_on_sigterm() {
         "{metrics}"
     );
 
+    let status_msg = (0..10)
+        .filter_map(|_| {
+            notify
+                .recv(&mut buf)
+                .ok()
+                .map(|n| String::from_utf8_lossy(&buf[..n]).to_string())
+        })
+        .find(|m| m.contains("STATUS=last run"));
+    assert!(
+        status_msg.is_some_and(|m| m.contains(": ok at")),
+        "systemd hears the last run's outcome"
+    );
+
+    // SIGHUP with a broken config: logged, the running config kept, runs go on.
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, good.replace("schedule:", "schedul:")).unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", &daemon.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "a bad reload must not stop the daemon"
+    );
+    std::fs::write(&cfg, &good).unwrap();
+
     let term = Command::new("kill")
         .args(["-TERM", &daemon.id().to_string()])
         .status()
@@ -83,6 +121,10 @@ fn the_daemon_syncs_on_schedule_and_exits_cleanly_on_sigterm() {
     std::io::Read::read_to_string(daemon.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(status.success(), "exit {status:?}: {err}");
     assert!(err.contains("idsync daemon stopped"), "{err}");
+    assert!(
+        err.contains("keeping the running one"),
+        "the bad reload is logged: {err}"
+    );
     let runs: Value = serde_json::from_str(&tb.ok(&cfg, &["runs", "--format", "json"])).unwrap();
     assert!(
         runs.as_array()
