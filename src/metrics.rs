@@ -49,8 +49,31 @@ pub fn render(data: &MetricsData, last: Option<&RunRow>) -> String {
     if let Some(secs) = last.and_then(run_seconds) {
         let _ = writeln!(
             out,
-            "# HELP idsync_last_run_duration_seconds Wall time of the last run (read, plan, apply).\n# TYPE idsync_last_run_duration_seconds gauge\nidsync_last_run_duration_seconds {secs:.3}"
+            "# HELP idsync_last_run_duration_seconds Wall time of the last apply run (read, plan, apply).\n# TYPE idsync_last_run_duration_seconds gauge\nidsync_last_run_duration_seconds {secs:.3}"
         );
+    }
+    for (key, name, help) in [
+        (
+            "read_ms",
+            "idsync_last_read_duration_seconds",
+            "Reading both sides in the last apply run.",
+        ),
+        (
+            "apply_ms",
+            "idsync_last_apply_duration_seconds",
+            "Applying the last apply run's actions.",
+        ),
+    ] {
+        if let Some(ms) = last
+            .and_then(|r| r.counts.get(key))
+            .and_then(serde_json::Value::as_u64)
+        {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {:.3}",
+                ms as f64 / 1000.0
+            );
+        }
     }
     out
 }
@@ -122,14 +145,7 @@ pub async fn serve(addr: SocketAddr, journal: Journal, period: Duration) -> std:
                 match c.journal.metrics() {
                     Ok(data) => (
                         StatusCode::OK,
-                        render(
-                            &data,
-                            c.journal
-                                .runs(1)
-                                .ok()
-                                .and_then(|r| r.into_iter().next())
-                                .as_ref(),
-                        ),
+                        render(&data, last_apply(&c.journal).as_ref()),
                     ),
                     Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("journal: {e}\n")),
                 }

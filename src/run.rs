@@ -188,6 +188,13 @@ async fn apply_actions(
     Ok(outcomes?)
 }
 
+/// Adds the read and apply durations (ms) to a run's counts, for `/metrics`.
+fn timed(mut counts: serde_json::Value, read_ms: u64, apply_ms: u64) -> serde_json::Value {
+    counts["read_ms"] = json!(read_ms);
+    counts["apply_ms"] = json!(apply_ms);
+    counts
+}
+
 /// Journals a run that failed before it could plan, then returns the error.
 fn fail(journal: &Journal, run: i64, e: RunError) -> RunError {
     let outcome = match e {
@@ -271,9 +278,11 @@ async fn sync_inner(
     now: DateTime<Utc>,
 ) -> Result<RunSummary, RunError> {
     let client = ScimClient::new(cfg.target.clone()).map_err(|e| fail(journal, run, e.into()))?;
+    let read_started = std::time::Instant::now();
     let snap = snapshot(cfg, journal, &client)
         .await
         .map_err(|e| fail(journal, run, e))?;
+    let read_ms = read_started.elapsed().as_millis() as u64;
     let plan = make_plan(cfg, &snap, only_user, now);
     if only_user.is_none() {
         journal.supersede_held(run, now)?;
@@ -285,6 +294,7 @@ async fn sync_inner(
         .filter(|a| snap.links.contains_key(*a))
         .collect();
     journal.touch_links(&present, now)?;
+    let apply_started = std::time::Instant::now();
     let outcomes = apply_actions(
         cfg,
         journal,
@@ -331,7 +341,11 @@ async fn sync_inner(
         run,
         outcome,
         Some(snap.users.len()),
-        &counts(&plan, Some(&outcomes)),
+        &timed(
+            counts(&plan, Some(&outcomes)),
+            read_ms,
+            apply_started.elapsed().as_millis() as u64,
+        ),
         reason.as_deref(),
         Utc::now(),
     )?;
