@@ -159,23 +159,24 @@ fn counts(plan: &Plan, outcomes: Option<&Outcomes>) -> serde_json::Value {
 }
 
 /// Journals `actions` as planned, then applies them against the accounts and links read.
-#[allow(clippy::too_many_arguments)]
 async fn apply_actions(
     cfg: &Config,
     journal: &Journal,
     client: &ScimClient,
     run: i64,
-    accounts: Vec<Account>,
-    links: &BTreeMap<Anchor, Link>,
+    snap: Snapshot,
     actions: &[crate::plan::Action],
     now: DateTime<Utc>,
 ) -> Result<Outcomes, RunError> {
     journal.record_plan(run, actions, now)?;
-    let accounts: BTreeMap<String, Account> =
-        accounts.into_iter().map(|a| (a.id.clone(), a)).collect();
+    let accounts: BTreeMap<String, Account> = snap
+        .accounts
+        .into_iter()
+        .map(|a| (a.id.clone(), a))
+        .collect();
     let ctx = apply::Context {
         accounts: &accounts,
-        links,
+        links: &snap.links,
         now,
         concurrency: cfg.target.concurrency,
     };
@@ -186,6 +187,54 @@ async fn apply_actions(
     let outcomes = apply::apply(client, journal, run, actions, &ctx, &bar).await;
     bar.finish_and_clear();
     Ok(outcomes?)
+}
+
+/// Actions hand-picked from a fresh plan (approved, or reviewed and still current).
+struct Subset {
+    actions: Vec<crate::plan::Action>,
+    /// Reviewed actions refused as stale (counted in the run when reviewing).
+    refused: Option<usize>,
+    /// The run's reason when nothing fatal happened.
+    note: Option<String>,
+}
+
+/// Applies a subset and closes its run: failed if any action failed, ok otherwise.
+async fn apply_subset(
+    cfg: &Config,
+    journal: &Journal,
+    client: &ScimClient,
+    run: i64,
+    snap: Snapshot,
+    subset: Subset,
+    now: DateTime<Utc>,
+) -> Result<Outcomes, RunError> {
+    let people = snap.users.len();
+    let outcomes = apply_actions(cfg, journal, client, run, snap, &subset.actions, now).await?;
+    let outcome = if outcomes.failed > 0 {
+        Outcome::Failed
+    } else {
+        Outcome::Ok
+    };
+    let mut c = counts(
+        &Plan {
+            actions: subset.actions,
+            ..Plan::default()
+        },
+        Some(&outcomes),
+    );
+    if let Some(n) = subset.refused {
+        c["refused"] = json!(n);
+    }
+    let reason = outcomes.fatal.clone().or(subset.note);
+    journal.finish_run(
+        run,
+        outcome,
+        Some(people),
+        &c,
+        reason.as_deref(),
+        Utc::now(),
+    )?;
+    Ok(outcomes)
 }
 
 /// Adds the read and apply durations (ms) to a run's counts, for `/metrics`.
@@ -294,18 +343,9 @@ async fn sync_inner(
         .filter(|a| snap.links.contains_key(*a))
         .collect();
     journal.touch_links(&present, now)?;
+    let people = snap.users.len();
     let apply_started = std::time::Instant::now();
-    let outcomes = apply_actions(
-        cfg,
-        journal,
-        &client,
-        run,
-        snap.accounts,
-        &snap.links,
-        &plan.actions,
-        now,
-    )
-    .await?;
+    let outcomes = apply_actions(cfg, journal, &client, run, snap, &plan.actions, now).await?;
     let (outcome, reason) = if let Some(f) = &outcomes.fatal {
         (Outcome::Failed, Some(format!("stopped applying: {f}")))
     } else if outcomes.failed > 0 {
@@ -340,7 +380,7 @@ async fn sync_inner(
     journal.finish_run(
         run,
         outcome,
-        Some(snap.users.len()),
+        Some(people),
         &timed(
             counts(&plan, Some(&outcomes)),
             read_ms,
@@ -501,39 +541,14 @@ async fn approve_inner(
             }
         }
     }
-    let outcomes = apply_actions(
-        cfg,
-        journal,
-        &client,
-        run,
-        snap.accounts,
-        &snap.links,
-        &chosen,
-        now,
-    )
-    .await?;
+    let subset = Subset {
+        actions: chosen,
+        refused: None,
+        note: None,
+    };
+    let outcomes = apply_subset(cfg, journal, &client, run, snap, subset, now).await?;
     decision.applied = outcomes.applied;
     decision.failed = outcomes.failed;
-    let outcome = if outcomes.failed > 0 {
-        Outcome::Failed
-    } else {
-        Outcome::Ok
-    };
-    let counts = counts(
-        &Plan {
-            actions: chosen,
-            ..Plan::default()
-        },
-        Some(&outcomes),
-    );
-    journal.finish_run(
-        run,
-        outcome,
-        Some(snap.users.len()),
-        &counts,
-        outcomes.fatal.as_deref(),
-        Utc::now(),
-    )?;
     Ok(decision)
 }
 
@@ -655,42 +670,24 @@ async fn apply_saved_inner(
             )),
         }
     }
-    let outcomes = apply_actions(
+    let refused = out.refused.len();
+    let note = (refused > 0).then(|| format!("{refused} reviewed action(s) refused as stale"));
+    let outcomes = apply_subset(
         cfg,
         journal,
         &client,
         run,
-        snap.accounts,
-        &snap.links,
-        &chosen,
+        snap,
+        Subset {
+            actions: chosen,
+            refused: Some(refused),
+            note,
+        },
         now,
     )
     .await?;
     out.applied = outcomes.applied;
     out.failed = outcomes.failed;
-    let outcome = if outcomes.failed > 0 {
-        Outcome::Failed
-    } else {
-        Outcome::Ok
-    };
-    let mut c = counts(
-        &Plan {
-            actions: chosen,
-            ..Plan::default()
-        },
-        Some(&outcomes),
-    );
-    c["refused"] = json!(out.refused.len());
-    let reason = (!out.refused.is_empty())
-        .then(|| format!("{} reviewed action(s) refused as stale", out.refused.len()));
-    journal.finish_run(
-        run,
-        outcome,
-        Some(snap.users.len()),
-        &c,
-        reason.as_deref(),
-        Utc::now(),
-    )?;
     Ok(out)
 }
 

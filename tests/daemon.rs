@@ -89,11 +89,7 @@ fn the_daemon_syncs_on_schedule_and_exits_cleanly_on_sigterm() {
     // SIGHUP with a broken config: logged, the running config kept, runs go on.
     let good = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, good.replace("schedule:", "schedul:")).unwrap();
-    assert!(Command::new("kill")
-        .args(["-HUP", &daemon.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    signal(&daemon, "-HUP");
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         daemon.try_wait().unwrap().is_none(),
@@ -101,22 +97,8 @@ fn the_daemon_syncs_on_schedule_and_exits_cleanly_on_sigterm() {
     );
     std::fs::write(&cfg, &good).unwrap();
 
-    let term = Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = daemon.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "daemon did not stop within 15s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    signal(&daemon, "-TERM");
+    let status = wait_exit(&mut daemon, 15);
     let mut err = String::new();
     std::io::Read::read_to_string(daemon.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(status.success(), "exit {status:?}: {err}");
@@ -184,15 +166,7 @@ fn two_concurrent_syncs_never_both_write() {
 fn sigterm_mid_run_finishes_in_flight_writes_and_the_next_run_converges() {
     let tb = Testbed::start(&people(200));
     // 20 writes/s: the first run takes ~10 s, long enough to stop it in the middle.
-    let cfg = tb.config("schedule: \"* * * * * *\"\n");
-    std::fs::write(
-        &cfg,
-        std::fs::read_to_string(&cfg).unwrap().replace(
-            "  concurrency: 4\n",
-            "  concurrency: 4\n  rate_limit: 20/s\n",
-        ),
-    )
-    .unwrap();
+    let cfg = tb.config_rate_limited("schedule: \"* * * * * *\"\n", "20/s");
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_idsync"))
         .args(["--config", cfg.to_str().unwrap(), "run"])
         .stdout(Stdio::null())
@@ -207,22 +181,8 @@ fn sigterm_mid_run_finishes_in_flight_writes_and_the_next_run_converges() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = daemon.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "daemon did not stop within 15s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    signal(&daemon, "-TERM");
+    let status = wait_exit(&mut daemon, 15);
     assert!(status.success());
     let created = tb.scim_users().len();
     assert!(

@@ -9,15 +9,7 @@ use common::*;
 #[test]
 fn progress_is_drawn_on_a_terminal_and_never_into_redirected_output() {
     let tb = Testbed::start(&people(100));
-    let cfg = tb.config("");
-    std::fs::write(
-        &cfg,
-        std::fs::read_to_string(&cfg).unwrap().replace(
-            "  concurrency: 4\n",
-            "  concurrency: 4\n  rate_limit: 50/s\n",
-        ),
-    )
-    .unwrap();
+    let cfg = tb.config_rate_limited("", "50/s");
     let plain = tb.idsync(&cfg, &["plan"]);
     assert!(plain.status.success());
     assert!(

@@ -5,7 +5,8 @@
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -238,6 +239,19 @@ impl Testbed {
     }
 
     pub fn config_with(&self, source: &str, extra: &str) -> PathBuf {
+        self.write_config(source, "", extra)
+    }
+
+    /// `config(extra)` with `target.rate_limit` set (e.g. `"20/s"`), for runs that must last.
+    pub fn config_rate_limited(&self, extra: &str, rate: &str) -> PathBuf {
+        self.write_config(
+            &self.base_source(),
+            &format!("  rate_limit: {rate}\n"),
+            extra,
+        )
+    }
+
+    fn write_config(&self, source: &str, target_extra: &str, extra: &str) -> PathBuf {
         let text = format!(
             r#"state_dir: {state}
 {source}target:
@@ -245,7 +259,7 @@ impl Testbed {
   url: {scim}
   token_file: scim.token
   concurrency: 4
-match: {{ target: userName, source: "{{mail}}" }}
+{target_extra}match: {{ target: userName, source: "{{mail}}" }}
 mapping:
   userName: "{{mail}}"
   name.givenName: "{{givenName}}"
@@ -386,6 +400,30 @@ mapping:
     /// `idsync show last --format json`.
     pub fn last_run(&self, config: &Path) -> Value {
         serde_json::from_str(&self.ok(config, &["show", "last", "--format", "json"])).unwrap()
+    }
+}
+
+/// Sends a signal (`"-TERM"`, `"-HUP"`) to a child process.
+pub fn signal(child: &Child, sig: &str) {
+    let sent = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill {sig} failed");
+}
+
+/// Waits for a child to exit, failing the test after `secs` seconds.
+pub fn wait_exit(child: &mut Child, secs: u64) -> ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the process did not exit within {secs}s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
