@@ -390,10 +390,6 @@ impl Template {
         let out = out.trim();
         (!out.is_empty()).then(|| out.to_string())
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.source
-    }
 }
 
 fn parse_attr_ref(inner: &str) -> Result<Piece, String> {
@@ -495,10 +491,6 @@ impl Mapping {
             .iter()
             .map(|f| (f.path.to_string(), f.template.render(user)))
             .collect()
-    }
-
-    pub fn field(&self, path: &str) -> Option<&FieldMapping> {
-        self.fields.iter().find(|f| f.path.to_string() == path)
     }
 }
 

@@ -212,10 +212,6 @@ impl Journal {
         Ok(journal)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A poisoned lock only means another task panicked mid-call; SQLite's own
         // transactions keep the file consistent, so carry on with the connection.
