@@ -24,6 +24,8 @@ pub struct Context<'a> {
     pub links: &'a BTreeMap<Anchor, Link>,
     pub now: DateTime<Utc>,
     pub concurrency: usize,
+    /// The mapping and lifecycle rules, for adopting an account a create collided with.
+    pub policy: &'a crate::plan::Policy,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -117,35 +119,6 @@ fn link(
     })
 }
 
-/// Changes that make `existing` what a create would have made (set-once fields only where
-/// empty).
-fn adoption_changes(existing: &Account, created: &[Change]) -> Vec<Change> {
-    let mut out: Vec<Change> = created
-        .iter()
-        .filter(|c| c.field != ACTIVE)
-        .filter_map(|c| {
-            let path = crate::mapping::FieldPath::parse(&c.field).ok()?;
-            let before = path.get(&existing.resource);
-            (before != c.after).then(|| Change {
-                field: c.field.clone(),
-                before,
-                after: c.after.clone(),
-            })
-        })
-        .collect();
-    if !existing.active {
-        out.insert(
-            0,
-            Change {
-                field: ACTIVE.into(),
-                before: Some("false".into()),
-                after: Some("true".into()),
-            },
-        );
-    }
-    out
-}
-
 async fn execute<W: AccountWriter>(
     writer: &W,
     action: &Action,
@@ -160,7 +133,7 @@ async fn execute<W: AccountWriter>(
     let current = account.map(|a| &a.resource).cloned().unwrap_or_default();
     match (action.kind, &action.anchor) {
         (ActionKind::Create, Some(anchor)) => {
-            let id = create(writer, &action.changes, linked).await?;
+            let id = create(writer, &action.changes, linked, ctx.policy).await?;
             Ok((
                 Some(id.clone()),
                 link(action, anchor, &id, LinkState::Active, None, now),
@@ -169,7 +142,7 @@ async fn execute<W: AccountWriter>(
         (ActionKind::Reinvite, Some(anchor)) => {
             let old = action.account_id.as_deref().unwrap_or_default();
             writer.delete(old).await?;
-            let id = create(writer, &action.changes, linked).await?;
+            let id = create(writer, &action.changes, linked, ctx.policy).await?;
             Ok((
                 Some(id.clone()),
                 link(action, anchor, &id, LinkState::Active, None, now),
@@ -218,6 +191,7 @@ async fn create<W: AccountWriter>(
     writer: &W,
     changes: &[Change],
     linked: &BTreeSet<&str>,
+    policy: &crate::plan::Policy,
 ) -> Result<String, TargetError> {
     match writer.create(new_resource(changes)).await? {
         Created::New(a) => Ok(a.id),
@@ -226,7 +200,13 @@ async fn create<W: AccountWriter>(
             account: a.id,
         }),
         Created::Existing(a) => {
-            let fix = adoption_changes(&a, changes);
+            // What the create meant to write; mapped fields it left out are meant absent.
+            let desired = changes
+                .iter()
+                .filter(|c| c.field != ACTIVE)
+                .map(|c| (c.field.clone(), c.after.clone()))
+                .collect();
+            let fix = crate::plan::adoption_changes(policy, &desired, &a, false);
             writer.update(&a.id, &a.resource, &fix).await?;
             Ok(a.id)
         }

@@ -538,7 +538,7 @@ impl<'a> Planner<'a> {
                     previous_anchor = Some(owner.anchor.clone());
                 }
             }
-            let mut changes = diff(mapping, &desired, &account.resource, SetOnce::FillEmpty);
+            let changes = adoption_changes(self.policy(), &desired, account, user.disabled);
             let mut reason = match &previous_anchor {
                 Some(old) => {
                     format!("{prefix}re-hire: takes over the account of {old}, gone upstream")
@@ -549,13 +549,7 @@ impl<'a> Planner<'a> {
                 ),
             };
             if user.disabled && account.active {
-                changes.insert(0, active_change(true, false));
                 reason.push_str("; disabled upstream");
-            } else if !user.disabled
-                && !account.active
-                && !self.policy().lifecycle.is_pending(account)
-            {
-                changes.insert(0, active_change(false, true));
             }
             self.plan.actions.push(Action {
                 kind: ActionKind::Adopt,
@@ -699,6 +693,30 @@ fn active_change(before: bool, after: bool) -> Change {
         before: Some(before.to_string()),
         after: Some(after.to_string()),
     }
+}
+
+/// What adopting `account` for a person with `desired` values changes: the differing
+/// mapped fields (set-once ones only where the account has none), and `active` brought in
+/// line with upstream (a pending invitation is left inactive). The planner's adopt and
+/// apply's 409-on-create both use it.
+pub fn adoption_changes(
+    policy: &Policy,
+    desired: &crate::mapping::Desired,
+    account: &Account,
+    disabled: bool,
+) -> Vec<Change> {
+    let mut changes = diff(
+        &policy.mapping,
+        desired,
+        &account.resource,
+        SetOnce::FillEmpty,
+    );
+    if disabled && account.active {
+        changes.insert(0, active_change(true, false));
+    } else if !disabled && !account.active && !policy.lifecycle.is_pending(account) {
+        changes.insert(0, active_change(false, true));
+    }
+    changes
 }
 
 /// Mapped fields whose value in the account differs from the desired one.

@@ -179,6 +179,7 @@ async fn apply_actions(
         links: &snap.links,
         now,
         concurrency: cfg.target.concurrency,
+        policy: &cfg.policy,
     };
     let bar = crate::progress::bar(
         actions.iter().filter(|a| a.held.is_none()).count() as u64,
