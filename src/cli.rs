@@ -58,6 +58,9 @@ pub enum Command {
         /// Also save the plan to FILE for `idsync apply FILE` after review.
         #[arg(long)]
         save: Option<PathBuf>,
+        /// Read the whole directory even where an incremental read is possible.
+        #[arg(long)]
+        full: bool,
     },
     /// Apply a plan saved with `plan --save`, refusing actions that went stale since.
     Apply { file: PathBuf },
@@ -66,6 +69,9 @@ pub enum Command {
         /// Apply only the actions of this person (userName); the whole directory is still read.
         #[arg(long)]
         user: Option<String>,
+        /// Read the whole directory even where an incremental read (Graph delta) is possible.
+        #[arg(long)]
+        full: bool,
     },
     /// The daemon: a sync on every `schedule` tick until SIGTERM (systemd Type=notify).
     Run,

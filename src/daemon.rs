@@ -102,7 +102,7 @@ pub async fn run(config_path: PathBuf, mut cfg: Config) -> Result<(), DaemonErro
                 continue;
             }
         }
-        let sync = run::sync(&cfg, &journal, "schedule", None);
+        let sync = run::sync(&cfg, &journal, "schedule", run::SyncOptions::default());
         tokio::pin!(sync);
         let result = tokio::select! {
             r = &mut sync => r,

@@ -95,9 +95,10 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
             output,
             detailed_exitcode,
             save,
+            full,
         } => {
             let journal = Journal::open(&config.state_dir)?;
-            let summary = run::dry_run(&config, &journal, "cli").await?;
+            let summary = run::dry_run(&config, &journal, "cli", full).await?;
             if let Some(path) = save {
                 let saved = run::SavedPlan::new(&config, summary.plan.clone());
                 write_atomically(&path, &serde_json::to_string_pretty(&saved)?)
@@ -115,9 +116,13 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
                 0
             })
         }
-        Command::Sync { user } => {
+        Command::Sync { user, full } => {
             let journal = Journal::open(&config.state_dir)?;
-            let summary = run::sync(&config, &journal, "cli", user.as_deref()).await?;
+            let opts = run::SyncOptions {
+                only_user: user.as_deref(),
+                full,
+            };
+            let summary = run::sync(&config, &journal, "cli", opts).await?;
             let o = summary.outcomes.unwrap_or_default();
             println!(
                 "run {}: {} ({}; applied {}, failed {}, held {}, skipped {})",

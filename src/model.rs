@@ -70,7 +70,7 @@ impl fmt::Display for UserName {
 }
 
 /// One person as the directory describes them, read-only to idsync.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DirectoryUser {
     pub anchor: Anchor,
     /// Where the entry lives (DN for LDAP); for messages only, never for identity.

@@ -13,8 +13,9 @@ use crate::journal::{Journal, JournalError, Mode, Outcome};
 use crate::model::{Account, Anchor, DirectoryUser, Link, UserName};
 use crate::plan::{self, Plan};
 use crate::safety::{self, ReadRefused};
+use crate::source::graph::GraphReader;
 use crate::source::ldap::LdapReader;
-use crate::source::{DirectoryReader, SourceError};
+use crate::source::{DirectoryReader, Read, ReadKind, ReadRequest, Remember, SourceError};
 use crate::target::scim::ScimClient;
 use crate::target::{AccountReader, TargetError};
 
@@ -80,11 +81,45 @@ struct Snapshot {
     users: Vec<DirectoryUser>,
     accounts: Vec<Account>,
     links: BTreeMap<Anchor, Link>,
+    read_kind: ReadKind,
+    /// An incremental source's state to commit with the run, if the run applies everything.
+    remember: Option<Remember>,
 }
 
-async fn read_source(cfg: &Config) -> Result<Vec<DirectoryUser>, SourceError> {
+/// The journal's key for what an incremental source remembers.
+fn source_key(cfg: &Config) -> String {
+    cfg.source.describe()
+}
+
+async fn read_source(
+    cfg: &Config,
+    journal: &Journal,
+    force_full: bool,
+    now: DateTime<Utc>,
+) -> Result<Read, RunError> {
     match &cfg.source {
-        SourceConfig::Ldap(l) => LdapReader::new(l.clone()).read_all().await,
+        SourceConfig::Ldap(l) => {
+            let request = ReadRequest {
+                remembered: None,
+                force_full,
+                now,
+            };
+            Ok(LdapReader::new(l.clone()).read(&request).await?)
+        }
+        SourceConfig::Graph(g) => {
+            let remembered = match g.incremental {
+                crate::config::Incremental::Delta if !force_full => {
+                    Some(journal.remembered(&source_key(cfg))?)
+                }
+                _ => None,
+            };
+            let request = ReadRequest {
+                remembered: remembered.as_ref(),
+                force_full,
+                now,
+            };
+            Ok(GraphReader::new(g.clone())?.read(&request).await?)
+        }
     }
 }
 
@@ -92,14 +127,21 @@ async fn snapshot<R: AccountReader>(
     cfg: &Config,
     journal: &Journal,
     reader: &R,
+    force_full: bool,
+    now: DateTime<Utc>,
 ) -> Result<Snapshot, RunError> {
     let started = std::time::Instant::now();
     let spin = crate::progress::spinner("reading the directory");
-    let users = read_source(cfg).await;
+    let read = read_source(cfg, journal, force_full, now).await;
     spin.finish_and_clear();
-    let users = users?;
+    let Read {
+        users,
+        kind: read_kind,
+        remember,
+    } = read?;
     tracing::info!(
         people = users.len(),
+        read = %read_kind,
         ms = started.elapsed().as_millis() as u64,
         "directory read"
     );
@@ -118,6 +160,8 @@ async fn snapshot<R: AccountReader>(
         users,
         accounts,
         links: journal.links()?,
+        read_kind,
+        remember,
     })
 }
 
@@ -269,30 +313,36 @@ pub async fn dry_run(
     cfg: &Config,
     journal: &Journal,
     trigger: &str,
+    full: bool,
 ) -> Result<RunSummary, RunError> {
     let now = Utc::now();
     let run = journal.begin_run(Mode::DryRun, trigger, now)?;
     let span = tracing::info_span!("run", run_id = run, mode = "dry-run");
-    dry_run_inner(cfg, journal, run, now).instrument(span).await
+    dry_run_inner(cfg, journal, run, full, now)
+        .instrument(span)
+        .await
 }
 
 async fn dry_run_inner(
     cfg: &Config,
     journal: &Journal,
     run: i64,
+    full: bool,
     now: DateTime<Utc>,
 ) -> Result<RunSummary, RunError> {
     let reader = ScimClient::new(cfg.target.clone()).map_err(|e| fail(journal, run, e.into()))?;
-    let snap = snapshot(cfg, journal, &reader)
+    let snap = snapshot(cfg, journal, &reader, full, now)
         .await
         .map_err(|e| fail(journal, run, e))?;
     let plan = make_plan(cfg, &snap, None, now);
     journal.record_plan(run, &plan.actions, now)?;
+    let mut c = counts(&plan, None);
+    c["read"] = json!(snap.read_kind.to_string());
     journal.finish_run(
         run,
         Outcome::Ok,
         Some(snap.users.len()),
-        &counts(&plan, None),
+        &c,
         None,
         Utc::now(),
     )?;
@@ -304,18 +354,27 @@ async fn dry_run_inner(
     })
 }
 
+/// What a sync is asked to do beyond the default.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyncOptions<'a> {
+    /// Apply only this person's actions (userName).
+    pub only_user: Option<&'a str>,
+    /// Read the whole directory even when an incremental read is possible.
+    pub full: bool,
+}
+
 /// One sync: plan, gate, apply, journal.
 pub async fn sync(
     cfg: &Config,
     journal: &Journal,
     trigger: &str,
-    only_user: Option<&str>,
+    opts: SyncOptions<'_>,
 ) -> Result<RunSummary, RunError> {
     let _lock = RunLock::acquire(&cfg.state_dir)?;
     let now = Utc::now();
     let run = journal.begin_run(Mode::Apply, trigger, now)?;
     let span = tracing::info_span!("run", run_id = run, mode = "apply");
-    sync_inner(cfg, journal, run, only_user, now)
+    sync_inner(cfg, journal, run, opts, now)
         .instrument(span)
         .await
 }
@@ -324,12 +383,13 @@ async fn sync_inner(
     cfg: &Config,
     journal: &Journal,
     run: i64,
-    only_user: Option<&str>,
+    opts: SyncOptions<'_>,
     now: DateTime<Utc>,
 ) -> Result<RunSummary, RunError> {
+    let only_user = opts.only_user;
     let client = ScimClient::new(cfg.target.clone()).map_err(|e| fail(journal, run, e.into()))?;
     let read_started = std::time::Instant::now();
-    let snap = snapshot(cfg, journal, &client)
+    let mut snap = snapshot(cfg, journal, &client, opts.full, now)
         .await
         .map_err(|e| fail(journal, run, e))?;
     let read_ms = read_started.elapsed().as_millis() as u64;
@@ -345,6 +405,10 @@ async fn sync_inner(
         .collect();
     journal.touch_links(&present, now)?;
     let people = snap.users.len();
+    let read_kind = snap.read_kind.clone();
+    let remember = snap.remember.take();
+    // apply consumes the accounts; the people stay for what the source remembers.
+    let users = std::mem::take(&mut snap.users);
     let apply_started = std::time::Instant::now();
     let outcomes = apply_actions(cfg, journal, &client, run, snap, &plan.actions, now).await?;
     let (outcome, reason) = if let Some(f) = &outcomes.fatal {
@@ -378,18 +442,31 @@ async fn sync_inner(
     } else {
         (Outcome::Ok, None)
     };
-    journal.finish_run(
-        run,
+    let mut c = timed(
+        counts(&plan, Some(&outcomes)),
+        read_ms,
+        apply_started.elapsed().as_millis() as u64,
+    );
+    c["read"] = json!(read_kind.to_string());
+    // An incremental source's cursor moves only past work that was all applied (or held,
+    // which the next plan holds again from the same remembered population): after a
+    // failure or an early stop the next run reads the same changes again.
+    let complete = only_user.is_none()
+        && outcomes.failed == 0
+        && outcomes.skipped == 0
+        && outcomes.fatal.is_none();
+    let key = source_key(cfg);
+    let remember = remember
+        .as_ref()
+        .filter(|_| complete)
+        .map(|r| (key.as_str(), r, users.as_slice()));
+    let end = crate::journal::RunEnd {
         outcome,
-        Some(people),
-        &timed(
-            counts(&plan, Some(&outcomes)),
-            read_ms,
-            apply_started.elapsed().as_millis() as u64,
-        ),
-        reason.as_deref(),
-        Utc::now(),
-    )?;
+        source_users: Some(people),
+        counts: &c,
+        reason: reason.as_deref(),
+    };
+    journal.finish_run_remembering(run, &end, remember, Utc::now())?;
     if let (Outcome::Failed, Some(reason)) = (outcome, &reason) {
         tracing::warn!(reason = %reason, "run finished with failures");
     }
@@ -401,17 +478,28 @@ async fn sync_inner(
     })
 }
 
-/// `check --connect`: reaches both ends (bind + read the people, list the app's users).
+/// `check --connect`: reaches both ends (LDAP: bind and read the people; Graph: a token and
+/// the first page of `/users`), then lists the app's users.
 pub async fn probe(cfg: &Config) -> Result<String, RunError> {
-    let users = read_source(cfg).await?;
+    let directory = match &cfg.source {
+        SourceConfig::Ldap(l) => {
+            let request = ReadRequest {
+                remembered: None,
+                force_full: true,
+                now: Utc::now(),
+            };
+            let users = LdapReader::new(l.clone()).read(&request).await?.users;
+            format!(
+                "directory: {} people in scope ({} disabled)",
+                users.len(),
+                users.iter().filter(|u| u.disabled).count()
+            )
+        }
+        SourceConfig::Graph(g) => GraphReader::new(g.clone())?.probe().await?,
+    };
     let client = ScimClient::new(cfg.target.clone())?;
     let accounts = client.list_accounts().await?;
-    Ok(format!(
-        "directory: {} people in scope ({} disabled); app: {} accounts",
-        users.len(),
-        users.iter().filter(|u| u.disabled).count(),
-        accounts.len()
-    ))
+    Ok(format!("{directory}; app: {} accounts", accounts.len()))
 }
 
 /// Which held actions an `approve`/`reject` names: `RUN` (all of that run's) or `RUN:SEQ`.
@@ -506,7 +594,7 @@ async fn approve_inner(
     now: DateTime<Utc>,
 ) -> Result<Decision, RunError> {
     let client = ScimClient::new(cfg.target.clone()).map_err(|e| fail(journal, run, e.into()))?;
-    let snap = snapshot(cfg, journal, &client)
+    let snap = snapshot(cfg, journal, &client, false, now)
         .await
         .map_err(|e| fail(journal, run, e))?;
     let plan = make_plan(cfg, &snap, None, now);
@@ -566,11 +654,7 @@ pub struct SavedPlan {
 pub const SAVED_PLAN_FORMAT: u32 = 1;
 
 fn endpoints(cfg: &Config) -> (String, String) {
-    let SourceConfig::Ldap(l) = &cfg.source;
-    (
-        format!("{} {}", l.url, l.base_dn),
-        cfg.target.url.to_string(),
-    )
+    (cfg.source.describe(), cfg.target.url.to_string())
 }
 
 impl SavedPlan {
@@ -637,7 +721,7 @@ async fn apply_saved_inner(
     now: DateTime<Utc>,
 ) -> Result<Applied, RunError> {
     let client = ScimClient::new(cfg.target.clone()).map_err(|e| fail(journal, run, e.into()))?;
-    let snap = snapshot(cfg, journal, &client)
+    let snap = snapshot(cfg, journal, &client, false, now)
         .await
         .map_err(|e| fail(journal, run, e))?;
     let current = make_plan(cfg, &snap, None, now);

@@ -92,9 +92,52 @@ pub struct LdapConfig {
     pub attributes: Vec<String>,
 }
 
+/// How a Graph source reads between full reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Incremental {
+    /// Every run reads every user.
+    None,
+    /// `/users/delta`: only the changes since the last run's delta link.
+    Delta,
+}
+
+#[derive(Clone, Debug)]
+pub struct GraphConfig {
+    pub tenant: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// The OAuth2 token endpoint, `{tenant}` already filled in.
+    pub token_url: Url,
+    /// The API root, e.g. `https://graph.microsoft.com/v1.0` (no trailing slash).
+    pub api_url: Url,
+    /// The client-credentials scope, e.g. `https://graph.microsoft.com/.default`.
+    pub scope: String,
+    pub ca_file: Option<PathBuf>,
+    pub incremental: Incremental,
+    /// A full read at least this often, as a backstop for incremental reads.
+    pub full_every: std::time::Duration,
+    /// `$top` asked of `/users` (the server may serve fewer per page).
+    pub page_size: u32,
+    pub timeout: std::time::Duration,
+    pub max_retries: u32,
+    /// Graph user properties to `$select` (always `id` and `accountEnabled` among them).
+    pub select: Vec<String>,
+}
+
 #[derive(Clone, Debug)]
 pub enum SourceConfig {
     Ldap(LdapConfig),
+    Graph(GraphConfig),
+}
+
+impl SourceConfig {
+    /// Where people are read from, for messages and saved plans.
+    pub fn describe(&self) -> String {
+        match self {
+            SourceConfig::Ldap(l) => format!("{} {}", l.url, l.base_dn),
+            SourceConfig::Graph(g) => format!("{} tenant {}", g.api_url, g.tenant),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -205,6 +248,7 @@ impl Resolver<'_> {
         let mapping = self.mapping(&raw.mapping);
         let source = match raw.source {
             RawSource::Ldap(l) => self.ldap(l, mapping.as_ref()),
+            RawSource::Graph(g) => self.graph(g),
         };
         let target = match raw.target {
             RawTarget::Scim(s) => self.scim(s),
@@ -226,11 +270,21 @@ impl Resolver<'_> {
             }
         });
         let (mut source, target, mapping, match_rule) = (source?, target?, mapping?, match_rule?);
-        let SourceConfig::Ldap(ldap) = &mut source;
-        ldap.attributes
-            .extend(match_rule.source.attributes().map(str::to_string));
-        ldap.attributes.sort();
-        ldap.attributes.dedup();
+        match &mut source {
+            SourceConfig::Ldap(ldap) => {
+                ldap.attributes
+                    .extend(match_rule.source.attributes().map(str::to_string));
+                ldap.attributes.sort();
+                ldap.attributes.dedup();
+            }
+            SourceConfig::Graph(graph) => {
+                let read = mapping
+                    .attributes()
+                    .into_iter()
+                    .chain(match_rule.source.attributes().map(str::to_string));
+                graph.select = crate::source::graph::select_list(read);
+            }
+        }
         Some(Config {
             path: path.to_path_buf(),
             schedule,
@@ -421,6 +475,30 @@ impl Resolver<'_> {
         }
     }
 
+    /// Like `secret`, and a problem at `<key>_file` when neither form is given.
+    fn required_secret(
+        &mut self,
+        key: &str,
+        inline: Option<&str>,
+        file: Option<&str>,
+        missing: &str,
+    ) -> Option<Secret> {
+        let secret = self.secret(key, inline, file);
+        if secret.is_none() && !self.problems.iter().any(|p| p.path.starts_with(key)) {
+            self.problem(&format!("{key}_file"), missing);
+        }
+        secret
+    }
+
+    /// An extra CA file, relative to the config's folder; it must exist.
+    fn ca_file(&mut self, key: &str, text: Option<&str>) -> Option<PathBuf> {
+        let ca = self.file_path(key, text?)?;
+        if !ca.is_file() {
+            self.problem(key, format!("{} does not exist", ca.display()));
+        }
+        Some(ca)
+    }
+
     /// The mode of a secret file that group or others may read (like libpq's .pgpass rule);
     /// systemd credentials (under $CREDENTIALS_DIRECTORY) are exempt: systemd guards them.
     fn exposed_mode(&self, path: &Path) -> Option<u32> {
@@ -474,15 +552,7 @@ impl Resolver<'_> {
                 self.warnings.push(format!("source.url: {u} is plain LDAP off loopback: the bind password travels in clear text; use ldaps:// or start_tls: true"));
             }
         }
-        let ca_file = l
-            .ca_file
-            .as_deref()
-            .and_then(|f| self.file_path("source.ca_file", f));
-        if let Some(ca) = &ca_file {
-            if !ca.is_file() {
-                self.problem("source.ca_file", format!("{} does not exist", ca.display()));
-            }
-        }
+        let ca_file = self.ca_file("source.ca_file", l.ca_file.as_deref());
         let filter = l
             .filter
             .unwrap_or_else(|| "(objectClass=inetOrgPerson)".to_string());
@@ -539,30 +609,120 @@ impl Resolver<'_> {
         }))
     }
 
-    fn scim(&mut self, s: raw::RawScim) -> Option<ScimConfig> {
-        let url = self.url("target.url", &s.url, &["http", "https"]);
-        let token = self.secret("target.token", s.token.as_deref(), s.token_file.as_deref());
-        if token.is_none()
-            && !self
-                .problems
-                .iter()
-                .any(|p| p.path.starts_with("target.token"))
-        {
+    fn graph(&mut self, g: raw::RawGraph) -> Option<SourceConfig> {
+        let tenant = g.tenant.trim().to_string();
+        let tenant_ok = !tenant.is_empty()
+            && tenant
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if !tenant_ok {
+            self.problem("source.tenant", format!("`{tenant}`: write the directory (tenant) id, a GUID, or its domain such as contoso.onmicrosoft.com"));
+        }
+        if g.client_id.trim().is_empty() {
             self.problem(
-                "target.token_file",
-                "the SCIM bearer token is required: `token_file: /path` or `token: \"${ENV}\"`",
+                "source.client_id",
+                "the application (client) id of idsync's app registration is required",
             );
         }
+        let client_secret = self.required_secret(
+            "source.client_secret",
+            g.client_secret.as_deref(),
+            g.client_secret_file.as_deref(),
+            "the app registration's client secret is required: `client_secret_file: /path` or `client_secret: \"${ENV}\"`",
+        );
+        let token_text = g
+            .token_url
+            .unwrap_or_else(|| crate::source::graph::DEFAULT_TOKEN_URL.to_string())
+            .replace("{tenant}", &tenant);
+        let token_url = self.url("source.token_url", &token_text, &["https", "http"]);
+        let api_text = g
+            .api_url
+            .unwrap_or_else(|| crate::source::graph::DEFAULT_API_URL.to_string());
+        let api_url = self.url(
+            "source.api_url",
+            api_text.trim_end_matches('/'),
+            &["https", "http"],
+        );
+        for (key, u) in [
+            ("source.token_url", &token_url),
+            ("source.api_url", &api_url),
+        ] {
+            if let Some(u) = u {
+                let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+                if u.scheme() == "http" && !loopback {
+                    self.warnings.push(format!("{key}: {u} is plain HTTP off loopback: the client secret or token travels in clear text"));
+                }
+            }
+        }
+        let scope = g.scope.unwrap_or_else(|| {
+            api_url
+                .as_ref()
+                .map(|u| format!("{}/.default", u.origin().ascii_serialization()))
+                .unwrap_or_default()
+        });
+        let ca_file = self.ca_file("source.ca_file", g.ca_file.as_deref());
+        let incremental = match g.incremental.as_deref() {
+            None | Some("delta") => Incremental::Delta,
+            Some("none") => Incremental::None,
+            Some(o) => {
+                self.problem(
+                    "source.incremental",
+                    format!(
+                        "`{o}`: use `delta` (read only changes) or `none` (read all every run)"
+                    ),
+                );
+                Incremental::Delta
+            }
+        };
+        let full_every = self.duration(
+            "source.full_every",
+            g.full_every.as_deref(),
+            std::time::Duration::from_secs(24 * 3600),
+        );
+        let page_size = g.page_size.unwrap_or(999);
+        if !(1..=999).contains(&page_size) {
+            self.problem(
+                "source.page_size",
+                "must be between 1 and 999 (Graph's largest page of users)",
+            );
+        }
+        let timeout = self.duration(
+            "source.timeout",
+            g.timeout.as_deref(),
+            std::time::Duration::from_secs(30),
+        );
+        Some(SourceConfig::Graph(GraphConfig {
+            tenant,
+            client_id: g.client_id.trim().to_string(),
+            client_secret: client_secret?,
+            token_url: token_url?,
+            api_url: api_url?,
+            scope,
+            ca_file,
+            incremental,
+            full_every,
+            page_size,
+            timeout,
+            max_retries: g.max_retries.unwrap_or(5),
+            select: Vec::new(),
+        }))
+    }
+
+    fn scim(&mut self, s: raw::RawScim) -> Option<ScimConfig> {
+        let url = self.url("target.url", &s.url, &["http", "https"]);
+        let token = self.required_secret(
+            "target.token",
+            s.token.as_deref(),
+            s.token_file.as_deref(),
+            "the SCIM bearer token is required: `token_file: /path` or `token: \"${ENV}\"`",
+        );
         if let Some(u) = &url {
             let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
             if u.scheme() == "http" && !loopback {
                 self.warnings.push(format!("target.url: {u} is plain HTTP off loopback: the bearer token travels in clear text"));
             }
         }
-        let ca_file = s
-            .ca_file
-            .as_deref()
-            .and_then(|f| self.file_path("target.ca_file", f));
+        let ca_file = self.ca_file("target.ca_file", s.ca_file.as_deref());
         let concurrency = s.concurrency.unwrap_or(4);
         if !(1..=64).contains(&concurrency) {
             self.problem("target.concurrency", "must be between 1 and 64");

@@ -36,6 +36,25 @@ pub struct RawMetrics {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum RawSource {
     Ldap(RawLdap),
+    Graph(RawGraph),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGraph {
+    pub tenant: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<String>,
+    pub token_url: Option<String>,
+    pub api_url: Option<String>,
+    pub scope: Option<String>,
+    pub ca_file: Option<String>,
+    pub incremental: Option<String>,
+    pub full_every: Option<String>,
+    pub page_size: Option<u32>,
+    pub timeout: Option<String>,
+    pub max_retries: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

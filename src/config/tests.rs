@@ -50,7 +50,9 @@ fn a_valid_config_resolves_to_real_types() {
     ))
     .unwrap();
     assert!(c.schedule.is_some());
-    let SourceConfig::Ldap(l) = &c.source;
+    let SourceConfig::Ldap(l) = &c.source else {
+        panic!("an ldap source")
+    };
     assert_eq!(l.bind_password.as_ref().unwrap().expose(), "Canary-Ldap-Pw");
     assert!(l.attributes.contains(&"useraccountcontrol".to_string()));
     assert!(l.attributes.contains(&"entryuuid".to_string()));
@@ -192,4 +194,108 @@ fn secret_files_readable_by_others_are_refused_except_systemd_credentials() {
 
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(problems(&text).is_empty());
+}
+
+const GRAPH: &str = r#"
+state_dir: /tmp/idsync-test
+source:
+  kind: graph
+  tenant: 11111111-2222-3333-4444-555555555555
+  client_id: aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee
+  client_secret: "${GRAPH_SECRET}"
+target:
+  kind: scim
+  url: https://app.example.com/scim/v2
+  token: "${SCIM_TOKEN}"
+match: { target: userName, source: "{mail}" }
+mapping:
+  userName: "{userPrincipalName}"
+  title: "{jobTitle}"
+  phoneNumbers[type eq "work"].value: "{businessPhones[0]}"
+"#;
+
+fn graph_env(name: &str) -> Option<String> {
+    match name {
+        "GRAPH_SECRET" => Some("Canary-Graph-Secret".into()),
+        other => env(other),
+    }
+}
+
+fn parse_graph(text: &str) -> Result<Config, ConfigError> {
+    parse(text, Path::new("/etc/idsync/idsync.yaml"), &graph_env)
+}
+
+#[test]
+fn a_graph_source_defaults_to_microsoft_endpoints_and_delta_reads() {
+    let c = parse_graph(GRAPH).unwrap();
+    let SourceConfig::Graph(g) = &c.source else {
+        panic!("a graph source")
+    };
+    assert_eq!(
+        g.token_url.as_str(),
+        "https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/oauth2/v2.0/token"
+    );
+    assert_eq!(g.api_url.as_str(), "https://graph.microsoft.com/v1.0");
+    assert_eq!(g.scope, "https://graph.microsoft.com/.default");
+    assert_eq!(g.incremental, Incremental::Delta);
+    assert_eq!(g.full_every, std::time::Duration::from_secs(86_400));
+    assert_eq!(g.page_size, 999);
+    assert_eq!(
+        g.select,
+        [
+            "accountEnabled",
+            "businessPhones",
+            "id",
+            "jobTitle",
+            "mail",
+            "userPrincipalName"
+        ],
+        "mapped and matched attributes, Graph's spelling, plus id and accountEnabled"
+    );
+    assert!(!format!("{c:?}").contains("Canary"));
+}
+
+#[test]
+fn a_broken_graph_source_names_each_key() {
+    let text = GRAPH
+        .replace(
+            "tenant: 11111111-2222-3333-4444-555555555555",
+            "tenant: \"contoso/evil\"",
+        )
+        .replace(
+            "  client_secret: \"${GRAPH_SECRET}\"\n",
+            "  incremental: sometimes\n  page_size: 5000\n  api_url: ftp://graph\n",
+        );
+    let found = problems(&text).join("\n");
+    for key in [
+        "source.tenant",
+        "source.client_secret_file",
+        "source.incremental",
+        "source.page_size",
+        "source.api_url",
+    ] {
+        assert!(found.contains(key), "{key} missing from:\n{found}");
+    }
+}
+
+#[test]
+fn the_shipped_example_configs_are_valid() {
+    let creds = tempfile::tempdir().unwrap();
+    for name in ["ldap", "scim", "graph"] {
+        std::fs::write(creds.path().join(name), "Canary-Example-Secret\n").unwrap();
+    }
+    let ca = creds.path().join("corp-ca.pem");
+    std::fs::write(&ca, "").unwrap();
+    let dir = creds.path().to_string_lossy().to_string();
+    let env = |name: &str| (name == "CREDENTIALS_DIRECTORY").then(|| dir.clone());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    for file in ["idsync.example.yaml", "graph.example.yaml"] {
+        let path = root.join(file);
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("/etc/idsync/corp-ca.pem", &ca.to_string_lossy());
+        if let Err(e) = parse(&text, &path, &env) {
+            panic!("{file}: {e}");
+        }
+    }
 }

@@ -15,8 +15,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::model::{Anchor, Link, LinkState};
+use crate::model::{Anchor, DirectoryUser, Link, LinkState};
 use crate::plan::{Action, Change};
+use crate::source::{CacheChange, Remember, Remembered};
 
 /// The journal cannot be used. Abort the run: nothing can be recorded safely.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +115,14 @@ pub struct ActionResult<'a> {
     pub account: Option<&'a str>,
     pub error: Option<&'a str>,
     pub link: &'a LinkChange,
+}
+
+/// How a run ended, as `finish_run_remembering` stores it.
+pub struct RunEnd<'a> {
+    pub outcome: Outcome,
+    pub source_users: Option<usize>,
+    pub counts: &'a serde_json::Value,
+    pub reason: Option<&'a str>,
 }
 
 /// One row of `runs`.
@@ -262,13 +271,63 @@ impl Journal {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), JournalError> {
+        let end = RunEnd {
+            outcome,
+            source_users,
+            counts,
+            reason,
+        };
+        self.finish_run_remembering(run, &end, None, now)
+    }
+
+    /// Closes a run and, in the same transaction, remembers an incremental source's new
+    /// cursor and population (`users` is the run's whole read): the cursor never moves
+    /// without the run's outcome, nor the outcome without the cursor.
+    pub fn finish_run_remembering(
+        &self,
+        run: i64,
+        end: &RunEnd<'_>,
+        remember: Option<(&str, &Remember, &[DirectoryUser])>,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
         self.with(|c| {
-            c.execute(
+            let tx = c.transaction()?;
+            tx.execute(
                 "UPDATE runs SET finished = ?2, outcome = ?3, source_users = ?4, counts = ?5, reason = ?6 WHERE id = ?1",
-                params![run, ts(now), outcome.as_str(), source_users.map(|n| n as i64), counts.to_string(), reason],
+                params![run, ts(now), end.outcome.as_str(), end.source_users.map(|n| n as i64), end.counts.to_string(), end.reason],
             )?;
-            Ok(())
+            if let Some((source, r, users)) = remember {
+                save_source(&tx, source, r, users, now)?;
+            }
+            tx.commit()
         })
+    }
+
+    /// What an incremental source saved last: its cursor and population (empty if none).
+    pub fn remembered(&self, source: &str) -> Result<Remembered, JournalError> {
+        let (cursor, rows) = self.with(|c| {
+            let cursor: Option<String> = c
+                .query_row(
+                    "SELECT value FROM cursors WHERE source = ?1",
+                    params![source],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let mut stmt = c.prepare("SELECT user FROM source_users WHERE source = ?1")?;
+            let rows = stmt
+                .query_map(params![source], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((cursor, rows))
+        })?;
+        let mut users = Vec::with_capacity(rows.len());
+        for row in rows {
+            let user = serde_json::from_str(&row).map_err(|e| JournalError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("a remembered directory user of {source}: {e}"),
+            })?;
+            users.push(user);
+        }
+        Ok(Remembered { cursor, users })
     }
 
     /// Records every action of a plan (as planned or held) in one transaction.
@@ -570,6 +629,47 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         outcome: r.get(7)?,
         reason: r.get(8)?,
     })
+}
+
+fn save_source(
+    tx: &rusqlite::Transaction<'_>,
+    source: &str,
+    r: &Remember,
+    users: &[DirectoryUser],
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    let row = |u: &DirectoryUser| serde_json::to_string(u).unwrap_or_default();
+    let mut put = tx.prepare_cached(
+        "INSERT INTO source_users (source, anchor, user) VALUES (?1, ?2, ?3)
+         ON CONFLICT(source, anchor) DO UPDATE SET user = excluded.user",
+    )?;
+    match &r.cache {
+        CacheChange::Replace => {
+            tx.execute(
+                "DELETE FROM source_users WHERE source = ?1",
+                params![source],
+            )?;
+            for u in users {
+                put.execute(params![source, u.anchor.as_str(), row(u)])?;
+            }
+        }
+        CacheChange::Delta { upserted, removed } => {
+            let mut del =
+                tx.prepare_cached("DELETE FROM source_users WHERE source = ?1 AND anchor = ?2")?;
+            for a in removed {
+                del.execute(params![source, a.as_str()])?;
+            }
+            for u in users.iter().filter(|u| upserted.contains(&u.anchor)) {
+                put.execute(params![source, u.anchor.as_str(), row(u)])?;
+            }
+        }
+    }
+    tx.execute(
+        "INSERT INTO cursors (source, value, updated) VALUES (?1, ?2, ?3)
+         ON CONFLICT(source) DO UPDATE SET value = excluded.value, updated = excluded.updated",
+        params![source, r.cursor, ts(now)],
+    )?;
+    Ok(())
 }
 
 fn upsert_link(tx: &rusqlite::Transaction<'_>, l: &Link) -> rusqlite::Result<()> {

@@ -56,6 +56,13 @@ const MIGRATIONS: &[&str] = &[
         decision TEXT CHECK (decision IN ('approved', 'rejected')),
         FOREIGN KEY (run, seq) REFERENCES actions(run, seq)
     );",
+    // 2: the population an incremental source (Graph delta) last read, per source.
+    "CREATE TABLE source_users (
+        source TEXT NOT NULL,
+        anchor TEXT NOT NULL,
+        user TEXT NOT NULL,
+        PRIMARY KEY (source, anchor)
+    );",
 ];
 
 pub fn migrate(journal: &Journal) -> Result<(), JournalError> {

@@ -167,3 +167,74 @@ fn two_processes_opening_a_new_journal_at_once_migrate_it_once() {
         h.join().unwrap().unwrap();
     }
 }
+
+fn person(anchor: &str, title: &str) -> DirectoryUser {
+    DirectoryUser {
+        anchor: Anchor::new(anchor),
+        locator: format!("user {anchor}"),
+        attrs: [("jobtitle".to_string(), vec![title.to_string()])].into(),
+        disabled: false,
+        problems: vec![],
+    }
+}
+
+fn titles(r: &Remembered) -> Vec<(String, String)> {
+    let mut out: Vec<_> = r
+        .users
+        .iter()
+        .map(|u| (u.anchor.to_string(), u.values("jobTitle")[0].clone()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn an_incremental_source_is_remembered_with_the_runs_outcome_full_then_delta() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path()).unwrap();
+    let now = Utc::now();
+    let counts = serde_json::json!({});
+    let end = RunEnd {
+        outcome: Outcome::Ok,
+        source_users: Some(3),
+        counts: &counts,
+        reason: None,
+    };
+    assert!(j.remembered("graph").unwrap().cursor.is_none());
+
+    let run = j.begin_run(Mode::Apply, "test", now).unwrap();
+    let full = Remember {
+        cursor: "link-1".into(),
+        cache: CacheChange::Replace,
+    };
+    let users = [person("a", "Eng"), person("b", "Eng"), person("c", "Eng")];
+    j.finish_run_remembering(run, &end, Some(("graph", &full, &users)), now)
+        .unwrap();
+    let r = j.remembered("graph").unwrap();
+    assert_eq!(r.cursor.as_deref(), Some("link-1"));
+    assert_eq!(r.users.len(), 3);
+    assert_eq!(j.run(run).unwrap().unwrap().outcome, "ok");
+
+    // A delta: b changed, c left; the population passed is the whole merged read.
+    let run = j.begin_run(Mode::Apply, "test", now).unwrap();
+    let delta = Remember {
+        cursor: "link-2".into(),
+        cache: CacheChange::Delta {
+            upserted: [Anchor::new("b")].into(),
+            removed: [Anchor::new("c")].into(),
+        },
+    };
+    let users = [person("a", "Eng"), person("b", "Lead")];
+    j.finish_run_remembering(run, &end, Some(("graph", &delta, &users)), now)
+        .unwrap();
+    let r = j.remembered("graph").unwrap();
+    assert_eq!(r.cursor.as_deref(), Some("link-2"));
+    assert_eq!(
+        titles(&r),
+        [("a".into(), "Eng".into()), ("b".into(), "Lead".into())]
+    );
+    assert!(
+        j.remembered("another source").unwrap().users.is_empty(),
+        "kept per source"
+    );
+}

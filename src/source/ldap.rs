@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ldap3::adapters::{Adapter, PagedResults};
 use ldap3::{LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry};
 
-use super::{DirectoryReader, SourceError};
+use super::{DirectoryReader, Read, ReadRequest, SourceError};
 use crate::config::LdapConfig;
 use crate::model::{Anchor, DirectoryUser};
 
@@ -68,7 +68,7 @@ impl LdapReader {
         }
     }
 
-    async fn read(&self) -> Result<Vec<DirectoryUser>, SourceError> {
+    async fn read_everything(&self) -> Result<Vec<DirectoryUser>, SourceError> {
         let cfg = &self.cfg;
         let mut settings = LdapConnSettings::new()
             .set_conn_timeout(cfg.timeout)
@@ -225,10 +225,8 @@ impl LdapReader {
 }
 
 impl DirectoryReader for LdapReader {
-    fn read_all(
-        &self,
-    ) -> impl std::future::Future<Output = Result<Vec<DirectoryUser>, SourceError>> + Send {
-        self.read()
+    async fn read(&self, _request: &ReadRequest<'_>) -> Result<Read, SourceError> {
+        self.read_everything().await.map(Read::full)
     }
 }
 

@@ -2,13 +2,20 @@
 //!
 //! A reader returns the whole in-scope population or an error: never a short list. What
 //! counts as a failed read is decided here; whether a read is plausible is `safety`'s job.
+//! An incremental reader (Graph delta) is handed what the journal remembers of the last
+//! read (`Remembered`), reads only the changes, and returns the merged population with the
+//! state to remember next (`Remember`); the run commits that state with its outcome.
 
 pub mod filter;
+pub mod graph;
 pub mod ldap;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 
-use crate::model::DirectoryUser;
+use chrono::{DateTime, Utc};
+
+use crate::model::{Anchor, DirectoryUser};
 
 /// A directory read failed. The run must abort before any write; retry on the next run.
 #[derive(Debug, thiserror::Error)]
@@ -27,9 +34,92 @@ pub enum SourceError {
     NoAnchor { dn: String, attr: String },
     #[error("entry {dn}: {detail}")]
     BadEntry { dn: String, detail: String },
+    #[error("the token endpoint {url} refused idsync: {detail}")]
+    Token { url: String, detail: String },
+    #[error("{url}: {detail}")]
+    Api { url: String, detail: String },
+}
+
+/// What the journal remembers of an incremental source between runs.
+#[derive(Debug, Default)]
+pub struct Remembered {
+    /// The source's own opaque state (e.g. a Graph delta link), as it last saved it.
+    pub cursor: Option<String>,
+    /// The population as of that cursor.
+    pub users: Vec<DirectoryUser>,
+}
+
+/// How the remembered population changes when a run commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheChange {
+    /// The read was complete: remember exactly its users.
+    Replace,
+    /// Only these anchors changed (upserted from the read's users) or left.
+    Delta {
+        upserted: BTreeSet<Anchor>,
+        removed: BTreeSet<Anchor>,
+    },
+}
+
+/// State an incremental source asks the run to remember, committed with the run's outcome.
+#[derive(Debug, Clone)]
+pub struct Remember {
+    pub cursor: String,
+    pub cache: CacheChange,
+}
+
+/// How a read was done, for logs and the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadKind {
+    Full { why: String },
+    Incremental { changed: usize, removed: usize },
+}
+
+impl std::fmt::Display for ReadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadKind::Full { why } => write!(f, "full read ({why})"),
+            ReadKind::Incremental { changed, removed } => {
+                write!(f, "incremental read: {changed} changed, {removed} removed")
+            }
+        }
+    }
+}
+
+/// One complete read of the in-scope population.
+#[derive(Debug)]
+pub struct Read {
+    pub users: Vec<DirectoryUser>,
+    pub kind: ReadKind,
+    /// What to remember for the next incremental read, if the source reads incrementally.
+    pub remember: Option<Remember>,
+}
+
+impl Read {
+    /// A full read of a source that keeps no state between runs.
+    pub fn full(users: Vec<DirectoryUser>) -> Read {
+        Read {
+            users,
+            kind: ReadKind::Full {
+                why: "every run reads everything".into(),
+            },
+            remember: None,
+        }
+    }
+}
+
+/// What a read may use besides the directory itself.
+pub struct ReadRequest<'a> {
+    pub remembered: Option<&'a Remembered>,
+    /// Read everything even when an incremental read is possible (`--full`).
+    pub force_full: bool,
+    pub now: DateTime<Utc>,
 }
 
 /// Reads every in-scope person from a directory.
 pub trait DirectoryReader {
-    fn read_all(&self) -> impl Future<Output = Result<Vec<DirectoryUser>, SourceError>> + Send;
+    fn read(
+        &self,
+        request: &ReadRequest<'_>,
+    ) -> impl Future<Output = Result<Read, SourceError>> + Send;
 }

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+
+use crate::http::{backoff, retry_after, snippet, transport_text, MAX_RETRY_WAIT};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::{Method, StatusCode};
@@ -20,8 +22,6 @@ use crate::plan::{Change, ACTIVE};
 
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const SCIM_JSON: &str = "application/scim+json";
-/// Longest single wait a Retry-After may impose before idsync gives up on the call.
-const MAX_RETRY_WAIT: Duration = Duration::from_secs(120);
 
 pub struct ScimClient {
     http: reqwest::Client,
@@ -37,25 +37,11 @@ struct Reply {
 
 impl ScimClient {
     pub fn new(cfg: ScimConfig) -> Result<ScimClient, TargetError> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("idsync/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &cfg.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| TargetError::Connect {
+        let http = crate::http::client(cfg.timeout, cfg.ca_file.as_deref(), "target.ca_file")
+            .map_err(|detail| TargetError::Connect {
                 url: cfg.url.to_string(),
-                detail: format!("cannot read target.ca_file {}: {e}", ca.display()),
+                detail,
             })?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| TargetError::Connect {
-                url: cfg.url.to_string(),
-                detail: format!("target.ca_file {}: {e}", ca.display()),
-            })?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let http = builder.build().map_err(|e| TargetError::Connect {
-            url: cfg.url.to_string(),
-            detail: e.to_string(),
-        })?;
         let mut base = cfg.url.clone();
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
@@ -102,7 +88,7 @@ impl ScimClient {
                     .header(reqwest::header::CONTENT_TYPE, SCIM_JSON)
                     .body(b.to_string());
             }
-            let backoff = Duration::from_millis(250 * (1 << (attempt - 1).min(6)));
+            let backoff = backoff(attempt);
             match req.send().await {
                 Err(e) => {
                     last = transport_text(&e);
@@ -117,11 +103,7 @@ impl ScimClient {
                 }
                 Ok(resp) => {
                     let status = resp.status();
-                    let retry_after = resp
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                    let retry_after = retry_after(&resp);
                     let text = resp.text().await.unwrap_or_default();
                     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
                         last = format!("{status} {}", snippet(&text));
@@ -412,36 +394,6 @@ pub fn patch_operations(current: &Value, changes: &[Change]) -> Vec<Value> {
     ops
 }
 
-/// `Retry-After` as delta-seconds or an HTTP date.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-fn snippet(text: &str) -> String {
-    let t = text.trim();
-    match t.char_indices().nth(300) {
-        Some((i, _)) => format!("{}...", &t[..i]),
-        None => t.to_string(),
-    }
-}
-
-fn transport_text(e: &reqwest::Error) -> String {
-    // reqwest errors carry the URL, never headers: safe to print.
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,21 +404,6 @@ mod tests {
             before: before.map(str::to_string),
             after: after.map(str::to_string),
         }
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_http_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
-        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
-            Some(Duration::from_secs(10))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! `scripts/testbed.sh`), the real `idsync` binary, and helpers to poke both servers.
 #![allow(dead_code)]
 
+pub mod graph;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -155,34 +157,24 @@ impl Testbed {
         Self::start_full(ldif, "", true)
     }
 
+    /// Only the SCIM app (for sources other than LDAP).
+    pub fn start_app_only() -> Testbed {
+        Self::start_servers(None, "", false)
+    }
+
     fn start_full(ldif: &str, limits: &str, tls: bool) -> Testbed {
+        Self::start_servers(Some(ldif), limits, tls)
+    }
+
+    fn start_servers(ldif: Option<&str>, limits: &str, tls: bool) -> Testbed {
         let dir = tempfile::Builder::new()
             .prefix("idsync-test")
             .tempdir()
             .unwrap();
-        let ldif_path = dir.path().join("people.ldif");
-        std::fs::write(&ldif_path, ldif).unwrap();
         let ldap_port = free_port();
-        let slapd_dir = dir.path().join("slapd");
-        let ldif_arg = ldif_path.to_string_lossy().to_string();
-        let mut args = vec!["slapd-start", slapd_dir.to_str().unwrap(), ""];
-        let port = ldap_port.to_string();
-        args[2] = &port;
-        if !ldif.trim().is_empty() {
-            args.push(&ldif_arg);
+        if let Some(ldif) = ldif {
+            Self::start_slapd(dir.path(), ldif, ldap_port, limits, tls);
         }
-        let tls_dir = dir.path().join("tls");
-        let tls_arg = tls_dir.to_string_lossy().to_string();
-        if tls {
-            testbed(&["tls-certs", &tls_arg]);
-        }
-        testbed_with(
-            &args,
-            &[
-                ("SLAPD_SYNC_LIMITS", limits),
-                ("SLAPD_TLS_DIR", if tls { &tls_arg } else { "" }),
-            ],
-        );
         let scim_port = free_port();
         let mut tb = Testbed {
             dir,
@@ -200,6 +192,31 @@ impl Testbed {
         write_secret(&tb.dir.path().join("scim.token"), TOKEN);
         tb.scim_stopped = false;
         tb
+    }
+
+    fn start_slapd(dir: &Path, ldif: &str, ldap_port: u16, limits: &str, tls: bool) {
+        let ldif_path = dir.join("people.ldif");
+        std::fs::write(&ldif_path, ldif).unwrap();
+        let slapd_dir = dir.join("slapd");
+        let ldif_arg = ldif_path.to_string_lossy().to_string();
+        let mut args = vec!["slapd-start", slapd_dir.to_str().unwrap(), ""];
+        let port = ldap_port.to_string();
+        args[2] = &port;
+        if !ldif.trim().is_empty() {
+            args.push(&ldif_arg);
+        }
+        let tls_dir = dir.join("tls");
+        let tls_arg = tls_dir.to_string_lossy().to_string();
+        if tls {
+            testbed(&["tls-certs", &tls_arg]);
+        }
+        testbed_with(
+            &args,
+            &[
+                ("SLAPD_SYNC_LIMITS", limits),
+                ("SLAPD_TLS_DIR", if tls { &tls_arg } else { "" }),
+            ],
+        );
     }
 
     fn slapd_dir(&self) -> PathBuf {

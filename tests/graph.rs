@@ -1,0 +1,414 @@
+//! Black-box: a Graph-shaped directory (our fixture, behaving as Graph documents itself) ->
+//! the real scim2-server, through the real `idsync` binary.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::graph::{self, GraphServer, Stale};
+use common::{write_secret, Testbed};
+use serde_json::Value;
+
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+/// A Graph -> SCIM config; `source_extra` lines go under `source:`.
+fn config(tb: &Testbed, g: &GraphServer, source_extra: &str) -> PathBuf {
+    config_with(
+        tb,
+        g,
+        graph::TENANT,
+        graph::CLIENT_SECRET,
+        &g.api_url(),
+        source_extra,
+    )
+}
+
+fn config_with(
+    tb: &Testbed,
+    g: &GraphServer,
+    tenant: &str,
+    secret: &str,
+    api_url: &str,
+    source_extra: &str,
+) -> PathBuf {
+    write_secret(&tb.dir.path().join("graph.secret"), secret);
+    let text = format!(
+        r#"state_dir: {state}
+source:
+  kind: graph
+  tenant: {tenant}
+  client_id: {client}
+  client_secret_file: graph.secret
+  token_url: "{token_url}"
+  api_url: {api_url}
+  max_retries: 2
+{source_extra}target:
+  kind: scim
+  url: {scim}
+  token_file: scim.token
+  concurrency: 4
+match: {{ target: userName, source: "{{userPrincipalName}}" }}
+mapping:
+  userName: "{{userPrincipalName}}"
+  name.givenName: "{{givenName}}"
+  name.familyName: "{{surname}}"
+  displayName: "{{displayName}}"
+  title: "{{jobTitle}}"
+  emails[type eq "work"].value: "{{mail}}"
+  phoneNumbers[type eq "work"].value: "{{businessPhones[0]}}"
+  "{ENTERPRISE}:department": "{{department}}"
+"#,
+        state = tb.state_dir().display(),
+        client = graph::CLIENT_ID,
+        token_url = g.token_url(),
+        scim = tb.scim_url(),
+    );
+    let path = tb.dir.path().join("idsync.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn id(i: usize) -> String {
+    graph::user(i)["id"].as_str().unwrap().to_string()
+}
+
+fn upn(i: usize) -> String {
+    format!("user{i:04}@contoso.example")
+}
+
+/// The `read` note of the last run (full / incremental, and why).
+fn last_read(tb: &Testbed, cfg: &std::path::Path) -> String {
+    let runs: Value =
+        serde_json::from_str(&tb.ok(cfg, &["runs", "--limit", "1", "--format", "json"])).unwrap();
+    runs[0]["counts"]["read"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn active(u: &Value) -> bool {
+    u["active"].as_bool().unwrap_or(true)
+}
+
+#[test]
+fn a_first_full_read_pages_through_2500_users_and_a_delta_cycle_applies_only_ten_changes() {
+    let mut people: Vec<Value> = (0..2500).map(graph::user).collect();
+    people[7]["accountEnabled"] = Value::Bool(false);
+    let g = GraphServer::start(people);
+    g.with(|f| {
+        f.page_size = 200; // server-driven: smaller than the $top=999 idsync asks for
+        f.empty_page_every = Some(5);
+    });
+    let tb = Testbed::start_app_only();
+    let cfg = config(&tb, &g, "");
+
+    tb.ok(&cfg, &["sync"]);
+    let users = tb.scim_users();
+    assert_eq!(users.len(), 2499, "everyone but the disabled person");
+    assert!(
+        tb.scim_user(&upn(7)).is_none(),
+        "disabled people are never created"
+    );
+    let u = tb.scim_user(&upn(1234)).unwrap();
+    assert_eq!(u["title"], "Engineer");
+    assert_eq!(u[ENTERPRISE]["department"], "R&D");
+    assert_eq!(u["phoneNumbers"][0]["value"], "+1 555 1234");
+    assert!(
+        last_read(&tb, &cfg).starts_with("full read (first read"),
+        "{}",
+        last_read(&tb, &cfg)
+    );
+    let log = g.with(|f| f.log.clone());
+    let first = log
+        .iter()
+        .find(|l| l.starts_with("GET /v1.0/users?"))
+        .unwrap();
+    assert!(
+        first.contains("$select=accountEnabled,businessPhones,department,displayName,givenName,id,jobTitle,mail,surname,userPrincipalName")
+            && first.contains("$top=999"),
+        "only the mapped attributes are selected: {first}"
+    );
+    let pages = log
+        .iter()
+        .filter(|l| l.starts_with("GET /v1.0/users?"))
+        .count();
+    assert!(
+        pages > 13,
+        "13 pages of 200 plus empty pages that still had a nextLink: {pages}"
+    );
+
+    // Ten changes upstream.
+    for i in [10, 11, 12, 13, 14] {
+        g.update(&id(i), serde_json::json!({"jobTitle": "Staff Engineer"}));
+    }
+    g.update(&id(20), serde_json::json!({"department": null}));
+    g.update(&id(30), serde_json::json!({"accountEnabled": false}));
+    g.remove(&id(40), "changed");
+    g.remove(&id(50), "deleted");
+    let mut newcomer = graph::user(5000);
+    newcomer["jobTitle"] = "Intern".into();
+    g.add(newcomer);
+    g.reset_counters();
+    let writes = tb.scim_writes();
+
+    tb.ok(&cfg, &["sync"]);
+    let (served, log) = g.with(|f| (f.users_served, f.log.clone()));
+    assert!(
+        !log.iter().any(|l| l.starts_with("GET /v1.0/users?")),
+        "a delta cycle never lists all users: {log:?}"
+    );
+    assert_eq!(served, 8, "eight changed users read (plus two removals)");
+    assert_eq!(
+        last_read(&tb, &cfg),
+        "incremental read: 8 changed, 2 removed"
+    );
+    assert_eq!(
+        tb.scim_writes() - writes,
+        10,
+        "exactly one write per change"
+    );
+    for i in [10, 11, 12, 13, 14] {
+        assert_eq!(tb.scim_user(&upn(i)).unwrap()["title"], "Staff Engineer");
+    }
+    assert!(tb
+        .scim_user(&upn(20))
+        .unwrap()
+        .get(ENTERPRISE)
+        .and_then(|e| e.get("department"))
+        .is_none());
+    for i in [30, 40, 50] {
+        assert!(
+            !active(&tb.scim_user(&upn(i)).unwrap()),
+            "user{i} suspended"
+        );
+    }
+    assert_eq!(tb.scim_user(&upn(5000)).unwrap()["title"], "Intern");
+    assert!(
+        active(&tb.scim_user(&upn(60)).unwrap()),
+        "the others untouched"
+    );
+
+    // The cursor moved: the next cycle has nothing to read and writes nothing.
+    let writes = tb.scim_writes();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(tb.scim_writes(), writes);
+    assert_eq!(
+        last_read(&tb, &cfg),
+        "incremental read: 0 changed, 0 removed"
+    );
+}
+
+#[test]
+fn a_dead_delta_link_falls_back_to_a_full_read_that_suspends_no_one_wrongly() {
+    let g = GraphServer::start((0..40).map(graph::user).collect());
+    g.with(|f| f.page_size = 15);
+    let tb = Testbed::start_app_only();
+    let cfg = config(&tb, &g, "");
+    tb.ok(&cfg, &["sync"]);
+
+    for (how, code) in [(Stale::Gone, "410"), (Stale::NotFound, "syncStateNotFound")] {
+        g.update(
+            &id(3),
+            serde_json::json!({"jobTitle": format!("Title after {code}")}),
+        );
+        g.expire_delta_tokens(how);
+        let writes = tb.scim_writes();
+        tb.ok(&cfg, &["sync"]);
+        let read = last_read(&tb, &cfg);
+        assert!(
+            read.starts_with("full read (the delta link expired") && read.contains(code),
+            "{read}"
+        );
+        assert_eq!(tb.scim_writes() - writes, 1, "only the change is written");
+        assert_eq!(
+            tb.scim_user(&upn(3)).unwrap()["title"],
+            format!("Title after {code}")
+        );
+        assert_eq!(
+            tb.scim_users().iter().filter(|u| active(u)).count(),
+            40,
+            "no one suspended"
+        );
+
+        // A fresh delta link was kept: the next cycle is incremental again.
+        g.update(&id(4), serde_json::json!({"jobTitle": "Changed again"}));
+        tb.ok(&cfg, &["sync"]);
+        assert_eq!(
+            last_read(&tb, &cfg),
+            "incremental read: 1 changed, 0 removed"
+        );
+        assert_eq!(tb.scim_user(&upn(4)).unwrap()["title"], "Changed again");
+    }
+}
+
+#[test]
+fn throttled_reads_honour_retry_after_and_still_finish() {
+    let g = GraphServer::start((0..300).map(graph::user).collect());
+    g.with(|f| {
+        f.page_size = 50;
+        f.throttle_every = Some(3);
+    });
+    let tb = Testbed::start_app_only();
+    let cfg = config(&tb, &g, "  incremental: none\n");
+    tb.ok(&cfg, &["sync"]);
+    assert!(
+        g.with(|f| f.throttled) >= 2,
+        "the server throttled the read"
+    );
+    assert_eq!(tb.scim_users().len(), 300);
+    assert_eq!(last_read(&tb, &cfg), "full read (source.incremental: none)");
+}
+
+#[test]
+fn a_read_that_dies_midway_suspends_nobody() {
+    let g = GraphServer::start((0..300).map(graph::user).collect());
+    g.with(|f| f.page_size = 50);
+    let tb = Testbed::start_app_only();
+    let cfg = config(&tb, &g, "");
+    tb.ok(&cfg, &["sync"]);
+    let writes = tb.scim_writes();
+
+    // A full read that fails after two pages.
+    g.reset_counters();
+    g.with(|f| f.fail_after_pages = Some(2));
+    let out = tb.idsync(&cfg, &["sync", "--full"]);
+    assert_eq!(out.status.code(), Some(1), "a failed read fails the run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("503") && err.contains("nothing was changed"),
+        "{err}"
+    );
+
+    // A delta read that fails part-way through 200 removals.
+    g.with(|f| f.fail_after_pages = None);
+    for i in 0..200 {
+        g.remove(&id(i), "deleted");
+    }
+    g.reset_counters();
+    g.with(|f| {
+        f.page_size = 20;
+        f.fail_after_pages = Some(3);
+    });
+    let out = tb.idsync(&cfg, &["sync"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(tb.scim_writes(), writes, "no write after a broken read");
+    assert_eq!(tb.scim_users().iter().filter(|u| active(u)).count(), 300);
+    let run = tb.last_run(&cfg);
+    assert_eq!(run["run"]["outcome"], "failed", "{run}");
+}
+
+#[test]
+fn a_token_that_stops_working_is_fetched_again_and_the_read_finishes() {
+    let g = GraphServer::start((0..500).map(graph::user).collect());
+    g.with(|f| {
+        f.page_size = 50;
+        f.token_calls = Some(3);
+    });
+    let tb = Testbed::start_app_only();
+    let cfg = config(&tb, &g, "");
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(tb.scim_users().len(), 500);
+    assert!(
+        g.with(|f| f.token_requests) >= 3,
+        "a new token after each 401"
+    );
+}
+
+#[test]
+fn check_connect_reports_the_token_and_users_and_names_what_is_wrong() {
+    let g = GraphServer::start((0..5).map(graph::user).collect());
+    let tb = Testbed::start_app_only();
+
+    let cfg = config(&tb, &g, "");
+    let out = tb.ok(&cfg, &["check", "--connect"]);
+    assert!(
+        out.contains("token from") && out.contains("/v1.0/users reachable"),
+        "{out}"
+    );
+
+    let closed = format!("http://127.0.0.1:{}/v1.0", common::free_port());
+    let cases = [
+        (
+            "99999999-2222-3333-4444-555555555555",
+            graph::CLIENT_SECRET,
+            g.api_url(),
+            "source.tenant",
+        ),
+        (
+            graph::TENANT,
+            "wrong-secret-Canary",
+            g.api_url(),
+            "source.client_secret_file",
+        ),
+        (
+            graph::TENANT,
+            graph::CLIENT_SECRET,
+            closed,
+            "source.api_url",
+        ),
+    ];
+    for (tenant, secret, api_url, key) in cases {
+        let cfg = config_with(&tb, &g, tenant, secret, &api_url, "");
+        let out = tb.idsync(&cfg, &["check", "--connect"]);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+        assert!(stderr.contains(key), "names {key}: {stderr}");
+        for secret in [graph::CLIENT_SECRET, "wrong-secret-Canary"] {
+            assert!(
+                !stdout.contains(secret) && !stderr.contains(secret),
+                "secret leaked: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_run_whose_writes_fail_keeps_the_delta_link_and_the_next_run_reads_the_changes_again() {
+    let g = GraphServer::start((0..10).map(graph::user).collect());
+    let tb = Testbed::start_app_only();
+    let cfg = config(&tb, &g, "");
+    tb.ok(&cfg, &["sync"]);
+
+    // user0003 takes user0004's name: the app refuses the rename (409), the run fails.
+    g.update(
+        &id(3),
+        serde_json::json!({"userPrincipalName": upn(4), "jobTitle": "Lead"}),
+    );
+    let out = tb.idsync(&cfg, &["sync"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        last_read(&tb, &cfg),
+        "incremental read: 1 changed, 0 removed"
+    );
+
+    // The delta link did not move: the same change is read again, with the fix on top.
+    g.update(
+        &id(3),
+        serde_json::json!({"userPrincipalName": "ada@contoso.example"}),
+    );
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        last_read(&tb, &cfg),
+        "incremental read: 1 changed, 0 removed"
+    );
+    let ada = tb.scim_user("ada@contoso.example").unwrap();
+    assert_eq!(ada["title"], "Lead", "the first change was not lost");
+    assert!(tb.scim_user(&upn(3)).is_none(), "renamed, not duplicated");
+
+    // Now it moved.
+    let writes = tb.scim_writes();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        last_read(&tb, &cfg),
+        "incremental read: 0 changed, 0 removed"
+    );
+    assert_eq!(tb.scim_writes(), writes);
+}
