@@ -10,7 +10,8 @@ use futures::stream::{self, StreamExt};
 
 use crate::journal::{ActionResult, Journal, JournalError, LinkChange, Status};
 use crate::model::{Account, Anchor, Link, LinkState};
-use crate::plan::{Action, ActionKind, Change, ACTIVE};
+use crate::photo::Photo;
+use crate::plan::{Action, ActionKind, Change, ACTIVE, PHOTO};
 use crate::target::scim::new_resource;
 use crate::target::{AccountWriter, Created, TargetError};
 
@@ -26,6 +27,8 @@ pub struct Context<'a> {
     pub concurrency: usize,
     /// The mapping and lifecycle rules, for adopting an account a create collided with.
     pub policy: &'a crate::plan::Policy,
+    /// The photos the plan uploads, by anchor.
+    pub photos: &'a BTreeMap<Anchor, Photo>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -101,22 +104,73 @@ pub async fn apply<W: AccountWriter>(
     Ok(out)
 }
 
+/// The link an applied action leaves: `photo_hash` is what the app now has.
+struct NewLink {
+    state: LinkState,
+    suspended_at: Option<DateTime<Utc>>,
+    photo_hash: Option<String>,
+}
+
 fn link(
     action: &Action,
     anchor: &Anchor,
     account_id: &str,
-    state: LinkState,
-    suspended_at: Option<DateTime<Utc>>,
+    l: NewLink,
     now: DateTime<Utc>,
 ) -> LinkChange {
     LinkChange::Upsert(Link {
         anchor: anchor.clone(),
         account_id: account_id.to_string(),
         user_name: action.user_name.clone(),
-        state,
-        suspended_at,
+        state: l.state,
+        suspended_at: l.suspended_at,
         last_seen: Some(now),
+        photo_hash: l.photo_hash,
     })
+}
+
+/// The photo an action uploads (`Some(None)` = removes), checked against what was planned.
+fn planned_photo<'c>(
+    action: &Action,
+    ctx: &'c Context<'_>,
+) -> Result<Option<Option<&'c Photo>>, TargetError> {
+    let Some(change) = action.changes.iter().find(|c| c.field == PHOTO) else {
+        return Ok(None);
+    };
+    let Some(after) = &change.after else {
+        return Ok(Some(None));
+    };
+    let photo = action
+        .anchor
+        .as_ref()
+        .and_then(|a| ctx.photos.get(a))
+        .filter(|p| crate::photo::short(&p.sha256) == *after);
+    match photo {
+        Some(p) => Ok(Some(Some(p))),
+        None => Err(TargetError::Stale {
+            detail: format!(
+                "photo {after} of {} is no longer the person's photo; the next run plans again",
+                action.user_name
+            ),
+        }),
+    }
+}
+
+/// Uploads or removes the planned photo; returns the link's new `photo_hash`.
+async fn sync_photo<W: AccountWriter>(
+    writer: &W,
+    id: &str,
+    current: &serde_json::Value,
+    planned: Option<Option<&Photo>>,
+    previous: Option<String>,
+) -> Result<Option<String>, TargetError> {
+    match planned {
+        None => Ok(previous),
+        Some(photo) => {
+            writer.set_photo(id, current, photo).await?;
+            Ok(photo.map(|p| p.sha256.clone()))
+        }
+    }
 }
 
 async fn execute<W: AccountWriter>(
@@ -131,21 +185,36 @@ async fn execute<W: AccountWriter>(
         .as_deref()
         .and_then(|id| ctx.accounts.get(id));
     let current = account.map(|a| &a.resource).cloned().unwrap_or_default();
+    let photo = planned_photo(action, ctx)?;
+    let fields: Vec<Change> = action
+        .changes
+        .iter()
+        .filter(|c| c.field != PHOTO)
+        .cloned()
+        .collect();
+    let previous = action.anchor.as_ref().and_then(|a| ctx.links.get(a));
+    let fresh = |photo_hash| NewLink {
+        state: LinkState::Active,
+        suspended_at: None,
+        photo_hash,
+    };
     match (action.kind, &action.anchor) {
         (ActionKind::Create, Some(anchor)) => {
-            let id = create(writer, &action.changes, linked, ctx.policy).await?;
+            let id = create(writer, &fields, linked, ctx.policy).await?;
+            let hash = sync_photo(writer, &id, &serde_json::Value::Null, photo, None).await?;
             Ok((
                 Some(id.clone()),
-                link(action, anchor, &id, LinkState::Active, None, now),
+                link(action, anchor, &id, fresh(hash), now),
             ))
         }
         (ActionKind::Reinvite, Some(anchor)) => {
             let old = action.account_id.as_deref().unwrap_or_default();
             writer.delete(old).await?;
-            let id = create(writer, &action.changes, linked, ctx.policy).await?;
+            let id = create(writer, &fields, linked, ctx.policy).await?;
+            let hash = sync_photo(writer, &id, &serde_json::Value::Null, photo, None).await?;
             Ok((
                 Some(id.clone()),
-                link(action, anchor, &id, LinkState::Active, None, now),
+                link(action, anchor, &id, fresh(hash), now),
             ))
         }
         (
@@ -153,23 +222,38 @@ async fn execute<W: AccountWriter>(
             anchor,
         ) => {
             let id = action.account_id.as_deref().unwrap_or_default();
-            writer.update(id, &current, &action.changes).await?;
+            writer.update(id, &current, &fields).await?;
             let Some(anchor) = anchor else {
                 return Ok((None, LinkChange::None));
             };
+            // An adopted account's photo is unknown to idsync until it uploads one.
+            let before = match action.kind {
+                // A re-hire's account has the photo its previous owner's link recorded.
+                ActionKind::Adopt => action
+                    .previous_anchor
+                    .as_ref()
+                    .and_then(|a| ctx.links.get(a))
+                    .and_then(|l| l.photo_hash.clone()),
+                _ => previous.and_then(|l| l.photo_hash.clone()),
+            };
+            let photo_hash = sync_photo(writer, id, &current, photo, before).await?;
             let suspending = action
                 .changes
                 .iter()
                 .any(|c| c.field == ACTIVE && c.after.as_deref() == Some("false"));
-            let previous = ctx.links.get(anchor);
-            let (state, since) = match action.kind {
+            let (state, suspended_at) = match action.kind {
                 _ if suspending => (LinkState::Suspended, Some(now)),
                 ActionKind::Reactivate | ActionKind::Adopt => (LinkState::Active, None),
                 _ => previous
                     .map(|l| (l.state, l.suspended_at))
                     .unwrap_or((LinkState::Active, None)),
             };
-            Ok((None, link(action, anchor, id, state, since, now)))
+            let l = NewLink {
+                state,
+                suspended_at,
+                photo_hash,
+            };
+            Ok((None, link(action, anchor, id, l, now)))
         }
         (ActionKind::Delete, anchor) => {
             let id = action.account_id.as_deref().unwrap_or_default();

@@ -12,6 +12,7 @@ pub mod journal;
 pub mod mapping;
 pub mod metrics;
 pub mod model;
+pub mod photo;
 pub mod plan;
 pub mod progress;
 pub mod report;

@@ -271,11 +271,12 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
                 .run(id)?
                 .with_context(|| format!("no run {id} in the journal"))?;
             let actions = journal.actions(id)?;
+            let notices = journal.notices(id)?;
             match format {
                 ListFormat::Json => println!(
                     "{}",
                     serde_json::to_string_pretty(
-                        &serde_json::json!({"run": row, "actions": actions})
+                        &serde_json::json!({"run": row, "actions": actions, "notices": notices})
                     )?
                 ),
                 ListFormat::Table => {
@@ -305,6 +306,13 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
                         if let Some(e) = a.error {
                             println!("{:>4}  {:<10}  {:<8}    error: {e}", "", "", "");
                         }
+                    }
+                    for n in notices {
+                        let who = n
+                            .user_name
+                            .or(n.anchor.map(|a| a.to_string()))
+                            .unwrap_or_else(|| "-".into());
+                        println!("notice  {who}: {}", n.message);
                     }
                 }
             }

@@ -514,6 +514,7 @@ mod tests {
                 .collect(),
             disabled: false,
             problems: vec![],
+            photo: None,
         }
     }
 

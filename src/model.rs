@@ -82,6 +82,9 @@ pub struct DirectoryUser {
     /// Values that could not be read (e.g. not UTF-8): the person is kept as present but not
     /// changed, and the problem is reported.
     pub problems: Vec<String>,
+    /// The profile photo, when photos are synced and the person has one.
+    #[serde(skip)]
+    pub photo: Option<crate::photo::Photo>,
 }
 
 impl DirectoryUser {
@@ -137,6 +140,9 @@ pub struct Link {
     pub state: LinkState,
     pub suspended_at: Option<DateTime<Utc>>,
     pub last_seen: Option<DateTime<Utc>>,
+    /// SHA-256 of the photo last uploaded to the account (`None`: none uploaded).
+    #[serde(default)]
+    pub photo_hash: Option<String>,
 }
 
 #[cfg(test)]

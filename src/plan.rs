@@ -100,9 +100,17 @@ impl Protected {
     }
 }
 
+/// Photo sync, when the source reads photos and the app takes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhotoPolicy {
+    /// Larger photos are not uploaded (a warning for that person).
+    pub max_bytes: usize,
+}
+
 /// Everything the planner needs from the config.
 #[derive(Clone, Debug)]
 pub struct Policy {
+    pub photos: Option<PhotoPolicy>,
     pub mapping: Mapping,
     pub match_rule: MatchRule,
     pub lifecycle: Lifecycle,
@@ -159,6 +167,9 @@ impl fmt::Display for ActionKind {
 
 /// The pseudo-field that carries an account's `active` flag in a change list.
 pub const ACTIVE: &str = "active";
+
+/// The pseudo-field of a photo change: before -> after are SHA-256 prefixes, never bytes.
+pub const PHOTO: &str = "photo";
 
 /// One field's before -> after. `None` = absent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -423,6 +434,8 @@ impl<'a> Planner<'a> {
             &account.resource,
             SetOnce::Skip,
         );
+        let photo = self.photo_change(user, user_name, link.photo_hash.as_deref());
+        changes.extend(photo.clone());
         if account.active || self.policy().lifecycle.is_pending(account) {
             if !changes.is_empty() {
                 let reason = format!("changed upstream: {}", field_list(&changes));
@@ -469,6 +482,8 @@ impl<'a> Planner<'a> {
             AfterWindow::Reinvite => {
                 let mut changes = create_changes(&self.policy().mapping, &desired);
                 changes.insert(0, active_change(false, true));
+                // A new account has no photo yet, whatever the old one had.
+                changes.extend(self.new_photo(photo, user));
                 let reason = format!(
                     "back upstream after the reactivation_window ({} since {}): old account deleted, a new one created",
                     duration_text(lc.reactivation_window),
@@ -538,7 +553,14 @@ impl<'a> Planner<'a> {
                     previous_anchor = Some(owner.anchor.clone());
                 }
             }
-            let changes = adoption_changes(self.policy(), &desired, account, user.disabled);
+            let mut changes = adoption_changes(self.policy(), &desired, account, user.disabled);
+            if !user.disabled {
+                let before = previous_anchor
+                    .as_ref()
+                    .and_then(|a| self.inp.links.get(a))
+                    .and_then(|l| l.photo_hash.as_deref());
+                changes.extend(self.photo_change(user, user_name, before));
+            }
             let mut reason = match &previous_anchor {
                 Some(old) => {
                     format!("{prefix}re-hire: takes over the account of {old}, gone upstream")
@@ -571,13 +593,15 @@ impl<'a> Planner<'a> {
             self.notice(Some(user_name), Some(&user.anchor), None, msg);
             return;
         }
+        let mut changes = create_changes(mapping, &desired);
+        changes.extend(self.photo_change(user, user_name, None));
         self.plan.actions.push(Action {
             kind: ActionKind::Create,
             user_name: user_name.to_string(),
             anchor: Some(user.anchor.clone()),
             account_id: None,
             previous_anchor: None,
-            changes: create_changes(mapping, &desired),
+            changes,
             reason: format!("{prefix}new in the directory"),
             held: None,
         });
@@ -669,6 +693,55 @@ impl<'a> Planner<'a> {
             }
             Unmanaged::Suspend => {}
         }
+    }
+
+    /// The photo change that brings the app from the photo last uploaded (`before`, a
+    /// SHA-256) to the person's photo now; a photo that fails its checks is a notice and
+    /// leaves the app's photo as it is.
+    fn photo_change(
+        &mut self,
+        user: &DirectoryUser,
+        user_name: &str,
+        before: Option<&str>,
+    ) -> Option<Change> {
+        let policy = self.policy().photos.as_ref()?;
+        let change = |after: Option<String>| Change {
+            field: PHOTO.into(),
+            before: before.map(crate::photo::short),
+            after,
+        };
+        match &user.photo {
+            None => before.map(|_| change(None)),
+            Some(p) if before == Some(p.sha256.as_str()) => None,
+            Some(p) => match crate::photo::inspect(&p.bytes, policy.max_bytes) {
+                Ok(_) => Some(change(Some(crate::photo::short(&p.sha256)))),
+                Err(e) => {
+                    let msg = format!(
+                        "photo not synced: {e} ({}); the app keeps the photo it has",
+                        user.locator
+                    );
+                    self.notice(Some(user_name), Some(&user.anchor), None, msg);
+                    None
+                }
+            },
+        }
+    }
+
+    /// For a brand-new account: the photo as a change from nothing (already checked).
+    fn new_photo(&self, checked: Option<Change>, user: &DirectoryUser) -> Option<Change> {
+        let p = user.photo.as_ref()?;
+        let ok = checked.is_some_and(|c| c.after.is_some())
+            || self
+                .inp
+                .links
+                .get(&user.anchor)
+                .and_then(|l| l.photo_hash.as_deref())
+                == Some(p.sha256.as_str());
+        ok.then(|| Change {
+            field: PHOTO.into(),
+            before: None,
+            after: Some(crate::photo::short(&p.sha256)),
+        })
     }
 
     fn suspension_changes(&self, account: &Account) -> Vec<Change> {

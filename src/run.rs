@@ -202,21 +202,37 @@ fn counts(plan: &Plan, outcomes: Option<&Outcomes>) -> serde_json::Value {
     serde_json::Value::Object(c)
 }
 
-/// Journals `actions` as planned, then applies them against the accounts and links read.
+/// Journals `actions` as planned, then applies them against the accounts and links read
+/// (the accounts are moved out of `snap`; the people stay).
 async fn apply_actions(
     cfg: &Config,
     journal: &Journal,
     client: &ScimClient,
     run: i64,
-    snap: Snapshot,
+    snap: &mut Snapshot,
     actions: &[crate::plan::Action],
     now: DateTime<Utc>,
 ) -> Result<Outcomes, RunError> {
     journal.record_plan(run, actions, now)?;
-    let accounts: BTreeMap<String, Account> = snap
-        .accounts
+    let accounts: BTreeMap<String, Account> = std::mem::take(&mut snap.accounts)
         .into_iter()
         .map(|a| (a.id.clone(), a))
+        .collect();
+    // The photos this plan uploads (a few), not every photo read.
+    let uploads: std::collections::BTreeSet<&Anchor> = actions
+        .iter()
+        .filter(|a| {
+            a.changes
+                .iter()
+                .any(|c| c.field == plan::PHOTO && c.after.is_some())
+        })
+        .filter_map(|a| a.anchor.as_ref())
+        .collect();
+    let photos: BTreeMap<Anchor, crate::photo::Photo> = snap
+        .users
+        .iter()
+        .filter(|u| uploads.contains(&u.anchor))
+        .filter_map(|u| Some((u.anchor.clone(), u.photo.clone()?)))
         .collect();
     let ctx = apply::Context {
         accounts: &accounts,
@@ -224,6 +240,7 @@ async fn apply_actions(
         now,
         concurrency: cfg.target.concurrency,
         policy: &cfg.policy,
+        photos: &photos,
     };
     let bar = crate::progress::bar(
         actions.iter().filter(|a| a.held.is_none()).count() as u64,
@@ -254,7 +271,9 @@ async fn apply_subset(
     now: DateTime<Utc>,
 ) -> Result<Outcomes, RunError> {
     let people = snap.users.len();
-    let outcomes = apply_actions(cfg, journal, client, run, snap, &subset.actions, now).await?;
+    let mut snap = snap;
+    let outcomes =
+        apply_actions(cfg, journal, client, run, &mut snap, &subset.actions, now).await?;
     let outcome = if outcomes.failed > 0 {
         Outcome::Failed
     } else {
@@ -336,6 +355,7 @@ async fn dry_run_inner(
         .map_err(|e| fail(journal, run, e))?;
     let plan = make_plan(cfg, &snap, None, now);
     journal.record_plan(run, &plan.actions, now)?;
+    journal.record_notices(run, &plan.notices)?;
     let mut c = counts(&plan, None);
     c["read"] = json!(snap.read_kind.to_string());
     journal.finish_run(
@@ -404,13 +424,10 @@ async fn sync_inner(
         .filter(|a| snap.links.contains_key(*a))
         .collect();
     journal.touch_links(&present, now)?;
+    journal.record_notices(run, &plan.notices)?;
     let people = snap.users.len();
-    let read_kind = snap.read_kind.clone();
-    let remember = snap.remember.take();
-    // apply consumes the accounts; the people stay for what the source remembers.
-    let users = std::mem::take(&mut snap.users);
     let apply_started = std::time::Instant::now();
-    let outcomes = apply_actions(cfg, journal, &client, run, snap, &plan.actions, now).await?;
+    let outcomes = apply_actions(cfg, journal, &client, run, &mut snap, &plan.actions, now).await?;
     let (outcome, reason) = if let Some(f) = &outcomes.fatal {
         (Outcome::Failed, Some(format!("stopped applying: {f}")))
     } else if outcomes.failed > 0 {
@@ -447,7 +464,7 @@ async fn sync_inner(
         read_ms,
         apply_started.elapsed().as_millis() as u64,
     );
-    c["read"] = json!(read_kind.to_string());
+    c["read"] = json!(snap.read_kind.to_string());
     // An incremental source's cursor moves only past work that was all applied (or held,
     // which the next plan holds again from the same remembered population): after a
     // failure or an early stop the next run reads the same changes again.
@@ -456,10 +473,11 @@ async fn sync_inner(
         && outcomes.skipped == 0
         && outcomes.fatal.is_none();
     let key = source_key(cfg);
-    let remember = remember
+    let remember = snap
+        .remember
         .as_ref()
         .filter(|_| complete)
-        .map(|r| (key.as_str(), r, users.as_slice()));
+        .map(|r| (key.as_str(), r, snap.users.as_slice()));
     let end = crate::journal::RunEnd {
         outcome,
         source_users: Some(people),

@@ -90,6 +90,8 @@ pub struct LdapConfig {
     pub timeout: std::time::Duration,
     /// Every attribute the read must fetch (mapping, match rule, disabled rule, anchor).
     pub attributes: Vec<String>,
+    /// The attribute holding the photo (lower-cased), when photos are synced.
+    pub photo: Option<String>,
 }
 
 /// How a Graph source reads between full reads.
@@ -151,6 +153,24 @@ pub struct ScimConfig {
     pub timeout: std::time::Duration,
     pub page_size: u32,
     pub max_retries: u32,
+    pub photo: PhotoUpload,
+    /// Photos larger than this are not uploaded (a warning for that person).
+    pub photo_max_bytes: usize,
+}
+
+/// How photos reach the app.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PhotoUpload {
+    /// PATCH the SCIM `photos` attribute with a `data:` URI.
+    Scim,
+    /// Send the bytes to a URL template (`{url}` = target.url, `{id}` = the account id);
+    /// a removed photo is a DELETE of the same URL.
+    Http {
+        method: reqwest::Method,
+        url: String,
+    },
+    /// Photos are not synced.
+    None,
 }
 
 /// The validated configuration.
@@ -167,6 +187,17 @@ pub struct Config {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Not errors, but worth an operator's attention (`idsync check` prints them).
     pub warnings: Vec<String>,
+}
+
+/// Photos are planned when the source reads them and the app takes them.
+fn photos_policy(source: &SourceConfig, target: &ScimConfig) -> Option<crate::plan::PhotoPolicy> {
+    let reads = match source {
+        SourceConfig::Ldap(l) => l.photo.is_some(),
+        SourceConfig::Graph(_) => false,
+    };
+    (reads && target.photo != PhotoUpload::None).then_some(crate::plan::PhotoPolicy {
+        max_bytes: target.photo_max_bytes,
+    })
 }
 
 impl Config {
@@ -285,6 +316,7 @@ impl Resolver<'_> {
                 graph.select = crate::source::graph::select_list(read);
             }
         }
+        let photos = photos_policy(&source, &target);
         Some(Config {
             path: path.to_path_buf(),
             schedule,
@@ -292,6 +324,7 @@ impl Resolver<'_> {
             source,
             target,
             policy: Policy {
+                photos,
                 mapping,
                 match_rule,
                 lifecycle,
@@ -592,6 +625,21 @@ impl Resolver<'_> {
             d.attributes(&mut attributes);
         }
         attributes.push(anchor.to_ascii_lowercase());
+        let photo = l.photo.map(|p| p.trim().to_ascii_lowercase());
+        if let Some(p) = &photo {
+            let ok = p.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ';');
+            if !ok {
+                self.problem(
+                    "source.photo",
+                    format!(
+                        "`{p}` is not an attribute name; use jpegPhoto, or thumbnailPhoto on AD"
+                    ),
+                );
+            }
+            attributes.push(p.clone());
+        }
         Some(SourceConfig::Ldap(LdapConfig {
             url: url?,
             start_tls: l.start_tls,
@@ -606,6 +654,7 @@ impl Resolver<'_> {
             page_size: page_size as i32,
             timeout,
             attributes,
+            photo,
         }))
     }
 
@@ -737,6 +786,8 @@ impl Resolver<'_> {
         if !(1..=10_000).contains(&page_size) {
             self.problem("target.page_size", "must be between 1 and 10000");
         }
+        let photo = self.photo_upload(s.photo);
+        let photo_max_bytes = self.photo_max_bytes(s.photo_max_bytes);
         Some(ScimConfig {
             url: url?,
             token: token?,
@@ -746,7 +797,90 @@ impl Resolver<'_> {
             timeout,
             page_size,
             max_retries: s.max_retries.unwrap_or(5),
+            photo,
+            photo_max_bytes,
         })
+    }
+
+    fn photo_upload(&mut self, raw: Option<raw::RawPhotoUpload>) -> PhotoUpload {
+        use raw::RawPhotoUpload as R;
+        let http = |method: reqwest::Method, url: String| PhotoUpload::Http { method, url };
+        match raw {
+            None => PhotoUpload::Scim,
+            Some(R::Named(n)) if n == "scim" => PhotoUpload::Scim,
+            Some(R::Named(n)) if n == "none" => PhotoUpload::None,
+            Some(R::Http(h)) => match (h.put, h.post) {
+                (Some(url), None) => self
+                    .photo_url(url)
+                    .map_or(PhotoUpload::None, |u| http(reqwest::Method::PUT, u)),
+                (None, Some(url)) => self
+                    .photo_url(url)
+                    .map_or(PhotoUpload::None, |u| http(reqwest::Method::POST, u)),
+                _ => {
+                    self.problem("target.photo", "give one of `put:` or `post:` with a URL template such as \"{url}/Users/{id}/photo\"");
+                    PhotoUpload::None
+                }
+            },
+            Some(R::Named(other)) => {
+                self.problem(
+                    "target.photo",
+                    format!("`{other}`: use `scim`, `none`, or `{{ put: \"{{url}}/Users/{{id}}/photo\" }}`"),
+                );
+                PhotoUpload::None
+            }
+        }
+    }
+
+    /// A photo URL template: it must name `{id}`, and be a URL once filled in.
+    fn photo_url(&mut self, template: String) -> Option<String> {
+        if !template.contains("{id}") {
+            self.problem(
+                "target.photo",
+                format!("`{template}` must contain `{{id}}` (the account id)"),
+            );
+            return None;
+        }
+        let sample = template
+            .replace("{url}", "https://app.example")
+            .replace("{id}", "x");
+        match Url::parse(&sample) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(template),
+            _ => {
+                self.problem("target.photo", format!("`{template}` is not an http(s) URL template such as \"{{url}}/Users/{{id}}/photo\""));
+                None
+            }
+        }
+    }
+
+    fn photo_max_bytes(&mut self, raw: Option<serde_yaml::Value>) -> usize {
+        let Some(v) = raw else {
+            return crate::photo::DEFAULT_MAX_BYTES;
+        };
+        let parsed = match &v {
+            serde_yaml::Value::Number(n) => n.as_u64(),
+            serde_yaml::Value::String(s) => {
+                let t = s.trim();
+                let (num, mult) = if let Some(n) = t.strip_suffix("MiB") {
+                    (n, 1024 * 1024)
+                } else if let Some(n) = t.strip_suffix("KiB") {
+                    (n, 1024)
+                } else {
+                    (t, 1)
+                };
+                num.trim().parse::<u64>().ok().map(|n| n * mult)
+            }
+            _ => None,
+        };
+        match parsed.filter(|n| *n > 0 && *n <= 64 * 1024 * 1024) {
+            Some(n) => n as usize,
+            None => {
+                self.problem(
+                    "target.photo_max_bytes",
+                    "write a size up to 64MiB, such as 1048576, \"512KiB\" or \"1MiB\"",
+                );
+                crate::photo::DEFAULT_MAX_BYTES
+            }
+        }
     }
 
     fn rate(&mut self, text: &str) -> Option<f64> {

@@ -74,6 +74,8 @@ pub struct RawLdap {
     pub disabled: Option<String>,
     pub page_size: Option<u32>,
     pub timeout: Option<String>,
+    /// The attribute holding the photo (`jpegPhoto`, AD `thumbnailPhoto`).
+    pub photo: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +96,23 @@ pub struct RawScim {
     pub timeout: Option<String>,
     pub page_size: Option<u32>,
     pub max_retries: Option<u32>,
+    pub photo: Option<RawPhotoUpload>,
+    pub photo_max_bytes: Option<serde_yaml::Value>,
+}
+
+/// `target.photo`: `scim`, `none`, or `{ put: URL }` / `{ post: URL }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawPhotoUpload {
+    Named(String),
+    Http(RawPhotoHttp),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPhotoHttp {
+    pub put: Option<String>,
+    pub post: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,7 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::model::{Anchor, DirectoryUser, Link, LinkState};
-use crate::plan::{Action, Change};
+use crate::plan::{Action, Change, Notice};
 use crate::source::{CacheChange, Remember, Remembered};
 
 /// The journal cannot be used. Abort the run: nothing can be recorded safely.
@@ -367,6 +367,49 @@ impl Journal {
         })
     }
 
+    /// Records what a run reports without acting on it (one transaction).
+    pub fn record_notices(&self, run: i64, notices: &[Notice]) -> Result<(), JournalError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO notices (run, seq, user_name, anchor, account, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for (seq, n) in notices.iter().enumerate() {
+                    stmt.execute(params![
+                        run,
+                        seq as i64,
+                        n.user_name,
+                        n.anchor.as_ref().map(Anchor::as_str),
+                        n.account_id,
+                        n.message
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    /// A run's notices, in the order the plan listed them.
+    pub fn notices(&self, run: i64) -> Result<Vec<Notice>, JournalError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT user_name, anchor, account, message FROM notices WHERE run = ?1 ORDER BY seq",
+            )?;
+            let rows = stmt
+                .query_map(params![run], |r| {
+                    Ok(Notice {
+                        user_name: r.get(0)?,
+                        anchor: r.get::<_, Option<String>>(1)?.map(Anchor::new),
+                        account_id: r.get(2)?,
+                        message: r.get(3)?,
+                    })
+                })?
+                .collect();
+            rows
+        })
+    }
+
     /// Closes the held actions of earlier apply runs: each full run re-plans from the current
     /// state, so its own held actions are the only ones left to approve (no duplicates).
     pub fn supersede_held(&self, run: i64, now: DateTime<Utc>) -> Result<usize, JournalError> {
@@ -446,7 +489,7 @@ impl Journal {
     pub fn links(&self) -> Result<BTreeMap<Anchor, Link>, JournalError> {
         let rows = self.with(|c| {
             let mut stmt = c.prepare(
-                "SELECT anchor, account, user_name, state, suspended_at, last_seen FROM links",
+                "SELECT anchor, account, user_name, state, suspended_at, last_seen, photo_hash FROM links",
             )?;
             let rows = stmt
                 .query_map([], |r| {
@@ -457,13 +500,14 @@ impl Journal {
                         r.get::<_, String>(3)?,
                         r.get::<_, Option<String>>(4)?,
                         r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Option<String>>(6)?,
                     ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })?;
         let mut out = BTreeMap::new();
-        for (anchor, account, user_name, state, suspended_at, last_seen) in rows {
+        for (anchor, account, user_name, state, suspended_at, last_seen, photo_hash) in rows {
             let state = LinkState::parse(&state).ok_or_else(|| JournalError::Corrupt {
                 path: self.path.clone(),
                 detail: format!("link {anchor} has state `{state}`"),
@@ -478,6 +522,7 @@ impl Journal {
                     state,
                     suspended_at: parse_ts(suspended_at),
                     last_seen: parse_ts(last_seen),
+                    photo_hash,
                 },
             );
         }
@@ -679,16 +724,18 @@ fn upsert_link(tx: &rusqlite::Transaction<'_>, l: &Link) -> rusqlite::Result<()>
         params![l.account_id, l.anchor.as_str()],
     )?;
     tx.execute(
-        "INSERT INTO links (anchor, account, user_name, state, suspended_at, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO links (anchor, account, user_name, state, suspended_at, last_seen, photo_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT(anchor) DO UPDATE SET account = excluded.account, user_name = excluded.user_name,
-           state = excluded.state, suspended_at = excluded.suspended_at, last_seen = COALESCE(excluded.last_seen, links.last_seen)",
+           state = excluded.state, suspended_at = excluded.suspended_at, last_seen = COALESCE(excluded.last_seen, links.last_seen),
+           photo_hash = excluded.photo_hash",
         params![
             l.anchor.as_str(),
             l.account_id,
             l.user_name,
             l.state.as_str(),
             l.suspended_at.map(ts),
-            l.last_seen.map(ts)
+            l.last_seen.map(ts),
+            l.photo_hash
         ],
     )?;
     Ok(())

@@ -63,6 +63,16 @@ const MIGRATIONS: &[&str] = &[
         user TEXT NOT NULL,
         PRIMARY KEY (source, anchor)
     );",
+    // 3: what a run reported without acting (protected, conflicts, bad photos, ...).
+    "CREATE TABLE notices (
+        run INTEGER NOT NULL REFERENCES runs(id),
+        seq INTEGER NOT NULL,
+        user_name TEXT,
+        anchor TEXT,
+        account TEXT,
+        message TEXT NOT NULL,
+        PRIMARY KEY (run, seq)
+    );",
 ];
 
 pub fn migrate(journal: &Journal) -> Result<(), JournalError> {

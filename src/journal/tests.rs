@@ -34,6 +34,7 @@ fn actions_are_journaled_planned_then_applied_with_their_link() {
         state: LinkState::Active,
         suspended_at: None,
         last_seen: Some(now),
+        photo_hash: None,
     };
     j.record_result(
         run,
@@ -108,6 +109,7 @@ fn a_takeover_moves_the_account_to_the_new_anchor() {
         state: LinkState::Active,
         suspended_at: None,
         last_seen: None,
+        photo_hash: None,
     };
     j.record_result(
         run,
@@ -175,6 +177,7 @@ fn person(anchor: &str, title: &str) -> DirectoryUser {
         attrs: [("jobtitle".to_string(), vec![title.to_string()])].into(),
         disabled: false,
         problems: vec![],
+        photo: None,
     }
 }
 

@@ -19,6 +19,7 @@ fn field(path: &str, template: &str, set_once: bool) -> FieldMapping {
 
 fn policy() -> Policy {
     Policy {
+        photos: None,
         mapping: Mapping::new(vec![
             field("userName", "{mail}", false),
             field("title", "{title}", false),
@@ -46,6 +47,7 @@ fn person(anchor: &str, mail: &str, title: &str, disabled: bool) -> DirectoryUse
         attrs,
         disabled,
         problems: vec![],
+        photo: None,
     }
 }
 
@@ -67,6 +69,7 @@ fn link(anchor: &str, id: &str, state: LinkState, suspended_days_ago: Option<i64
         state,
         suspended_at: suspended_days_ago.map(|d| now() - Duration::days(d)),
         last_seen: None,
+        photo_hash: None,
     }
 }
 
@@ -468,4 +471,143 @@ fn a_pending_invitation_is_not_reactivated_but_its_fields_are_kept_current() {
         &p,
     );
     assert_eq!(plan.actions[0].kind, ActionKind::Reactivate);
+}
+
+fn with_photos() -> Policy {
+    Policy {
+        photos: Some(PhotoPolicy { max_bytes: 2000 }),
+        ..policy()
+    }
+}
+
+fn with_photo(mut u: DirectoryUser, bytes: Vec<u8>) -> DirectoryUser {
+    u.photo = Some(crate::photo::Photo::new(bytes));
+    u
+}
+
+fn photo_link(anchor: &str, id: &str, hash: Option<&str>) -> Link {
+    Link {
+        photo_hash: hash.map(str::to_string),
+        ..link(anchor, id, LinkState::Active, None)
+    }
+}
+
+fn photo_change(plan: &Plan) -> Option<&Change> {
+    plan.actions
+        .iter()
+        .flat_map(|a| &a.changes)
+        .find(|c| c.field == PHOTO)
+}
+
+#[test]
+fn a_new_person_is_created_with_their_photo_shown_as_a_digest_prefix() {
+    let jpeg = crate::photo::sample_jpeg(64, 64, 600);
+    let sha = crate::photo::digest(&jpeg);
+    let p = run(
+        vec![with_photo(person("a1", "ada@x.org", "Eng", false), jpeg)],
+        vec![],
+        vec![],
+        &with_photos(),
+    );
+    assert_eq!(p.actions[0].kind, ActionKind::Create);
+    let c = photo_change(&p).unwrap();
+    assert_eq!(
+        (c.before.as_deref(), c.after.as_deref()),
+        (None, Some(&sha[..12]))
+    );
+}
+
+#[test]
+fn an_unchanged_photo_plans_nothing_and_a_changed_one_plans_an_update() {
+    let old = crate::photo::sample_jpeg(64, 64, 600);
+    let new = crate::photo::sample_png(64, 64);
+    let (old_sha, new_sha) = (crate::photo::digest(&old), crate::photo::digest(&new));
+    let accounts = || vec![account("s1", "ada@x.org", "Eng", true)];
+    let same = run(
+        vec![with_photo(
+            person("a1", "ada@x.org", "Eng", false),
+            old.clone(),
+        )],
+        accounts(),
+        vec![photo_link("a1", "s1", Some(&old_sha))],
+        &with_photos(),
+    );
+    assert!(same.actions.is_empty(), "{:?}", same.actions);
+    let changed = run(
+        vec![with_photo(person("a1", "ada@x.org", "Eng", false), new)],
+        accounts(),
+        vec![photo_link("a1", "s1", Some(&old_sha))],
+        &with_photos(),
+    );
+    assert_eq!(changed.actions[0].kind, ActionKind::Update);
+    assert_eq!(changed.actions[0].reason, "changed upstream: photo");
+    let c = photo_change(&changed).unwrap();
+    assert_eq!(
+        (c.before.as_deref(), c.after.as_deref()),
+        (Some(&old_sha[..12]), Some(&new_sha[..12]))
+    );
+}
+
+#[test]
+fn a_photo_removed_upstream_is_removed_in_the_app() {
+    let p = run(
+        vec![person("a1", "ada@x.org", "Eng", false)],
+        vec![account("s1", "ada@x.org", "Eng", true)],
+        vec![photo_link("a1", "s1", Some("0123456789abcdef"))],
+        &with_photos(),
+    );
+    let c = photo_change(&p).unwrap();
+    assert_eq!(
+        (c.before.as_deref(), c.after.as_deref()),
+        (Some("0123456789ab"), None)
+    );
+}
+
+#[test]
+fn a_bad_photo_is_a_notice_for_that_person_and_the_rest_still_applies() {
+    let p = run(
+        vec![
+            with_photo(
+                person("a1", "ada@x.org", "Boss", false),
+                b"not an image".to_vec(),
+            ),
+            with_photo(
+                person("a2", "bob@x.org", "Eng", false),
+                crate::photo::sample_jpeg(8, 8, 5000),
+            ),
+        ],
+        vec![account("s1", "ada@x.org", "Eng", true)],
+        vec![photo_link("a1", "s1", None)],
+        &with_photos(),
+    );
+    assert!(photo_change(&p).is_none(), "no photo is uploaded");
+    let kinds: Vec<_> = p.actions.iter().map(|a| a.kind).collect();
+    assert_eq!(
+        kinds,
+        [ActionKind::Update, ActionKind::Create],
+        "the title and the newcomer still go through"
+    );
+    let notices: Vec<&str> = p.notices.iter().map(|n| n.message.as_str()).collect();
+    assert!(
+        notices[0].contains("photo not synced: not a JPEG or PNG"),
+        "{notices:?}"
+    );
+    assert!(
+        notices[1].contains("more than target.photo_max_bytes"),
+        "{notices:?}"
+    );
+}
+
+#[test]
+fn photos_are_ignored_when_photo_sync_is_off() {
+    let p = run(
+        vec![with_photo(
+            person("a1", "ada@x.org", "Eng", false),
+            crate::photo::sample_png(4, 4),
+        )],
+        vec![account("s1", "ada@x.org", "Eng", true)],
+        vec![photo_link("a1", "s1", None)],
+        &policy(),
+    );
+    assert!(p.actions.is_empty());
 }

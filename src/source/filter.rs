@@ -223,6 +223,7 @@ mod tests {
             attrs: Default::default(),
             disabled: false,
             problems: vec![],
+            photo: None,
         };
         for (k, v) in attrs {
             u.attrs

@@ -724,6 +724,7 @@ fn user_from(item: &Value) -> Result<DirectoryUser, SourceError> {
         attrs: BTreeMap::new(),
         disabled: false,
         problems: Vec::new(),
+        photo: None,
     };
     merge(&mut user, item);
     Ok(user)

@@ -207,17 +207,30 @@ impl LdapReader {
                 dn: dn.clone(),
                 attr: self.cfg.anchor.clone(),
             })?;
+        let photo_attr = self.cfg.photo.as_deref();
         let problems = bin
             .keys()
-            .filter(|k| **k != anchor_attr)
+            .filter(|k| **k != anchor_attr && Some(k.as_str()) != photo_attr)
             .map(|k| format!("attribute {k} is not valid UTF-8"))
             .collect();
+        // A photo is binary: ldap3 hands it over as bytes (or as text, if it happened to be
+        // valid UTF-8).
+        let photo = photo_attr.and_then(|p| {
+            let bytes = bin.get(p).and_then(|v| v.first().cloned()).or_else(|| {
+                attrs
+                    .remove(p)
+                    .and_then(|v| v.into_iter().next())
+                    .map(String::into_bytes)
+            })?;
+            (!bytes.is_empty()).then(|| crate::photo::Photo::new(bytes))
+        });
         let mut user = DirectoryUser {
             anchor: Anchor::new(anchor),
             locator: dn,
             attrs,
             disabled: false,
             problems,
+            photo,
         };
         user.disabled = self.cfg.disabled.as_ref().is_some_and(|f| f.matches(&user));
         Ok(user)

@@ -8,6 +8,7 @@ use std::future::Future;
 use serde_json::Value;
 
 use crate::model::Account;
+use crate::photo::Photo;
 use crate::plan::Change;
 
 /// A call to the app failed. `fatal()` errors abort the run (the rest would fail the same
@@ -36,6 +37,8 @@ pub enum TargetError {
     BadReply { url: String, detail: String },
     #[error("userName {user_name} is taken by account {account}, which belongs to another directory user")]
     Taken { user_name: String, account: String },
+    #[error("not applied: {detail}")]
+    Stale { detail: String },
 }
 
 impl TargetError {
@@ -74,4 +77,12 @@ pub trait AccountWriter: AccountReader {
     ) -> impl Future<Output = Result<(), TargetError>> + Send;
     /// Deletes an account; one already gone counts as deleted.
     fn delete(&self, id: &str) -> impl Future<Output = Result<(), TargetError>> + Send;
+    /// Sets (or with `None` removes) an account's photo; `current` is the account as last
+    /// read, so other photos it has are kept.
+    fn set_photo(
+        &self,
+        id: &str,
+        current: &Value,
+        photo: Option<&Photo>,
+    ) -> impl Future<Output = Result<(), TargetError>> + Send;
 }

@@ -15,9 +15,10 @@ use serde_json::{json, Value};
 use url::Url;
 
 use super::{AccountReader, AccountWriter, Created, TargetError};
-use crate::config::ScimConfig;
+use crate::config::{PhotoUpload, ScimConfig};
 use crate::mapping::{FieldPath, CORE_USER_SCHEMA};
 use crate::model::{Account, UserName};
+use crate::photo::Photo;
 use crate::plan::{Change, ACTIVE};
 
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -33,6 +34,13 @@ pub struct ScimClient {
 struct Reply {
     status: StatusCode,
     body: Value,
+}
+
+/// A request body: SCIM JSON, or raw bytes of a type (a photo).
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    Json(&'a Value),
+    Bytes { bytes: &'a [u8], mime: &'static str },
 }
 
 impl ScimClient {
@@ -72,6 +80,16 @@ impl ScimClient {
         url: Url,
         body: Option<&Value>,
     ) -> Result<Reply, TargetError> {
+        self.send_payload(method, url, body.map(Payload::Json))
+            .await
+    }
+
+    async fn send_payload(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Payload<'_>>,
+    ) -> Result<Reply, TargetError> {
         let attempts = self.cfg.max_retries + 1;
         let mut last = String::new();
         for attempt in 1..=attempts {
@@ -83,10 +101,18 @@ impl ScimClient {
                 .request(method.clone(), url.clone())
                 .bearer_auth(self.cfg.token.expose())
                 .header(reqwest::header::ACCEPT, SCIM_JSON);
-            if let Some(b) = body {
-                req = req
-                    .header(reqwest::header::CONTENT_TYPE, SCIM_JSON)
-                    .body(b.to_string());
+            match body {
+                Some(Payload::Json(b)) => {
+                    req = req
+                        .header(reqwest::header::CONTENT_TYPE, SCIM_JSON)
+                        .body(b.to_string());
+                }
+                Some(Payload::Bytes { bytes, mime }) => {
+                    req = req
+                        .header(reqwest::header::CONTENT_TYPE, mime)
+                        .body(bytes.to_vec());
+                }
+                None => {}
             }
             let backoff = backoff(attempt);
             match req.send().await {
@@ -278,6 +304,60 @@ impl ScimClient {
         Err(Self::http_error("PATCH", &url, &reply))
     }
 
+    async fn photo(
+        &self,
+        id: &str,
+        current: &Value,
+        photo: Option<&Photo>,
+    ) -> Result<(), TargetError> {
+        match &self.cfg.photo {
+            PhotoUpload::None => Ok(()),
+            PhotoUpload::Scim => {
+                let ops = photo_operations(current, photo);
+                let url = self.url(&format!("Users/{}", path_segment(id)));
+                let body = json!({ "schemas": [PATCH_OP], "Operations": ops });
+                let reply = self.send(Method::PATCH, url.clone(), Some(&body)).await?;
+                if reply.status.is_success() {
+                    return Ok(());
+                }
+                Err(Self::http_error("PATCH", &url, &reply))
+            }
+            PhotoUpload::Http { method, url } => {
+                let base = self.cfg.url.as_str().trim_end_matches('/');
+                let text = url
+                    .replace("{url}", base)
+                    .replace("{id}", &path_segment(id));
+                let url = Url::parse(&text).map_err(|e| TargetError::BadReply {
+                    url: text.clone(),
+                    detail: format!("target.photo gives no URL for account {id}: {e}"),
+                })?;
+                let (method, payload) = match photo {
+                    Some(p) => {
+                        let mime = crate::photo::inspect(&p.bytes, usize::MAX)
+                            .map(|i| i.kind.mime())
+                            .unwrap_or("application/octet-stream");
+                        (
+                            method.clone(),
+                            Some(Payload::Bytes {
+                                bytes: &p.bytes,
+                                mime,
+                            }),
+                        )
+                    }
+                    None => (Method::DELETE, None),
+                };
+                let reply = self
+                    .send_payload(method.clone(), url.clone(), payload)
+                    .await?;
+                let gone = method == Method::DELETE && reply.status == StatusCode::NOT_FOUND;
+                if reply.status.is_success() || gone {
+                    return Ok(());
+                }
+                Err(Self::http_error(method.as_str(), &url, &reply))
+            }
+        }
+    }
+
     async fn remove(&self, id: &str) -> Result<(), TargetError> {
         let url = self.url(&format!("Users/{}", path_segment(id)));
         let reply = self.send(Method::DELETE, url.clone(), None).await?;
@@ -318,6 +398,54 @@ impl AccountWriter for ScimClient {
         id: &str,
     ) -> impl std::future::Future<Output = Result<(), TargetError>> + Send {
         self.remove(id)
+    }
+    fn set_photo(
+        &self,
+        id: &str,
+        current: &Value,
+        photo: Option<&Photo>,
+    ) -> impl std::future::Future<Output = Result<(), TargetError>> + Send {
+        self.photo(id, current, photo)
+    }
+}
+
+/// The PATCH that sets the `photos` entry of type `photo` (a `data:` URI, primary) or
+/// removes it, keeping any other photos the account has.
+pub fn photo_operations(current: &Value, photo: Option<&Photo>) -> Vec<Value> {
+    use base64::Engine as _;
+    let mut list: Vec<Value> = current
+        .get("photos")
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .filter(|p| {
+                    !p.get("type")
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| t.eq_ignore_ascii_case("photo"))
+                })
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(p) = photo {
+        let mime = crate::photo::inspect(&p.bytes, usize::MAX)
+            .map(|i| i.kind.mime())
+            .unwrap_or("application/octet-stream");
+        let data = base64::engine::general_purpose::STANDARD.encode(&p.bytes);
+        for other in &mut list {
+            if let Some(o) = other.as_object_mut() {
+                o.remove("primary");
+            }
+        }
+        list.insert(
+            0,
+            json!({ "value": format!("data:{mime};base64,{data}"), "type": "photo", "primary": true }),
+        );
+    }
+    if list.is_empty() {
+        vec![json!({ "op": "remove", "path": "photos" })]
+    } else {
+        vec![json!({ "op": "replace", "path": "photos", "value": list })]
     }
 }
 

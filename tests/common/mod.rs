@@ -268,7 +268,9 @@ impl Testbed {
         )
     }
 
-    fn write_config(&self, source: &str, target_extra: &str, extra: &str) -> PathBuf {
+    /// The standard test config with lines added under `source:` (in `source`), `target:` and at
+    /// the top level.
+    pub fn write_config(&self, source: &str, target_extra: &str, extra: &str) -> PathBuf {
         let text = format!(
             r#"state_dir: {state}
 {source}target:
