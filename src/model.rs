@@ -83,7 +83,7 @@ pub struct DirectoryUser {
     /// changed, and the problem is reported.
     pub problems: Vec<String>,
     /// The profile photo, when photos are synced and the person has one.
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub photo: Option<crate::photo::Photo>,
 }
 

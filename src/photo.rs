@@ -19,9 +19,15 @@ pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
 /// A person's photo as read from the directory.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Photo {
-    /// Lower-case hex SHA-256 of `bytes`.
+    /// Lower-case hex SHA-256 of the photo's bytes.
     pub sha256: String,
+    /// The bytes; empty when the source answered "not modified" (and the app already has
+    /// this photo), and never remembered between runs.
+    #[serde(skip)]
     pub bytes: Vec<u8>,
+    /// The source's version tag of the photo (Graph's ETag), for conditional reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
 }
 
 impl Photo {
@@ -29,6 +35,7 @@ impl Photo {
         Photo {
             sha256: digest(&bytes),
             bytes,
+            etag: None,
         }
     }
 }

@@ -94,29 +94,35 @@ fn source_key(cfg: &Config) -> String {
 async fn read_source(
     cfg: &Config,
     journal: &Journal,
+    links: &BTreeMap<Anchor, Link>,
     force_full: bool,
     now: DateTime<Utc>,
 ) -> Result<Read, RunError> {
+    let photo_hashes: BTreeMap<Anchor, String> = links
+        .values()
+        .filter_map(|l| Some((l.anchor.clone(), l.photo_hash.clone()?)))
+        .collect();
     match &cfg.source {
         SourceConfig::Ldap(l) => {
             let request = ReadRequest {
                 remembered: None,
                 force_full,
                 now,
+                photo_hashes: &photo_hashes,
             };
             Ok(LdapReader::new(l.clone()).read(&request).await?)
         }
         SourceConfig::Graph(g) => {
+            // Even a forced full read uses what was remembered, for photo ETags.
             let remembered = match g.incremental {
-                crate::config::Incremental::Delta if !force_full => {
-                    Some(journal.remembered(&source_key(cfg))?)
-                }
-                _ => None,
+                crate::config::Incremental::Delta => Some(journal.remembered(&source_key(cfg))?),
+                crate::config::Incremental::None => None,
             };
             let request = ReadRequest {
                 remembered: remembered.as_ref(),
                 force_full,
                 now,
+                photo_hashes: &photo_hashes,
             };
             Ok(GraphReader::new(g.clone())?.read(&request).await?)
         }
@@ -130,9 +136,10 @@ async fn snapshot<R: AccountReader>(
     force_full: bool,
     now: DateTime<Utc>,
 ) -> Result<Snapshot, RunError> {
+    let links = journal.links()?;
     let started = std::time::Instant::now();
     let spin = crate::progress::spinner("reading the directory");
-    let read = read_source(cfg, journal, force_full, now).await;
+    let read = read_source(cfg, journal, &links, force_full, now).await;
     spin.finish_and_clear();
     let Read {
         users,
@@ -159,7 +166,7 @@ async fn snapshot<R: AccountReader>(
     Ok(Snapshot {
         users,
         accounts,
-        links: journal.links()?,
+        links,
         read_kind,
         remember,
     })
@@ -505,6 +512,7 @@ pub async fn probe(cfg: &Config) -> Result<String, RunError> {
                 remembered: None,
                 force_full: true,
                 now: Utc::now(),
+                photo_hashes: &BTreeMap::new(),
             };
             let users = LdapReader::new(l.clone()).read(&request).await?.users;
             format!(

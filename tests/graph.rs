@@ -412,3 +412,61 @@ fn a_run_whose_writes_fail_keeps_the_delta_link_and_the_next_run_reads_the_chang
     );
     assert_eq!(tb.scim_writes(), writes);
 }
+
+/// The photo of the account with this userName, as the SCIM `photos` data URI's bytes.
+fn app_photo(tb: &Testbed, user_name: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let u = tb.scim_user(user_name)?;
+    let value = u["photos"]
+        .as_array()?
+        .iter()
+        .find(|p| p["type"] == "photo")?["value"]
+        .as_str()?
+        .to_string();
+    let data = value.split_once(";base64,")?.1;
+    base64::engine::general_purpose::STANDARD.decode(data).ok()
+}
+
+#[test]
+fn graph_photos_reach_the_app_and_a_quiet_cycle_downloads_none() {
+    use idsync::photo::{sample_jpeg, sample_png};
+    let g = GraphServer::start((0..30).map(graph::user).collect());
+    for i in 0..10 {
+        g.set_photo(&id(i), Some(sample_jpeg(48, 48, 400 + i)));
+    }
+    let tb = Testbed::start_app_only();
+    let cfg = config(&tb, &g, "  photo: true\n");
+
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(app_photo(&tb, &upn(3)), Some(sample_jpeg(48, 48, 403)));
+    assert_eq!(app_photo(&tb, &upn(15)), None, "404: no photo");
+    assert_eq!(g.with(|f| f.photo_downloads), 10);
+
+    // Nothing changed: every photo answers 304, nothing is downloaded or written.
+    g.reset_counters();
+    let writes = tb.scim_writes();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        g.with(|f| (f.photo_downloads, f.photo_not_modified)),
+        (0, 10)
+    );
+    assert_eq!(tb.scim_writes(), writes);
+
+    // One photo changes, one is removed, one person gets a first photo: three writes.
+    g.set_photo(&id(3), Some(sample_png(64, 64)));
+    g.set_photo(&id(4), None);
+    g.set_photo(&id(20), Some(sample_jpeg(32, 32, 500)));
+    g.reset_counters();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(g.with(|f| f.photo_downloads), 2);
+    assert_eq!(tb.scim_writes(), writes + 3);
+    assert_eq!(app_photo(&tb, &upn(3)), Some(sample_png(64, 64)));
+    assert_eq!(app_photo(&tb, &upn(4)), None);
+    assert_eq!(app_photo(&tb, &upn(20)), Some(sample_jpeg(32, 32, 500)));
+
+    // A forced full read still asks only "changed since?".
+    g.reset_counters();
+    tb.ok(&cfg, &["sync", "--full"]);
+    assert_eq!(g.with(|f| f.photo_downloads), 0);
+    assert_eq!(tb.scim_writes(), writes + 3);
+}

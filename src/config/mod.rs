@@ -124,6 +124,8 @@ pub struct GraphConfig {
     pub max_retries: u32,
     /// Graph user properties to `$select` (always `id` and `accountEnabled` among them).
     pub select: Vec<String>,
+    /// Read each enabled user's photo.
+    pub photo: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -193,7 +195,7 @@ pub struct Config {
 fn photos_policy(source: &SourceConfig, target: &ScimConfig) -> Option<crate::plan::PhotoPolicy> {
     let reads = match source {
         SourceConfig::Ldap(l) => l.photo.is_some(),
-        SourceConfig::Graph(_) => false,
+        SourceConfig::Graph(g) => g.photo,
     };
     (reads && target.photo != PhotoUpload::None).then_some(crate::plan::PhotoPolicy {
         max_bytes: target.photo_max_bytes,
@@ -754,6 +756,7 @@ impl Resolver<'_> {
             timeout,
             max_retries: g.max_retries.unwrap_or(5),
             select: Vec::new(),
+            photo: g.photo.unwrap_or(false),
         }))
     }
 

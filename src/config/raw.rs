@@ -55,6 +55,8 @@ pub struct RawGraph {
     pub page_size: Option<u32>,
     pub timeout: Option<String>,
     pub max_retries: Option<u32>,
+    /// Read each user's photo (`/users/{id}/photo/$value`).
+    pub photo: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

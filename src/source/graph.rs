@@ -25,6 +25,7 @@ use super::{
 use crate::config::{GraphConfig, Incremental};
 use crate::http::{backoff, retry_after, snippet, transport_text, MAX_RETRY_WAIT};
 use crate::model::{Anchor, DirectoryUser};
+use crate::photo::Photo;
 
 pub const DEFAULT_TOKEN_URL: &str = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token";
 pub const DEFAULT_API_URL: &str = "https://graph.microsoft.com/v1.0";
@@ -109,6 +110,14 @@ impl From<SourceError> for GetError {
     fn from(e: SourceError) -> Self {
         GetError::Failed(e)
     }
+}
+
+/// A reply as it came, for the caller to judge.
+struct Raw {
+    status: StatusCode,
+    etag: Option<String>,
+    location: Option<String>,
+    bytes: Vec<u8>,
 }
 
 /// One walk over a paged collection.
@@ -234,9 +243,9 @@ impl GraphReader {
         })
     }
 
-    /// GETs one page: bounded retries on 429/5xx/transport errors (honouring Retry-After), a
-    /// fresh token once on 401.
-    async fn get(&self, url: &Url) -> Result<Value, GetError> {
+    /// One GET with bounded retries on 429/5xx/transport errors (honouring Retry-After) and
+    /// a fresh token once on 401; any other reply is returned as it is.
+    async fn send_get(&self, url: &Url, if_none_match: Option<&str>) -> Result<Raw, GetError> {
         let fail = |detail: String| {
             GetError::Failed(SourceError::Api {
                 url: url.to_string(),
@@ -251,14 +260,11 @@ impl GraphReader {
         while attempt < attempts {
             attempt += 1;
             let token = self.bearer(false).await?;
-            let sent = self
-                .http
-                .get(url.clone())
-                .bearer_auth(token)
-                .header(reqwest::header::ACCEPT, "application/json")
-                .send()
-                .await;
-            let resp = match sent {
+            let mut req = self.http.get(url.clone()).bearer_auth(token);
+            if let Some(tag) = if_none_match {
+                req = req.header(reqwest::header::IF_NONE_MATCH, tag);
+            }
+            let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
                     last = transport_text(&e);
@@ -273,40 +279,26 @@ impl GraphReader {
             unreachable = false;
             let status = resp.status();
             let wait = retry_after(&resp);
-            let location = resp
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let text = resp.text().await.unwrap_or_default();
-            let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            let code = json
-                .pointer("/error/code")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            if status.is_success() {
-                if json.is_object() {
-                    return Ok(json);
+            let header = |name| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let (location, etag) = (
+                header(reqwest::header::LOCATION),
+                header(reqwest::header::ETAG),
+            );
+            let bytes = match resp.bytes().await {
+                Ok(b) => b.to_vec(),
+                Err(e) => {
+                    last = transport_text(&e);
+                    if attempt < attempts {
+                        tokio::time::sleep(backoff(attempt)).await;
+                    }
+                    continue;
                 }
-                return Err(fail(format!(
-                    "the reply is not a JSON object: {}",
-                    snippet(&text)
-                )));
-            }
-            if status == StatusCode::GONE
-                || (status == StatusCode::BAD_REQUEST
-                    && code.eq_ignore_ascii_case("syncStateNotFound"))
-            {
-                let why = format!(
-                    "{status} {}{}",
-                    if code.is_empty() { "Gone" } else { &code },
-                    location
-                        .map(|l| format!(", Location {l}"))
-                        .unwrap_or_default()
-                );
-                return Err(GetError::Stale(why));
-            }
+            };
             if status == StatusCode::UNAUTHORIZED && !refreshed {
                 // The token may have been revoked or expired early: one fresh token, once.
                 refreshed = true;
@@ -315,7 +307,7 @@ impl GraphReader {
                 continue;
             }
             if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                last = format!("{status} {}", snippet(&text));
+                last = format!("{status} {}", snippet(&String::from_utf8_lossy(&bytes)));
                 let wait = wait.unwrap_or(backoff(attempt));
                 if wait > MAX_RETRY_WAIT {
                     last = format!(
@@ -331,6 +323,52 @@ impl GraphReader {
                 }
                 continue;
             }
+            return Ok(Raw {
+                status,
+                etag,
+                location,
+                bytes,
+            });
+        }
+        if unreachable {
+            return Err(fail(format!(
+                "cannot connect: {last}; check source.api_url and that the server is up"
+            )));
+        }
+        Err(fail(format!(
+            "gave up after {attempts} attempts: {last}; the read is incomplete, so nothing is changed"
+        )))
+    }
+
+    /// GETs one JSON page; a dead delta link is `Stale`, other refusals fail the read.
+    async fn get(&self, url: &Url) -> Result<Value, GetError> {
+        let raw = self.send_get(url, None).await?;
+        let text = String::from_utf8_lossy(&raw.bytes);
+        let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let code = json
+            .pointer("/error/code")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let status = raw.status;
+        if status.is_success() && json.is_object() {
+            return Ok(json);
+        }
+        if status == StatusCode::GONE
+            || (status == StatusCode::BAD_REQUEST && code.eq_ignore_ascii_case("syncStateNotFound"))
+        {
+            let why = format!(
+                "{status} {}{}",
+                if code.is_empty() { "Gone" } else { &code },
+                raw.location
+                    .map(|l| format!(", Location {l}"))
+                    .unwrap_or_default()
+            );
+            return Err(GetError::Stale(why));
+        }
+        let detail = if status.is_success() {
+            format!("the reply is not a JSON object: {}", snippet(&text))
+        } else {
             let message = json
                 .pointer("/error/message")
                 .and_then(Value::as_str)
@@ -342,16 +380,12 @@ impl GraphReader {
                 StatusCode::NOT_FOUND => "; check source.api_url (e.g. https://graph.microsoft.com/v1.0)",
                 _ => "",
             };
-            return Err(fail(format!("{status} {code} {message}{hint}")));
-        }
-        if unreachable {
-            return Err(fail(format!(
-                "cannot connect: {last}; check source.api_url and that the server is up"
-            )));
-        }
-        Err(fail(format!(
-            "gave up after {attempts} attempts: {last}; the read is incomplete, so nothing is changed"
-        )))
+            format!("{status} {code} {message}{hint}")
+        };
+        Err(GetError::Failed(SourceError::Api {
+            url: url.to_string(),
+            detail,
+        }))
     }
 
     /// Follows `@odata.nextLink` from `first` to the last page.
@@ -550,7 +584,123 @@ impl GraphReader {
         })
     }
 
+    /// Photos in flight at once.
+    const PHOTO_CONCURRENCY: usize = 8;
+
+    /// One person's photo: 200 = these bytes, 304 = unchanged since `known` (the app has
+    /// it), 404 = none.
+    async fn photo(
+        &self,
+        anchor: &Anchor,
+        known: Option<&Photo>,
+    ) -> Result<Option<Photo>, SourceError> {
+        let url = self.api(&format!("users/{}/photo/$value", anchor.as_str()));
+        let tag = known.and_then(|p| p.etag.as_deref());
+        let raw = match self.send_get(&url, tag).await {
+            Ok(r) => r,
+            Err(GetError::Failed(e)) => return Err(e),
+            Err(GetError::Stale(why)) => {
+                return Err(SourceError::Api {
+                    url: url.to_string(),
+                    detail: why,
+                })
+            }
+        };
+        match raw.status {
+            StatusCode::NOT_MODIFIED if known.is_some() => Ok(known.cloned()),
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() && !raw.bytes.is_empty() => {
+                let mut p = Photo::new(raw.bytes);
+                p.etag = raw.etag;
+                Ok(Some(p))
+            }
+            s if s.is_success() => Ok(None),
+            s => Err(SourceError::Api {
+                url: url.to_string(),
+                detail: format!(
+                    "{s} reading a photo: {}",
+                    snippet(&String::from_utf8_lossy(&raw.bytes))
+                ),
+            }),
+        }
+    }
+
+    /// Reads the photo of every enabled person, conditionally where the app already has the
+    /// photo last read (its ETag), and returns the anchors whose photo changed.
+    async fn read_photos(
+        &self,
+        users: &mut [DirectoryUser],
+        app_has: &BTreeMap<Anchor, String>,
+    ) -> Result<BTreeSet<Anchor>, SourceError> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        let jobs: Vec<(usize, Anchor, Option<Photo>)> = users
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| !u.disabled)
+            .map(|(i, u)| {
+                // Ask "changed since?" only when the app has exactly the photo remembered;
+                // otherwise the bytes are needed.
+                let known = u
+                    .photo
+                    .clone()
+                    .filter(|p| app_has.get(&u.anchor) == Some(&p.sha256));
+                (i, u.anchor.clone(), known)
+            })
+            .collect();
+        let results: Vec<(usize, Option<Photo>)> = stream::iter(jobs)
+            .map(|(i, anchor, known)| async move {
+                let photo = self.photo(&anchor, known.as_ref()).await?;
+                Ok::<_, SourceError>((i, photo))
+            })
+            .buffer_unordered(Self::PHOTO_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut changed = BTreeSet::new();
+        for (i, photo) in results {
+            let u = &mut users[i];
+            let same = match (&u.photo, &photo) {
+                (Some(a), Some(b)) => a.sha256 == b.sha256 && a.etag == b.etag,
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                changed.insert(u.anchor.clone());
+            }
+            u.photo = photo;
+        }
+        Ok(changed)
+    }
+
     async fn read_now(&self, request: &ReadRequest<'_>) -> Result<Read, SourceError> {
+        let mut read = self.read_users(request).await?;
+        if self.cfg.photo {
+            // A full read knows no photo yet: carry over what was remembered (its ETag), so
+            // a full read, too, downloads only photos that changed.
+            if let Some(r) = request.remembered {
+                let known: BTreeMap<&Anchor, &Photo> = r
+                    .users
+                    .iter()
+                    .filter_map(|u| Some((&u.anchor, u.photo.as_ref()?)))
+                    .collect();
+                for u in read.users.iter_mut().filter(|u| u.photo.is_none()) {
+                    u.photo = known.get(&u.anchor).map(|p| (*p).clone());
+                }
+            }
+            let changed = self
+                .read_photos(&mut read.users, request.photo_hashes)
+                .await?;
+            if let Some(Remember {
+                cache: CacheChange::Delta { upserted, .. },
+                ..
+            }) = &mut read.remember
+            {
+                upserted.extend(changed);
+            }
+        }
+        Ok(read)
+    }
+
+    async fn read_users(&self, request: &ReadRequest<'_>) -> Result<Read, SourceError> {
         let now = request.now;
         if self.cfg.incremental == Incremental::None {
             return self

@@ -10,7 +10,7 @@ pub mod filter;
 pub mod graph;
 pub mod ldap;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
@@ -114,6 +114,9 @@ pub struct ReadRequest<'a> {
     /// Read everything even when an incremental read is possible (`--full`).
     pub force_full: bool,
     pub now: DateTime<Utc>,
+    /// The photo each linked person's account has (SHA-256), as the journal recorded it: a
+    /// source may skip downloading a photo the app already has.
+    pub photo_hashes: &'a BTreeMap<Anchor, String>,
 }
 
 /// Reads every in-scope person from a directory.

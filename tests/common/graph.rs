@@ -81,6 +81,8 @@ pub struct Fixture {
     sessions: HashMap<String, Session>,
     tokens: HashMap<String, (std::time::Instant, Option<usize>)>,
     next_id: u64,
+    /// Photos by user id: (bytes, ETag).
+    photos: BTreeMap<String, (Vec<u8>, String)>,
     /// The server's own port, for the links it hands out.
     port: u16,
     /// Largest page the server serves, whatever `$top` asks.
@@ -101,6 +103,9 @@ pub struct Fixture {
     pub throttled: usize,
     pub token_requests: usize,
     pub users_served: usize,
+    /// Photo reads answered with the bytes, and with 304 Not Modified.
+    pub photo_downloads: usize,
+    pub photo_not_modified: usize,
     /// Request lines, `GET /v1.0/users?...`.
     pub log: Vec<String>,
 }
@@ -127,6 +132,7 @@ impl GraphServer {
             sessions: HashMap::new(),
             tokens: HashMap::new(),
             next_id: 0,
+            photos: BTreeMap::new(),
             page_size: 100,
             empty_page_every: None,
             throttle_every: None,
@@ -139,6 +145,8 @@ impl GraphServer {
             throttled: 0,
             token_requests: 0,
             users_served: 0,
+            photo_downloads: 0,
+            photo_not_modified: 0,
             log: Vec::new(),
         };
         for u in users {
@@ -216,6 +224,21 @@ impl GraphServer {
         });
     }
 
+    /// Sets (or removes) a user's photo; each new photo gets a new ETag. As in Graph, a photo
+    /// change is not a user change: delta queries do not report it.
+    pub fn set_photo(&self, id: &str, photo: Option<Vec<u8>>) {
+        self.with(|f| match photo {
+            Some(bytes) => {
+                f.next_id += 1;
+                let etag = format!("W/\"{:x}\"", f.next_id.wrapping_mul(0x9e37_79b9));
+                f.photos.insert(id.to_string(), (bytes, etag));
+            }
+            None => {
+                f.photos.remove(id);
+            }
+        });
+    }
+
     /// Makes every delta token issued so far dead.
     pub fn expire_delta_tokens(&self, how: Stale) {
         self.with(|f| {
@@ -232,6 +255,8 @@ impl GraphServer {
             f.throttled = 0;
             f.token_requests = 0;
             f.users_served = 0;
+            f.photo_downloads = 0;
+            f.photo_not_modified = 0;
             f.log.clear();
         });
     }
@@ -364,11 +389,14 @@ async fn handle(State(state): State<Arc<Mutex<Fixture>>>, req: Request) -> Respo
                 .collect()
         })
         .unwrap_or_default();
-    let auth = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let header = |req: &Request, name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let auth = header(&req, "authorization");
+    let if_none_match = header(&req, "if-none-match");
     let body = axum::body::to_bytes(req.into_body(), 1 << 20)
         .await
         .unwrap_or_default();
@@ -453,6 +481,36 @@ async fn handle(State(state): State<Arc<Mutex<Fixture>>>, req: Request) -> Respo
             )
         }
     };
+    if let Some(id) = path.strip_prefix("/v1.0/users/").and_then(|p| {
+        p.strip_suffix("/photo/$value")
+            .or_else(|| p.strip_suffix("/photo/%24value"))
+    }) {
+        if !f.users.contains_key(id) {
+            return graph_error(
+                StatusCode::NOT_FOUND,
+                "Request_ResourceNotFound",
+                "no such user",
+            );
+        }
+        let Some((bytes, etag)) = f.photos.get(id).cloned() else {
+            return graph_error(StatusCode::NOT_FOUND, "ImageNotFound", "Exception of type 'Microsoft.Fast.Profile.Core.Exception.ImageNotFoundException' was thrown.");
+        };
+        if if_none_match.as_deref() == Some(etag.as_str()) {
+            f.photo_not_modified += 1;
+            return Response::builder()
+                .status(StatusCode::NOT_MODIFIED)
+                .header("etag", etag)
+                .body(Body::empty())
+                .unwrap();
+        }
+        f.photo_downloads += 1;
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "image/jpeg")
+            .header("etag", etag)
+            .body(Body::from(bytes))
+            .unwrap();
+    }
     match path.as_str() {
         "/v1.0/users" => {
             if let Some(skip) = get("$skiptoken") {
