@@ -113,10 +113,14 @@ async fn read_source(
             Ok(LdapReader::new(l.clone()).read(&request).await?)
         }
         SourceConfig::Graph(g) => {
-            // Even a forced full read uses what was remembered, for photo ETags.
-            let remembered = match g.incremental {
-                crate::config::Incremental::Delta => Some(journal.remembered(&source_key(cfg))?),
-                crate::config::Incremental::None => None,
+            // A forced full read still wants what was remembered when it reads photos (their
+            // ETags); otherwise it needs none of it.
+            let wanted =
+                g.incremental == crate::config::Incremental::Delta && (!force_full || g.photo);
+            let remembered = if wanted {
+                Some(journal.remembered(&source_key(cfg))?)
+            } else {
+                None
             };
             let request = ReadRequest {
                 remembered: remembered.as_ref(),
@@ -273,12 +277,11 @@ async fn apply_subset(
     journal: &Journal,
     client: &ScimClient,
     run: i64,
-    snap: Snapshot,
+    mut snap: Snapshot,
     subset: Subset,
     now: DateTime<Utc>,
 ) -> Result<Outcomes, RunError> {
     let people = snap.users.len();
-    let mut snap = snap;
     let outcomes =
         apply_actions(cfg, journal, client, run, &mut snap, &subset.actions, now).await?;
     let outcome = if outcomes.failed > 0 {

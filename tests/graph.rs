@@ -470,3 +470,28 @@ fn graph_photos_reach_the_app_and_a_quiet_cycle_downloads_none() {
     assert_eq!(g.with(|f| f.photo_downloads), 0);
     assert_eq!(tb.scim_writes(), writes + 3);
 }
+
+#[test]
+fn a_full_read_runs_every_full_every_as_a_backstop() {
+    let g = GraphServer::start((0..5).map(graph::user).collect());
+    let tb = Testbed::start_app_only();
+    let cfg = config(&tb, &g, "  full_every: 3s\n");
+    tb.ok(&cfg, &["sync"]);
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        last_read(&tb, &cfg),
+        "incremental read: 0 changed, 0 removed"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+    tb.ok(&cfg, &["sync"]);
+    let read = last_read(&tb, &cfg);
+    assert!(
+        read.starts_with("full read (full_every 3s since the last full read"),
+        "{read}"
+    );
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        last_read(&tb, &cfg),
+        "incremental read: 0 changed, 0 removed"
+    );
+}
