@@ -104,8 +104,14 @@ async fn read_source(
         .collect();
     match &cfg.source {
         SourceConfig::Ldap(l) => {
+            let remembered = match l.incremental {
+                crate::config::LdapIncremental::Syncrepl if !force_full => {
+                    Some(journal.remembered(&source_key(cfg))?)
+                }
+                _ => None,
+            };
             let request = ReadRequest {
-                remembered: None,
+                remembered: remembered.as_ref(),
                 force_full,
                 now,
                 photo_hashes: &photo_hashes,

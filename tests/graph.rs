@@ -76,16 +76,6 @@ fn upn(i: usize) -> String {
     format!("user{i:04}@contoso.example")
 }
 
-/// The `read` note of the last run (full / incremental, and why).
-fn last_read(tb: &Testbed, cfg: &std::path::Path) -> String {
-    let runs: Value =
-        serde_json::from_str(&tb.ok(cfg, &["runs", "--limit", "1", "--format", "json"])).unwrap();
-    runs[0]["counts"]["read"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 fn active(u: &Value) -> bool {
     u["active"].as_bool().unwrap_or(true)
 }
@@ -114,9 +104,9 @@ fn a_first_full_read_pages_through_2500_users_and_a_delta_cycle_applies_only_ten
     assert_eq!(u[ENTERPRISE]["department"], "R&D");
     assert_eq!(u["phoneNumbers"][0]["value"], "+1 555 1234");
     assert!(
-        last_read(&tb, &cfg).starts_with("full read (first read"),
+        tb.last_read(&cfg).starts_with("full read (first read"),
         "{}",
-        last_read(&tb, &cfg)
+        tb.last_read(&cfg)
     );
     let log = g.with(|f| f.log.clone());
     let first = log
@@ -158,10 +148,7 @@ fn a_first_full_read_pages_through_2500_users_and_a_delta_cycle_applies_only_ten
         "a delta cycle never lists all users: {log:?}"
     );
     assert_eq!(served, 8, "eight changed users read (plus two removals)");
-    assert_eq!(
-        last_read(&tb, &cfg),
-        "incremental read: 8 changed, 2 removed"
-    );
+    assert_eq!(tb.last_read(&cfg), "incremental read: 8 changed, 2 removed");
     assert_eq!(
         tb.scim_writes() - writes,
         10,
@@ -192,10 +179,7 @@ fn a_first_full_read_pages_through_2500_users_and_a_delta_cycle_applies_only_ten
     let writes = tb.scim_writes();
     tb.ok(&cfg, &["sync"]);
     assert_eq!(tb.scim_writes(), writes);
-    assert_eq!(
-        last_read(&tb, &cfg),
-        "incremental read: 0 changed, 0 removed"
-    );
+    assert_eq!(tb.last_read(&cfg), "incremental read: 0 changed, 0 removed");
 }
 
 #[test]
@@ -214,7 +198,7 @@ fn a_dead_delta_link_falls_back_to_a_full_read_that_suspends_no_one_wrongly() {
         g.expire_delta_tokens(how);
         let writes = tb.scim_writes();
         tb.ok(&cfg, &["sync"]);
-        let read = last_read(&tb, &cfg);
+        let read = tb.last_read(&cfg);
         assert!(
             read.starts_with("full read (the delta link expired") && read.contains(code),
             "{read}"
@@ -233,10 +217,7 @@ fn a_dead_delta_link_falls_back_to_a_full_read_that_suspends_no_one_wrongly() {
         // A fresh delta link was kept: the next cycle is incremental again.
         g.update(&id(4), serde_json::json!({"jobTitle": "Changed again"}));
         tb.ok(&cfg, &["sync"]);
-        assert_eq!(
-            last_read(&tb, &cfg),
-            "incremental read: 1 changed, 0 removed"
-        );
+        assert_eq!(tb.last_read(&cfg), "incremental read: 1 changed, 0 removed");
         assert_eq!(tb.scim_user(&upn(4)).unwrap()["title"], "Changed again");
     }
 }
@@ -256,7 +237,7 @@ fn throttled_reads_honour_retry_after_and_still_finish() {
         "the server throttled the read"
     );
     assert_eq!(tb.scim_users().len(), 300);
-    assert_eq!(last_read(&tb, &cfg), "full read (source.incremental: none)");
+    assert_eq!(tb.last_read(&cfg), "full read (source.incremental: none)");
 }
 
 #[test]
@@ -384,10 +365,7 @@ fn a_run_whose_writes_fail_keeps_the_delta_link_and_the_next_run_reads_the_chang
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        last_read(&tb, &cfg),
-        "incremental read: 1 changed, 0 removed"
-    );
+    assert_eq!(tb.last_read(&cfg), "incremental read: 1 changed, 0 removed");
 
     // The delta link did not move: the same change is read again, with the fix on top.
     g.update(
@@ -395,10 +373,7 @@ fn a_run_whose_writes_fail_keeps_the_delta_link_and_the_next_run_reads_the_chang
         serde_json::json!({"userPrincipalName": "ada@contoso.example"}),
     );
     tb.ok(&cfg, &["sync"]);
-    assert_eq!(
-        last_read(&tb, &cfg),
-        "incremental read: 1 changed, 0 removed"
-    );
+    assert_eq!(tb.last_read(&cfg), "incremental read: 1 changed, 0 removed");
     let ada = tb.scim_user("ada@contoso.example").unwrap();
     assert_eq!(ada["title"], "Lead", "the first change was not lost");
     assert!(tb.scim_user(&upn(3)).is_none(), "renamed, not duplicated");
@@ -406,10 +381,7 @@ fn a_run_whose_writes_fail_keeps_the_delta_link_and_the_next_run_reads_the_chang
     // Now it moved.
     let writes = tb.scim_writes();
     tb.ok(&cfg, &["sync"]);
-    assert_eq!(
-        last_read(&tb, &cfg),
-        "incremental read: 0 changed, 0 removed"
-    );
+    assert_eq!(tb.last_read(&cfg), "incremental read: 0 changed, 0 removed");
     assert_eq!(tb.scim_writes(), writes);
 }
 
@@ -478,20 +450,14 @@ fn a_full_read_runs_every_full_every_as_a_backstop() {
     let cfg = config(&tb, &g, "  full_every: 3s\n");
     tb.ok(&cfg, &["sync"]);
     tb.ok(&cfg, &["sync"]);
-    assert_eq!(
-        last_read(&tb, &cfg),
-        "incremental read: 0 changed, 0 removed"
-    );
+    assert_eq!(tb.last_read(&cfg), "incremental read: 0 changed, 0 removed");
     std::thread::sleep(std::time::Duration::from_millis(3100));
     tb.ok(&cfg, &["sync"]);
-    let read = last_read(&tb, &cfg);
+    let read = tb.last_read(&cfg);
     assert!(
         read.starts_with("full read (full_every 3s since the last full read"),
         "{read}"
     );
     tb.ok(&cfg, &["sync"]);
-    assert_eq!(
-        last_read(&tb, &cfg),
-        "incremental read: 0 changed, 0 removed"
-    );
+    assert_eq!(tb.last_read(&cfg), "incremental read: 0 changed, 0 removed");
 }

@@ -92,6 +92,18 @@ pub struct LdapConfig {
     pub attributes: Vec<String>,
     /// The attribute holding the photo (lower-cased), when photos are synced.
     pub photo: Option<String>,
+    pub incremental: LdapIncremental,
+    /// A full read at least this often, as a backstop for incremental reads.
+    pub full_every: std::time::Duration,
+}
+
+/// How an LDAP source reads between full reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LdapIncremental {
+    /// Every run reads every entry (paged).
+    None,
+    /// RFC 4533 refreshOnly: only the entries changed since the last run's cookie.
+    Syncrepl,
 }
 
 /// How a Graph source reads between full reads.
@@ -642,6 +654,32 @@ impl Resolver<'_> {
             }
             attributes.push(p.clone());
         }
+        let incremental = match l.incremental.as_deref() {
+            None | Some("none") => LdapIncremental::None,
+            Some("syncrepl") => LdapIncremental::Syncrepl,
+            Some("usn") => {
+                self.problem("source.incremental", "`usn` (Active Directory change tracking) is not supported yet; use `none` on AD");
+                LdapIncremental::None
+            }
+            Some(o) => {
+                self.problem(
+                    "source.incremental",
+                    format!("`{o}`: use `syncrepl` (OpenLDAP / 389-ds, RFC 4533) or `none`"),
+                );
+                LdapIncremental::None
+            }
+        };
+        let full_every = self.duration(
+            "source.full_every",
+            l.full_every.as_deref(),
+            std::time::Duration::from_secs(24 * 3600),
+        );
+        if incremental == LdapIncremental::Syncrepl && !anchor.eq_ignore_ascii_case("entryUUID") {
+            self.problem(
+                "source.anchor",
+                "syncrepl identifies entries by entryUUID: set anchor: entryUUID (or incremental: none)",
+            );
+        }
         Some(SourceConfig::Ldap(LdapConfig {
             url: url?,
             start_tls: l.start_tls,
@@ -657,6 +695,8 @@ impl Resolver<'_> {
             timeout,
             attributes,
             photo,
+            incremental,
+            full_every,
         }))
     }
 

@@ -78,6 +78,8 @@ pub struct RawLdap {
     pub timeout: Option<String>,
     /// The attribute holding the photo (`jpegPhoto`, AD `thumbnailPhoto`).
     pub photo: Option<String>,
+    pub incremental: Option<String>,
+    pub full_every: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -299,3 +299,28 @@ fn the_shipped_example_configs_are_valid() {
         }
     }
 }
+
+#[test]
+fn syncrepl_needs_entry_uuid_and_usn_is_refused_with_a_reason() {
+    let c = parse_text(&BASE.replace(
+        "  base_dn:",
+        "  incremental: syncrepl\n  full_every: 12h\n  base_dn:",
+    ))
+    .unwrap();
+    let SourceConfig::Ldap(l) = &c.source else {
+        panic!("an ldap source")
+    };
+    assert_eq!(l.incremental, LdapIncremental::Syncrepl);
+    assert_eq!(l.full_every, std::time::Duration::from_secs(12 * 3600));
+    let found = problems(&BASE.replace(
+        "  base_dn:",
+        "  incremental: syncrepl\n  anchor: objectGUID\n  base_dn:",
+    ))
+    .join("\n");
+    assert!(
+        found.contains("source.anchor: syncrepl identifies entries by entryUUID"),
+        "{found}"
+    );
+    let found = problems(&BASE.replace("  base_dn:", "  incremental: usn\n  base_dn:")).join("\n");
+    assert!(found.contains("source.incremental: `usn`"), "{found}");
+}

@@ -7,10 +7,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use ldap3::adapters::{Adapter, PagedResults};
-use ldap3::{LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry};
 
 use super::{DirectoryReader, Read, ReadRequest, SourceError};
-use crate::config::LdapConfig;
+use crate::config::{LdapConfig, LdapIncremental};
 use crate::model::{Anchor, DirectoryUser};
 
 pub struct LdapReader {
@@ -20,6 +20,10 @@ pub struct LdapReader {
 impl LdapReader {
     pub fn new(cfg: LdapConfig) -> Self {
         LdapReader { cfg }
+    }
+
+    pub(super) fn config(&self) -> &LdapConfig {
+        &self.cfg
     }
 
     fn tls_config(&self) -> Result<Option<Arc<rustls::ClientConfig>>, SourceError> {
@@ -51,7 +55,7 @@ impl LdapReader {
         Ok(Some(Arc::new(config)))
     }
 
-    fn classify(&self, e: LdapError) -> SourceError {
+    pub(super) fn classify(&self, e: LdapError) -> SourceError {
         let url = self.cfg.url.to_string();
         let detail = e.to_string();
         match e {
@@ -68,7 +72,8 @@ impl LdapReader {
         }
     }
 
-    async fn read_everything(&self) -> Result<Vec<DirectoryUser>, SourceError> {
+    /// Connects (LDAPS or StartTLS as configured) and binds.
+    pub(super) async fn connect(&self) -> Result<Ldap, SourceError> {
         let cfg = &self.cfg;
         let mut settings = LdapConnSettings::new()
             .set_conn_timeout(cfg.timeout)
@@ -93,11 +98,51 @@ impl LdapReader {
                 });
             }
         }
-        let scope = if cfg.one_level {
+        Ok(ldap)
+    }
+
+    pub(super) fn scope(&self) -> Scope {
+        if self.cfg.one_level {
             Scope::OneLevel
         } else {
             Scope::Subtree
+        }
+    }
+
+    /// A search's final result as an error, with what to fix.
+    pub(super) fn result_error(
+        &self,
+        rc: u32,
+        text: &str,
+        refs: &[String],
+        paged: bool,
+    ) -> SourceError {
+        let detail = match rc {
+            3 => format!("time limit exceeded ({text}); raise the server's time limit for the bind account"),
+            4 if paged => format!(
+                "size limit exceeded ({text}): the server cut the read short; lift the bind account's total limit (OpenLDAP: `limits dn.exact=\"<bind dn>\" size.prtotal=unlimited`)"
+            ),
+            4 => format!(
+                "size limit exceeded ({text}): syncrepl reads are not paged, so the bind account needs no size limit (OpenLDAP: `limits dn.exact=\"<bind dn>\" size=unlimited`)"
+            ),
+            10 => format!("referral to {refs:?}; point source.url/base_dn at the server that holds the entries"),
+            12 => format!("the server does not offer content synchronization ({text}); load the syncprov overlay, or set source.incremental: none"),
+            32 => format!(
+                "base DN not found ({text}); fix source.base_dn, or grant the bind account read access to it"
+            ),
+            50 => format!("insufficient access ({text}); grant the bind account read rights"),
+            rc => format!("result code {rc} {text}"),
         };
+        SourceError::Search {
+            base: self.cfg.base_dn.clone(),
+            detail,
+        }
+    }
+
+    async fn read_everything(&self) -> Result<Vec<DirectoryUser>, SourceError> {
+        let cfg = &self.cfg;
+        let mut ldap = self.connect().await?;
+        let scope = self.scope();
         let adapters: Vec<Box<dyn Adapter<'_, String, Vec<String>>>> =
             vec![Box::new(PagedResults::new(cfg.page_size))];
         let mut stream = ldap
@@ -126,36 +171,13 @@ impl LdapReader {
             if entry.is_intermediate() {
                 continue;
             }
-            // ldap3's BER parser panics on malformed input: contain it as a bad entry.
-            let entry =
-                std::panic::catch_unwind(AssertUnwindSafe(|| SearchEntry::construct(entry)))
-                    .map_err(|_| SourceError::BadEntry {
-                        dn: "(unparseable)".into(),
-                        detail: "the server sent a malformed entry".into(),
-                    })?;
+            let entry = contained("entry", || SearchEntry::construct(entry))?;
             users.push(self.user(entry)?);
         }
         let res = stream.finish().await;
         let _ = ldap.unbind().await;
         if res.rc != 0 {
-            let detail = match res.rc {
-                3 => format!("time limit exceeded ({}); raise the server's time limit for the bind account", res.text),
-                4 => format!(
-                    "size limit exceeded ({}): the server cut the read short; lift the bind account's total limit (OpenLDAP: `limits dn.exact=\"<bind dn>\" size.prtotal=unlimited`)",
-                    res.text
-                ),
-                10 => format!("referral to {:?}; point source.url/base_dn at the server that holds the entries", res.refs),
-                32 => format!(
-                    "base DN not found ({}); fix source.base_dn, or grant the bind account read access to it",
-                    res.text
-                ),
-                50 => format!("insufficient access ({}); grant the bind account read rights", res.text),
-                rc => format!("result code {rc} {}", res.text),
-            };
-            return Err(SourceError::Search {
-                base: cfg.base_dn.clone(),
-                detail,
-            });
+            return Err(self.result_error(res.rc, &res.text, &res.refs, true));
         }
         if refs > 0 {
             return Err(SourceError::Search {
@@ -166,7 +188,7 @@ impl LdapReader {
         Ok(users)
     }
 
-    fn user(&self, entry: SearchEntry) -> Result<DirectoryUser, SourceError> {
+    pub(super) fn user(&self, entry: SearchEntry) -> Result<DirectoryUser, SourceError> {
         let dn = entry.dn;
         let mut attrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (k, v) in entry.attrs {
@@ -238,9 +260,20 @@ impl LdapReader {
 }
 
 impl DirectoryReader for LdapReader {
-    async fn read(&self, _request: &ReadRequest<'_>) -> Result<Read, SourceError> {
-        self.read_everything().await.map(Read::full)
+    async fn read(&self, request: &ReadRequest<'_>) -> Result<Read, SourceError> {
+        match self.cfg.incremental {
+            LdapIncremental::None => self.read_everything().await.map(Read::full),
+            LdapIncremental::Syncrepl => self.sync_read(request).await,
+        }
     }
+}
+
+/// Runs `f`, an ldap3 BER parse, turning its panic on malformed input into a bad entry.
+pub(super) fn contained<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, SourceError> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|_| SourceError::BadEntry {
+        dn: "(unparseable)".into(),
+        detail: format!("the server sent a malformed {what}"),
+    })
 }
 
 /// AD objectGUID bytes -> the canonical `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` form

@@ -9,6 +9,7 @@
 pub mod filter;
 pub mod graph;
 pub mod ldap;
+pub mod syncrepl;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

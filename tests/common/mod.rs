@@ -139,6 +139,8 @@ pub struct Testbed {
     pub ldap_port: u16,
     pub scim_port: u16,
     scim_stopped: bool,
+    /// The sync account's slapd `limits` (empty = the testbed's default).
+    slapd_limits: String,
 }
 
 impl Testbed {
@@ -181,6 +183,7 @@ impl Testbed {
             ldap_port,
             scim_port,
             scim_stopped: false,
+            slapd_limits: limits.to_string(),
         };
         testbed(&[
             "scim-start",
@@ -237,6 +240,16 @@ impl Testbed {
 
     pub fn stop_slapd(&self) {
         testbed(&["slapd-stop", self.slapd_dir().to_str().unwrap()]);
+    }
+
+    /// Stops slapd and starts it again on the same data and port.
+    pub fn restart_slapd(&self) {
+        self.stop_slapd();
+        let port = self.ldap_port.to_string();
+        testbed_env(
+            &["slapd-start", self.slapd_dir().to_str().unwrap(), &port],
+            &self.slapd_limits,
+        );
     }
     pub fn stop_scim(&mut self) {
         testbed(&["scim-stop", self.scim_dir().to_str().unwrap()]);
@@ -414,6 +427,17 @@ mapping:
                     .any(|m| l.contains(m))
             })
             .count()
+    }
+
+    /// How the last run read the directory (its `read` count: full / incremental, and why).
+    pub fn last_read(&self, config: &Path) -> String {
+        let runs: Value =
+            serde_json::from_str(&self.ok(config, &["runs", "--limit", "1", "--format", "json"]))
+                .unwrap();
+        runs[0]["counts"]["read"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// `idsync show last --format json`.

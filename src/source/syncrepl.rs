@@ -1,0 +1,447 @@
+//! Incremental LDAP reads by content synchronization (RFC 4533, refreshOnly), as OpenLDAP's
+//! syncprov and 389-ds serve it.
+//!
+//! A first read (no cookie) is the whole content and ends with a cookie. Later reads send
+//! the cookie back and get only what changed: changed and renamed entries as whole entries
+//! (an upsert keyed by entryUUID), deletions as UUID sets (delete phase), or, when the
+//! server cannot tell what was deleted, the UUIDs still present (present phase: every
+//! remembered entry not listed is gone). `e-syncRefreshRequired` makes the reader fall back
+//! to a full read. ldap3's control parsers panic on malformed BER: each parse is contained.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use ldap3::controls::{
+    parse_syncinfo, Control, EntryState, MakeCritical, RawControl, RefreshMode, SyncDone, SyncInfo,
+    SyncRequest, SyncState,
+};
+use ldap3::SearchEntry;
+use serde::{Deserialize, Serialize};
+
+use super::ldap::{contained, LdapReader};
+use super::{CacheChange, Read, ReadKind, ReadRequest, Remember, Remembered, SourceError};
+use crate::model::{Anchor, DirectoryUser};
+
+const SYNC_STATE_OID: &str = "1.3.6.1.4.1.4203.1.9.1.2";
+const SYNC_DONE_OID: &str = "1.3.6.1.4.1.4203.1.9.1.3";
+/// `e-syncRefreshRequired`: the server cannot resume from the cookie.
+const REFRESH_REQUIRED: u32 = 4096;
+
+/// What the journal keeps between runs: the cookie, and what it was taken for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Cursor {
+    /// The sync cookie, as the server sent it (hex: cookies are octet strings).
+    cookie: String,
+    /// Base, scope, filter and attributes of the search the cookie belongs to.
+    search: String,
+    last_full: DateTime<Utc>,
+}
+
+/// What one refresh reported.
+#[derive(Debug, Default)]
+pub struct Refresh {
+    /// Entries added, changed or renamed (whole).
+    pub upserts: Vec<DirectoryUser>,
+    /// UUIDs the server says left the content (delete phase).
+    pub deleted: BTreeSet<Anchor>,
+    /// UUIDs the server says are still present (present phase).
+    pub present: BTreeSet<Anchor>,
+    /// True when the refresh ended in a present phase: what was not reported present,
+    /// added or changed is gone.
+    pub present_phase: bool,
+    pub cookie: Option<Vec<u8>>,
+}
+
+/// The remembered population with a refresh applied: (people, upserted, removed).
+pub fn apply_refresh(
+    remembered: &[DirectoryUser],
+    refresh: Refresh,
+) -> (Vec<DirectoryUser>, BTreeSet<Anchor>, BTreeSet<Anchor>) {
+    let mut people: BTreeMap<Anchor, DirectoryUser> = remembered
+        .iter()
+        .map(|u| (u.anchor.clone(), u.clone()))
+        .collect();
+    let upserted: BTreeSet<Anchor> = refresh.upserts.iter().map(|u| u.anchor.clone()).collect();
+    let mut removed = BTreeSet::new();
+    for a in &refresh.deleted {
+        if !upserted.contains(a) && people.remove(a).is_some() {
+            removed.insert(a.clone());
+        }
+    }
+    if refresh.present_phase {
+        let gone: Vec<Anchor> = people
+            .keys()
+            .filter(|a| !refresh.present.contains(*a) && !upserted.contains(*a))
+            .cloned()
+            .collect();
+        for a in gone {
+            people.remove(&a);
+            removed.insert(a);
+        }
+    }
+    for u in refresh.upserts {
+        people.insert(u.anchor.clone(), u);
+    }
+    (people.into_values().collect(), upserted, removed)
+}
+
+/// entryUUID bytes -> `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (entryUUID's text form).
+pub fn uuid_text(b: &[u8]) -> Option<String> {
+    let b: &[u8; 16] = b.try_into().ok()?;
+    let h: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        h[0..4].concat(),
+        h[4..6].concat(),
+        h[6..8].concat(),
+        h[8..10].concat(),
+        h[10..16].concat()
+    ))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn anchor(uuid: &[u8]) -> Result<Anchor, SourceError> {
+    uuid_text(uuid)
+        .map(Anchor::new)
+        .ok_or_else(|| SourceError::BadEntry {
+            dn: "(sync protocol)".into(),
+            detail: format!("a sync UUID of {} bytes, not 16", uuid.len()),
+        })
+}
+
+impl LdapReader {
+    /// The identity of the search a cookie belongs to.
+    fn search_key(&self) -> String {
+        let c = self.config();
+        format!(
+            "{} {} {} {}",
+            c.base_dn,
+            if c.one_level { "one" } else { "sub" },
+            c.filter,
+            c.attributes.join(",")
+        )
+    }
+
+    /// One refreshOnly search. `Ok(None)`: the server wants a full refresh.
+    async fn refresh(&self, cookie: Option<Vec<u8>>) -> Result<Option<Refresh>, SourceError> {
+        let cfg = self.config();
+        let mut ldap = self.connect().await?;
+        let request = SyncRequest {
+            mode: RefreshMode::RefreshOnly,
+            cookie,
+            reload_hint: false,
+        };
+        let mut stream = ldap
+            .with_controls(vec![RawControl::from(request.critical())])
+            .with_timeout(cfg.timeout)
+            .streaming_search(
+                &cfg.base_dn,
+                self.scope(),
+                &cfg.filter,
+                cfg.attributes.clone(),
+            )
+            .await
+            .map_err(|e| self.classify(e))?;
+        let mut out = Refresh::default();
+        let mut refs = 0usize;
+        loop {
+            let entry = match stream.next().await {
+                Ok(Some(e)) => e,
+                Ok(None) => break,
+                Err(e) => return Err(self.classify(e)),
+            };
+            if entry.is_ref() {
+                refs += 1;
+                continue;
+            }
+            if entry.is_intermediate() {
+                match contained("SyncInfo message", || parse_syncinfo(entry))? {
+                    SyncInfo::NewCookie(c) => out.cookie = Some(c),
+                    SyncInfo::RefreshDelete { cookie, .. } => out.cookie = cookie.or(out.cookie),
+                    SyncInfo::RefreshPresent { cookie, .. } => {
+                        out.cookie = cookie.or(out.cookie.take());
+                    }
+                    SyncInfo::SyncIdSet {
+                        cookie,
+                        refresh_deletes,
+                        sync_uuids,
+                    } => {
+                        out.cookie = cookie.or(out.cookie.take());
+                        let set = if refresh_deletes {
+                            &mut out.deleted
+                        } else {
+                            &mut out.present
+                        };
+                        for u in sync_uuids {
+                            set.insert(anchor(&u)?);
+                        }
+                    }
+                }
+                continue;
+            }
+            let state = entry
+                .1
+                .iter()
+                .find(|Control(_, raw)| raw.ctype == SYNC_STATE_OID)
+                .map(|Control(_, raw)| contained("SyncState control", || raw.parse::<SyncState>()))
+                .transpose()?;
+            let Some(state) = state else {
+                return Err(SourceError::BadEntry {
+                    dn: "(sync protocol)".into(),
+                    detail: "an entry without its SyncState control".into(),
+                });
+            };
+            if let Some(c) = state.cookie {
+                out.cookie = Some(c);
+            }
+            let uuid = anchor(&state.entry_uuid)?;
+            match state.state {
+                EntryState::Present => {
+                    out.present.insert(uuid);
+                }
+                EntryState::Delete => {
+                    out.deleted.insert(uuid);
+                }
+                EntryState::Add | EntryState::Modify => {
+                    let entry = contained("entry", || SearchEntry::construct(entry))?;
+                    let user = self.user(entry)?;
+                    out.upserts.push(user);
+                }
+            }
+        }
+        let res = stream.finish().await;
+        let _ = ldap.unbind().await;
+        if res.rc == REFRESH_REQUIRED {
+            return Ok(None);
+        }
+        if res.rc != 0 {
+            return Err(self.result_error(res.rc, &res.text, &res.refs, false));
+        }
+        if refs > 0 {
+            return Err(SourceError::Search {
+                base: cfg.base_dn.clone(),
+                detail: format!("{refs} search reference(s) point to other servers; idsync does not chase referrals"),
+            });
+        }
+        let done = res
+            .ctrls
+            .iter()
+            .find(|Control(_, raw)| raw.ctype == SYNC_DONE_OID)
+            .map(|Control(_, raw)| contained("SyncDone control", || raw.parse::<SyncDone>()))
+            .transpose()?;
+        match done {
+            Some(d) => {
+                out.present_phase = !d.refresh_deletes;
+                if d.cookie.is_some() {
+                    out.cookie = d.cookie;
+                }
+            }
+            None => {
+                return Err(SourceError::Search {
+                    base: cfg.base_dn.clone(),
+                    detail: "the server ended the sync search without a SyncDone control; it does not speak RFC 4533: set source.incremental: none".into(),
+                })
+            }
+        }
+        Ok(Some(out))
+    }
+
+    fn remember(&self, cookie: Vec<u8>, last_full: DateTime<Utc>, cache: CacheChange) -> Remember {
+        let cursor = Cursor {
+            cookie: hex(&cookie),
+            search: self.search_key(),
+            last_full,
+        };
+        Remember {
+            cursor: serde_json::to_string(&cursor).unwrap_or_default(),
+            cache,
+        }
+    }
+
+    async fn full_sync_read(&self, why: String, now: DateTime<Utc>) -> Result<Read, SourceError> {
+        let refresh = self
+            .refresh(None)
+            .await?
+            .ok_or_else(|| SourceError::Search {
+                base: self.config().base_dn.clone(),
+                detail: "the server asked for a full refresh in answer to one".into(),
+            })?;
+        let cookie = refresh.cookie.clone().ok_or_else(|| SourceError::Search {
+            base: self.config().base_dn.clone(),
+            detail: "the full refresh ended without a cookie; check the syncprov overlay".into(),
+        })?;
+        let mut by_anchor = BTreeMap::new();
+        for u in refresh.upserts {
+            by_anchor.insert(u.anchor.clone(), u);
+        }
+        Ok(Read {
+            users: by_anchor.into_values().collect(),
+            kind: ReadKind::Full { why },
+            remember: Some(self.remember(cookie, now, CacheChange::Replace)),
+        })
+    }
+
+    /// A syncrepl read: incremental from the remembered cookie, or full when there is none,
+    /// when it belongs to another search, when `full_every` is due, or when asked.
+    pub(super) async fn sync_read(&self, request: &ReadRequest<'_>) -> Result<Read, SourceError> {
+        let now = request.now;
+        let remembered: Option<&Remembered> = request.remembered.filter(|r| r.cursor.is_some());
+        let cursor = remembered
+            .and_then(|r| r.cursor.as_deref())
+            .and_then(|c| serde_json::from_str::<Cursor>(c).ok());
+        let why = match &cursor {
+            _ if request.force_full => Some("asked for (--full)".to_string()),
+            None => Some("first read: no sync cookie yet".to_string()),
+            Some(c) if c.search != self.search_key() => Some(
+                "the search (base, filter or attributes) changed since the cookie was taken"
+                    .to_string(),
+            ),
+            Some(c) => {
+                let every = chrono::Duration::from_std(self.config().full_every)
+                    .unwrap_or(chrono::Duration::MAX);
+                (now - c.last_full >= every).then(|| {
+                    format!(
+                        "full_every {} since the last full read at {}",
+                        humantime::format_duration(self.config().full_every),
+                        c.last_full.format("%Y-%m-%d %H:%M UTC")
+                    )
+                })
+            }
+        };
+        let (Some(c), Some(r), None) = (&cursor, remembered, &why) else {
+            return self.full_sync_read(why.unwrap_or_default(), now).await;
+        };
+        let Some(old_cookie) = unhex(&c.cookie) else {
+            return self
+                .full_sync_read("the remembered cookie is unreadable".into(), now)
+                .await;
+        };
+        let Some(refresh) = self.refresh(Some(old_cookie.clone())).await? else {
+            tracing::warn!(
+                "the server wants a full refresh (e-syncRefreshRequired); reading everything"
+            );
+            return self
+                .full_sync_read(
+                    "the server asked for a full refresh (e-syncRefreshRequired)".into(),
+                    now,
+                )
+                .await;
+        };
+        let cookie = refresh.cookie.clone().unwrap_or(old_cookie);
+        let phase = if refresh.present_phase {
+            "present"
+        } else {
+            "delete"
+        };
+        let (users, upserted, removed) = apply_refresh(&r.users, refresh);
+        tracing::debug!(
+            phase,
+            changed = upserted.len(),
+            removed = removed.len(),
+            "sync refresh"
+        );
+        let kind = ReadKind::Incremental {
+            changed: upserted.len(),
+            removed: removed.len(),
+        };
+        Ok(Read {
+            users,
+            kind,
+            remember: Some(self.remember(
+                cookie,
+                c.last_full,
+                CacheChange::Delta { upserted, removed },
+            )),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn person(anchor: &str, title: &str) -> DirectoryUser {
+        DirectoryUser {
+            anchor: Anchor::new(anchor),
+            locator: format!("uid={anchor}"),
+            attrs: [("title".to_string(), vec![title.to_string()])].into(),
+            disabled: false,
+            problems: vec![],
+            photo: None,
+        }
+    }
+
+    fn set(items: &[&str]) -> BTreeSet<Anchor> {
+        items.iter().map(|a| Anchor::new(*a)).collect()
+    }
+
+    fn anchors(users: &[DirectoryUser]) -> Vec<&str> {
+        users.iter().map(|u| u.anchor.as_str()).collect()
+    }
+
+    #[test]
+    fn a_delete_phase_removes_the_listed_and_upserts_the_changed() {
+        let known = [person("a", "Eng"), person("b", "Eng"), person("c", "Eng")];
+        let refresh = Refresh {
+            upserts: vec![person("b", "Lead"), person("d", "New")],
+            deleted: set(&["c", "zz-never-known"]),
+            ..Refresh::default()
+        };
+        let (users, upserted, removed) = apply_refresh(&known, refresh);
+        assert_eq!(anchors(&users), ["a", "b", "d"]);
+        assert_eq!(users[1].values("title"), ["Lead"]);
+        assert_eq!(upserted, set(&["b", "d"]));
+        assert_eq!(removed, set(&["c"]), "an unknown UUID is not a removal");
+    }
+
+    #[test]
+    fn a_present_phase_removes_everything_not_listed() {
+        let known = [person("a", "Eng"), person("b", "Eng"), person("c", "Eng")];
+        let refresh = Refresh {
+            upserts: vec![person("d", "New")],
+            present: set(&["a"]),
+            present_phase: true,
+            ..Refresh::default()
+        };
+        let (users, _, removed) = apply_refresh(&known, refresh);
+        assert_eq!(anchors(&users), ["a", "d"]);
+        assert_eq!(removed, set(&["b", "c"]));
+    }
+
+    #[test]
+    fn a_refresh_with_no_changes_changes_nothing() {
+        let known = [person("a", "Eng")];
+        let (users, upserted, removed) = apply_refresh(&known, Refresh::default());
+        assert_eq!(anchors(&users), ["a"]);
+        assert!(upserted.is_empty() && removed.is_empty());
+    }
+
+    #[test]
+    fn sync_uuids_read_as_entry_uuid_text_and_cookies_survive_hex() {
+        let b = [
+            0xa0, 0xd9, 0x45, 0xca, 0x7b, 0xcc, 0x10, 0x41, 0x9f, 0xda, 0x4d, 0x8c, 0xcc, 0x23,
+            0x1e, 0x22,
+        ];
+        assert_eq!(
+            uuid_text(&b).unwrap(),
+            "a0d945ca-7bcc-1041-9fda-4d8ccc231e22"
+        );
+        assert!(uuid_text(&b[..15]).is_none());
+        let cookie = b"rid=000,csn=20261123210016.333120Z#000000#000#000000".to_vec();
+        assert_eq!(unhex(&hex(&cookie)), Some(cookie));
+        assert_eq!(unhex("abc"), None);
+    }
+}
