@@ -105,10 +105,9 @@ async fn read_source(
     match &cfg.source {
         SourceConfig::Ldap(l) => {
             let remembered = match l.incremental {
-                crate::config::LdapIncremental::Syncrepl if !force_full => {
-                    Some(journal.remembered(&source_key(cfg))?)
-                }
-                _ => None,
+                crate::config::LdapIncremental::None => None,
+                _ if force_full => None,
+                _ => Some(journal.remembered(&source_key(cfg))?),
             };
             let request = ReadRequest {
                 remembered: remembered.as_ref(),

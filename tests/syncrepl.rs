@@ -164,3 +164,21 @@ fn a_size_limited_sync_account_fails_the_read_with_the_fix() {
     );
     assert!(tb.scim_users().is_empty(), "nothing written");
 }
+
+#[test]
+fn usn_tracking_against_a_directory_that_is_not_active_directory_fails_clearly() {
+    let tb = Testbed::start(&trio());
+    let source = format!(
+        "{}  incremental: usn\n  anchor: objectGUID\n",
+        tb.base_source()
+    );
+    let cfg = tb.config_with(&source, "");
+    let out = tb.idsync(&cfg, &["sync"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no highestCommittedUSN in the rootDSE") && err.contains("Active Directory"),
+        "{err}"
+    );
+    assert!(tb.scim_users().is_empty());
+}

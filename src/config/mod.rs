@@ -104,6 +104,8 @@ pub enum LdapIncremental {
     None,
     /// RFC 4533 refreshOnly: only the entries changed since the last run's cookie.
     Syncrepl,
+    /// Active Directory: only the entries whose uSNChanged is above the last run's mark.
+    Usn,
 }
 
 /// How a Graph source reads between full reads.
@@ -657,14 +659,11 @@ impl Resolver<'_> {
         let incremental = match l.incremental.as_deref() {
             None | Some("none") => LdapIncremental::None,
             Some("syncrepl") => LdapIncremental::Syncrepl,
-            Some("usn") => {
-                self.problem("source.incremental", "`usn` (Active Directory change tracking) is not supported yet; use `none` on AD");
-                LdapIncremental::None
-            }
+            Some("usn") => LdapIncremental::Usn,
             Some(o) => {
                 self.problem(
                     "source.incremental",
-                    format!("`{o}`: use `syncrepl` (OpenLDAP / 389-ds, RFC 4533) or `none`"),
+                    format!("`{o}`: use `syncrepl` (OpenLDAP / 389-ds, RFC 4533), `usn` (Active Directory) or `none`"),
                 );
                 LdapIncremental::None
             }
@@ -674,6 +673,12 @@ impl Resolver<'_> {
             l.full_every.as_deref(),
             std::time::Duration::from_secs(24 * 3600),
         );
+        if incremental == LdapIncremental::Usn && !anchor.eq_ignore_ascii_case("objectGUID") {
+            self.problem(
+                "source.anchor",
+                "usn reads identify deleted entries by objectGUID: set anchor: objectGUID (or incremental: none)",
+            );
+        }
         if incremental == LdapIncremental::Syncrepl && !anchor.eq_ignore_ascii_case("entryUUID") {
             self.problem(
                 "source.anchor",

@@ -301,7 +301,7 @@ fn the_shipped_example_configs_are_valid() {
 }
 
 #[test]
-fn syncrepl_needs_entry_uuid_and_usn_is_refused_with_a_reason() {
+fn syncrepl_needs_entry_uuid_and_usn_needs_object_guid() {
     let c = parse_text(&BASE.replace(
         "  base_dn:",
         "  incremental: syncrepl\n  full_every: 12h\n  base_dn:",
@@ -322,5 +322,17 @@ fn syncrepl_needs_entry_uuid_and_usn_is_refused_with_a_reason() {
         "{found}"
     );
     let found = problems(&BASE.replace("  base_dn:", "  incremental: usn\n  base_dn:")).join("\n");
-    assert!(found.contains("source.incremental: `usn`"), "{found}");
+    assert!(
+        found.contains("source.anchor: usn reads identify deleted entries by objectGUID"),
+        "{found}"
+    );
+    let c = parse_text(&BASE.replace(
+        "  base_dn:",
+        "  incremental: usn\n  anchor: objectGUID\n  base_dn:",
+    ))
+    .unwrap();
+    let SourceConfig::Ldap(l) = &c.source else {
+        panic!("an ldap source")
+    };
+    assert_eq!(l.incremental, LdapIncremental::Usn);
 }

@@ -17,6 +17,15 @@ pub struct LdapReader {
     cfg: LdapConfig,
 }
 
+/// One search: where, what, and any extra request controls.
+pub(super) struct Search<'a> {
+    pub base: &'a str,
+    pub scope: Scope,
+    pub filter: &'a str,
+    pub attrs: Vec<String>,
+    pub controls: Vec<ldap3::controls::RawControl>,
+}
+
 impl LdapReader {
     pub fn new(cfg: LdapConfig) -> Self {
         LdapReader { cfg }
@@ -139,24 +148,46 @@ impl LdapReader {
         }
     }
 
-    async fn read_everything(&self) -> Result<Vec<DirectoryUser>, SourceError> {
+    pub(super) async fn read_everything(&self) -> Result<Vec<DirectoryUser>, SourceError> {
         let cfg = &self.cfg;
         let mut ldap = self.connect().await?;
-        let scope = self.scope();
+        let search = Search {
+            base: &cfg.base_dn,
+            scope: self.scope(),
+            filter: &cfg.filter,
+            attrs: cfg.attributes.clone(),
+            controls: Vec::new(),
+        };
+        let entries = self.paged_search(&mut ldap, search).await;
+        let _ = ldap.unbind().await;
+        entries?.into_iter().map(|e| self.user(e)).collect()
+    }
+
+    /// A paged search (RFC 2696) to the end: every entry, or an error (a limit, a referral,
+    /// a lost connection), never a short list.
+    pub(super) async fn paged_search(
+        &self,
+        ldap: &mut Ldap,
+        search: Search<'_>,
+    ) -> Result<Vec<SearchEntry>, SourceError> {
+        let cfg = &self.cfg;
         let adapters: Vec<Box<dyn Adapter<'_, String, Vec<String>>>> =
             vec![Box::new(PagedResults::new(cfg.page_size))];
+        if !search.controls.is_empty() {
+            ldap.with_controls(search.controls);
+        }
         let mut stream = ldap
             .with_timeout(cfg.timeout)
             .streaming_search_with(
                 adapters,
-                &cfg.base_dn,
-                scope,
-                &cfg.filter,
-                cfg.attributes.clone(),
+                search.base,
+                search.scope,
+                search.filter,
+                search.attrs,
             )
             .await
             .map_err(|e| self.classify(e))?;
-        let mut users = Vec::new();
+        let mut entries = Vec::new();
         let mut refs = 0usize;
         loop {
             let entry = match stream.next().await {
@@ -171,21 +202,19 @@ impl LdapReader {
             if entry.is_intermediate() {
                 continue;
             }
-            let entry = contained("entry", || SearchEntry::construct(entry))?;
-            users.push(self.user(entry)?);
+            entries.push(contained("entry", || SearchEntry::construct(entry))?);
         }
         let res = stream.finish().await;
-        let _ = ldap.unbind().await;
         if res.rc != 0 {
             return Err(self.result_error(res.rc, &res.text, &res.refs, true));
         }
         if refs > 0 {
             return Err(SourceError::Search {
-                base: cfg.base_dn.clone(),
+                base: search.base.to_string(),
                 detail: format!("{refs} search reference(s) point to other servers; idsync does not chase referrals: point source.base_dn at the server holding the entries"),
             });
         }
-        Ok(users)
+        Ok(entries)
     }
 
     pub(super) fn user(&self, entry: SearchEntry) -> Result<DirectoryUser, SourceError> {
@@ -264,6 +293,7 @@ impl DirectoryReader for LdapReader {
         match self.cfg.incremental {
             LdapIncremental::None => self.read_everything().await.map(Read::full),
             LdapIncremental::Syncrepl => self.sync_read(request).await,
+            LdapIncremental::Usn => self.usn_read(request).await,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod filter;
 pub mod graph;
 pub mod ldap;
 pub mod syncrepl;
+pub mod usn;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

@@ -124,7 +124,7 @@ fn anchor(uuid: &[u8]) -> Result<Anchor, SourceError> {
 
 impl LdapReader {
     /// The identity of the search a cookie belongs to.
-    fn search_key(&self) -> String {
+    pub(super) fn search_key(&self) -> String {
         let c = self.config();
         format!(
             "{} {} {} {}",
