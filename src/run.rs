@@ -84,6 +84,8 @@ struct Snapshot {
     read_kind: ReadKind,
     /// An incremental source's state to commit with the run, if the run applies everything.
     remember: Option<Remember>,
+    /// How long the directory read took (the app's read not included).
+    source_ms: u64,
 }
 
 /// The journal's key for what an incremental source remembers.
@@ -155,10 +157,11 @@ async fn snapshot<R: AccountReader>(
         kind: read_kind,
         remember,
     } = read?;
+    let source_ms = started.elapsed().as_millis() as u64;
     tracing::info!(
         people = users.len(),
         read = %read_kind,
-        ms = started.elapsed().as_millis() as u64,
+        ms = source_ms,
         "directory read"
     );
     safety::check_read(users.len(), journal.last_good_source_count()?, &cfg.safety)?;
@@ -178,6 +181,7 @@ async fn snapshot<R: AccountReader>(
         links,
         read_kind,
         remember,
+        source_ms,
     })
 }
 
@@ -373,6 +377,7 @@ async fn dry_run_inner(
     journal.record_notices(run, &plan.notices)?;
     let mut c = counts(&plan, None);
     c["read"] = json!(snap.read_kind.to_string());
+    c["source_ms"] = json!(snap.source_ms);
     journal.finish_run(
         run,
         Outcome::Ok,
@@ -480,6 +485,7 @@ async fn sync_inner(
         apply_started.elapsed().as_millis() as u64,
     );
     c["read"] = json!(snap.read_kind.to_string());
+    c["source_ms"] = json!(snap.source_ms);
     // An incremental source's cursor moves only past work that was all applied (or held,
     // which the next plan holds again from the same remembered population): after a
     // failure or an early stop the next run reads the same changes again.

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# The idsync benchmark: one machine, one run, a table of ratios.
+#
+#   bench/run.sh                 100,000 people (BENCH_PEOPLE), 10,000 for provisioning
+#   BENCH_PEOPLE=10000 bench/run.sh
+#
+# Generates N synthetic people (deterministic seed; ~10% with a small jpegPhoto), loads them
+# into a private slapd with slapadd (the sync account has no size limit, as syncrepl
+# consumers do), lets idsync bring a real scim2-server to the steady state, then measures:
+#   1. baseline: ldapsearch paged dump, and a paged SCIM list of all Users;
+#   2. `idsync plan` with no changes (full LDAP read): wall time, peak RSS, requests per side;
+#   3. 1% churn (a third each modified / deleted / added): `plan` and `sync`, with a full
+#      read and with `incremental: syncrepl` (the read's cost is the run's read_ms);
+#   4. photo bytes moved by a no-change sync;
+#   5. initial provisioning of BENCH_PROVISION people into an empty app: writes/s at the
+#      configured concurrency, and with rate_limit 50/s.
+# Ratios (idsync / baseline) are the headline; absolute seconds depend on the machine.
+# Everything lives in .testbed/bench (servers stopped on exit). Needs root (apt-get, pip),
+# like the test suite.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+N=${BENCH_PEOPLE:-100000}
+P=${BENCH_PROVISION:-10000}
+work=${BENCH_DIR:-$repo/.testbed/bench}
+venv=${IDSYNC_TESTBED_VENV:-$repo/.testbed/venv}
+
+scripts/testbed.sh install
+command -v /usr/bin/time >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
+echo "== building idsync (release)" >&2
+cargo build --release --quiet --locked
+idsync=$repo/target/release/idsync
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+stop() {
+  scripts/testbed.sh slapd-stop "$work/slapd" || true
+  scripts/testbed.sh scim-stop "$work/scim" || true
+  scripts/testbed.sh scim-stop "$work/scim-empty" || true
+}
+stop 2>/dev/null
+rm -rf "$work"
+mkdir -p "$work"
+trap stop EXIT
+
+echo "== generating $N people" >&2
+python3 bench/people.py "$N" >"$work/people.ldif"
+ldap_port=$(free_port)
+SLAPD_SYNC_LIMITS="size=unlimited" scripts/testbed.sh slapd-start "$work/slapd" "$ldap_port" "$work/people.ldif"
+scim_port=$(free_port)
+scripts/testbed.sh scim-start "$work/scim" "$scim_port" bench-token
+umask 077
+printf 'idsync-secret\n' >"$work/ldap.secret"
+printf 'bench-token\n' >"$work/scim.token"
+
+config() { # NAME SCIM_PORT INCREMENTAL [TARGET_EXTRA]
+  cat >"$work/$1.yaml" <<YAML
+state_dir: $work/state-${STATE:-$1}
+source:
+  kind: ldap
+  url: ldap://127.0.0.1:$ldap_port
+  bind_dn: cn=idsync,ou=services,dc=example,dc=org
+  bind_password_file: ldap.secret
+  base_dn: ou=people,dc=example,dc=org
+  filter: (objectClass=inetOrgPerson)
+  disabled: "(employeeType=disabled)"
+  page_size: 1000
+  photo: jpegPhoto
+  incremental: $3
+target:
+  kind: scim
+  url: http://127.0.0.1:$2/v2
+  token_file: scim.token
+  concurrency: 8
+  page_size: 1000
+${4:-}
+match: { target: userName, source: "{mail}" }
+mapping:
+  userName: "{mail}"
+  name.givenName: "{givenName}"
+  name.familyName: "{sn}"
+  displayName: "{cn}"
+  title: "{title}"
+  emails[type eq "work"].value: "{mail}"
+  phoneNumbers[type eq "work"].value: "{telephoneNumber}"
+safety: { min_source_ratio: 0.5, max_deprovisions: "5%" }
+YAML
+}
+# One journal for both: the syncrepl config's first sync then only takes a cookie.
+STATE=steady config full "$scim_port" none
+STATE=steady config syncrepl "$scim_port" syncrepl
+
+now() { date +%s.%N; }
+# Runs a command under /usr/bin/time; sets SECS and RSS_MB.
+measure() {
+  local t0 t1
+  t0=$(now)
+  /usr/bin/time -f '%M' -o "$work/rss" "$@" >"$work/last.out" 2>"$work/last.err" || {
+    cat "$work/last.err" >&2; return 1; }
+  t1=$(now)
+  SECS=$(python3 -c "print(f'{$t1 - $t0:.2f}')")
+  RSS_MB=$(python3 -c "print(f'{int(open(\"$work/rss\").read().split()[-1]) / 1024:.0f}')")
+}
+scim_gets() { grep -c '"GET ' "$work/scim/scim.log" || true; }
+scim_writes() { grep -cE '"(POST|PUT|PATCH|DELETE) ' "$work/scim/scim.log" || true; }
+source_ms() { # CONFIG: how long the last run's directory read took
+  "$idsync" --config "$work/$1.yaml" runs --limit 1 --format json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["counts"].get("source_ms", 0))'
+}
+
+echo "== steady state: idsync sync of $N people into the empty app" >&2
+measure "$idsync" --config "$work/full.yaml" sync
+steady_secs=$SECS
+"$idsync" --config "$work/syncrepl.yaml" sync >/dev/null   # takes its first cookie
+
+echo "== 1. baseline reads" >&2
+measure ldapsearch -x -LLL -H "ldap://127.0.0.1:$ldap_port" -D cn=idsync,ou=services,dc=example,dc=org \
+  -w idsync-secret -b ou=people,dc=example,dc=org -E pr=1000/noprompt '(objectClass=inetOrgPerson)' \
+  givenName sn cn title mail telephoneNumber employeeType entryUUID jpegPhoto
+ldap_secs=$SECS
+measure python3 bench/scim_list.py "http://127.0.0.1:$scim_port/v2" bench-token
+scim_secs=$SECS
+scim_list_users=$(cat "$work/last.out")
+base_secs=$(python3 -c "print(f'{$ldap_secs + $scim_secs:.2f}')")
+
+echo "== 2. idsync plan, no changes" >&2
+g0=$(scim_gets)
+measure "$idsync" --config "$work/full.yaml" plan
+plan_secs=$SECS plan_rss=$RSS_MB
+plan_gets=$(( $(scim_gets) - g0 ))
+plan_pending=$(head -1 "$work/last.out")
+
+echo "== 4. no-change sync: photo bytes moved" >&2
+w0=$(scim_writes)
+"$idsync" --config "$work/full.yaml" sync >/dev/null
+quiet_writes=$(( $(scim_writes) - w0 ))
+full_read_ms=$(source_ms full)
+quiet_photo_bytes=$("$idsync" --config "$work/full.yaml" show last --format json |
+  python3 -c 'import json,sys; print(sum(1 for a in json.load(sys.stdin)["actions"] if "photo" in a["after"]))')
+
+echo "== 3. 1% churn" >&2
+python3 bench/churn.py "$N" >"$work/churn.ldif"
+ldapmodify -x -H "ldap://127.0.0.1:$ldap_port" -D cn=admin,dc=example,dc=org -w admin-secret \
+  -f "$work/churn.ldif" >/dev/null
+measure "$idsync" --config "$work/full.yaml" plan
+churn_plan_secs=$SECS
+measure "$idsync" --config "$work/syncrepl.yaml" plan
+churn_plan_inc_secs=$SECS
+w0=$(scim_writes)
+measure "$idsync" --config "$work/syncrepl.yaml" sync
+churn_sync_inc_secs=$SECS
+churn_writes=$(( $(scim_writes) - w0 ))
+churn_read_ms=$(source_ms syncrepl)
+
+echo "== 5. initial provisioning of $P people" >&2
+provision() { # NAME TARGET_EXTRA -> writes/s, 429s
+  local port
+  port=$(free_port)
+  scripts/testbed.sh scim-stop "$work/scim-empty" 2>/dev/null || true
+  rm -rf "$work/scim-empty"
+  scripts/testbed.sh scim-start "$work/scim-empty" "$port" bench-token
+  config "$1" "$port" none "$2"
+  sed -i "s|  filter: (objectClass=inetOrgPerson)|  filter: (\&(objectClass=inetOrgPerson)(departmentNumber=provision))|" "$work/$1.yaml"
+  measure "$idsync" --config "$work/$1.yaml" sync
+  local creates
+  creates=$(grep -c '"POST ' "$work/scim-empty/scim.log" || true)
+  PROV_RATE=$(python3 -c "print(f'{$creates / $SECS:.0f}')")
+  PROV_429=$(grep -c '" 429 ' "$work/scim-empty/scim.log" || true)
+  PROV_N=$creates
+}
+provision prov ""
+prov_rate=$PROV_RATE prov_n=$PROV_N prov_429=$PROV_429
+provision prov50 "  rate_limit: 50/s"
+prov50_rate=$PROV_RATE prov50_429=$PROV_429
+
+ratio() { python3 -c "print(f'{$1 / $2:.2f}x')"; }
+cat <<TABLE
+
+idsync benchmark: $N people ($(nproc) cores, $(date -u +%Y-%m-%d)); steady state reached by one sync in ${steady_secs}s
+
+| measure | idsync | baseline | ratio |
+|---|---|---|---|
+| read both sides (ldapsearch paged dump + SCIM paged list of $scim_list_users Users) | - | ${base_secs}s (${ldap_secs}s + ${scim_secs}s) | - |
+| plan, no changes (full read) | ${plan_secs}s, peak RSS ${plan_rss} MB, SCIM GETs ${plan_gets}, LDAP pages $(( (N + 999) / 1000 )) | ${base_secs}s | $(ratio "$plan_secs" "$base_secs") |
+| plan, 1% churn, full read | ${churn_plan_secs}s | ${base_secs}s | $(ratio "$churn_plan_secs" "$base_secs") |
+| plan, 1% churn, syncrepl read | ${churn_plan_inc_secs}s | ${base_secs}s | $(ratio "$churn_plan_inc_secs" "$base_secs") |
+| sync, 1% churn, syncrepl read ($churn_writes writes) | ${churn_sync_inc_secs}s | ${base_secs}s | $(ratio "$churn_sync_inc_secs" "$base_secs") |
+| directory read at 1% churn: syncrepl vs a full read (idsync's source_ms) | ${churn_read_ms} ms | ${full_read_ms} ms | $(ratio "$churn_read_ms" "$full_read_ms") |
+| no-change sync: writes / photo uploads (photo bytes moved) | $quiet_writes / $quiet_photo_bytes (0 bytes) | - | - |
+| initial provisioning of $prov_n people, concurrency 8 | ${prov_rate} writes/s, ${prov_429} x 429 | - | - |
+| initial provisioning, rate_limit 50/s | ${prov50_rate} writes/s, ${prov50_429} x 429 | 50/s | $(ratio "$prov50_rate" 50) |
+
+plan with no changes said: $plan_pending
+scim2-server never answers 429 (it does not throttle), so the zero-429 row shows the
+limiter's pace, not a server's limit.
+TABLE
