@@ -713,6 +713,17 @@ impl<'a> Planner<'a> {
         match &user.photo {
             None => before.map(|_| change(None)),
             Some(p) if before == Some(p.sha256.as_str()) => None,
+            Some(p) if p.bytes.is_empty() => {
+                // Remembered from an earlier incremental read, not read again since: it was
+                // refused then and has not changed.
+                let msg = format!(
+                    "photo not synced: photo {} was refused by an earlier run and has not changed since ({}); `sync --full` checks it again",
+                    crate::photo::short(&p.sha256),
+                    user.locator
+                );
+                self.notice(Some(user_name), Some(&user.anchor), None, msg);
+                None
+            }
             Some(p) => match crate::photo::inspect(&p.bytes, policy.max_bytes) {
                 Ok(_) => Some(change(Some(crate::photo::short(&p.sha256)))),
                 Err(e) => {

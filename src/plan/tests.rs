@@ -611,3 +611,25 @@ fn photos_are_ignored_when_photo_sync_is_off() {
     );
     assert!(p.actions.is_empty());
 }
+
+#[test]
+fn a_refused_photo_remembered_without_its_bytes_is_still_a_notice_not_an_upload() {
+    let mut u = person("a1", "ada@x.org", "Eng", false);
+    u.photo = Some(crate::photo::Photo {
+        sha256: "ab".repeat(32),
+        bytes: Vec::new(),
+        etag: None,
+    });
+    let p = run(
+        vec![u],
+        vec![account("s1", "ada@x.org", "Eng", true)],
+        vec![photo_link("a1", "s1", None)],
+        &with_photos(),
+    );
+    assert!(p.actions.is_empty());
+    assert!(
+        p.notices[0].message.contains("refused by an earlier run"),
+        "{:?}",
+        p.notices
+    );
+}
