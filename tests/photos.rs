@@ -145,56 +145,43 @@ type Seen = (String, String, String, Vec<u8>);
 
 /// An app endpoint that takes photo bytes, recording each request.
 struct PhotoEndpoint {
-    port: u16,
+    served: common::Served,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl PhotoEndpoint {
     fn start() -> PhotoEndpoint {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-                    let log = log.clone();
-                    async move {
-                        let method = req.method().to_string();
-                        let path = req.uri().path().to_string();
-                        let auth = req
-                            .headers()
-                            .get("authorization")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_string();
-                        let mime = req
-                            .headers()
-                            .get("content-type")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_string();
-                        let body = axum::body::to_bytes(req.into_body(), 1 << 20)
-                            .await
-                            .unwrap()
-                            .to_vec();
-                        if auth != format!("Bearer {}", common::TOKEN) {
-                            return axum::http::StatusCode::UNAUTHORIZED;
-                        }
-                        log.lock().unwrap().push((method, path, mime, body));
-                        axum::http::StatusCode::NO_CONTENT
-                    }
-                });
-                axum::serve(listener, app).await.unwrap();
-            });
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let log = log.clone();
+            async move {
+                let header = |req: &axum::extract::Request, name: &str| {
+                    req.headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let auth = header(&req, "authorization");
+                let mime = header(&req, "content-type");
+                let method = req.method().to_string();
+                let path = req.uri().path().to_string();
+                let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+                    .await
+                    .unwrap()
+                    .to_vec();
+                if auth != format!("Bearer {}", common::TOKEN) {
+                    return axum::http::StatusCode::UNAUTHORIZED;
+                }
+                log.lock().unwrap().push((method, path, mime, body));
+                axum::http::StatusCode::NO_CONTENT
+            }
         });
-        PhotoEndpoint { port, seen }
+        PhotoEndpoint {
+            served: common::serve(app),
+            seen,
+        }
     }
 }
 
@@ -205,7 +192,7 @@ fn photos_can_be_put_to_a_photo_url_of_the_app() {
     let endpoint = PhotoEndpoint::start();
     let target = format!(
         "  photo: {{ put: \"http://127.0.0.1:{}/api/users/{{id}}/photo\" }}\n",
-        endpoint.port
+        endpoint.served.port
     );
     let cfg = tb.write_config(&photo_source(&tb), &target, "");
 

@@ -290,7 +290,12 @@ impl ScimClient {
         current: &Value,
         changes: &[Change],
     ) -> Result<(), TargetError> {
-        let ops = patch_operations(current, changes);
+        self.send_patch(id, patch_operations(current, changes))
+            .await
+    }
+
+    /// PATCHes a User with these operations (none: no request).
+    async fn send_patch(&self, id: &str, ops: Vec<Value>) -> Result<(), TargetError> {
         if ops.is_empty() {
             return Ok(());
         }
@@ -312,16 +317,7 @@ impl ScimClient {
     ) -> Result<(), TargetError> {
         match &self.cfg.photo {
             PhotoUpload::None => Ok(()),
-            PhotoUpload::Scim => {
-                let ops = photo_operations(current, photo);
-                let url = self.url(&format!("Users/{}", path_segment(id)));
-                let body = json!({ "schemas": [PATCH_OP], "Operations": ops });
-                let reply = self.send(Method::PATCH, url.clone(), Some(&body)).await?;
-                if reply.status.is_success() {
-                    return Ok(());
-                }
-                Err(Self::http_error("PATCH", &url, &reply))
-            }
+            PhotoUpload::Scim => self.send_patch(id, photo_operations(current, photo)).await,
             PhotoUpload::Http { method, url } => {
                 let base = self.cfg.url.as_str().trim_end_matches('/');
                 let text = url

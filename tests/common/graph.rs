@@ -113,18 +113,14 @@ pub struct Fixture {
 pub struct GraphServer {
     pub port: u16,
     state: Arc<Mutex<Fixture>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _served: super::Served,
 }
 
 impl GraphServer {
     /// Starts the server on a free loopback port with `users` in the directory.
     pub fn start(users: Vec<Value>) -> GraphServer {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
         let mut f = Fixture {
-            port,
+            port: 0,
             users: BTreeMap::new(),
             changes: Vec::new(),
             seq: 0,
@@ -153,29 +149,13 @@ impl GraphServer {
             f.put(u);
         }
         let state = Arc::new(Mutex::new(f));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app_state = state.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let app = Router::new().fallback(handle).with_state(app_state);
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = rx.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
+        let app = Router::new().fallback(handle).with_state(state.clone());
+        let served = super::serve(app);
+        state.lock().unwrap().port = served.port;
         GraphServer {
-            port,
+            port: served.port,
             state,
-            stop: Some(tx),
-            thread: Some(thread),
+            _served: served,
         }
     }
 
@@ -259,17 +239,6 @@ impl GraphServer {
             f.photo_not_modified = 0;
             f.log.clear();
         });
-    }
-}
-
-impl Drop for GraphServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -45,6 +45,53 @@ fn testbed_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     out
 }
 
+/// An in-test HTTP server (axum) on a thread of its own: its port, and a handle that stops
+/// it when dropped.
+pub struct Served {
+    pub port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Serves `app` on a free loopback port until the returned handle is dropped.
+pub fn serve(app: axum::Router) -> Served {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+    });
+    Served {
+        port,
+        stop: Some(tx),
+        thread: Some(thread),
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Writes a secret file readable by its owner only, as idsync requires.
 pub fn write_secret(path: &Path, value: &str) {
     use std::os::unix::fs::PermissionsExt;
