@@ -10,7 +10,7 @@ use crate::report::Format;
 #[command(
     name = "idsync",
     version,
-    about = "Keeps an app's accounts (SCIM 2.0) true to your directory (LDAP / AD), safely."
+    about = "Keeps an app's accounts (SCIM 2.0) true to your directory (LDAP / AD / Entra ID), safely."
 )]
 pub struct Cli {
     /// Config file.

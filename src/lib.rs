@@ -1,4 +1,4 @@
-//! idsync: keeps an app's accounts (SCIM 2.0) true to a directory (LDAP / AD), safely.
+//! idsync: keeps an app's accounts (SCIM 2.0) true to a directory (LDAP / AD / Entra ID), safely.
 //!
 //! Data flows one way: `source` reads people, `target` reads accounts, `plan` decides
 //! (pure), `safety` gates, `apply` writes, `journal` remembers, `report` renders.
