@@ -104,40 +104,31 @@ async fn read_source(
         .values()
         .filter_map(|l| Some((l.anchor.clone(), l.photo_hash.clone()?)))
         .collect();
-    match &cfg.source {
+    // What was remembered is needed by an incremental read, and by a forced full read of
+    // Graph photos (their ETags); otherwise by nothing.
+    let wanted = match &cfg.source {
         SourceConfig::Ldap(l) => {
-            let remembered = match l.incremental {
-                crate::config::LdapIncremental::None => None,
-                _ if force_full => None,
-                _ => Some(journal.remembered(&source_key(cfg))?),
-            };
-            let request = ReadRequest {
-                remembered: remembered.as_ref(),
-                force_full,
-                now,
-                photo_hashes: &photo_hashes,
-            };
-            Ok(LdapReader::new(l.clone()).read(&request).await?)
+            l.incremental != crate::config::LdapIncremental::None && !force_full
         }
         SourceConfig::Graph(g) => {
-            // A forced full read still wants what was remembered when it reads photos (their
-            // ETags); otherwise it needs none of it.
-            let wanted =
-                g.incremental == crate::config::Incremental::Delta && (!force_full || g.photo);
-            let remembered = if wanted {
-                Some(journal.remembered(&source_key(cfg))?)
-            } else {
-                None
-            };
-            let request = ReadRequest {
-                remembered: remembered.as_ref(),
-                force_full,
-                now,
-                photo_hashes: &photo_hashes,
-            };
-            Ok(GraphReader::new(g.clone())?.read(&request).await?)
+            g.incremental == crate::config::Incremental::Delta && (!force_full || g.photo)
         }
-    }
+    };
+    let remembered = if wanted {
+        Some(journal.remembered(&source_key(cfg))?)
+    } else {
+        None
+    };
+    let request = ReadRequest {
+        remembered: remembered.as_ref(),
+        force_full,
+        now,
+        photo_hashes: &photo_hashes,
+    };
+    Ok(match &cfg.source {
+        SourceConfig::Ldap(l) => LdapReader::new(l.clone()).read(&request).await?,
+        SourceConfig::Graph(g) => GraphReader::new(g.clone())?.read(&request).await?,
+    })
 }
 
 async fn snapshot<R: AccountReader>(

@@ -205,16 +205,29 @@ impl LdapReader {
             entries.push(contained("entry", || SearchEntry::construct(entry))?);
         }
         let res = stream.finish().await;
+        self.search_done(&res, refs, search.base, true)?;
+        Ok(entries)
+    }
+
+    /// A finished search is complete only if it ended with success and without search
+    /// references (idsync does not chase them): anything else fails the read.
+    pub(super) fn search_done(
+        &self,
+        res: &ldap3::LdapResult,
+        refs: usize,
+        base: &str,
+        paged: bool,
+    ) -> Result<(), SourceError> {
         if res.rc != 0 {
-            return Err(self.result_error(res.rc, &res.text, &res.refs, true));
+            return Err(self.result_error(res.rc, &res.text, &res.refs, paged));
         }
         if refs > 0 {
             return Err(SourceError::Search {
-                base: search.base.to_string(),
+                base: base.to_string(),
                 detail: format!("{refs} search reference(s) point to other servers; idsync does not chase referrals: point source.base_dn at the server holding the entries"),
             });
         }
-        Ok(entries)
+        Ok(())
     }
 
     pub(super) fn user(&self, entry: SearchEntry) -> Result<DirectoryUser, SourceError> {

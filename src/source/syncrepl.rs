@@ -227,15 +227,7 @@ impl LdapReader {
         if res.rc == REFRESH_REQUIRED {
             return Ok(None);
         }
-        if res.rc != 0 {
-            return Err(self.result_error(res.rc, &res.text, &res.refs, false));
-        }
-        if refs > 0 {
-            return Err(SourceError::Search {
-                base: cfg.base_dn.clone(),
-                detail: format!("{refs} search reference(s) point to other servers; idsync does not chase referrals"),
-            });
-        }
+        self.search_done(&res, refs, &cfg.base_dn, false)?;
         let done = res
             .ctrls
             .iter()
