@@ -42,7 +42,7 @@ run() { echo; echo "\$ idsync $*"; "$idsync" --config "$work/idsync.yaml" "$@"; 
 run check --connect
 run plan
 run sync
-echo; echo "== directory changes: Ada promoted, Alan leaves, Grace disabled"
+echo; echo "== directory changes: Ada promoted, Alan leaves, Grace disabled (both leave the research group), Linus joins research"
 ldapmodify -x -H "ldap://127.0.0.1:$ldap_port" -D cn=admin,dc=example,dc=org -w admin-secret >/dev/null <<'LDIF'
 dn: uid=ada,ou=people,dc=example,dc=org
 changetype: modify
@@ -56,6 +56,11 @@ dn: uid=grace,ou=people,dc=example,dc=org
 changetype: modify
 replace: employeeType
 employeeType: disabled
+
+dn: cn=research,ou=groups,dc=example,dc=org
+changetype: modify
+add: member
+member: uid=linus,ou=people,dc=example,dc=org
 LDIF
 run plan --format markdown
 run sync

@@ -11,9 +11,9 @@ use futures::stream::{self, StreamExt};
 use crate::journal::{ActionResult, Journal, JournalError, LinkChange, Status};
 use crate::model::{Account, Anchor, Link, LinkState};
 use crate::photo::Photo;
-use crate::plan::{Action, ActionKind, Change, ACTIVE, PHOTO};
+use crate::plan::{Action, ActionKind, Change, MemberChange, ACTIVE, PHOTO};
 use crate::target::scim::new_resource;
-use crate::target::{AccountWriter, Created, TargetError};
+use crate::target::{AccountWriter, Created, GroupWriter, TargetError};
 
 /// Set (by the daemon, on SIGTERM) to stop starting new actions; the ones in flight finish
 /// and are journaled, the rest stay `planned` for the next run.
@@ -41,8 +41,10 @@ pub struct Outcomes {
     pub fatal: Option<String>,
 }
 
-/// Applies every non-held action of `actions` (already journaled as run `run`).
-pub async fn apply<W: AccountWriter>(
+/// Applies every non-held action of `actions` (already journaled as run `run`): first every
+/// action on accounts, then the group actions, whose new members are looked up in the links
+/// the first phase left (a person created by this run joins its groups in the same run).
+pub async fn apply<W: AccountWriter + GroupWriter>(
     writer: &W,
     journal: &Journal,
     run: i64,
@@ -50,44 +52,42 @@ pub async fn apply<W: AccountWriter>(
     ctx: &Context<'_>,
     progress: &indicatif::ProgressBar,
 ) -> Result<Outcomes, JournalError> {
-    let stop = AtomicBool::new(false);
+    let stop = &AtomicBool::new(false);
     let linked: BTreeSet<&str> = ctx.links.values().map(|l| l.account_id.as_str()).collect();
-    let results: Vec<Result<(Status, Option<String>), JournalError>> = stream::iter(actions.iter().enumerate())
-        .map(|(seq, action)| {
-            let (stop, linked) = (&stop, &linked);
+    let people = actions
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| !a.kind.is_group());
+    let mut results = phase(people, stop, ctx.concurrency, |seq, action| {
+        let linked = &linked;
+        async move {
+            let done = execute(writer, action, ctx, linked).await;
+            progress.inc(1);
+            finish(journal, run, seq, action, done, stop)
+        }
+    })
+    .await;
+    if actions.iter().any(|a| a.kind.is_group()) {
+        let accounts: BTreeMap<Anchor, String> = journal
+            .links()?
+            .into_values()
+            .map(|l| (l.anchor, l.account_id))
+            .collect();
+        let groups = actions
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.kind.is_group());
+        let more = phase(groups, stop, ctx.concurrency, |seq, action| {
+            let accounts = &accounts;
             async move {
-                if action.held.is_some() {
-                    return Ok((Status::Held, None));
-                }
-                if stop.load(Ordering::SeqCst) || STOP_REQUESTED.load(Ordering::SeqCst) {
-                    return Ok((Status::Skipped, None));
-                }
-                let done = execute(writer, action, ctx, linked).await;
+                let done = execute_group(writer, action, accounts).await;
                 progress.inc(1);
-                match done {
-                    Ok((account, link)) => {
-                        let result = ActionResult { status: Status::Applied, account: account.as_deref(), error: None, link: &link };
-                        journal.record_result(run, seq, &result, Utc::now())?;
-                        tracing::info!(kind = %action.kind, user = %action.user_name, "applied");
-                        Ok((Status::Applied, None))
-                    }
-                    Err(e) => {
-                        let text = e.to_string();
-                        let result = ActionResult { status: Status::Failed, account: None, error: Some(&text), link: &LinkChange::None };
-                        journal.record_result(run, seq, &result, Utc::now())?;
-                        tracing::warn!(kind = %action.kind, user = %action.user_name, error = %text, "action failed");
-                        let fatal = e.fatal();
-                        if fatal {
-                            stop.store(true, Ordering::SeqCst);
-                        }
-                        Ok((Status::Failed, fatal.then_some(text)))
-                    }
-                }
+                finish(journal, run, seq, action, done, stop)
             }
         })
-        .buffer_unordered(ctx.concurrency.max(1))
-        .collect()
         .await;
+        results.extend(more);
+    }
     let mut out = Outcomes::default();
     for r in results {
         let (status, fatal) = r?;
@@ -102,6 +102,157 @@ pub async fn apply<W: AccountWriter>(
         }
     }
     Ok(out)
+}
+
+type Done = Result<(Status, Option<String>), JournalError>;
+
+/// Runs `run` on each action with bounded concurrency; held actions stay held, and after a
+/// stop (fatal error or shutdown) the rest are skipped.
+async fn phase<'a, F, Fut>(
+    actions: impl Iterator<Item = (usize, &'a Action)>,
+    stop: &AtomicBool,
+    concurrency: usize,
+    run: F,
+) -> Vec<Done>
+where
+    F: Fn(usize, &'a Action) -> Fut,
+    Fut: std::future::Future<Output = Done>,
+{
+    stream::iter(actions)
+        .map(|(seq, action)| {
+            let go = (action.held.is_none()
+                && !stop.load(Ordering::SeqCst)
+                && !STOP_REQUESTED.load(Ordering::SeqCst))
+            .then(|| run(seq, action));
+            async move {
+                if action.held.is_some() {
+                    return Ok((Status::Held, None));
+                }
+                match go {
+                    // Checked again: a fatal error may have come while this one waited.
+                    Some(f)
+                        if !stop.load(Ordering::SeqCst)
+                            && !STOP_REQUESTED.load(Ordering::SeqCst) =>
+                    {
+                        f.await
+                    }
+                    _ => Ok((Status::Skipped, None)),
+                }
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await
+}
+
+/// Journals one action's result; a fatal error stops the actions not yet started.
+fn finish(
+    journal: &Journal,
+    run: i64,
+    seq: usize,
+    action: &Action,
+    done: Result<(Option<String>, LinkChange), TargetError>,
+    stop: &AtomicBool,
+) -> Done {
+    match done {
+        Ok((account, link)) => {
+            let result = ActionResult {
+                status: Status::Applied,
+                account: account.as_deref(),
+                error: None,
+                link: &link,
+            };
+            journal.record_result(run, seq, &result, Utc::now())?;
+            tracing::info!(kind = %action.kind, user = %action.user_name, "applied");
+            Ok((Status::Applied, None))
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let result = ActionResult {
+                status: Status::Failed,
+                account: None,
+                error: Some(&text),
+                link: &LinkChange::None,
+            };
+            journal.record_result(run, seq, &result, Utc::now())?;
+            tracing::warn!(kind = %action.kind, user = %action.user_name, error = %text, "action failed");
+            let fatal = e.fatal();
+            if fatal {
+                stop.store(true, Ordering::SeqCst);
+            }
+            Ok((Status::Failed, fatal.then_some(text)))
+        }
+    }
+}
+
+/// Applies one group action. Members to add are resolved to the accounts their people have
+/// now; a person whose account could not be made is left out and the action fails (after
+/// applying the rest), so the next run adds them.
+async fn execute_group<W: GroupWriter>(
+    writer: &W,
+    action: &Action,
+    accounts: &BTreeMap<Anchor, String>,
+) -> Result<(Option<String>, LinkChange), TargetError> {
+    let anchor = action.anchor.clone().unwrap_or_else(|| Anchor::new(""));
+    let mut add = Vec::new();
+    let mut added = Vec::new();
+    let mut missing = Vec::new();
+    for m in action.members.iter().filter(|m| m.add) {
+        match m.anchor.as_ref().and_then(|a| accounts.get(a)) {
+            Some(id) => {
+                add.push(id.clone());
+                added.extend(m.anchor.clone());
+            }
+            None => missing.push(m.user_name.as_str()),
+        }
+    }
+    let removals: Vec<&MemberChange> = action.members.iter().filter(|m| !m.add).collect();
+    let remove: Vec<String> = removals
+        .iter()
+        .filter_map(|m| m.account_id.clone())
+        .collect();
+    let removed: Vec<Anchor> = removals.iter().filter_map(|m| m.anchor.clone()).collect();
+    let rename = action
+        .changes
+        .iter()
+        .find(|c| c.field == "displayName")
+        .and_then(|c| c.after.clone());
+    let name = rename.clone().unwrap_or_else(|| action.user_name.clone());
+    let id = match action.kind {
+        ActionKind::GroupCreate => writer.create_group(&name, &add).await?,
+        ActionKind::GroupDelete => {
+            let id = action.account_id.clone().unwrap_or_default();
+            writer.delete_group(&id).await?;
+            return Ok((None, LinkChange::GroupRemove(anchor)));
+        }
+        _ => {
+            let id = action.account_id.clone().unwrap_or_default();
+            writer
+                .update_group(&id, rename.as_deref(), &add, &remove)
+                .await?;
+            id
+        }
+    };
+    if !missing.is_empty() {
+        // What was applied is real: journal it with the failure.
+        return Err(TargetError::Stale {
+            detail: format!(
+                "group {name} ({id}) updated, but {} not added: no account (its create did not apply); the next run adds them",
+                missing.join(", ")
+            ),
+        });
+    }
+    let created = (action.kind == ActionKind::GroupCreate).then(|| id.clone());
+    Ok((
+        created,
+        LinkChange::GroupUpsert {
+            anchor,
+            group_id: id,
+            name,
+            added,
+            removed,
+        },
+    ))
 }
 
 /// The link an applied action leaves: `photo_hash` is what the app now has.
@@ -267,6 +418,13 @@ async fn execute<W: AccountWriter>(
             ))
         }
         (ActionKind::Create | ActionKind::Reinvite, None) => Ok((None, LinkChange::None)),
+        (
+            ActionKind::GroupCreate
+            | ActionKind::GroupAdopt
+            | ActionKind::GroupUpdate
+            | ActionKind::GroupDelete,
+            _,
+        ) => unreachable!("group actions are applied by execute_group"),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod groups;
 pub mod http;
 pub mod journal;
 pub mod mapping;

@@ -291,20 +291,30 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
                     );
                     for a in actions {
                         println!(
-                            "{:>4}  {:<10}  {:<8}  {:<32}  {}",
+                            "{:>4}  {:<12}  {:<8}  {:<32}  {}",
                             a.seq, a.kind, a.status, a.user_name, a.reason
                         );
                         if let (Some(b), Some(af)) = (a.before.as_object(), a.after.as_object()) {
                             for (field, after) in af {
-                                let before = b.get(field).cloned().unwrap_or_default();
+                                let change = idsync::plan::Change {
+                                    field: field.clone(),
+                                    before: b
+                                        .get(field)
+                                        .and_then(|v| v.as_str())
+                                        .map(str::to_string),
+                                    after: after.as_str().map(str::to_string),
+                                };
                                 println!(
-                                    "{:>4}  {:<10}  {:<8}    {field}: {before} -> {after}",
-                                    "", "", ""
+                                    "{:>4}  {:<12}  {:<8}    {}",
+                                    "",
+                                    "",
+                                    "",
+                                    report::change_line(&change)
                                 );
                             }
                         }
                         if let Some(e) = a.error {
-                            println!("{:>4}  {:<10}  {:<8}    error: {e}", "", "", "");
+                            println!("{:>4}  {:<12}  {:<8}    error: {e}", "", "", "");
                         }
                     }
                     for n in notices {

@@ -4,7 +4,7 @@
 //! `Anchor` is opaque). No I/O here.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -143,6 +143,39 @@ pub struct Link {
     /// SHA-256 of the photo last uploaded to the account (`None`: none uploaded).
     #[serde(default)]
     pub photo_hash: Option<String>,
+}
+
+/// One directory group, its members resolved to the people idsync reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectoryGroup {
+    /// The group's immutable id (`entryUUID`, `objectGUID`, Graph `id`).
+    pub anchor: Anchor,
+    /// Where the group lives (DN for LDAP); for messages only.
+    pub locator: String,
+    /// The app group's `displayName`, rendered from the group's `name` template.
+    pub name: String,
+    /// Anchors of the in-scope people who are members (nested groups already flattened
+    /// when configured).
+    pub members: BTreeSet<Anchor>,
+}
+
+/// One SCIM Group in the app, as last read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppGroup {
+    pub id: String,
+    pub display_name: String,
+    /// Member ids (`members[].value`): accounts, or other groups.
+    pub members: BTreeSet<String>,
+}
+
+/// The journal's record that directory group `anchor` owns app group `group_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupLink {
+    pub anchor: Anchor,
+    pub group_id: String,
+    pub name: String,
+    /// The people idsync last put in the group (and has not removed since).
+    pub members: BTreeSet<Anchor>,
 }
 
 #[cfg(test)]

@@ -54,7 +54,7 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
-    fn is_pending(&self, account: &Account) -> bool {
+    pub(crate) fn is_pending(&self, account: &Account) -> bool {
         !account.active
             && self
                 .pending
@@ -127,10 +127,18 @@ pub enum ActionKind {
     Reinvite,
     Suspend,
     Delete,
+    /// A directory group new to the app: POST /Groups with its members.
+    GroupCreate,
+    /// An app group of the same name taken under management (then brought in line).
+    GroupAdopt,
+    /// A managed group renamed and/or its members added or removed.
+    GroupUpdate,
+    /// A managed group gone upstream, deleted (`groups.vanished: delete`).
+    GroupDelete,
 }
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 7] = [
+    pub const ALL: [ActionKind; 11] = [
         ActionKind::Create,
         ActionKind::Adopt,
         ActionKind::Update,
@@ -138,6 +146,10 @@ impl ActionKind {
         ActionKind::Reinvite,
         ActionKind::Suspend,
         ActionKind::Delete,
+        ActionKind::GroupCreate,
+        ActionKind::GroupAdopt,
+        ActionKind::GroupUpdate,
+        ActionKind::GroupDelete,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -148,6 +160,10 @@ impl ActionKind {
             ActionKind::Reinvite => "reinvite",
             ActionKind::Suspend => "suspend",
             ActionKind::Delete => "delete",
+            ActionKind::GroupCreate => "group-create",
+            ActionKind::GroupAdopt => "group-adopt",
+            ActionKind::GroupUpdate => "group-update",
+            ActionKind::GroupDelete => "group-delete",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -156,6 +172,16 @@ impl ActionKind {
     /// Suspensions and deletions: what `max_deprovisions` counts.
     pub fn is_deprovision(self) -> bool {
         matches!(self, ActionKind::Suspend | ActionKind::Delete)
+    }
+    /// Actions on app groups (applied after every action on accounts).
+    pub fn is_group(self) -> bool {
+        matches!(
+            self,
+            ActionKind::GroupCreate
+                | ActionKind::GroupAdopt
+                | ActionKind::GroupUpdate
+                | ActionKind::GroupDelete
+        )
     }
 }
 
@@ -170,6 +196,25 @@ pub const ACTIVE: &str = "active";
 
 /// The pseudo-field of a photo change: before -> after are SHA-256 prefixes, never bytes.
 pub const PHOTO: &str = "photo";
+
+/// The pseudo-field of a group's membership change: before -> after name only the members
+/// that change (removed ones before, added ones after), as userNames.
+pub const MEMBERS: &str = "members";
+
+/// One member added to or removed from an app group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberChange {
+    pub add: bool,
+    pub user_name: String,
+    /// The person (`None`: an account linked to nobody any more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<Anchor>,
+    /// The account removed, or (adds) the person's account when the plan was made; apply
+    /// looks an added person's account up again, as a create in the same run makes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    pub why: String,
+}
 
 /// One field's before -> after. `None` = absent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,6 +241,9 @@ pub struct Action {
     /// Why a safety gate or approval rule holds this action back, if it does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
+    /// A group action's member changes (the `members` change says the same for people).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberChange>,
 }
 
 /// Something reported, not acted on (protected, conflicts, unreadable data, ...).
@@ -416,6 +464,7 @@ impl<'a> Planner<'a> {
             changes,
             reason,
             held: None,
+            members: Vec::new(),
         };
         if user.disabled {
             if account.active {
@@ -582,6 +631,7 @@ impl<'a> Planner<'a> {
                 changes,
                 reason,
                 held: None,
+                members: Vec::new(),
             });
             return;
         }
@@ -604,6 +654,7 @@ impl<'a> Planner<'a> {
             changes,
             reason: format!("{prefix}new in the directory"),
             held: None,
+            members: Vec::new(),
         });
     }
 
@@ -635,6 +686,7 @@ impl<'a> Planner<'a> {
             changes,
             reason,
             held: None,
+            members: Vec::new(),
         };
         if account.active {
             let seen = link
@@ -689,6 +741,7 @@ impl<'a> Planner<'a> {
                     changes,
                     reason: "unmanaged: no directory user owns or matches this account (unmanaged: suspend)".into(),
                     held: None,
+                    members: Vec::new(),
                 });
             }
             Unmanaged::Suspend => {}

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::plan::{Change, Plan};
+use crate::plan::{Change, Plan, MEMBERS};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -43,7 +43,19 @@ fn value(v: &Option<String>) -> String {
     }
 }
 
-fn change_line(c: &Change) -> String {
+/// `field: "before" -> "after"`; a membership change as `members: +alice -bob`.
+pub fn change_line(c: &Change) -> String {
+    if c.field == MEMBERS {
+        // `members: +alice +dave -bob`
+        let side = |v: &Option<String>, sign: char| -> Vec<String> {
+            v.as_deref()
+                .map(|s| s.split(", ").map(|n| format!("{sign}{n}")).collect())
+                .unwrap_or_default()
+        };
+        let mut parts = side(&c.after, '+');
+        parts.extend(side(&c.before, '-'));
+        return format!("{}: {}", c.field, parts.join(" "));
+    }
     format!("{}: {} -> {}", c.field, value(&c.before), value(&c.after))
 }
 
@@ -70,20 +82,20 @@ fn table(plan: &Plan) -> String {
             .max()
             .unwrap_or(4)
             .clamp(4, 48);
-        let _ = writeln!(out, "\n{:<10}  {:<width$}  REASON", "ACTION", "USER");
+        let _ = writeln!(out, "\n{:<12}  {:<width$}  REASON", "ACTION", "USER");
         for a in &plan.actions {
             let _ = writeln!(
                 out,
-                "{:<10}  {:<width$}  {}",
+                "{:<12}  {:<width$}  {}",
                 a.kind.as_str(),
                 a.user_name,
                 a.reason
             );
             if let Some(h) = &a.held {
-                let _ = writeln!(out, "{:<10}  {:<width$}  HELD: {h}", "", "");
+                let _ = writeln!(out, "{:<12}  {:<width$}  HELD: {h}", "", "");
             }
             for c in &a.changes {
-                let _ = writeln!(out, "{:<10}  {:<width$}    {}", "", "", change_line(c));
+                let _ = writeln!(out, "{:<12}  {:<width$}    {}", "", "", change_line(c));
             }
         }
     }

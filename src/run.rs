@@ -8,16 +8,18 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::apply::{self, Outcomes};
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, GroupsConfig, SourceConfig};
 use crate::journal::{Journal, JournalError, Mode, Outcome};
-use crate::model::{Account, Anchor, DirectoryUser, Link, UserName};
+use crate::model::{
+    Account, Anchor, AppGroup, DirectoryGroup, DirectoryUser, GroupLink, Link, UserName,
+};
 use crate::plan::{self, Plan};
 use crate::safety::{self, ReadRefused};
 use crate::source::graph::GraphReader;
 use crate::source::ldap::LdapReader;
 use crate::source::{DirectoryReader, Read, ReadKind, ReadRequest, Remember, SourceError};
 use crate::target::scim::ScimClient;
-use crate::target::{AccountReader, TargetError};
+use crate::target::{AccountReader, GroupWriter, TargetError};
 
 /// Why a run did not complete. Each is journaled with the run before it is returned.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +88,44 @@ struct Snapshot {
     remember: Option<Remember>,
     /// How long the directory read took (the app's read not included).
     source_ms: u64,
+    /// Both sides' groups, when group sync is configured.
+    groups: Option<Groups>,
+}
+
+/// What group sync plans from.
+struct Groups {
+    directory: Vec<DirectoryGroup>,
+    app: Vec<AppGroup>,
+    links: BTreeMap<Anchor, GroupLink>,
+}
+
+/// The configured directory groups, members resolved to the people just read.
+async fn read_groups(
+    cfg: &Config,
+    groups: &GroupsConfig,
+    users: &[DirectoryUser],
+) -> Result<Vec<DirectoryGroup>, RunError> {
+    Ok(match &cfg.source {
+        SourceConfig::Ldap(l) => {
+            LdapReader::new(l.clone())
+                .read_groups(groups, users)
+                .await?
+        }
+        SourceConfig::Graph(g) => {
+            GraphReader::new(g.clone())?
+                .read_groups(groups, users)
+                .await?
+        }
+    })
+}
+
+/// The app client, with the group PATCH size configured.
+fn client(cfg: &Config) -> Result<ScimClient, TargetError> {
+    let c = ScimClient::new(cfg.target.clone())?;
+    Ok(match &cfg.groups {
+        Some(g) => c.with_group_batch(g.batch),
+        None => c,
+    })
 }
 
 /// The journal's key for what an incremental source remembers.
@@ -131,7 +171,7 @@ async fn read_source(
     })
 }
 
-async fn snapshot<R: AccountReader>(
+async fn snapshot<R: AccountReader + GroupWriter>(
     cfg: &Config,
     journal: &Journal,
     reader: &R,
@@ -166,6 +206,25 @@ async fn snapshot<R: AccountReader>(
         ms = started.elapsed().as_millis() as u64,
         "app accounts read"
     );
+    let groups = match &cfg.groups {
+        None => None,
+        Some(g) => {
+            let spin = crate::progress::spinner("reading groups");
+            let directory = read_groups(cfg, g, &users).await;
+            let app = match &directory {
+                Ok(_) => reader.list_groups().await.map_err(RunError::from),
+                Err(_) => Ok(Vec::new()),
+            };
+            spin.finish_and_clear();
+            let (directory, app) = (directory?, app?);
+            tracing::info!(directory = directory.len(), app = app.len(), "groups read");
+            Some(Groups {
+                directory,
+                app,
+                links: journal.group_links()?,
+            })
+        }
+    };
     Ok(Snapshot {
         users,
         accounts,
@@ -173,6 +232,7 @@ async fn snapshot<R: AccountReader>(
         read_kind,
         remember,
         source_ms,
+        groups,
     })
 }
 
@@ -185,10 +245,31 @@ fn make_plan(cfg: &Config, snap: &Snapshot, only_user: Option<&str>, now: DateTi
         now,
     });
     safety::gate(&mut plan, &cfg.safety);
+    if let (Some(groups), Some(gcfg)) = (&snap.groups, &cfg.groups) {
+        let mut g = crate::groups::plan(&crate::groups::Inputs {
+            groups: &groups.directory,
+            app_groups: &groups.app,
+            group_links: &groups.links,
+            users: &snap.users,
+            accounts: &snap.accounts,
+            links: &snap.links,
+            people: &plan,
+            policy: &cfg.policy,
+            groups_policy: &gcfg.policy,
+        });
+        safety::gate_groups(&mut g.actions, &g.managed, &cfg.safety);
+        plan.actions.extend(g.actions);
+        plan.notices.extend(g.notices);
+    }
     if let Some(name) = only_user {
         let wanted = UserName::new(name);
-        plan.actions
-            .retain(|a| UserName::new(a.user_name.as_str()) == wanted);
+        for a in plan.actions.iter_mut().filter(|a| a.kind.is_group()) {
+            only_member(a, &wanted);
+        }
+        plan.actions.retain(|a| {
+            UserName::new(a.user_name.as_str()) == wanted
+                || (a.kind.is_group() && !a.members.is_empty())
+        });
         plan.notices.retain(|n| {
             n.user_name
                 .as_deref()
@@ -196,6 +277,33 @@ fn make_plan(cfg: &Config, snap: &Snapshot, only_user: Option<&str>, now: DateTi
         });
     }
     plan
+}
+
+/// `sync --user`: a group action cut down to that person's membership changes (a group
+/// that does not exist yet is created by a full run, not for one person).
+fn only_member(a: &mut crate::plan::Action, wanted: &UserName) {
+    if a.kind == crate::plan::ActionKind::GroupCreate
+        || a.kind == crate::plan::ActionKind::GroupDelete
+    {
+        a.members.clear();
+        return;
+    }
+    a.members
+        .retain(|m| UserName::new(m.user_name.as_str()) == *wanted);
+    a.changes.retain(|c| c.field != "displayName");
+    for c in a.changes.iter_mut().filter(|c| c.field == plan::MEMBERS) {
+        let side = |add: bool| {
+            a.members
+                .iter()
+                .filter(|m| m.add == add)
+                .map(|m| m.user_name.clone())
+                .reduce(|x, y| format!("{x}, {y}"))
+        };
+        c.before = side(false);
+        c.after = side(true);
+    }
+    a.changes
+        .retain(|c| c.field != plan::MEMBERS || c.before.is_some() || c.after.is_some());
 }
 
 fn counts(plan: &Plan, outcomes: Option<&Outcomes>) -> serde_json::Value {
@@ -359,7 +467,7 @@ async fn dry_run_inner(
     full: bool,
     now: DateTime<Utc>,
 ) -> Result<RunSummary, RunError> {
-    let reader = ScimClient::new(cfg.target.clone()).map_err(|e| fail(journal, run, e.into()))?;
+    let reader = client(cfg).map_err(|e| fail(journal, run, e.into()))?;
     let snap = snapshot(cfg, journal, &reader, full, now)
         .await
         .map_err(|e| fail(journal, run, e))?;
@@ -418,7 +526,7 @@ async fn sync_inner(
     now: DateTime<Utc>,
 ) -> Result<RunSummary, RunError> {
     let only_user = opts.only_user;
-    let client = ScimClient::new(cfg.target.clone()).map_err(|e| fail(journal, run, e.into()))?;
+    let client = client(cfg).map_err(|e| fail(journal, run, e.into()))?;
     let read_started = std::time::Instant::now();
     let mut snap = snapshot(cfg, journal, &client, opts.full, now)
         .await
@@ -520,17 +628,26 @@ pub async fn probe(cfg: &Config) -> Result<String, RunError> {
                 photo_hashes: &BTreeMap::new(),
             };
             let users = LdapReader::new(l.clone()).read(&request).await?.users;
-            format!(
+            let mut text = format!(
                 "directory: {} people in scope ({} disabled)",
                 users.len(),
                 users.iter().filter(|u| u.disabled).count()
-            )
+            );
+            if let Some(g) = &cfg.groups {
+                let groups = read_groups(cfg, g, &users).await?;
+                text.push_str(&format!(", {} groups", groups.len()));
+            }
+            text
         }
         SourceConfig::Graph(g) => GraphReader::new(g.clone())?.probe().await?,
     };
-    let client = ScimClient::new(cfg.target.clone())?;
+    let client = client(cfg)?;
     let accounts = client.list_accounts().await?;
-    Ok(format!("{directory}; app: {} accounts", accounts.len()))
+    let mut text = format!("{directory}; app: {} accounts", accounts.len());
+    if cfg.groups.is_some() {
+        text.push_str(&format!(", {} groups", client.list_groups().await?.len()));
+    }
+    Ok(text)
 }
 
 /// Which held actions an `approve`/`reject` names: `RUN` (all of that run's) or `RUN:SEQ`.
@@ -624,7 +741,7 @@ async fn approve_inner(
     rows: Vec<crate::journal::ActionRow>,
     now: DateTime<Utc>,
 ) -> Result<Decision, RunError> {
-    let client = ScimClient::new(cfg.target.clone()).map_err(|e| fail(journal, run, e.into()))?;
+    let client = client(cfg).map_err(|e| fail(journal, run, e.into()))?;
     let snap = snapshot(cfg, journal, &client, false, now)
         .await
         .map_err(|e| fail(journal, run, e))?;
@@ -751,7 +868,7 @@ async fn apply_saved_inner(
     saved: SavedPlan,
     now: DateTime<Utc>,
 ) -> Result<Applied, RunError> {
-    let client = ScimClient::new(cfg.target.clone()).map_err(|e| fail(journal, run, e.into()))?;
+    let client = client(cfg).map_err(|e| fail(journal, run, e.into()))?;
     let snap = snapshot(cfg, journal, &client, false, now)
         .await
         .map_err(|e| fail(journal, run, e))?;

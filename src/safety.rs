@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::plan::{ActionKind, Plan};
+use crate::plan::{Action, ActionKind, Plan};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum DeprovisionLimit {
@@ -46,6 +46,9 @@ pub struct SafetyConfig {
     pub min_source_users: u64,
     pub min_source_ratio: Option<f64>,
     pub max_deprovisions: Option<DeprovisionLimit>,
+    /// Caps member removals from synced groups per run (percent: of the memberships idsync
+    /// manages in them).
+    pub max_member_removals: Option<DeprovisionLimit>,
     pub approvals: BTreeMap<ActionKind, Approval>,
 }
 
@@ -55,6 +58,7 @@ impl Default for SafetyConfig {
             min_source_users: 1,
             min_source_ratio: Some(0.5),
             max_deprovisions: None,
+            max_member_removals: None,
             approvals: BTreeMap::new(),
         }
     }
@@ -123,17 +127,66 @@ pub fn gate(plan: &mut Plan, cfg: &SafetyConfig) {
             }
         }
     }
-    for a in plan.actions.iter_mut() {
+    hold_manual(&mut plan.actions, cfg);
+}
+
+/// Holds every action whose kind needs manual approval.
+fn hold_manual(actions: &mut [Action], cfg: &SafetyConfig) {
+    for a in actions.iter_mut() {
         if a.held.is_none() && cfg.approvals.get(&a.kind) == Some(&Approval::Manual) {
             a.held = Some(format!("approvals.{}: manual", a.kind));
         }
     }
 }
 
+/// The group actions' gates. A group action that would remove every member idsync manages
+/// from a group with at least two is held (a directory read that lost a group's members, or
+/// the group itself, looks exactly like that); member removals above `max_member_removals`
+/// hold every group action that removes someone; manual approval rules apply as for people.
+/// `managed` is each group's count of managed members before the run.
+pub fn gate_groups(
+    actions: &mut [Action],
+    managed: &BTreeMap<crate::model::Anchor, usize>,
+    cfg: &SafetyConfig,
+) {
+    let removals = |a: &Action| a.members.iter().filter(|m| !m.add).count();
+    for a in actions.iter_mut() {
+        let (out, before) = (
+            removals(a),
+            a.anchor
+                .as_ref()
+                .and_then(|g| managed.get(g))
+                .copied()
+                .unwrap_or(0),
+        );
+        let adds = a.members.iter().any(|m| m.add);
+        if before >= 2 && out >= before && !adds {
+            a.held = Some(format!(
+                "would remove all {before} members idsync manages in group `{}`: a directory read that lost the group or its members looks the same; if it is real, approve with `idsync approve`",
+                a.user_name
+            ));
+        }
+    }
+    if let Some(limit) = cfg.max_member_removals {
+        let total: usize = managed.values().sum();
+        let planned: usize = actions.iter().map(removals).sum();
+        let allowed = limit.allowed(total);
+        if planned as u64 > allowed {
+            let why = format!(
+                "{planned} group member removals exceed max_member_removals {limit} (at most {allowed} of {total} managed memberships); approve with `idsync approve`"
+            );
+            for a in actions.iter_mut().filter(|a| removals(a) > 0) {
+                a.held.get_or_insert_with(|| why.clone());
+            }
+        }
+    }
+    hold_manual(actions, cfg);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Action, PlanStats};
+    use crate::plan::PlanStats;
 
     fn action(kind: ActionKind) -> Action {
         Action {
@@ -145,6 +198,7 @@ mod tests {
             changes: vec![],
             reason: String::new(),
             held: None,
+            members: Vec::new(),
         }
     }
 

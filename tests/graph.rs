@@ -461,3 +461,65 @@ fn a_full_read_runs_every_full_every_as_a_backstop() {
     tb.ok(&cfg, &["sync"]);
     assert_eq!(tb.last_read(&cfg), "incremental read: 0 changed, 0 removed");
 }
+
+#[test]
+fn graph_groups_with_paged_members_and_a_nested_group_reach_the_app() {
+    let g = GraphServer::start((0..6).map(graph::user).collect());
+    g.with(|f| f.page_size = 2); // members come two to a page
+    g.set_group(
+        "aaaa0001-0000-4000-8000-000000000001",
+        "Sales",
+        &[
+            (&id(0), false),
+            (&id(1), false),
+            (&id(2), false),
+            ("aaaa0002-0000-4000-8000-000000000002", true),
+            ("ffffffff-0000-4000-8000-00000000dead", false), // not a person idsync reads
+        ],
+    );
+    g.set_group(
+        "aaaa0002-0000-4000-8000-000000000002",
+        "Sales EMEA",
+        &[(&id(3), false)],
+    );
+    let tb = Testbed::start_app_only();
+    let cfg = config(&tb, &g, "");
+    let text = std::fs::read_to_string(&cfg).unwrap() + "groups:\n  nested: true\n";
+    std::fs::write(&cfg, text).unwrap();
+    tb.ok(&cfg, &["sync"]);
+    let sales = tb.scim_group("Sales").unwrap();
+    assert_eq!(
+        tb.member_names(&sales),
+        vec![upn(0), upn(1), upn(2), upn(3)],
+        "nested EMEA flattened in; the stranger left out"
+    );
+    assert_eq!(
+        tb.member_names(&tb.scim_group("Sales EMEA").unwrap()),
+        vec![upn(3)]
+    );
+    let log = g.with(|f| f.log.clone());
+    assert!(
+        log.iter()
+            .filter(|l| l.contains("/members?$skiptoken"))
+            .count()
+            >= 2,
+        "member lists are paged: {log:?}"
+    );
+    // Someone leaves Sales upstream; someone else is disabled.
+    g.set_group(
+        "aaaa0001-0000-4000-8000-000000000001",
+        "Sales",
+        &[
+            (&id(0), false),
+            (&id(2), false),
+            ("aaaa0002-0000-4000-8000-000000000002", true),
+        ],
+    );
+    g.update(&id(2), serde_json::json!({"accountEnabled": false}));
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        tb.member_names(&tb.scim_group("Sales").unwrap()),
+        vec![upn(0), upn(3)]
+    );
+    assert!(tb.ok(&cfg, &["sync"]).contains("no changes"));
+}

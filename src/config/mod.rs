@@ -7,7 +7,7 @@
 
 mod raw;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -189,6 +189,33 @@ pub enum PhotoUpload {
     None,
 }
 
+/// `groups:`: group sync, when configured.
+#[derive(Clone, Debug)]
+pub struct GroupsConfig {
+    /// LDAP: where groups live (`None` for Graph).
+    pub base_dn: Option<String>,
+    /// LDAP: the groups' filter; Graph: an optional `$filter` on `/groups`.
+    pub filter: Option<String>,
+    pub one_level: bool,
+    /// Only groups with these names (lower-cased), if given.
+    pub only: Option<BTreeSet<String>>,
+    /// The app group's `displayName`.
+    pub name: Template,
+    /// LDAP: the group's anchor attribute.
+    pub anchor: String,
+    /// Flatten nested groups into their parents.
+    pub nested: bool,
+    /// LDAP `posixGroup`: the people attribute `memberUid` values name (lower-cased).
+    pub member_uid: String,
+    pub policy: crate::groups::GroupPolicy,
+    /// Members added or removed per PATCH request.
+    pub batch: usize,
+}
+
+/// The default filter of LDAP groups: the three standard group classes.
+pub const LDAP_GROUP_FILTER: &str =
+    "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup)(objectClass=group))";
+
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -199,6 +226,8 @@ pub struct Config {
     pub target: ScimConfig,
     pub policy: Policy,
     pub safety: SafetyConfig,
+    /// Group sync, if configured.
+    pub groups: Option<GroupsConfig>,
     /// Where the daemon serves `/metrics` and `/healthz`, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Not errors, but worth an operator's attention (`idsync check` prints them).
@@ -316,7 +345,12 @@ impl Resolver<'_> {
                 None
             }
         });
+        let groups = raw.groups.and_then(|g| self.groups(g, &source));
         let (mut source, target, mapping, match_rule) = (source?, target?, mapping?, match_rule?);
+        if let (SourceConfig::Ldap(ldap), Some(g)) = (&mut source, &groups) {
+            // posixGroup members are named by this attribute of the people.
+            ldap.attributes.push(g.member_uid.clone());
+        }
         match &mut source {
             SourceConfig::Ldap(ldap) => {
                 ldap.attributes
@@ -347,8 +381,129 @@ impl Resolver<'_> {
                 protected,
             },
             safety,
+            groups,
             metrics_listen,
             warnings: Vec::new(),
+        })
+    }
+
+    fn groups(&mut self, g: raw::RawGroups, source: &Option<SourceConfig>) -> Option<GroupsConfig> {
+        let ldap = match source {
+            Some(SourceConfig::Ldap(l)) => Some(l),
+            Some(SourceConfig::Graph(_)) => None,
+            None => return None,
+        };
+        let base_dn = match (ldap, g.base_dn) {
+            (Some(_), Some(b)) if !b.trim().is_empty() => Some(b.trim().to_string()),
+            (Some(_), _) => {
+                self.problem(
+                    "groups.base_dn",
+                    "required with an LDAP source: where the groups live, e.g. ou=groups,dc=example,dc=org",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                self.problem(
+                    "groups.base_dn",
+                    "only for LDAP sources; Graph reads /groups",
+                );
+                None
+            }
+            (None, None) => None,
+        };
+        let filter = match (ldap, g.filter) {
+            (Some(_), f) => {
+                let f = f.unwrap_or_else(|| LDAP_GROUP_FILTER.to_string());
+                if !(f.starts_with('(') && f.ends_with(')')) {
+                    self.problem(
+                        "groups.filter",
+                        format!("`{f}` must be a parenthesised LDAP filter such as (objectClass=groupOfNames)"),
+                    );
+                }
+                Some(f)
+            }
+            (None, f) => f,
+        };
+        let one_level = match g.scope.as_deref() {
+            None | Some("sub") => false,
+            Some("one") => true,
+            Some(s) => {
+                self.problem(
+                    "groups.scope",
+                    format!("`{s}`: use `sub` (the default) or `one`"),
+                );
+                false
+            }
+        };
+        let default_name = if ldap.is_some() {
+            "{cn}"
+        } else {
+            "{displayName}"
+        };
+        let name_text = g.name.unwrap_or_else(|| default_name.to_string());
+        let name = match Template::parse(&name_text) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.problem("groups.name", e.to_string());
+                None
+            }
+        };
+        let anchor = match (ldap, g.anchor) {
+            (Some(l), a) => a.unwrap_or_else(|| l.anchor.clone()),
+            (None, Some(_)) => {
+                self.problem(
+                    "groups.anchor",
+                    "only for LDAP sources; Graph groups are anchored by their id",
+                );
+                String::new()
+            }
+            (None, None) => "id".to_string(),
+        };
+        if ldap.is_none() && g.member_uid.is_some() {
+            self.problem(
+                "groups.member_uid",
+                "only for LDAP posixGroup; remove it for Graph",
+            );
+        }
+        let vanished = match g.vanished.as_deref() {
+            None | Some("leave") => crate::groups::Vanished::Leave,
+            Some("delete") => crate::groups::Vanished::Delete,
+            Some(o) => {
+                self.problem(
+                    "groups.vanished",
+                    format!("`{o}`: use `leave` (keep the app group, report it) or `delete`"),
+                );
+                crate::groups::Vanished::Leave
+            }
+        };
+        let batch = g.batch.unwrap_or(100);
+        if !(1..=1000).contains(&batch) {
+            self.problem(
+                "groups.batch",
+                "members per PATCH request: between 1 and 1000 (default 100)",
+            );
+        }
+        let only = g.only.map(|names| {
+            if names.is_empty() {
+                self.problem("groups.only", "an empty list selects no group; remove `only` to sync every group the filter finds");
+            }
+            names.iter().map(|n| n.trim().to_lowercase()).collect()
+        });
+        Some(GroupsConfig {
+            base_dn,
+            filter,
+            one_level,
+            only,
+            name: name?,
+            anchor,
+            nested: g.nested.unwrap_or(false),
+            member_uid: g
+                .member_uid
+                .unwrap_or_else(|| "uid".to_string())
+                .trim()
+                .to_ascii_lowercase(),
+            policy: crate::groups::GroupPolicy { vanished },
+            batch,
         })
     }
 
@@ -1125,20 +1280,17 @@ impl Resolver<'_> {
             }
             out.min_source_ratio = Some(r);
         }
+        if let Some(v) = raw.max_member_removals {
+            match limit_value(&v) {
+                Some(l) => out.max_member_removals = Some(l),
+                None => self.problem(
+                    "safety.max_member_removals",
+                    "write a count such as 50 or a share of the memberships idsync manages such as \"10%\"",
+                ),
+            }
+        }
         if let Some(v) = raw.max_deprovisions {
-            let limit = match &v {
-                serde_yaml::Value::Number(n) => n.as_u64().map(DeprovisionLimit::Count),
-                serde_yaml::Value::String(s) => match s.trim().strip_suffix('%') {
-                    Some(p) => p
-                        .trim()
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|p| (0.0..=100.0).contains(p))
-                        .map(DeprovisionLimit::Percent),
-                    None => s.trim().parse::<u64>().ok().map(DeprovisionLimit::Count),
-                },
-                _ => None,
-            };
+            let limit = limit_value(&v);
             match limit {
                 Some(l) => out.max_deprovisions = Some(l),
                 None => self.problem(
@@ -1168,6 +1320,23 @@ impl Resolver<'_> {
             }
         }
         out
+    }
+}
+
+/// A cap written as a count (`25`) or a share (`"5%"`).
+fn limit_value(v: &serde_yaml::Value) -> Option<DeprovisionLimit> {
+    match v {
+        serde_yaml::Value::Number(n) => n.as_u64().map(DeprovisionLimit::Count),
+        serde_yaml::Value::String(s) => match s.trim().strip_suffix('%') {
+            Some(p) => p
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..=100.0).contains(p))
+                .map(DeprovisionLimit::Percent),
+            None => s.trim().parse::<u64>().ok().map(DeprovisionLimit::Count),
+        },
+        _ => None,
     }
 }
 

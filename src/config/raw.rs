@@ -24,6 +24,23 @@ pub struct RawConfig {
     #[serde(default)]
     pub approvals: BTreeMap<String, String>,
     pub metrics: Option<RawMetrics>,
+    pub groups: Option<RawGroups>,
+}
+
+/// `groups:`: which directory groups become app groups, and how.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroups {
+    pub base_dn: Option<String>,
+    pub filter: Option<String>,
+    pub scope: Option<String>,
+    pub only: Option<Vec<String>>,
+    pub name: Option<String>,
+    pub anchor: Option<String>,
+    pub nested: Option<bool>,
+    pub member_uid: Option<String>,
+    pub vanished: Option<String>,
+    pub batch: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,4 +175,5 @@ pub struct RawSafety {
     pub min_source_users: Option<u64>,
     pub min_source_ratio: Option<f64>,
     pub max_deprovisions: Option<serde_yaml::Value>,
+    pub max_member_removals: Option<serde_yaml::Value>,
 }

@@ -336,3 +336,68 @@ fn syncrepl_needs_entry_uuid_and_usn_needs_object_guid() {
     };
     assert_eq!(l.incremental, LdapIncremental::Usn);
 }
+
+#[test]
+fn groups_resolve_with_defaults_and_ask_the_people_for_member_uid() {
+    let c = parse_text(&format!(
+        "{BASE}groups: {{ base_dn: \"ou=groups,dc=example,dc=org\", only: [Eng] }}\nsafety: {{ max_member_removals: \"10%\" }}\n"
+    ))
+    .unwrap();
+    let g = c.groups.as_ref().unwrap();
+    assert_eq!(g.filter.as_deref(), Some(LDAP_GROUP_FILTER));
+    assert_eq!(g.anchor, "entryUUID");
+    assert_eq!(g.batch, 100);
+    assert_eq!(g.policy.vanished, crate::groups::Vanished::Leave);
+    assert!(g.only.as_ref().unwrap().contains("eng"));
+    assert_eq!(
+        c.safety.max_member_removals,
+        Some(DeprovisionLimit::Percent(10.0))
+    );
+    let SourceConfig::Ldap(l) = &c.source else {
+        panic!("an ldap source")
+    };
+    assert!(l.attributes.contains(&"uid".to_string()));
+}
+
+#[test]
+fn broken_groups_name_each_key() {
+    let p = problems(&format!(
+        "{BASE}groups: {{ filter: \"objectClass=group\", vanished: purge, batch: 0, name: \"{{cn\", scope: deep, only: [] }}\nsafety: {{ max_member_removals: lots }}\n"
+    ));
+    for key in [
+        "groups.base_dn",
+        "groups.filter",
+        "groups.vanished",
+        "groups.batch",
+        "groups.name",
+        "groups.scope",
+        "groups.only",
+        "safety.max_member_removals",
+    ] {
+        assert!(p.iter().any(|m| m.starts_with(key)), "{key} in {p:?}");
+    }
+    let p = problems(&format!("{BASE}groups: {{ base_dn: x, members: all }}\n"));
+    assert!(p[0].contains("unknown field `members`"), "{p:?}");
+}
+
+#[test]
+fn graph_groups_refuse_ldap_only_keys() {
+    let text = format!(
+        "{}groups: {{ base_dn: ou=x, anchor: objectGUID, member_uid: uid, filter: \"securityEnabled eq true\" }}\n",
+        GRAPH
+    );
+    let Err(ConfigError::Invalid { problems, .. }) = parse_graph(&text) else {
+        panic!("invalid")
+    };
+    let p: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    for key in ["groups.base_dn", "groups.anchor", "groups.member_uid"] {
+        assert!(p.iter().any(|m| m.starts_with(key)), "{key} in {p:?}");
+    }
+    let ok = parse_graph(&format!(
+        "{GRAPH}groups: {{ filter: \"securityEnabled eq true\" }}\n"
+    ))
+    .unwrap();
+    let g = ok.groups.unwrap();
+    assert_eq!(g.filter.as_deref(), Some("securityEnabled eq true"));
+    assert_eq!(g.name.attributes().collect::<Vec<_>>(), vec!["displayname"]);
+}

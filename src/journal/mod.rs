@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::model::{Anchor, DirectoryUser, Link, LinkState};
+use crate::model::{Anchor, DirectoryUser, GroupLink, Link, LinkState};
 use crate::plan::{Action, Change, Notice};
 use crate::source::{CacheChange, Remember, Remembered};
 
@@ -106,6 +106,16 @@ pub enum LinkChange {
     None,
     Upsert(Link),
     Remove(Anchor),
+    /// A group action: the group's link, and the members idsync added and removed.
+    GroupUpsert {
+        anchor: Anchor,
+        group_id: String,
+        name: String,
+        added: Vec<Anchor>,
+        removed: Vec<Anchor>,
+    },
+    /// A managed group was deleted.
+    GroupRemove(Anchor),
 }
 
 /// How one action ended, as `record_result` stores it.
@@ -480,6 +490,12 @@ impl Journal {
                 LinkChange::Remove(anchor) => {
                     tx.execute("DELETE FROM links WHERE anchor = ?1", params![anchor.as_str()])?;
                 }
+                LinkChange::GroupUpsert { anchor, group_id, name, added, removed } => {
+                    upsert_group_link(&tx, anchor, group_id, name, added, removed, now)?;
+                }
+                LinkChange::GroupRemove(anchor) => {
+                    tx.execute("DELETE FROM group_links WHERE anchor = ?1", params![anchor.as_str()])?;
+                }
             }
             tx.commit()
         })
@@ -527,6 +543,44 @@ impl Journal {
             );
         }
         Ok(out)
+    }
+
+    /// Every group link, with the members idsync put in the group.
+    pub fn group_links(&self) -> Result<BTreeMap<Anchor, GroupLink>, JournalError> {
+        self.with(|c| {
+            let mut out: BTreeMap<Anchor, GroupLink> = BTreeMap::new();
+            let mut stmt = c.prepare("SELECT anchor, group_id, name FROM group_links")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (anchor, group_id, name) = row?;
+                let anchor = Anchor::new(anchor);
+                out.insert(
+                    anchor.clone(),
+                    GroupLink {
+                        anchor,
+                        group_id,
+                        name,
+                        members: Default::default(),
+                    },
+                );
+            }
+            let mut stmt = c.prepare("SELECT group_anchor, person FROM group_members")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (group, person) = row?;
+                if let Some(g) = out.get_mut(&Anchor::new(group)) {
+                    g.members.insert(Anchor::new(person));
+                }
+            }
+            Ok(out)
+        })
     }
 
     /// Marks anchors as seen upstream at `now` (one transaction).
@@ -714,6 +768,39 @@ fn save_source(
          ON CONFLICT(source) DO UPDATE SET value = excluded.value, updated = excluded.updated",
         params![source, r.cursor, ts(now)],
     )?;
+    Ok(())
+}
+
+fn upsert_group_link(
+    tx: &rusqlite::Transaction<'_>,
+    anchor: &Anchor,
+    group_id: &str,
+    name: &str,
+    added: &[Anchor],
+    removed: &[Anchor],
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    // One app group belongs to one directory group.
+    tx.execute(
+        "DELETE FROM group_links WHERE group_id = ?1 AND anchor <> ?2",
+        params![group_id, anchor.as_str()],
+    )?;
+    tx.execute(
+        "INSERT INTO group_links (anchor, group_id, name, updated) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(anchor) DO UPDATE SET group_id = excluded.group_id, name = excluded.name, updated = excluded.updated",
+        params![anchor.as_str(), group_id, name, ts(now)],
+    )?;
+    let mut add = tx.prepare_cached(
+        "INSERT OR IGNORE INTO group_members (group_anchor, person) VALUES (?1, ?2)",
+    )?;
+    for p in added {
+        add.execute(params![anchor.as_str(), p.as_str()])?;
+    }
+    let mut del =
+        tx.prepare_cached("DELETE FROM group_members WHERE group_anchor = ?1 AND person = ?2")?;
+    for p in removed {
+        del.execute(params![anchor.as_str(), p.as_str()])?;
+    }
     Ok(())
 }
 

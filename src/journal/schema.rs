@@ -73,6 +73,19 @@ const MIGRATIONS: &[&str] = &[
         message TEXT NOT NULL,
         PRIMARY KEY (run, seq)
     );",
+    // 4: group sync: which app group each directory group owns, and the members idsync put
+    // there (removed again when it removes them).
+    "CREATE TABLE group_links (
+        anchor TEXT PRIMARY KEY,
+        group_id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        updated TEXT NOT NULL
+    );
+    CREATE TABLE group_members (
+        group_anchor TEXT NOT NULL REFERENCES group_links(anchor) ON DELETE CASCADE,
+        person TEXT NOT NULL,
+        PRIMARY KEY (group_anchor, person)
+    );",
 ];
 
 pub fn migrate(journal: &Journal) -> Result<(), JournalError> {

@@ -15,6 +15,7 @@ fn action(kind: ActionKind, user: &str) -> Action {
         }],
         reason: "because".into(),
         held: None,
+        members: Vec::new(),
     }
 }
 

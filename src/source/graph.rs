@@ -22,13 +22,24 @@ use url::Url;
 use super::{
     CacheChange, DirectoryReader, Read, ReadKind, ReadRequest, Remember, Remembered, SourceError,
 };
-use crate::config::{GraphConfig, Incremental};
+use crate::config::{GraphConfig, GroupsConfig, Incremental};
 use crate::http::{backoff, retry_after, snippet, transport_text, MAX_RETRY_WAIT};
-use crate::model::{Anchor, DirectoryUser};
+use crate::model::{Anchor, DirectoryGroup, DirectoryUser};
 use crate::photo::Photo;
 
 pub const DEFAULT_TOKEN_URL: &str = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token";
 pub const DEFAULT_API_URL: &str = "https://graph.microsoft.com/v1.0";
+
+/// Graph group properties a group name template may read.
+const GROUP_PROPERTIES: &[&str] = &[
+    "displayName",
+    "description",
+    "mail",
+    "mailNickname",
+    "securityEnabled",
+    "mailEnabled",
+    "onPremisesSamAccountName",
+];
 
 /// Graph user properties by their lower-cased name, so `$select` asks for them as Graph
 /// spells them (templates lower-case attribute names).
@@ -459,17 +470,23 @@ impl GraphReader {
         u
     }
 
+    /// Every item of a collection that is not a delta (a 410 there is just an error).
+    async fn all_pages(&self, first: Url) -> Result<Vec<Value>, SourceError> {
+        match self.pages(first.clone()).await {
+            Ok(p) => Ok(p.items),
+            Err(GetError::Failed(e)) => Err(e),
+            Err(GetError::Stale(why)) => Err(SourceError::Api {
+                url: first.to_string(),
+                detail: format!("unexpected {why} on a full read"),
+            }),
+        }
+    }
+
     /// Every user, from `/users`.
     async fn read_everyone(&self) -> Result<Vec<DirectoryUser>, SourceError> {
-        let pages = match self.pages(self.users_url()).await {
-            Ok(p) => p,
-            Err(GetError::Failed(e)) => return Err(e),
-            Err(GetError::Stale(why)) => {
-                return Err(SourceError::Api {
-                    url: self.users_url().to_string(),
-                    detail: format!("unexpected {why} on a full read"),
-                })
-            }
+        let pages = Pages {
+            items: self.all_pages(self.users_url()).await?,
+            delta_link: None,
         };
         let mut by_anchor = BTreeMap::new();
         for item in &pages.items {
@@ -747,6 +764,68 @@ impl GraphReader {
     }
 
     /// `check --connect`: a token, then the first page of `/users`.
+    /// The configured groups (`/groups`, each group's `/members`), members resolved to
+    /// `people`; member groups are nesting, flattened when `groups.nested` is on.
+    pub async fn read_groups(
+        &self,
+        cfg: &GroupsConfig,
+        people: &[DirectoryUser],
+    ) -> Result<Vec<DirectoryGroup>, SourceError> {
+        let mut select: Vec<String> = vec!["id".into(), "displayName".into()];
+        for a in cfg.name.attributes() {
+            let known = GROUP_PROPERTIES
+                .iter()
+                .find(|p| p.eq_ignore_ascii_case(a))
+                .map_or(a, |p| *p);
+            if !select.iter().any(|s| s.eq_ignore_ascii_case(known)) {
+                select.push(known.to_string());
+            }
+        }
+        let mut url = self.api("groups");
+        url.query_pairs_mut()
+            .append_pair("$select", &select.join(","))
+            .append_pair("$top", &self.cfg.page_size.to_string());
+        if let Some(f) = &cfg.filter {
+            url.query_pairs_mut().append_pair("$filter", f);
+        }
+        let present: BTreeSet<&Anchor> = people.iter().map(|p| &p.anchor).collect();
+        let mut raw = Vec::new();
+        for item in self.all_pages(url).await? {
+            let group = user_from(&item).map_err(|_| SourceError::BadEntry {
+                dn: snippet(&item.to_string()),
+                detail: "a group without `id`".into(),
+            })?;
+            let mut members_url = self.api(&format!("groups/{}/members", group.anchor));
+            members_url
+                .query_pairs_mut()
+                .append_pair("$select", "id")
+                .append_pair("$top", &self.cfg.page_size.to_string());
+            let mut people_in = BTreeSet::new();
+            let mut groups_in = BTreeSet::new();
+            for m in self.all_pages(members_url).await? {
+                let Ok(id) = anchor_of(&m) else { continue };
+                let kind = m
+                    .get("@odata.type")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                if kind.eq_ignore_ascii_case("#microsoft.graph.group") {
+                    groups_in.insert(id.to_string());
+                } else if present.contains(&id) {
+                    people_in.insert(id);
+                }
+            }
+            raw.push(super::groups::RawGroup {
+                key: group.anchor.to_string(),
+                anchor: group.anchor.clone(),
+                locator: format!("group {}", group.anchor),
+                name: cfg.name.render(&group),
+                people: people_in,
+                groups: groups_in,
+            });
+        }
+        Ok(super::groups::assemble(raw, cfg))
+    }
+
     pub async fn probe(&self) -> Result<String, SourceError> {
         self.bearer(true).await?;
         let mut u = self.api("users");

@@ -8,6 +8,7 @@
 
 pub mod filter;
 pub mod graph;
+pub mod groups;
 pub mod ldap;
 pub mod syncrepl;
 pub mod usn;

@@ -7,7 +7,7 @@ use std::future::Future;
 
 use serde_json::Value;
 
-use crate::model::Account;
+use crate::model::{Account, AppGroup};
 use crate::photo::Photo;
 use crate::plan::Change;
 
@@ -85,4 +85,25 @@ pub trait AccountWriter: AccountReader {
         current: &Value,
         photo: Option<&Photo>,
     ) -> impl Future<Output = Result<(), TargetError>> + Send;
+}
+
+/// Reads and changes the app's groups (SCIM `/Groups`). Member ids are account ids.
+pub trait GroupWriter: Sync {
+    fn list_groups(&self) -> impl Future<Output = Result<Vec<AppGroup>, TargetError>> + Send;
+    /// Creates a group with these members; returns its id.
+    fn create_group(
+        &self,
+        name: &str,
+        members: &[String],
+    ) -> impl Future<Output = Result<String, TargetError>> + Send;
+    /// Renames a group and/or adds and removes members.
+    fn update_group(
+        &self,
+        id: &str,
+        rename: Option<&str>,
+        add: &[String],
+        remove: &[String],
+    ) -> impl Future<Output = Result<(), TargetError>> + Send;
+    /// Deletes a group; one already gone counts as deleted.
+    fn delete_group(&self, id: &str) -> impl Future<Output = Result<(), TargetError>> + Send;
 }

@@ -14,13 +14,14 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use url::Url;
 
-use super::{AccountReader, AccountWriter, Created, TargetError};
+use super::{AccountReader, AccountWriter, Created, GroupWriter, TargetError};
 use crate::config::{PhotoUpload, ScimConfig};
 use crate::mapping::{FieldPath, CORE_USER_SCHEMA};
-use crate::model::{Account, UserName};
+use crate::model::{Account, AppGroup, UserName};
 use crate::photo::Photo;
 use crate::plan::{Change, ACTIVE};
 
+const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const SCIM_JSON: &str = "application/scim+json";
 
@@ -29,6 +30,25 @@ pub struct ScimClient {
     base: Url,
     cfg: ScimConfig,
     limiter: Option<DefaultDirectRateLimiter>,
+    /// Members added or removed per group PATCH.
+    group_batch: usize,
+}
+
+/// A listed resource's id, for de-duplicating pages.
+trait HasId {
+    fn id(&self) -> &str;
+}
+
+impl HasId for Account {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl HasId for AppGroup {
+    fn id(&self) -> &str {
+        &self.id
+    }
 }
 
 struct Reply {
@@ -66,7 +86,14 @@ impl ScimClient {
             base,
             cfg,
             limiter,
+            group_batch: 100,
         })
+    }
+
+    /// Sets how many members one group PATCH adds or removes.
+    pub fn with_group_batch(mut self, batch: usize) -> Self {
+        self.group_batch = batch.max(1);
+        self
     }
 
     fn url(&self, path: &str) -> Url {
@@ -187,12 +214,19 @@ impl ScimClient {
         }
     }
 
-    async fn find_by_user_name(&self, user_name: &str) -> Result<Option<Account>, TargetError> {
-        let mut url = self.url("Users");
+    /// The resources of `endpoint` whose `attr` equals `value` (a SCIM `eq` filter), with the
+    /// URL asked.
+    async fn filter_eq(
+        &self,
+        endpoint: &str,
+        attr: &str,
+        value: &str,
+    ) -> Result<(Url, Vec<Value>), TargetError> {
+        let mut url = self.url(endpoint);
         // A JSON string literal is exactly a SCIM filter string (quotes and backslashes escaped).
-        let literal = serde_json::to_string(user_name).unwrap_or_default();
+        let literal = serde_json::to_string(value).unwrap_or_default();
         url.query_pairs_mut()
-            .append_pair("filter", &format!("userName eq {literal}"));
+            .append_pair("filter", &format!("{attr} eq {literal}"));
         let reply = self.send(Method::GET, url.clone(), None).await?;
         if !reply.status.is_success() {
             return Err(Self::http_error("GET", &url, &reply));
@@ -203,6 +237,11 @@ impl ScimClient {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
+        Ok((url, resources))
+    }
+
+    async fn find_by_user_name(&self, user_name: &str) -> Result<Option<Account>, TargetError> {
+        let (url, resources) = self.filter_eq("Users", "userName", user_name).await?;
         let wanted = UserName::new(user_name);
         for r in resources {
             let account = account_from(&url, r)?;
@@ -214,10 +253,23 @@ impl ScimClient {
     }
 
     async fn list(&self) -> Result<Vec<Account>, TargetError> {
-        let mut seen: BTreeMap<String, Account> = BTreeMap::new();
+        self.list_all("Users", account_from).await
+    }
+
+    /// Every resource of an endpoint, paged by startIndex; survives a wrong `totalResults`
+    /// and a server that repeats a page.
+    async fn list_all<T>(
+        &self,
+        endpoint: &str,
+        parse: fn(&Url, Value) -> Result<T, TargetError>,
+    ) -> Result<Vec<T>, TargetError>
+    where
+        T: HasId,
+    {
+        let mut seen: BTreeMap<String, T> = BTreeMap::new();
         let mut start = 1usize;
         loop {
-            let mut url = self.url("Users");
+            let mut url = self.url(endpoint);
             url.query_pairs_mut()
                 .append_pair("startIndex", &start.to_string())
                 .append_pair("count", &self.cfg.page_size.to_string());
@@ -248,8 +300,8 @@ impl ScimClient {
             }
             let mut new = 0usize;
             for r in resources {
-                let a = account_from(&url, r.clone())?;
-                if seen.insert(a.id.clone(), a).is_none() {
+                let item = parse(&url, r.clone())?;
+                if seen.insert(item.id().to_string(), item).is_none() {
                     new += 1;
                 }
             }
@@ -262,6 +314,99 @@ impl ScimClient {
             }
         }
         Ok(seen.into_values().collect())
+    }
+
+    /// POST /Groups with the first batch of members; a 409 (the name is taken meanwhile)
+    /// finds that group instead. Returns the group's id and the members not yet sent.
+    async fn post_group<'m>(
+        &self,
+        name: &str,
+        members: &'m [String],
+    ) -> Result<(String, &'m [String]), TargetError> {
+        let url = self.url("Groups");
+        let (first, rest) = members.split_at(members.len().min(self.group_batch));
+        let body = json!({
+            "schemas": [GROUP_SCHEMA],
+            "displayName": name,
+            "members": first.iter().map(|id| json!({ "value": id })).collect::<Vec<_>>(),
+        });
+        let reply = self.send(Method::POST, url.clone(), Some(&body)).await?;
+        if reply.status.is_success() {
+            return Ok((group_from(&url, reply.body)?.id, rest));
+        }
+        if reply.status == StatusCode::CONFLICT {
+            if let Some(id) = self.find_group(name).await? {
+                // Taken by a group created meanwhile: every member still has to be added.
+                return Ok((id, members));
+            }
+        }
+        Err(Self::http_error("POST", &url, &reply))
+    }
+
+    async fn find_group(&self, name: &str) -> Result<Option<String>, TargetError> {
+        let (url, resources) = self.filter_eq("Groups", "displayName", name).await?;
+        let found = resources
+            .into_iter()
+            .filter_map(|r| group_from(&url, r).ok())
+            .find(|g| g.display_name.eq_ignore_ascii_case(name));
+        Ok(found.map(|g| g.id))
+    }
+
+    /// PATCHes a group: rename, then members added and removed, `group_batch` members per
+    /// request (the rename rides with the first).
+    async fn patch_group(
+        &self,
+        id: &str,
+        rename: Option<&str>,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<(), TargetError> {
+        let url = self.url(&format!("Groups/{}", path_segment(id)));
+        let mut ops: Vec<Value> = rename
+            .map(|n| json!({ "op": "replace", "path": "displayName", "value": n }))
+            .into_iter()
+            .collect();
+        let changes: Vec<(bool, &String)> = add
+            .iter()
+            .map(|m| (true, m))
+            .chain(remove.iter().map(|m| (false, m)))
+            .collect();
+        let mut chunks = changes.chunks(self.group_batch.max(1)).peekable();
+        if chunks.peek().is_none() && ops.is_empty() {
+            return Ok(());
+        }
+        loop {
+            let chunk = chunks.next().unwrap_or_default();
+            let adds: Vec<Value> = chunk
+                .iter()
+                .filter(|(a, _)| *a)
+                .map(|(_, m)| json!({ "value": m }))
+                .collect();
+            if !adds.is_empty() {
+                ops.push(json!({ "op": "add", "path": "members", "value": adds }));
+            }
+            for (_, m) in chunk.iter().filter(|(a, _)| !*a) {
+                let literal = serde_json::to_string(m).unwrap_or_default();
+                ops.push(json!({ "op": "remove", "path": format!("members[value eq {literal}]") }));
+            }
+            let body = json!({ "schemas": [PATCH_OP], "Operations": std::mem::take(&mut ops) });
+            let reply = self.send(Method::PATCH, url.clone(), Some(&body)).await?;
+            if !reply.status.is_success() {
+                return Err(Self::http_error("PATCH", &url, &reply));
+            }
+            if chunks.peek().is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn remove_group(&self, id: &str) -> Result<(), TargetError> {
+        let url = self.url(&format!("Groups/{}", path_segment(id)));
+        let reply = self.send(Method::DELETE, url.clone(), None).await?;
+        if reply.status.is_success() || reply.status == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        Err(Self::http_error("DELETE", &url, &reply))
     }
 
     async fn post(&self, resource: Value) -> Result<Created, TargetError> {
@@ -405,6 +550,34 @@ impl AccountWriter for ScimClient {
     }
 }
 
+impl GroupWriter for ScimClient {
+    fn list_groups(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Vec<AppGroup>, TargetError>> + Send {
+        self.list_all("Groups", group_from)
+    }
+    async fn create_group(&self, name: &str, members: &[String]) -> Result<String, TargetError> {
+        let (id, rest) = self.post_group(name, members).await?;
+        self.patch_group(&id, None, rest, &[]).await?;
+        Ok(id)
+    }
+    fn update_group(
+        &self,
+        id: &str,
+        rename: Option<&str>,
+        add: &[String],
+        remove: &[String],
+    ) -> impl std::future::Future<Output = Result<(), TargetError>> + Send {
+        self.patch_group(id, rename, add, remove)
+    }
+    fn delete_group(
+        &self,
+        id: &str,
+    ) -> impl std::future::Future<Output = Result<(), TargetError>> + Send {
+        self.remove_group(id)
+    }
+}
+
 /// The PATCH that sets the `photos` entry of type `photo` (a `data:` URI, primary) or
 /// removes it, keeping any other photos the account has.
 pub fn photo_operations(current: &Value, photo: Option<&Photo>) -> Vec<Value> {
@@ -476,6 +649,40 @@ fn account_from(url: &Url, r: Value) -> Result<Account, TargetError> {
         user_name: UserName::new(user_name),
         active,
         resource: r,
+    })
+}
+
+fn group_from(url: &Url, r: Value) -> Result<AppGroup, TargetError> {
+    let bad = |detail: &str| TargetError::BadReply {
+        url: url.to_string(),
+        detail: detail.to_string(),
+    };
+    let id = match r.get("id") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(bad("a Group without `id`")),
+    };
+    let display_name = r
+        .get("displayName")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("a Group without `displayName`"))?
+        .to_string();
+    let members = match r.get("members") {
+        None | Some(Value::Null) => Default::default(),
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|m| match m.get("value") {
+                Some(Value::String(s)) => Ok(s.clone()),
+                Some(Value::Number(n)) => Ok(n.to_string()),
+                _ => Err(bad("a Group member without `value`")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(bad("a Group's `members` is not a list")),
+    };
+    Ok(AppGroup {
+        id,
+        display_name,
+        members,
     })
 }
 

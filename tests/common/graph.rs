@@ -58,7 +58,7 @@ enum Change {
 enum Session {
     /// A walk over precomputed items; `delta_seq` set for a delta round (ends in a deltaLink).
     Walk {
-        path: &'static str,
+        path: String,
         items: Vec<Value>,
         offset: usize,
         top: usize,
@@ -72,9 +72,14 @@ enum Session {
     },
 }
 
+/// A group member's id, and whether it is a group (nesting) rather than a user.
+type GroupMember = (String, bool);
+
 /// The directory and its behaviour knobs.
 pub struct Fixture {
     users: BTreeMap<String, Map<String, Value>>,
+    /// Groups by id: their properties, and member ids with whether each is a group.
+    groups: BTreeMap<String, (Map<String, Value>, Vec<GroupMember>)>,
     changes: Vec<(u64, String, Change)>,
     seq: u64,
     epoch: u64,
@@ -122,6 +127,7 @@ impl GraphServer {
         let mut f = Fixture {
             port: 0,
             users: BTreeMap::new(),
+            groups: BTreeMap::new(),
             changes: Vec::new(),
             seq: 0,
             epoch: 0,
@@ -216,6 +222,19 @@ impl GraphServer {
             None => {
                 f.photos.remove(id);
             }
+        });
+    }
+
+    /// Adds (or replaces) a group: `members` are (id, is a group) pairs, as
+    /// `/groups/{id}/members` lists users and nested groups.
+    pub fn set_group(&self, id: &str, display_name: &str, members: &[(&str, bool)]) {
+        self.with(|f| {
+            let mut props = Map::new();
+            props.insert("id".into(), json!(id));
+            props.insert("displayName".into(), json!(display_name));
+            props.insert("securityEnabled".into(), json!(true));
+            let members = members.iter().map(|(m, g)| (m.to_string(), *g)).collect();
+            f.groups.insert(id.to_string(), (props, members));
         });
     }
 
@@ -480,7 +499,59 @@ async fn handle(State(state): State<Arc<Mutex<Fixture>>>, req: Request) -> Respo
             .body(Body::from(bytes))
             .unwrap();
     }
+    if let Some(group) = path
+        .strip_prefix("/v1.0/groups/")
+        .and_then(|p| p.strip_suffix("/members"))
+    {
+        if let Some(skip) = get("$skiptoken") {
+            return walk(&mut f, &skip);
+        }
+        let Some((_, members)) = f.groups.get(group).cloned() else {
+            return graph_error(
+                StatusCode::NOT_FOUND,
+                "Request_ResourceNotFound",
+                "no such group",
+            );
+        };
+        let items: Vec<Value> = members
+            .iter()
+            .map(|(id, is_group)| {
+                let kind = if *is_group {
+                    "#microsoft.graph.group"
+                } else {
+                    "#microsoft.graph.user"
+                };
+                json!({"@odata.type": kind, "id": id})
+            })
+            .collect();
+        let token = f.opaque(Session::Walk {
+            path: format!("groups/{group}/members"),
+            items,
+            offset: 0,
+            top,
+            delta: None,
+        });
+        return walk(&mut f, &token);
+    }
     match path.as_str() {
+        "/v1.0/groups" => {
+            if let Some(skip) = get("$skiptoken") {
+                return walk(&mut f, &skip);
+            }
+            let items: Vec<Value> = f
+                .groups
+                .values()
+                .map(|(g, _)| Fixture::project(g, &select))
+                .collect();
+            let token = f.opaque(Session::Walk {
+                path: "groups".into(),
+                items,
+                offset: 0,
+                top,
+                delta: None,
+            });
+            walk(&mut f, &token)
+        }
         "/v1.0/users" => {
             if let Some(skip) = get("$skiptoken") {
                 return walk(&mut f, &skip);
@@ -491,7 +562,7 @@ async fn handle(State(state): State<Arc<Mutex<Fixture>>>, req: Request) -> Respo
                 .map(|u| Fixture::project(u, &select))
                 .collect();
             let token = f.opaque(Session::Walk {
-                path: "users",
+                path: "users".into(),
                 items,
                 offset: 0,
                 top,
@@ -512,7 +583,7 @@ async fn handle(State(state): State<Arc<Mutex<Fixture>>>, req: Request) -> Respo
                         .collect();
                     let seq = f.seq;
                     let token = f.opaque(Session::Walk {
-                        path: "users/delta",
+                        path: "users/delta".into(),
                         items,
                         offset: 0,
                         top,
@@ -536,7 +607,7 @@ async fn handle(State(state): State<Arc<Mutex<Fixture>>>, req: Request) -> Respo
                             let items = f.changes_since(seq, &select);
                             let now_seq = f.seq;
                             let token = f.opaque(Session::Walk {
-                                path: "users/delta",
+                                path: "users/delta".into(),
                                 items,
                                 offset: 0,
                                 top: 999,
@@ -602,7 +673,7 @@ fn walk(f: &mut Fixture, token: &str) -> Response {
         && offset < items.len()
     {
         let next = f.opaque(Session::Walk {
-            path,
+            path: path.clone(),
             items,
             offset,
             top,
@@ -610,7 +681,7 @@ fn walk(f: &mut Fixture, token: &str) -> Response {
         });
         return reply(
             StatusCode::OK,
-            json!({"value": [], "@odata.nextLink": link(port, path, "$skiptoken", &next)}),
+            json!({"value": [], "@odata.nextLink": link(port, &path, "$skiptoken", &next)}),
         );
     }
     let size = top.min(f.page_size);
@@ -620,17 +691,17 @@ fn walk(f: &mut Fixture, token: &str) -> Response {
     let mut body = json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users", "value": page});
     if end < items.len() {
         let next = f.opaque(Session::Walk {
-            path,
+            path: path.clone(),
             items,
             offset: end,
             top,
             delta,
         });
-        body["@odata.nextLink"] = json!(link(port, path, "$skiptoken", &next));
+        body["@odata.nextLink"] = json!(link(port, &path, "$skiptoken", &next));
     } else if let Some((select, seq)) = delta {
         let epoch = f.epoch;
         let next = f.opaque(Session::Delta { select, seq, epoch });
-        body["@odata.deltaLink"] = json!(link(port, path, "$deltatoken", &next));
+        body["@odata.deltaLink"] = json!(link(port, &path, "$deltatoken", &next));
     }
     reply(StatusCode::OK, body)
 }

@@ -453,8 +453,13 @@ mapping:
 
     /// Creates a SCIM user directly in the app (as an admin would by hand).
     pub fn scim_create(&self, body: Value) -> Value {
+        self.scim_post("Users", body)
+    }
+
+    /// POSTs a resource to the app, asserting 201; returns it as created.
+    fn scim_post(&self, endpoint: &str, body: Value) -> Value {
         let resp = Self::http()
-            .post(format!("{}/Users", self.scim_url()))
+            .post(format!("{}/{endpoint}", self.scim_url()))
             .bearer_auth(TOKEN)
             .header("Content-Type", "application/scim+json")
             .body(body.to_string())
@@ -462,6 +467,75 @@ mapping:
             .unwrap();
         assert_eq!(resp.status().as_u16(), 201);
         resp.json().unwrap()
+    }
+
+    /// Every SCIM group, straight from the server.
+    pub fn scim_groups(&self) -> Vec<Value> {
+        let page: Value = Self::http()
+            .get(format!(
+                "{}/Groups?startIndex=1&count=1000",
+                self.scim_url()
+            ))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        page["Resources"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The SCIM group with this displayName, if any (asserting there is at most one).
+    pub fn scim_group(&self, name: &str) -> Option<Value> {
+        let found: Vec<Value> = self
+            .scim_groups()
+            .into_iter()
+            .filter(|g| g["displayName"].as_str() == Some(name))
+            .collect();
+        assert!(found.len() <= 1, "duplicate groups named {name}: {found:?}");
+        found.into_iter().next()
+    }
+
+    /// The userNames of a SCIM group's members (ids of non-users kept as they are), sorted.
+    pub fn member_names(&self, group: &Value) -> Vec<String> {
+        let users = self.scim_users();
+        let mut names: Vec<String> = group["members"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|m| {
+                let id = m["value"].as_str().unwrap_or_default();
+                users
+                    .iter()
+                    .find(|u| u["id"] == id)
+                    .and_then(|u| u["userName"].as_str())
+                    .unwrap_or(id)
+                    .to_string()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Creates a SCIM group directly in the app (as an admin would by hand).
+    pub fn scim_create_group(&self, name: &str, member_ids: &[&str]) -> Value {
+        let members: Vec<Value> = member_ids
+            .iter()
+            .map(|id| serde_json::json!({ "value": id }))
+            .collect();
+        let body = serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": name,
+            "members": members,
+        });
+        self.scim_post("Groups", body)
+    }
+
+    /// Write requests the SCIM server has logged so far whose request line contains `what`
+    /// (e.g. `"PATCH /v2/Groups/"`).
+    pub fn scim_requests(&self, what: &str) -> usize {
+        let log = std::fs::read_to_string(self.scim_dir().join("scim.log")).unwrap_or_default();
+        log.lines().filter(|l| l.contains(what)).count()
     }
 
     /// Write requests (POST/PUT/PATCH/DELETE) the SCIM server has logged so far.
