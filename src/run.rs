@@ -97,24 +97,41 @@ struct Groups {
     directory: Vec<DirectoryGroup>,
     app: Vec<AppGroup>,
     links: BTreeMap<Anchor, GroupLink>,
+    /// The groups' incremental state to commit with the run (Graph delta).
+    cursor: Option<String>,
 }
 
-/// The configured directory groups, members resolved to the people just read.
+/// The journal's key for what an incremental source remembers of the groups.
+fn groups_key(cfg: &Config) -> String {
+    format!("{} groups", source_key(cfg))
+}
+
+/// The configured directory groups, members resolved to the people just read, and the
+/// groups' incremental state to remember (Graph delta).
 async fn read_groups(
     cfg: &Config,
+    journal: Option<&Journal>,
     groups: &GroupsConfig,
     users: &[DirectoryUser],
-) -> Result<Vec<DirectoryGroup>, RunError> {
+    force_full: bool,
+) -> Result<(Vec<DirectoryGroup>, Option<String>), RunError> {
     Ok(match &cfg.source {
-        SourceConfig::Ldap(l) => {
+        SourceConfig::Ldap(l) => (
             LdapReader::new(l.clone())
                 .read_groups(groups, users)
-                .await?
-        }
+                .await?,
+            None,
+        ),
         SourceConfig::Graph(g) => {
-            GraphReader::new(g.clone())?
-                .read_groups(groups, users)
-                .await?
+            let remembered = match journal {
+                Some(j) => j.cursor(&groups_key(cfg))?,
+                None => None,
+            };
+            let read = GraphReader::new(g.clone())?
+                .read_groups(groups, users, remembered.as_deref(), force_full, Utc::now())
+                .await?;
+            tracing::info!(members_read = read.members_read, "graph group members read");
+            (read.groups, read.cursor)
         }
     })
 }
@@ -210,18 +227,19 @@ async fn snapshot<R: AccountReader + GroupWriter>(
         None => None,
         Some(g) => {
             let spin = crate::progress::spinner("reading groups");
-            let directory = read_groups(cfg, g, &users).await;
+            let directory = read_groups(cfg, Some(journal), g, &users, force_full).await;
             let app = match &directory {
                 Ok(_) => reader.list_groups().await.map_err(RunError::from),
                 Err(_) => Ok(Vec::new()),
             };
             spin.finish_and_clear();
-            let (directory, app) = (directory?, app?);
+            let ((directory, cursor), app) = (directory?, app?);
             tracing::info!(directory = directory.len(), app = app.len(), "groups read");
             Some(Groups {
                 directory,
                 app,
                 links: journal.group_links()?,
+                cursor,
             })
         }
     };
@@ -598,11 +616,19 @@ async fn sync_inner(
         .as_ref()
         .filter(|_| complete)
         .map(|r| (key.as_str(), r, snap.users.as_slice()));
+    let groups_key = groups_key(cfg);
+    let group_cursor = snap
+        .groups
+        .as_ref()
+        .and_then(|g| g.cursor.as_deref())
+        .filter(|_| complete)
+        .map(|c| (groups_key.as_str(), c));
     let end = crate::journal::RunEnd {
         outcome,
         source_users: Some(people),
         counts: &c,
         reason: reason.as_deref(),
+        cursor: group_cursor,
     };
     journal.finish_run_remembering(run, &end, remember, Utc::now())?;
     if let (Outcome::Failed, Some(reason)) = (outcome, &reason) {
@@ -634,7 +660,7 @@ pub async fn probe(cfg: &Config) -> Result<String, RunError> {
                 users.iter().filter(|u| u.disabled).count()
             );
             if let Some(g) = &cfg.groups {
-                let groups = read_groups(cfg, g, &users).await?;
+                let (groups, _) = read_groups(cfg, None, g, &users, true).await?;
                 text.push_str(&format!(", {} groups", groups.len()));
             }
             text

@@ -516,10 +516,45 @@ fn graph_groups_with_paged_members_and_a_nested_group_reach_the_app() {
         ],
     );
     g.update(&id(2), serde_json::json!({"accountEnabled": false}));
+    g.reset_counters();
     tb.ok(&cfg, &["sync"]);
     assert_eq!(
         tb.member_names(&tb.scim_group("Sales").unwrap()),
         vec![upn(0), upn(3)]
     );
+    // /groups/delta said only Sales changed: EMEA's members were not read again.
+    let log = g.with(|f| f.log.clone());
+    let member_reads: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("/members?") && !l.contains("$skiptoken"))
+        .collect();
+    assert_eq!(member_reads.len(), 1, "{log:#?}");
+    assert!(member_reads[0].contains("aaaa0001"), "{member_reads:?}");
+    // A quiet cycle reads no member list at all, and changes nothing.
+    g.reset_counters();
     assert!(tb.ok(&cfg, &["sync"]).contains("no changes"));
+    let log = g.with(|f| f.log.clone());
+    assert!(!log.iter().any(|l| l.contains("/members")), "{log:#?}");
+    // EMEA changes: Sales (which nests it) follows without being read again.
+    g.set_group(
+        "aaaa0002-0000-4000-8000-000000000002",
+        "Sales EMEA",
+        &[(&id(4), false)],
+    );
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        tb.member_names(&tb.scim_group("Sales").unwrap()),
+        vec![upn(0), upn(4)]
+    );
+    // --full reads every group's members again.
+    g.reset_counters();
+    tb.ok(&cfg, &["sync", "--full"]);
+    let log = g.with(|f| f.log.clone());
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.contains("/members?") && !l.contains("$skiptoken"))
+            .count(),
+        2,
+        "{log:#?}"
+    );
 }

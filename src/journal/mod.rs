@@ -133,6 +133,8 @@ pub struct RunEnd<'a> {
     pub source_users: Option<usize>,
     pub counts: &'a serde_json::Value,
     pub reason: Option<&'a str>,
+    /// Another source cursor (e.g. Graph groups' delta state) to save with the outcome.
+    pub cursor: Option<(&'a str, &'a str)>,
 }
 
 /// One row of `runs`.
@@ -286,6 +288,7 @@ impl Journal {
             source_users,
             counts,
             reason,
+            cursor: None,
         };
         self.finish_run_remembering(run, &end, None, now)
     }
@@ -308,6 +311,9 @@ impl Journal {
             )?;
             if let Some((source, r, users)) = remember {
                 save_source(&tx, source, r, users, now)?;
+            }
+            if let Some((source, value)) = end.cursor {
+                save_cursor(&tx, source, value, now)?;
             }
             tx.commit()
         })
@@ -338,6 +344,18 @@ impl Journal {
             users.push(user);
         }
         Ok(Remembered { cursor, users })
+    }
+
+    /// A source's saved cursor, if any.
+    pub fn cursor(&self, source: &str) -> Result<Option<String>, JournalError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT value FROM cursors WHERE source = ?1",
+                params![source],
+                |r| r.get(0),
+            )
+            .optional()
+        })
     }
 
     /// Records every action of a plan (as planned or held) in one transaction.
@@ -763,10 +781,19 @@ fn save_source(
             }
         }
     }
+    save_cursor(tx, source, &r.cursor, now)
+}
+
+fn save_cursor(
+    tx: &rusqlite::Transaction<'_>,
+    source: &str,
+    value: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO cursors (source, value, updated) VALUES (?1, ?2, ?3)
          ON CONFLICT(source) DO UPDATE SET value = excluded.value, updated = excluded.updated",
-        params![source, r.cursor, ts(now)],
+        params![source, value, ts(now)],
     )?;
     Ok(())
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::journal::{ActionResult, LinkChange, Status};
 use crate::plan::{Action, ActionKind, Change};
 
 fn action(kind: ActionKind, user: &str) -> Action {
@@ -203,8 +204,10 @@ fn an_incremental_source_is_remembered_with_the_runs_outcome_full_then_delta() {
         source_users: Some(3),
         counts: &counts,
         reason: None,
+        cursor: Some(("graph groups", "{\"delta_link\":\"x\"}")),
     };
     assert!(j.remembered("graph").unwrap().cursor.is_none());
+    assert!(j.cursor("graph groups").unwrap().is_none());
 
     let run = j.begin_run(Mode::Apply, "test", now).unwrap();
     let full = Remember {
@@ -218,6 +221,11 @@ fn an_incremental_source_is_remembered_with_the_runs_outcome_full_then_delta() {
     assert_eq!(r.cursor.as_deref(), Some("link-1"));
     assert_eq!(r.users.len(), 3);
     assert_eq!(j.run(run).unwrap().unwrap().outcome, "ok");
+    assert_eq!(
+        j.cursor("graph groups").unwrap().as_deref(),
+        Some("{\"delta_link\":\"x\"}"),
+        "the groups' cursor is saved with the same outcome"
+    );
 
     // A delta: b changed, c left; the population passed is the whole merged read.
     let run = j.begin_run(Mode::Apply, "test", now).unwrap();
@@ -241,4 +249,51 @@ fn an_incremental_source_is_remembered_with_the_runs_outcome_full_then_delta() {
         j.remembered("another source").unwrap().users.is_empty(),
         "kept per source"
     );
+}
+
+#[test]
+fn group_links_keep_the_members_idsync_put_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path()).unwrap();
+    let now = Utc::now();
+    let run = j.begin_run(Mode::Apply, "test", now).unwrap();
+    j.record_plan(run, &[action(ActionKind::GroupCreate, "eng")], now)
+        .unwrap();
+    let change = LinkChange::GroupUpsert {
+        anchor: Anchor::new("g1"),
+        group_id: "G1".into(),
+        name: "eng".into(),
+        added: vec![Anchor::new("alice"), Anchor::new("bob")],
+        removed: vec![],
+    };
+    let applied = ActionResult {
+        status: Status::Applied,
+        account: Some("G1"),
+        error: None,
+        link: &change,
+    };
+    j.record_result(run, 0, &applied, now).unwrap();
+    let change = LinkChange::GroupUpsert {
+        anchor: Anchor::new("g1"),
+        group_id: "G1".into(),
+        name: "engineering".into(),
+        added: vec![],
+        removed: vec![Anchor::new("bob")],
+    };
+    let applied = ActionResult {
+        link: &change,
+        ..applied
+    };
+    j.record_result(run, 0, &applied, now).unwrap();
+    let links = j.group_links().unwrap();
+    let g = &links[&Anchor::new("g1")];
+    assert_eq!(g.name, "engineering");
+    assert_eq!(g.members, [Anchor::new("alice")].into());
+    let gone = LinkChange::GroupRemove(Anchor::new("g1"));
+    let applied = ActionResult {
+        link: &gone,
+        ..applied
+    };
+    j.record_result(run, 0, &applied, now).unwrap();
+    assert!(j.group_links().unwrap().is_empty());
 }

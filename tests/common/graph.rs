@@ -80,6 +80,9 @@ pub struct Fixture {
     users: BTreeMap<String, Map<String, Value>>,
     /// Groups by id: their properties, and member ids with whether each is a group.
     groups: BTreeMap<String, (Map<String, Value>, Vec<GroupMember>)>,
+    /// Group changes for `/groups/delta`: (seq, group id).
+    group_changes: Vec<(u64, String)>,
+    group_seq: u64,
     changes: Vec<(u64, String, Change)>,
     seq: u64,
     epoch: u64,
@@ -128,6 +131,8 @@ impl GraphServer {
             port: 0,
             users: BTreeMap::new(),
             groups: BTreeMap::new(),
+            group_changes: Vec::new(),
+            group_seq: 0,
             changes: Vec::new(),
             seq: 0,
             epoch: 0,
@@ -235,6 +240,19 @@ impl GraphServer {
             props.insert("securityEnabled".into(), json!(true));
             let members = members.iter().map(|(m, g)| (m.to_string(), *g)).collect();
             f.groups.insert(id.to_string(), (props, members));
+            f.group_seq += 1;
+            let seq = f.group_seq;
+            f.group_changes.push((seq, id.to_string()));
+        });
+    }
+
+    /// Deletes a group.
+    pub fn remove_group(&self, id: &str) {
+        self.with(|f| {
+            f.groups.remove(id).expect("removal of an unknown group");
+            f.group_seq += 1;
+            let seq = f.group_seq;
+            f.group_changes.push((seq, id.to_string()));
         });
     }
 
@@ -534,6 +552,67 @@ async fn handle(State(state): State<Arc<Mutex<Fixture>>>, req: Request) -> Respo
         return walk(&mut f, &token);
     }
     match path.as_str() {
+        "/v1.0/groups/delta" => {
+            if let Some(skip) = get("$skiptoken") {
+                return walk(&mut f, &skip);
+            }
+            match get("$deltatoken").as_deref() {
+                Some("latest") => {
+                    let (seq, epoch) = (f.group_seq, f.epoch);
+                    let token = f.opaque(Session::Delta { select, seq, epoch });
+                    reply(
+                        StatusCode::OK,
+                        json!({"value": [], "@odata.deltaLink": link(f.port, "groups/delta", "$deltatoken", &token)}),
+                    )
+                }
+                Some(t) => match f.sessions.get(t).cloned() {
+                    Some(Session::Delta { select, seq, epoch }) if epoch == f.epoch => {
+                        // Each group changed since, as it is now (members@delta listing its
+                        // members), or removed.
+                        let ids: BTreeSet<String> = f
+                            .group_changes
+                            .iter()
+                            .filter(|(s, _)| *s > seq)
+                            .map(|(_, id)| id.clone())
+                            .collect();
+                        let items: Vec<Value> = ids
+                            .iter()
+                            .map(|id| match f.groups.get(id) {
+                                Some((props, members)) => {
+                                    let mut item = Fixture::project(props, &["displayName".into()]);
+                                    item["id"] = json!(id);
+                                    item["members@delta"] = members
+                                        .iter()
+                                        .map(|(m, _)| json!({"id": m}))
+                                        .collect();
+                                    item
+                                }
+                                None => json!({"id": id, "@removed": {"reason": "deleted"}}),
+                            })
+                            .collect();
+                        let now_seq = f.group_seq;
+                        let token = f.opaque(Session::Walk {
+                            path: "groups/delta".into(),
+                            items,
+                            offset: 0,
+                            top: 999,
+                            delta: Some((select, now_seq)),
+                        });
+                        walk(&mut f, &token)
+                    }
+                    _ => graph_error(
+                        StatusCode::GONE,
+                        "resyncRequired",
+                        "Resync required. Replace any local cached data with data from the new delta token.",
+                    ),
+                },
+                None => graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "Request_UnsupportedQuery",
+                    "this fixture serves group delta rounds from $deltatoken=latest only",
+                ),
+            }
+        }
         "/v1.0/groups" => {
             if let Some(skip) = get("$skiptoken") {
                 return walk(&mut f, &skip);
