@@ -234,11 +234,13 @@ async fn snapshot<R: AccountReader + GroupWriter>(
             };
             spin.finish_and_clear();
             let ((directory, cursor), app) = (directory?, app?);
+            let links = journal.group_links()?;
+            safety::check_groups(directory.len(), links.len())?;
             tracing::info!(directory = directory.len(), app = app.len(), "groups read");
             Some(Groups {
                 directory,
                 app,
-                links: journal.group_links()?,
+                links,
                 cursor,
             })
         }

@@ -76,6 +76,18 @@ pub enum ReadRefused {
         ratio: f64,
         min: f64,
     },
+    #[error("the directory read returned no groups, but idsync manages {linked} app group(s); check the bind account's read rights on groups.base_dn and groups.filter (if every group is really gone, remove them from the app by hand or drop `groups:`)")]
+    NoGroups { linked: usize },
+}
+
+/// Is a group read of `got` groups safe to plan from, when idsync manages `linked` app
+/// groups? None at all while some are managed is a read that failed silently (no read
+/// rights on the groups' base), never "every group was deleted".
+pub fn check_groups(got: usize, linked: usize) -> Result<(), ReadRefused> {
+    if got == 0 && linked > 0 {
+        return Err(ReadRefused::NoGroups { linked });
+    }
+    Ok(())
 }
 
 /// Is a read of `got` people (the last good run saw `last_good`) safe to plan from?
@@ -200,6 +212,13 @@ mod tests {
             held: None,
             members: Vec::new(),
         }
+    }
+
+    #[test]
+    fn no_groups_while_some_are_managed_is_refused() {
+        assert!(check_groups(0, 0).is_ok());
+        assert!(check_groups(3, 5).is_ok());
+        assert_eq!(check_groups(0, 2), Err(ReadRefused::NoGroups { linked: 2 }));
     }
 
     #[test]

@@ -205,11 +205,16 @@ fn app_groups_idsync_does_not_manage_are_untouched_and_a_same_named_one_is_adopt
     assert_eq!(tb.scim_groups().len(), 4, "eng, ops, staff, marketing");
 }
 
-/// `big` holds 50 people.
+/// `big` holds 50 people, `small` one of them.
 fn big_directory() -> String {
     let uids: Vec<String> = (0..50).map(|i| format!("user{i:04}")).collect();
     let refs: Vec<&str> = uids.iter().map(String::as_str).collect();
-    format!("{}{GROUPS_OU}{}", people(50), group_of_names("big", &refs))
+    format!(
+        "{}{GROUPS_OU}{}{}",
+        people(50),
+        group_of_names("big", &refs),
+        group_of_names("small", &["user0000"])
+    )
 }
 
 #[test]
@@ -291,4 +296,22 @@ fn nested_groups_are_flattened_when_asked() {
         .map(|g| g["displayName"].clone())
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn a_group_read_that_finds_none_while_some_are_managed_aborts_before_any_write() {
+    let tb = Testbed::start(&directory());
+    let cfg = tb.config(GROUPS);
+    tb.ok(&cfg, &["sync"]);
+    // A groups base the bind account cannot see reads as "no groups, success".
+    let cfg = tb.config(
+        "groups:\n  base_dn: ou=services,dc=example,dc=org\n  filter: (objectClass=groupOfNames)\n",
+    );
+    let writes = tb.scim_writes();
+    let out = tb.idsync(&cfg, &["sync"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("returned no groups"), "{stderr}");
+    assert_eq!(tb.scim_writes(), writes);
+    assert_eq!(members(&tb, "eng"), mails(&["ada", "alan"]));
 }
