@@ -493,7 +493,7 @@ fn leaving_why(user: Option<&DirectoryUser>) -> String {
 }
 
 /// Adds the `members` change (removed names before, added names after) to a change list.
-fn with_members(mut changes: Vec<Change>, members: &[MemberChange]) -> Vec<Change> {
+pub fn with_members(mut changes: Vec<Change>, members: &[MemberChange]) -> Vec<Change> {
     if members.is_empty() {
         return changes;
     }

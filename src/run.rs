@@ -310,20 +310,11 @@ fn only_member(a: &mut crate::plan::Action, wanted: &UserName) {
     }
     a.members
         .retain(|m| UserName::new(m.user_name.as_str()) == *wanted);
-    a.changes.retain(|c| c.field != "displayName");
-    for c in a.changes.iter_mut().filter(|c| c.field == plan::MEMBERS) {
-        let side = |add: bool| {
-            a.members
-                .iter()
-                .filter(|m| m.add == add)
-                .map(|m| m.user_name.clone())
-                .reduce(|x, y| format!("{x}, {y}"))
-        };
-        c.before = side(false);
-        c.after = side(true);
-    }
-    a.changes
-        .retain(|c| c.field != plan::MEMBERS || c.before.is_some() || c.after.is_some());
+    let kept: Vec<plan::Change> = std::mem::take(&mut a.changes)
+        .into_iter()
+        .filter(|c| c.field != "displayName" && c.field != plan::MEMBERS)
+        .collect();
+    a.changes = crate::groups::with_members(kept, &a.members);
 }
 
 fn counts(plan: &Plan, outcomes: Option<&Outcomes>) -> serde_json::Value {
@@ -955,6 +946,46 @@ async fn apply_saved_inner(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sync_user_keeps_only_that_persons_membership_change() {
+        let member = |name: &str, add: bool| plan::MemberChange {
+            add,
+            user_name: name.into(),
+            anchor: Some(Anchor::new(name)),
+            account_id: None,
+            why: "member upstream".into(),
+        };
+        let members = vec![member("ada@x", true), member("bob@x", false)];
+        let rename = plan::Change {
+            field: "displayName".into(),
+            before: Some("old".into()),
+            after: Some("eng".into()),
+        };
+        let mut a = plan::Action {
+            kind: plan::ActionKind::GroupUpdate,
+            user_name: "eng".into(),
+            anchor: Some(Anchor::new("g1")),
+            account_id: Some("G1".into()),
+            previous_anchor: None,
+            changes: crate::groups::with_members(vec![rename], &members),
+            reason: String::new(),
+            held: None,
+            members,
+        };
+        only_member(&mut a, &UserName::new("BOB@x"));
+        assert_eq!(a.members.len(), 1);
+        assert_eq!(
+            a.changes,
+            vec![plan::Change {
+                field: plan::MEMBERS.into(),
+                before: Some("bob@x".into()),
+                after: None,
+            }]
+        );
+        only_member(&mut a, &UserName::new("carol@x"));
+        assert!(a.members.is_empty() && a.changes.is_empty());
+    }
 
     #[test]
     fn a_second_run_cannot_take_the_lock_while_the_first_holds_it() {

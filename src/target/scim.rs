@@ -624,16 +624,21 @@ fn path_segment(id: &str) -> String {
         .replace('+', "%20")
 }
 
+/// A SCIM id as text: a non-empty string, or a number some servers send.
+fn id_text(v: Option<&Value>) -> Option<String> {
+    match v {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 fn account_from(url: &Url, r: Value) -> Result<Account, TargetError> {
     let bad = |detail: &str| TargetError::BadReply {
         url: url.to_string(),
         detail: detail.to_string(),
     };
-    let id = match r.get("id") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => return Err(bad("a User without `id`")),
-    };
+    let id = id_text(r.get("id")).ok_or_else(|| bad("a User without `id`"))?;
     let user_name = r
         .get("userName")
         .and_then(Value::as_str)
@@ -657,11 +662,7 @@ fn group_from(url: &Url, r: Value) -> Result<AppGroup, TargetError> {
         url: url.to_string(),
         detail: detail.to_string(),
     };
-    let id = match r.get("id") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => return Err(bad("a Group without `id`")),
-    };
+    let id = id_text(r.get("id")).ok_or_else(|| bad("a Group without `id`"))?;
     let display_name = r
         .get("displayName")
         .and_then(Value::as_str)
