@@ -259,6 +259,12 @@ impl Journal {
     ) -> Result<i64, JournalError> {
         self.with(|c| {
             let tx = c.transaction()?;
+            // Its actions still `planned` may or may not have reached the app: say so. The
+            // next plan reads the app again, so whatever is still needed is planned anew.
+            tx.execute(
+                "UPDATE actions SET status = 'failed', at = ?1, error = 'interrupted: idsync stopped before this result was recorded; the app may have it (the next run reads the app and plans what is still needed)' WHERE status = 'planned' AND run IN (SELECT id FROM runs WHERE outcome = 'running')",
+                params![ts(now)],
+            )?;
             tx.execute(
                 "UPDATE runs SET outcome = 'failed', finished = ?1, reason = 'interrupted: the process stopped before the run finished' WHERE outcome = 'running'",
                 params![ts(now)],

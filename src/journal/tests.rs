@@ -80,13 +80,39 @@ fn actions_are_journaled_planned_then_applied_with_their_link() {
 fn a_run_left_running_by_a_crash_is_closed_as_failed_by_the_next() {
     let dir = tempfile::tempdir().unwrap();
     let j = Journal::open(dir.path()).unwrap();
-    let first = j.begin_run(Mode::Apply, "test", Utc::now()).unwrap();
+    let now = Utc::now();
+    let first = j.begin_run(Mode::Apply, "test", now).unwrap();
+    let mut held = action(ActionKind::Suspend, "bob");
+    held.held = Some("over the cap".into());
+    j.record_plan(
+        first,
+        &[
+            action(ActionKind::Create, "ada"),
+            held,
+            action(ActionKind::Create, "cy"),
+        ],
+        now,
+    )
+    .unwrap();
+    let done = ActionResult {
+        status: Status::Applied,
+        account: Some("s1"),
+        error: None,
+        link: &LinkChange::None,
+    };
+    j.record_result(first, 0, &done, now).unwrap();
     drop(j);
     let j = Journal::open(dir.path()).unwrap();
     j.begin_run(Mode::Apply, "test", Utc::now()).unwrap();
     let r = j.run(first).unwrap().unwrap();
     assert_eq!(r.outcome, "failed");
     assert!(r.reason.unwrap().contains("interrupted"));
+    // The action that never got its result says it may have reached the app; the applied
+    // and the held ones keep what they were.
+    let rows = j.actions(first).unwrap();
+    let status: Vec<&str> = rows.iter().map(|a| a.status.as_str()).collect();
+    assert_eq!(status, ["applied", "held", "failed"]);
+    assert!(rows[2].error.as_deref().unwrap().starts_with("interrupted"));
 }
 
 #[test]

@@ -39,6 +39,10 @@ pub enum TargetError {
     Taken { user_name: String, account: String },
     #[error("not applied: {detail}")]
     Stale { detail: String },
+    /// A create failed in a way that leaves unknown whether the app made the resource (the
+    /// client looks for it before sending again; never seen outside the SCIM client).
+    #[error("a create's outcome is unknown: {detail}")]
+    Uncertain { detail: String },
 }
 
 impl TargetError {

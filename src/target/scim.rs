@@ -56,6 +56,15 @@ struct Reply {
     body: Value,
 }
 
+/// Whether an attempt that failed without a clear answer may simply be sent again.
+#[derive(Clone, Copy)]
+enum Replay {
+    /// Reads, PATCHes, PUTs and DELETEs: sending them twice ends in the same state.
+    Safe,
+    /// A POST: sending it twice could create two resources.
+    Create,
+}
+
 /// A request body: SCIM JSON, or raw bytes of a type (a photo).
 #[derive(Clone, Copy)]
 enum Payload<'a> {
@@ -107,8 +116,54 @@ impl ScimClient {
         url: Url,
         body: Option<&Value>,
     ) -> Result<Reply, TargetError> {
-        self.send_payload(method, url, body.map(Payload::Json))
+        self.send_payload(method, url, body.map(Payload::Json), Replay::Safe)
             .await
+    }
+
+    /// Sends a create. An attempt whose fate is unknown (a timeout, a reset, a 5xx: the app
+    /// may have created the resource before failing) is not sent again blindly: `find` looks
+    /// for the resource first and its answer wins; only when it finds nothing is the create
+    /// sent again. A 429 or a refused connection did not reach the app and is retried as usual.
+    async fn send_create<T, F, Fut>(
+        &self,
+        url: &Url,
+        body: &Value,
+        find: F,
+    ) -> Result<Result<Reply, T>, TargetError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>, TargetError>>,
+    {
+        let mut looked = 0;
+        loop {
+            match self
+                .send_payload(
+                    Method::POST,
+                    url.clone(),
+                    Some(Payload::Json(body)),
+                    Replay::Create,
+                )
+                .await
+            {
+                Err(TargetError::Uncertain { detail }) => {
+                    looked += 1;
+                    tracing::info!(%url, error = %detail, "a create may have reached the app; looking for it before sending it again");
+                    if let Some(found) = find().await? {
+                        return Ok(Err(found));
+                    }
+                    if looked > self.cfg.max_retries {
+                        return Err(TargetError::Exhausted {
+                            method: "POST".into(),
+                            url: url.to_string(),
+                            attempts: looked,
+                            detail,
+                        });
+                    }
+                    tokio::time::sleep(backoff(looked)).await;
+                }
+                other => return other.map(Ok),
+            }
+        }
     }
 
     async fn send_payload(
@@ -116,6 +171,7 @@ impl ScimClient {
         method: Method,
         url: Url,
         body: Option<Payload<'_>>,
+        replay: Replay,
     ) -> Result<Reply, TargetError> {
         let attempts = self.cfg.max_retries + 1;
         let mut last = String::new();
@@ -151,6 +207,9 @@ impl ScimClient {
                             detail: last,
                         });
                     }
+                    if !e.is_connect() && matches!(replay, Replay::Create) {
+                        return Err(TargetError::Uncertain { detail: last });
+                    }
                     tracing::debug!(%method, %url, attempt, error = %last, "request failed, retrying");
                     tokio::time::sleep(backoff).await;
                 }
@@ -158,6 +217,11 @@ impl ScimClient {
                     let status = resp.status();
                     let retry_after = retry_after(&resp);
                     let text = resp.text().await.unwrap_or_default();
+                    if status.is_server_error() && matches!(replay, Replay::Create) {
+                        return Err(TargetError::Uncertain {
+                            detail: format!("{status} {}", snippet(&text)),
+                        });
+                    }
                     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
                         last = format!("{status} {}", snippet(&text));
                         if attempt == attempts {
@@ -256,8 +320,11 @@ impl ScimClient {
         self.list_all("Users", account_from).await
     }
 
-    /// Every resource of an endpoint, paged by startIndex; survives a wrong `totalResults`
-    /// and a server that repeats a page.
+    /// Every resource of an endpoint, paged by startIndex, to the first short or empty page
+    /// (a wrong `totalResults` neither stops the read early nor makes it run on). A page that
+    /// repeats items already seen means the list moved while it was read (index paging over a
+    /// changing list skips as many items as it repeats), so the whole list is read again; a
+    /// list that keeps moving fails the read rather than hand the planner a list with holes.
     async fn list_all<T>(
         &self,
         endpoint: &str,
@@ -266,7 +333,41 @@ impl ScimClient {
     where
         T: HasId,
     {
+        const READS: usize = 3;
+        let mut repeated = 0;
+        for read in 1..=READS {
+            match self.list_once(endpoint, parse).await? {
+                Ok(items) => return Ok(items),
+                Err(n) => {
+                    repeated = n;
+                    tracing::warn!(
+                        endpoint,
+                        read,
+                        repeated = n,
+                        "the app's list repeated items while it was read; reading it again"
+                    );
+                }
+            }
+        }
+        Err(TargetError::BadReply {
+            url: self.url(endpoint).to_string(),
+            detail: format!(
+                "the list repeated {repeated} item(s) across pages in each of {READS} reads (it changes while it is read, or the app ignores startIndex); nothing was written: run again when the app is quiet, or raise target.page_size above the number of accounts"
+            ),
+        })
+    }
+
+    /// One paged read: every item, or (`Err`) how many items came twice.
+    async fn list_once<T>(
+        &self,
+        endpoint: &str,
+        parse: fn(&Url, Value) -> Result<T, TargetError>,
+    ) -> Result<Result<Vec<T>, usize>, TargetError>
+    where
+        T: HasId,
+    {
         let mut seen: BTreeMap<String, T> = BTreeMap::new();
+        let mut repeated = 0usize;
         let mut start = 1usize;
         loop {
             let mut url = self.url(endpoint);
@@ -305,15 +406,21 @@ impl ScimClient {
                     new += 1;
                 }
             }
+            repeated += resources.len() - new;
             start += resources.len();
-            // Stop on a page of nothing new (a server repeating itself), or when the page
-            // was short and totalResults agrees there is no more.
+            // A page of nothing new: the app ignores startIndex (or keeps moving); reading
+            // on could go forever. A short page ends the list unless totalResults says more
+            // (an app that caps `count` below ours sends short pages all along); a full one
+            // never does, whatever totalResults says.
             let short = resources.len() < self.cfg.page_size as usize;
-            if new == 0 || (short && total.is_some_and(|t| start as u64 > t)) {
+            if new == 0 || (short && total.is_none_or(|t| start as u64 > t)) {
                 break;
             }
         }
-        Ok(seen.into_values().collect())
+        if repeated > 0 {
+            return Ok(Err(repeated));
+        }
+        Ok(Ok(seen.into_values().collect()))
     }
 
     /// POST /Groups with the first batch of members; a 409 (the name is taken meanwhile)
@@ -330,7 +437,14 @@ impl ScimClient {
             "displayName": name,
             "members": first.iter().map(|id| json!({ "value": id })).collect::<Vec<_>>(),
         });
-        let reply = self.send(Method::POST, url.clone(), Some(&body)).await?;
+        let reply = match self
+            .send_create(&url, &body, || self.find_group(name))
+            .await?
+        {
+            Ok(reply) => reply,
+            // The create that timed out did reach the app, with the first batch.
+            Err(id) => return Ok((id, rest)),
+        };
         if reply.status.is_success() {
             return Ok((group_from(&url, reply.body)?.id, rest));
         }
@@ -411,17 +525,22 @@ impl ScimClient {
 
     async fn post(&self, resource: Value) -> Result<Created, TargetError> {
         let url = self.url("Users");
-        let reply = self
-            .send(Method::POST, url.clone(), Some(&resource))
-            .await?;
+        let user_name = resource
+            .get("userName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let reply = match self
+            .send_create(&url, &resource, || self.find_by_user_name(user_name))
+            .await?
+        {
+            Ok(reply) => reply,
+            // The create that timed out did reach the app: that account is ours.
+            Err(found) => return Ok(Created::Existing(found)),
+        };
         if reply.status.is_success() {
             return Ok(Created::New(account_from(&url, reply.body)?));
         }
         if reply.status == StatusCode::CONFLICT {
-            let user_name = resource
-                .get("userName")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
             if let Some(existing) = self.find_by_user_name(user_name).await? {
                 return Ok(Created::Existing(existing));
             }
@@ -488,7 +607,7 @@ impl ScimClient {
                     None => (Method::DELETE, None),
                 };
                 let reply = self
-                    .send_payload(method.clone(), url.clone(), payload)
+                    .send_payload(method.clone(), url.clone(), payload, Replay::Safe)
                     .await?;
                 let gone = method == Method::DELETE && reply.status == StatusCode::NOT_FOUND;
                 if reply.status.is_success() || gone {

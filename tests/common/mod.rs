@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod graph;
+pub mod proxy;
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -565,6 +566,13 @@ mapping:
     pub fn last_run(&self, config: &Path) -> Value {
         serde_json::from_str(&self.ok(config, &["show", "last", "--format", "json"])).unwrap()
     }
+}
+
+/// Rewrites a config file, replacing `from` (e.g. the SCIM URL) with `to` (a proxy's).
+pub fn retarget(config: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    assert!(text.contains(from), "{from} is not in the config");
+    std::fs::write(config, text.replace(from, to)).unwrap();
 }
 
 /// Sends a signal (`"-TERM"`, `"-HUP"`) to a child process.
