@@ -256,6 +256,22 @@ async fn snapshot<R: AccountReader + GroupWriter>(
     })
 }
 
+/// What a sync leaves undone and why (a person whose data is unusable, an ambiguous match)
+/// goes to the log too, the first few in full.
+fn warn_notices(notices: &[crate::plan::Notice]) {
+    const SHOWN: usize = 20;
+    for n in notices.iter().take(SHOWN) {
+        let who = n.user_name.as_deref().unwrap_or("-");
+        tracing::warn!(user = who, "{}", n.message);
+    }
+    if notices.len() > SHOWN {
+        tracing::warn!(
+            "{} more notice(s): `idsync show last` lists them all",
+            notices.len() - SHOWN
+        );
+    }
+}
+
 fn make_plan(cfg: &Config, snap: &Snapshot, only_user: Option<&str>, now: DateTime<Utc>) -> Plan {
     let mut plan = plan::plan(&plan::Inputs {
         users: &snap.users,
@@ -555,6 +571,7 @@ async fn sync_inner(
         .collect();
     journal.touch_links(&present, now)?;
     journal.record_notices(run, &plan.notices)?;
+    warn_notices(&plan.notices);
     let people = snap.users.len();
     let apply_started = std::time::Instant::now();
     let outcomes = apply_actions(cfg, journal, &client, run, &mut snap, &plan.actions, now).await?;

@@ -76,31 +76,71 @@ pub fn assemble(raw: Vec<RawGroup>, cfg: &GroupsConfig) -> Vec<DirectoryGroup> {
     out
 }
 
-/// A DN in a form two spellings of the same DN share: lower case, no spaces around `,`
-/// and `=` (escaped characters kept as written).
+/// A DN in a form two spellings of the same DN share (RFC 4514): lower case, no spaces
+/// around `,` and `=`, and every escape (`\,`, `\2C`, `\C3\A9`) decoded, with the characters
+/// that must stay escaped written `\c` again.
 pub fn normal_dn(dn: &str) -> String {
     let mut out = String::with_capacity(dn.len());
-    let mut chars = dn.trim().chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
+    let b = dn.trim().as_bytes();
+    let mut i = 0;
+    // Escaped bytes, decoded together so a multi-byte character escaped byte by byte
+    // comes out whole.
+    let mut data: Vec<u8> = Vec::new();
+    let flush = |data: &mut Vec<u8>, out: &mut String| {
+        for c in String::from_utf8_lossy(data).chars() {
+            if matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' | '#') {
                 out.push('\\');
-                if let Some(n) = chars.next() {
-                    out.extend(n.to_lowercase());
-                }
             }
-            ',' | '=' => {
-                while out.ends_with(' ') {
+            out.extend(c.to_lowercase());
+        }
+        data.clear();
+    };
+    while i < b.len() {
+        match b[i] {
+            b'\\' => {
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(byte) => {
+                        data.push(byte);
+                        i += 3;
+                    }
+                    None => {
+                        if let Some(&c) = b.get(i + 1) {
+                            data.push(c);
+                        }
+                        i += 2;
+                    }
+                }
+                continue;
+            }
+            c @ (b',' | b'=') => {
+                flush(&mut data, &mut out);
+                while out.ends_with(' ') && !out.ends_with("\\ ") {
                     out.pop();
                 }
-                out.push(c);
-                while chars.peek() == Some(&' ') {
-                    chars.next();
+                out.push(c as char);
+                while b.get(i + 1) == Some(&b' ') {
+                    i += 1;
                 }
             }
-            c => out.extend(c.to_lowercase()),
+            _ => {
+                // Plain text up to the next escape or separator, as UTF-8.
+                flush(&mut data, &mut out);
+                let end = b[i..]
+                    .iter()
+                    .position(|c| matches!(c, b'\\' | b',' | b'='))
+                    .map_or(b.len(), |n| i + n);
+                out.extend(String::from_utf8_lossy(&b[i..end]).to_lowercase().chars());
+                i = end;
+                continue;
+            }
         }
+        i += 1;
     }
+    flush(&mut data, &mut out);
     out
 }
 
@@ -386,6 +426,14 @@ mod tests {
             "uid=ada,ou=people,dc=example,dc=org"
         );
         assert_eq!(normal_dn("cn=a\\, b,dc=x"), "cn=a\\, b,dc=x");
+        // Escapes written as hex, as a character, or multi-byte: one DN.
+        assert_eq!(normal_dn("cn=A\\2C B,dc=x"), "cn=a\\, b,dc=x");
+        assert_eq!(
+            normal_dn("CN=Smith\\, J \\\"JJ\\\" \\2B\\3C\\3e\\3B\\5C,DC=x"),
+            normal_dn("cn=smith\\, j \\\"jj\\\" \\+\\<\\>\\;\\\\,dc=x")
+        );
+        assert_eq!(normal_dn("cn=Ren\\C3\\A9,dc=x"), "cn=rené,dc=x");
+        assert_eq!(normal_dn("cn=Ren\\C3\\A9,dc=x"), normal_dn("cn=René,dc=x"));
     }
 
     #[test]
