@@ -133,7 +133,7 @@ pub fn normal_dn(dn: &str) -> String {
                     .iter()
                     .position(|c| matches!(c, b'\\' | b',' | b'='))
                     .map_or(b.len(), |n| i + n);
-                out.extend(String::from_utf8_lossy(&b[i..end]).to_lowercase().chars());
+                out.push_str(&String::from_utf8_lossy(&b[i..end]).to_lowercase());
                 i = end;
                 continue;
             }
