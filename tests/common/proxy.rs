@@ -37,7 +37,7 @@ pub enum Fault {
     Kill { pid: u32, after: bool },
 }
 
-/// Which requests a fault hits: the method (empty = any), a substring of the path and
+/// Which requests a fault hits: the method (empty = any, `WRITE` = any but GET), a substring of the path and
 /// query, and optionally one of the body; the first `skip` matches pass untouched, then
 /// `times` are hit.
 #[derive(Clone, Debug)]
@@ -261,7 +261,9 @@ fn fault_for(state: &Mutex<State>, req: &Request) -> Option<Fault> {
     let mut st = state.lock().unwrap();
     let rule = st.rules.iter_mut().find(|r| {
         r.times > 0
-            && (r.method.is_empty() || r.method == req.method)
+            && (r.method.is_empty()
+                || r.method == req.method
+                || (r.method == "WRITE" && req.method != "GET"))
             && req.path.contains(&r.path)
             && (r.body.is_empty() || String::from_utf8_lossy(&req.body).contains(&r.body))
     })?;
