@@ -106,7 +106,7 @@ fn kill_9_at_seeded_points_of_a_500_action_run_converges_with_nothing_lost() {
         // The writes the app has seen so far count from the last kill.
         let skip = point.saturating_sub(last + 1) as usize;
         last = point;
-        let after = rng.next() % 2 == 0;
+        let after = rng.next().is_multiple_of(2);
         p.add(
             Rule::new(
                 "WRITE",
