@@ -34,7 +34,11 @@ pub struct FieldPath {
 impl FieldPath {
     pub fn parse(text: &str) -> Result<FieldPath, MappingError> {
         let bad = |why: &str| MappingError(format!("attribute path `{text}`: {why}"));
-        let (schema, rest) = if text.len() > 4 && text[..4].eq_ignore_ascii_case("urn:") {
+        let (schema, rest) = if text.len() > 4
+            && text
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
+        {
             let cut = text
                 .rfind(':')
                 .ok_or_else(|| bad("an extension path is `<schema urn>:<attribute>`"))?;

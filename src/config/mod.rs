@@ -266,17 +266,32 @@ pub fn parse(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
+    let blank = text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    if blank {
+        return Err(ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: "the config is empty: it needs at least source:, target:, match: and mapping: (see config/idsync.example.yaml)".into(),
+        });
+    }
+    let mut raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
         path: path.to_path_buf(),
         message: syntax_message(&e),
     })?;
+    let section = |message: String| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        message,
+    };
+    let source = RawSource::from_value(std::mem::take(&mut raw.source)).map_err(section)?;
+    let target = RawTarget::from_value(std::mem::take(&mut raw.target)).map_err(section)?;
     let mut r = Resolver {
         problems: Vec::new(),
         warnings: Vec::new(),
         env,
         base: path.parent().map(Path::to_path_buf),
     };
-    let config = r.resolve(raw, path);
+    let config = r.resolve(raw, source, target, path);
     match config {
         Some(c) if r.problems.is_empty() => Ok(Config {
             warnings: r.warnings,
@@ -291,6 +306,12 @@ pub fn parse(
 
 fn syntax_message(e: &serde_yaml::Error) -> String {
     let mut msg = e.to_string();
+    if msg.contains("expected struct RawConfig") {
+        msg = msg.replace(
+            "expected struct RawConfig",
+            "expected a mapping of keys (source:, target:, match:, mapping:, ...)",
+        );
+    }
     if msg.contains("unknown field") {
         msg.push_str(" (remove it or fix its spelling)");
     } else if msg.contains("unknown variant") {
@@ -314,7 +335,13 @@ impl Resolver<'_> {
         });
     }
 
-    fn resolve(&mut self, raw: RawConfig, path: &Path) -> Option<Config> {
+    fn resolve(
+        &mut self,
+        raw: RawConfig,
+        source: RawSource,
+        target: RawTarget,
+        path: &Path,
+    ) -> Option<Config> {
         let schedule = raw.schedule.as_deref().and_then(|s| self.schedule(s));
         let state_dir = raw
             .state_dir
@@ -322,11 +349,11 @@ impl Resolver<'_> {
             .or_else(|| (self.env)("STATE_DIRECTORY").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("/var/lib/idsync"));
         let mapping = self.mapping(&raw.mapping);
-        let source = match raw.source {
+        let source = match source {
             RawSource::Ldap(l) => self.ldap(l, mapping.as_ref()),
             RawSource::Graph(g) => self.graph(g),
         };
-        let target = match raw.target {
+        let target = match target {
             RawTarget::Scim(s) => self.scim(s),
         };
         let match_rule = self.match_rule(raw.match_rule);
@@ -1124,6 +1151,10 @@ impl Resolver<'_> {
                     continue;
                 }
             };
+            if v.is_sequence() {
+                self.problem(&at, "a list is not a template: write one string such as \"{givenName} {sn}\", or { value: \"...\", set: once }");
+                continue;
+            }
             let value: RawMappingValue = match serde_yaml::from_value(v.clone()) {
                 Ok(v) => v,
                 Err(_) => {

@@ -10,8 +10,10 @@ use serde::Deserialize;
 pub struct RawConfig {
     pub schedule: Option<String>,
     pub state_dir: Option<String>,
-    pub source: RawSource,
-    pub target: RawTarget,
+    /// `RawSource::from_value`: by `kind`, errors naming the key path.
+    pub source: serde_yaml::Value,
+    /// `RawTarget::from_value`.
+    pub target: serde_yaml::Value,
     #[serde(rename = "match")]
     pub match_rule: Option<RawMatch>,
     pub mapping: serde_yaml::Mapping,
@@ -49,11 +51,69 @@ pub struct RawMetrics {
     pub listen: String,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[derive(Debug)]
 pub enum RawSource {
     Ldap(RawLdap),
     Graph(RawGraph),
+}
+
+impl RawSource {
+    pub fn from_value(v: serde_yaml::Value) -> Result<RawSource, String> {
+        match split_kind("source", v, &["ldap", "graph"])? {
+            ("ldap", rest) => typed("source", rest).map(RawSource::Ldap),
+            (_, rest) => typed("source", rest).map(RawSource::Graph),
+        }
+    }
+}
+
+impl RawTarget {
+    pub fn from_value(v: serde_yaml::Value) -> Result<RawTarget, String> {
+        let (_, rest) = split_kind("target", v, &["scim"])?;
+        typed("target", rest).map(RawTarget::Scim)
+    }
+}
+
+/// A section chosen by its `kind` (one of `kinds`), and the section without it. (Serde's
+/// internally tagged enums would do this, but lose the key path and line of every error
+/// inside the section.)
+fn split_kind(
+    at: &str,
+    v: serde_yaml::Value,
+    kinds: &[&'static str],
+) -> Result<(&'static str, serde_yaml::Value), String> {
+    let choices = kinds.join(" or ");
+    let serde_yaml::Value::Mapping(mut m) = v else {
+        return Err(format!("{at}: must be a mapping with `kind: {choices}`"));
+    };
+    match m.remove("kind") {
+        None => Err(format!("{at}.kind: missing; say `kind: {choices}`")),
+        Some(k) => match kinds.iter().find(|c| k.as_str() == Some(**c)) {
+            Some(kind) => Ok((kind, serde_yaml::Value::Mapping(m))),
+            None => Err(format!(
+                "{at}.kind: unknown kind `{}`; use {choices}",
+                serde_yaml::to_string(&k).unwrap_or_default().trim()
+            )),
+        },
+    }
+}
+
+/// Deserializes a section, naming the key path of an error (`source.page_size: ...`).
+fn typed<T: serde::de::DeserializeOwned>(at: &str, v: serde_yaml::Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let key = if path == "." {
+            at.to_string()
+        } else {
+            format!("{at}.{path}")
+        };
+        let hint = if inner.contains("unknown field") {
+            " (remove it or fix its spelling)"
+        } else {
+            ""
+        };
+        format!("{key}: {inner}{hint}")
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,8 +159,7 @@ pub struct RawLdap {
     pub full_every: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[derive(Debug)]
 pub enum RawTarget {
     Scim(RawScim),
 }
