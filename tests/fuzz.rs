@@ -141,15 +141,14 @@ fn value() -> impl Strategy<Value = Value> {
 
 /// Sets (or with `None` removes) `path` in a YAML tree, making mappings on the way.
 fn set(root: &mut Value, path: &str, v: Option<Value>) {
-    let mut parts: Vec<&str> = path.splitn(2, '.').collect();
-    if path.starts_with("mapping.") {
-        parts = vec!["mapping", &path["mapping.".len()..]];
-        if let Some(rest) = parts[1].strip_suffix(".set") {
-            parts = vec!["mapping", rest, "set"];
-        }
-    } else {
-        parts = path.split('.').collect();
-    }
+    // Mapping keys are attribute paths: their dots are not YAML nesting.
+    let parts: Vec<&str> = match path.strip_prefix("mapping.") {
+        Some(field) => match field.strip_suffix(".set") {
+            Some(f) => vec!["mapping", f, "set"],
+            None => vec!["mapping", field],
+        },
+        None => path.split('.').collect(),
+    };
     let mut at = root;
     for (i, key) in parts.iter().enumerate() {
         if !at.is_mapping() {
