@@ -8,6 +8,7 @@
 #                      (SLAPD_SYNC_LIMITS overrides the sync account's `limits`;
 #                      SLAPD_TLS_DIR with ca.pem, server.pem, server.key enables StartTLS)
 #   scripts/testbed.sh tls-certs DIR              a test CA and a server cert for 127.0.0.1
+#                      (TLS_SAN replaces its names, e.g. DNS:other.example for a wrong host)
 #   scripts/testbed.sh slapd-stop DIR
 #   scripts/testbed.sh scim-start DIR PORT TOKEN  scim2-server on 127.0.0.1:PORT (base URL /v2)
 #   scripts/testbed.sh scim-stop DIR
@@ -179,7 +180,7 @@ tls_certs() {
     -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
   openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$dir/server.key" \
     -out "$dir/server.csr" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$dir/ext.cnf"
+  printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "${TLS_SAN:-IP:127.0.0.1,DNS:localhost}" >"$dir/ext.cnf"
   openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
     -days 2 -extfile "$dir/ext.cnf" -out "$dir/server.pem" 2>/dev/null
   chmod 644 "$dir/server.key"

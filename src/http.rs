@@ -52,6 +52,30 @@ pub fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
         .and_then(|v| parse_retry_after(v, SystemTime::now()))
 }
 
+/// True when a request failed in TLS (an unknown CA, a certificate for another host, a
+/// handshake the server refused): retrying will not help, and the fix is the CA or the URL.
+pub fn is_tls(e: &reqwest::Error) -> bool {
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        if is_tls_cause(inner) {
+            return true;
+        }
+        src = inner.source();
+    }
+    false
+}
+
+/// A rustls error, or I/O errors wrapping one (tokio-rustls wraps it in an I/O error, which
+/// hyper wraps again; `io::Error::source` skips the wrapped error itself).
+pub fn is_tls_cause(e: &(dyn std::error::Error + 'static)) -> bool {
+    if e.is::<rustls::Error>() {
+        return true;
+    }
+    e.downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::get_ref)
+        .is_some_and(|inner| is_tls_cause(inner))
+}
+
 /// At most 300 characters of a reply body, for error messages.
 pub fn snippet(text: &str) -> String {
     let t = text.trim();

@@ -332,6 +332,12 @@ impl GraphReader {
                 Ok(r) => r,
                 Err(e) => {
                     last = transport_text(&e);
+                    if crate::http::is_tls(&e) {
+                        return Err(GetError::Failed(SourceError::Tls {
+                            url: url.to_string(),
+                            detail: last,
+                        }));
+                    }
                     unreachable = e.is_connect();
                     tracing::debug!(%url, attempt, error = %last, "Graph request failed, retrying");
                     if attempt < attempts {

@@ -68,6 +68,9 @@ impl LdapReader {
         let url = self.cfg.url.to_string();
         let detail = e.to_string();
         match e {
+            LdapError::Io { source } if crate::http::is_tls_cause(&source) => {
+                SourceError::Tls { url, detail }
+            }
             LdapError::Io { .. } | LdapError::Timeout { .. } | LdapError::EndOfStream => {
                 SourceError::Connect { url, detail }
             }
@@ -92,7 +95,18 @@ impl LdapReader {
         }
         let (conn, mut ldap) = LdapConnAsync::with_settings(settings, cfg.url.as_str())
             .await
-            .map_err(|e| self.classify(e))?;
+            .map_err(|e| match e {
+                // The answer to the StartTLS request: the server will not do TLS, and idsync
+                // will not bind without it.
+                LdapError::LdapResult { result } if cfg.start_tls => SourceError::Tls {
+                    url: cfg.url.to_string(),
+                    detail: format!(
+                        "the server refused StartTLS (result code {} {}); enable TLS on the server (OpenLDAP: TLSCertificateFile), or use ldaps://; idsync never binds in plaintext",
+                        result.rc, result.text
+                    ),
+                },
+                e => self.classify(e),
+            })?;
         ldap3::drive!(conn);
         if let (Some(dn), Some(pw)) = (&cfg.bind_dn, &cfg.bind_password) {
             let res = ldap

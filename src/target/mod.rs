@@ -17,6 +17,8 @@ use crate::plan::Change;
 pub enum TargetError {
     #[error("cannot reach the app at {url}: {detail}; check target.url and that the app is up")]
     Connect { url: String, detail: String },
+    #[error("TLS with the app at {url} failed: {detail}; check target.ca_file and that target.url names a host the app's certificate is for")]
+    Tls { url: String, detail: String },
     #[error("the app refused the token ({status}) at {url}; check target.token_file")]
     Auth { url: String, status: u16 },
     #[error("{method} {url} answered {status}: {detail}")]
@@ -50,7 +52,10 @@ impl TargetError {
     pub fn fatal(&self) -> bool {
         matches!(
             self,
-            TargetError::Connect { .. } | TargetError::Auth { .. } | TargetError::Exhausted { .. }
+            TargetError::Connect { .. }
+                | TargetError::Tls { .. }
+                | TargetError::Auth { .. }
+                | TargetError::Exhausted { .. }
         )
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use crate::http::{backoff, retry_after, snippet, transport_text, MAX_RETRY_WAIT};
+use crate::http::{backoff, is_tls, retry_after, snippet, transport_text, MAX_RETRY_WAIT};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::{Method, StatusCode};
@@ -201,6 +201,12 @@ impl ScimClient {
             match req.send().await {
                 Err(e) => {
                     last = transport_text(&e);
+                    if is_tls(&e) {
+                        return Err(TargetError::Tls {
+                            url: url.to_string(),
+                            detail: last,
+                        });
+                    }
                     if e.is_connect() && attempt == attempts {
                         return Err(TargetError::Connect {
                             url: url.to_string(),

@@ -46,6 +46,12 @@ fn testbed_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     out
 }
 
+/// A test CA (`ca.pem`) and a server certificate (`server.pem`, `server.key`) in `dir`,
+/// for `san` (empty: 127.0.0.1 and localhost).
+pub fn tls_certs(dir: &Path, san: &str) {
+    testbed_with(&["tls-certs", dir.to_str().unwrap()], &[("TLS_SAN", san)]);
+}
+
 /// An in-test HTTP server (axum) on a thread of its own: its port, and a handle that stops
 /// it when dropped.
 pub struct Served {
@@ -209,14 +215,21 @@ impl Testbed {
 
     /// Only the SCIM app (for sources other than LDAP).
     pub fn start_app_only() -> Testbed {
-        Self::start_servers(None, "", false)
+        Self::start_servers(None, "", None)
+    }
+
+    /// Like `start_tls`, with a server certificate for these names only (`TLS_SAN`, e.g.
+    /// `DNS:other.example`).
+    pub fn start_tls_for(ldif: &str, san: &str) -> Testbed {
+        Self::start_servers(Some(ldif), "", Some(san))
     }
 
     fn start_full(ldif: &str, limits: &str, tls: bool) -> Testbed {
-        Self::start_servers(Some(ldif), limits, tls)
+        Self::start_servers(Some(ldif), limits, tls.then_some(""))
     }
 
-    fn start_servers(ldif: Option<&str>, limits: &str, tls: bool) -> Testbed {
+    /// `tls`: StartTLS on slapd, with a certificate for these names (empty: the default).
+    fn start_servers(ldif: Option<&str>, limits: &str, tls: Option<&str>) -> Testbed {
         let dir = tempfile::Builder::new()
             .prefix("idsync-test")
             .tempdir()
@@ -245,7 +258,7 @@ impl Testbed {
         tb
     }
 
-    fn start_slapd(dir: &Path, ldif: &str, ldap_port: u16, limits: &str, tls: bool) {
+    fn start_slapd(dir: &Path, ldif: &str, ldap_port: u16, limits: &str, tls: Option<&str>) {
         let ldif_path = dir.join("people.ldif");
         std::fs::write(&ldif_path, ldif).unwrap();
         let slapd_dir = dir.join("slapd");
@@ -258,14 +271,14 @@ impl Testbed {
         }
         let tls_dir = dir.join("tls");
         let tls_arg = tls_dir.to_string_lossy().to_string();
-        if tls {
-            testbed(&["tls-certs", &tls_arg]);
+        if let Some(san) = tls {
+            tls_certs(&tls_dir, san);
         }
         testbed_with(
             &args,
             &[
                 ("SLAPD_SYNC_LIMITS", limits),
-                ("SLAPD_TLS_DIR", if tls { &tls_arg } else { "" }),
+                ("SLAPD_TLS_DIR", if tls.is_some() { &tls_arg } else { "" }),
             ],
         );
     }

@@ -183,7 +183,7 @@ struct Request {
     body: Vec<u8>,
 }
 
-fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
+fn read_request(r: &mut impl BufRead) -> Option<Request> {
     let mut head = Vec::new();
     loop {
         let mut line = Vec::new();
@@ -236,7 +236,7 @@ fn reason(code: u16) -> &'static str {
     }
 }
 
-fn respond(w: &mut TcpStream, code: u16, headers: &[(String, String)], body: &[u8]) -> bool {
+fn respond(w: &mut impl Write, code: u16, headers: &[(String, String)], body: &[u8]) -> bool {
     let mut out = format!("HTTP/1.1 {code} {}\r\n", reason(code));
     for (k, v) in headers {
         out.push_str(&format!("{k}: {v}\r\n"));
@@ -406,6 +406,8 @@ struct Cut {
     released: bool,
     /// Rewrite the result code of every SearchResultDone to this.
     done_rc: Option<u8>,
+    /// Every byte the client sent.
+    from_client: Vec<u8>,
 }
 
 /// A TCP proxy in front of slapd.
@@ -451,7 +453,8 @@ impl LdapCut {
                     continue;
                 };
                 let (c1, s1) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                std::thread::spawn(move || pump_plain(c1, s1));
+                let rec = c.clone();
+                std::thread::spawn(move || pump_requests(c1, s1, &rec));
                 let (c, sent) = (c.clone(), sent.clone());
                 std::thread::spawn(move || pump_answers(server, client, &c, &sent));
             }
@@ -459,8 +462,18 @@ impl LdapCut {
         LdapCut { port, ctl }
     }
 
+    /// Proxies to slapd as is, recording what the client sends.
+    pub fn recording(upstream_port: u16) -> LdapCut {
+        Self::start(upstream_port, Cut::default())
+    }
+
     pub fn url(&self) -> String {
         format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    /// Every byte the client has sent so far.
+    pub fn sent_by_client(&self) -> Vec<u8> {
+        self.ctl.0.lock().unwrap().from_client.clone()
     }
 
     /// Waits until the answer stream has paused (fails the test after `secs`).
@@ -484,8 +497,22 @@ impl LdapCut {
     }
 }
 
-fn pump_plain(mut from: TcpStream, mut to: TcpStream) {
-    let _ = std::io::copy(&mut from, &mut to);
+/// Client to server, as is (and recorded).
+fn pump_requests(mut from: TcpStream, mut to: TcpStream, ctl: &(Mutex<Cut>, Condvar)) {
+    let mut chunk = [0u8; 16 * 1024];
+    while let Ok(n) = from.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        ctl.0
+            .lock()
+            .unwrap()
+            .from_client
+            .extend_from_slice(&chunk[..n]);
+        if to.write_all(&chunk[..n]).is_err() {
+            break;
+        }
+    }
     let _ = to.shutdown(Shutdown::Write);
 }
 
@@ -574,5 +601,64 @@ fn rewrite_done(msg: &mut [u8], rc: u8) {
                                      // resultCode ENUMERATED: 0a 01 rc
     if msg.get(at) == Some(&0x0a) && msg.get(at + 1) == Some(&0x01) {
         msg[at + 2] = rc;
+    }
+}
+
+/// HTTPS in front of a plain HTTP server: TLS with `server.pem` / `server.key` from a
+/// `tls_certs` directory, each request forwarded, one request per connection.
+pub struct TlsFront {
+    pub port: u16,
+}
+
+impl TlsFront {
+    pub fn start(upstream: &str, cert_dir: &std::path::Path) -> TlsFront {
+        let pem = std::fs::read(cert_dir.join("server.pem")).unwrap();
+        let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+            .map(Result::unwrap)
+            .collect();
+        let key_pem = std::fs::read(cert_dir.join("server.key")).unwrap();
+        let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+            .unwrap()
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let upstream = upstream.trim_end_matches('/').to_string();
+        std::thread::spawn(move || {
+            let http = reqwest::blocking::Client::builder()
+                .no_proxy()
+                .build()
+                .unwrap();
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (config, http, upstream) = (config.clone(), http.clone(), upstream.clone());
+                std::thread::spawn(move || {
+                    let Ok(tls) = rustls::ServerConnection::new(config) else {
+                        return;
+                    };
+                    let mut stream = rustls::StreamOwned::new(tls, conn);
+                    let req = {
+                        let mut r = BufReader::new(&mut stream);
+                        read_request(&mut r)
+                    };
+                    let Some(req) = req else { return };
+                    if let Ok((code, mut headers, body)) = forward(&http, &upstream, &req) {
+                        headers.push(("connection".into(), "close".into()));
+                        let _ = respond(&mut stream, code, &headers, &body);
+                        stream.conn.send_close_notify();
+                        let _ = stream.flush();
+                    }
+                });
+            }
+        });
+        TlsFront { port }
     }
 }
