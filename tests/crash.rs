@@ -97,6 +97,7 @@ fn kill_9_at_seeded_points_of_a_500_action_run_converges_with_nothing_lost() {
     let mut last = 0;
     for point in at {
         p.clear();
+        // Output to nowhere: nobody reads a pipe while the run goes on.
         let mut child = Command::new(env!("CARGO_BIN_EXE_idsync"))
             .args(["--config", cfg.to_str().unwrap(), "sync"])
             .stdout(Stdio::null())
@@ -180,31 +181,21 @@ fn kill_9_at_seeded_points_of_a_500_action_run_converges_with_nothing_lost() {
         )
         .unwrap();
     assert_eq!(open, 0);
-    let created: BTreeSet<String> = j
-        .prepare("SELECT DISTINCT user_name FROM actions WHERE kind = 'create'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let journaled = |kind: &str| -> BTreeSet<String> {
+        j.prepare("SELECT DISTINCT user_name FROM actions WHERE kind = ?1")
+            .unwrap()
+            .query_map([kind], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let (created, suspended) = (journaled("create"), journaled("suspend"));
     for i in 0..500 {
-        assert!(
-            created.contains(&format!("user{i:04}@example.org")),
-            "user{i:04} has no journaled create"
-        );
-    }
-    let suspended: BTreeSet<String> = j
-        .prepare("SELECT DISTINCT user_name FROM actions WHERE kind = 'suspend'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    for i in 150..300 {
-        assert!(
-            suspended.contains(&format!("user{i:04}@example.org")),
-            "user{i:04} has no journaled suspend"
-        );
+        let name = format!("user{i:04}@example.org");
+        assert!(created.contains(&name), "{name} has no journaled create");
+        if (150..300).contains(&i) {
+            assert!(suspended.contains(&name), "{name} has no journaled suspend");
+        }
     }
     assert_eq!(integrity(&tb), "ok");
     assert!(tb.scim_writes() > writes_before);

@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::proxy::{Fault, HttpFaults, LdapCut, Rule};
@@ -55,12 +54,7 @@ fn slapd_stopped_mid_read_fails_the_run_and_suspends_nobody() {
     // About a third of the entries pass, then slapd is stopped while idsync reads on.
     let cut = LdapCut::pausing(tb.ldap_port, 40_000);
     let through = via(&tb, &cut.url());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_idsync"))
-        .args(["--config", through.to_str().unwrap(), "sync"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = tb.spawn(&through, &["sync"]);
     cut.wait_paused(60);
     tb.stop_slapd();
     cut.release();

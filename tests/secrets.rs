@@ -110,14 +110,7 @@ fn no_secret_reaches_any_output_file_or_journal_on_any_path() {
 
     // TLS: an unknown CA, and StartTLS refused (slapd here has no TLS).
     tls_certs(&dir.join("tls"), "");
-    let tls = tb.write_config(
-        &tb.base_source().replace(
-            "  bind_dn:",
-            "  start_tls: true\n  ca_file: tls/ca.pem\n  bind_dn:",
-        ),
-        "  ca_file: tls/ca.pem\n",
-        "",
-    );
+    let tls = tb.write_config(&tb.start_tls_source("tls"), "  ca_file: tls/ca.pem\n", "");
     seen.extend(traced(&tls, &["sync"]));
     retarget(
         &tls,

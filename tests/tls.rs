@@ -9,10 +9,7 @@ use common::*;
 #[test]
 fn start_tls_with_the_right_ca_reads_the_directory() {
     let tb = Testbed::start_tls(&one());
-    let source = tb.base_source().replace(
-        "  bind_dn:",
-        "  start_tls: true\n  ca_file: tls/ca.pem\n  bind_dn:",
-    );
+    let source = tb.start_tls_source("tls");
     let cfg = tb.config_with(&source, "");
     tb.ok(&cfg, &["sync"]);
     assert!(tb.scim_user("ada@example.org").is_some());
@@ -28,10 +25,7 @@ fn start_tls_with_an_unknown_ca_fails_without_falling_back_to_plaintext() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let source = tb.base_source().replace(
-        "  bind_dn:",
-        "  start_tls: true\n  ca_file: other/ca.pem\n  bind_dn:",
-    );
+    let source = tb.start_tls_source("other");
     let cfg = tb.config_with(&source, "");
     let out = tb.idsync(&cfg, &["sync"]);
     assert_eq!(out.status.code(), Some(1));
@@ -44,10 +38,7 @@ fn start_tls_with_an_unknown_ca_fails_without_falling_back_to_plaintext() {
 #[test]
 fn start_tls_to_a_certificate_for_another_host_fails_closed() {
     let tb = Testbed::start_tls_for(&one(), "DNS:other.example.org");
-    let source = tb.base_source().replace(
-        "  bind_dn:",
-        "  start_tls: true\n  ca_file: tls/ca.pem\n  bind_dn:",
-    );
+    let source = tb.start_tls_source("tls");
     let cfg = tb.config_with(&source, "");
     let out = tb.idsync(&cfg, &["sync"]);
     assert_eq!(out.status.code(), Some(1));
@@ -66,12 +57,8 @@ fn a_server_that_refuses_start_tls_fails_and_the_password_never_crosses_in_plain
     tls_certs(&tb.dir.path().join("tls"), "");
     let wire = LdapCut::recording(tb.ldap_port);
     let source = tb
-        .base_source()
-        .replace(&tb.ldap_url(), &wire.url())
-        .replace(
-            "  bind_dn:",
-            "  start_tls: true\n  ca_file: tls/ca.pem\n  bind_dn:",
-        );
+        .start_tls_source("tls")
+        .replace(&tb.ldap_url(), &wire.url());
     let cfg = tb.config_with(&source, "");
     let out = tb.idsync(&cfg, &["sync"]);
     assert_eq!(out.status.code(), Some(1));

@@ -382,6 +382,28 @@ mapping:
             .expect("run idsync")
     }
 
+    /// Starts the real binary with `--config <config>` in the background, stdout and stderr
+    /// piped.
+    pub fn spawn(&self, config: &Path, args: &[&str]) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_idsync"))
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start idsync")
+    }
+
+    /// `base_source()` with StartTLS on, trusting `<ca_dir>/ca.pem`.
+    pub fn start_tls_source(&self, ca_dir: &str) -> String {
+        self.base_source().replace(
+            "  bind_dn:",
+            &format!("  start_tls: true\n  ca_file: {ca_dir}/ca.pem\n  bind_dn:"),
+        )
+    }
+
     /// Runs idsync and asserts it exits 0; returns stdout.
     pub fn ok(&self, config: &Path, args: &[&str]) -> String {
         let out = self.idsync(config, args);
