@@ -257,6 +257,12 @@ mod tests {
         assert!(!f.matches(&user(&[("status", "Active")])));
         let f = Filter::parse(r"(description=a\2ab)").unwrap();
         assert!(f.matches(&user(&[("description", "a*b")])));
+        // RFC 4515 vectors: an escaped `*)(uid=*` is one literal value, so is a NUL.
+        let f = Filter::parse(r"(description=\2a\29\28uid=\2a)").unwrap();
+        assert!(f.matches(&user(&[("description", "*)(uid=*")])));
+        assert!(!f.matches(&user(&[("description", "anything")])));
+        let f = Filter::parse(r"(description=a\00b\5c\22)").unwrap();
+        assert!(f.matches(&user(&[("description", "a\0b\\\"")])));
     }
 
     #[test]
