@@ -55,14 +55,7 @@ pub fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
 /// True when a request failed in TLS (an unknown CA, a certificate for another host, a
 /// handshake the server refused): retrying will not help, and the fix is the CA or the URL.
 pub fn is_tls(e: &reqwest::Error) -> bool {
-    let mut src = std::error::Error::source(e);
-    while let Some(inner) = src {
-        if is_tls_cause(inner) {
-            return true;
-        }
-        src = inner.source();
-    }
-    false
+    std::iter::successors(std::error::Error::source(e), |s| s.source()).any(is_tls_cause)
 }
 
 /// A rustls error, or I/O errors wrapping one (tokio-rustls wraps it in an I/O error, which
