@@ -139,7 +139,6 @@ fn server_errors_and_resets_are_retried_and_an_outage_fails_the_run_with_nothing
 
     // The app goes down for good: the run fails, says why, journals it, writes nothing.
     tb.ldapmodify("dn: uid=alan,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: title\ntitle: Codebreaker\n");
-    let writes = tb.scim_writes();
     p.add(
         Rule::new(
             "",
@@ -151,15 +150,7 @@ fn server_errors_and_resets_are_retried_and_an_outage_fails_the_run_with_nothing
         )
         .times(1000),
     );
-    let out = tb.idsync(&cfg, &["sync"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains("gave up after 4 attempts") && err.contains("503"),
-        "{err}"
-    );
-    assert_eq!(tb.scim_writes(), writes);
-    assert_eq!(tb.last_run(&cfg)["run"]["outcome"], "failed");
+    tb.fails(&cfg, &["sync"], &["gave up after 4 attempts", "503"]);
     // Back up: the next run makes the change, once.
     p.clear();
     tb.ok(&cfg, &["sync"]);
@@ -234,15 +225,7 @@ fn a_slow_app_is_retried_past_the_timeout_and_one_that_stays_slow_fails_clearly(
 
     p.add(Rule::new("", "/", Fault::Slow(Duration::from_secs(3))).times(100));
     tb.ldapmodify("dn: uid=ada,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: title\ntitle: Countess\n");
-    let writes = tb.scim_writes();
-    let out = tb.idsync(&cfg, &["sync"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(
-        err.contains("gave up after 3 attempts") && err.contains("timed out"),
-        "{err}"
-    );
-    assert_eq!(tb.scim_writes(), writes);
+    tb.fails(&cfg, &["sync"], &["gave up after 3 attempts", "timed out"]);
     p.clear();
     tb.ok(&cfg, &["sync"]);
     assert_eq!(
@@ -282,12 +265,8 @@ fn shifted_pages_and_wrong_totals_still_list_every_account_exactly_once() {
 
     // A list that keeps moving fails the run before any write.
     tb.ldapmodify("dn: uid=user0007,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: title\ntitle: Lead\n");
-    let writes = tb.scim_writes();
     p.add(Rule::new("GET", "/Users?startIndex", Fault::Shifted(2)).times(1000));
-    let out = tb.idsync(&cfg, &["sync"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("repeated"), "{}", stderr(&out));
-    assert_eq!(tb.scim_writes(), writes);
+    tb.fails(&cfg, &["sync"], &["repeated"]);
     p.clear();
     tb.ok(&cfg, &["sync"]);
     assert_eq!(

@@ -24,19 +24,6 @@ fn active(tb: &Testbed) -> usize {
         .count()
 }
 
-/// Runs a sync expected to fail reading the directory: exit 1, the message, zero writes.
-fn fails_reading(tb: &Testbed, cfg: &Path, message: &str) {
-    let writes = tb.scim_writes();
-    let out = tb.idsync(cfg, &["sync"]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains(message), "expected `{message}` in: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(tb.scim_writes(), writes, "a failed read wrote");
-    let run = tb.last_run(cfg);
-    assert_eq!(run["run"]["outcome"], "failed");
-}
-
 /// The config reading the directory through `url` instead of slapd itself.
 fn via(tb: &Testbed, url: &str) -> PathBuf {
     let cfg = tb.config("");
@@ -77,7 +64,7 @@ fn a_time_or_size_limit_result_fails_the_read_instead_of_returning_a_short_list(
     tb.ok(&tb.config(""), &["sync"]);
     for (rc, message) in [(3, "time limit exceeded"), (4, "size limit exceeded")] {
         let cut = LdapCut::result_code(tb.ldap_port, rc);
-        fails_reading(&tb, &via(&tb, &cut.url()), message);
+        tb.fails(&via(&tb, &cut.url()), &["sync"], &[message]);
         assert_eq!(active(&tb), 3);
     }
 }
@@ -86,7 +73,11 @@ fn a_time_or_size_limit_result_fails_the_read_instead_of_returning_a_short_list(
 fn a_referral_inside_the_search_base_fails_the_read() {
     let referral = "dn: ou=remote,ou=people,dc=example,dc=org\nobjectClass: referral\nobjectClass: extensibleObject\nou: remote\nref: ldap://other.example.org/ou=remote,dc=example,dc=org\n\n";
     let tb = Testbed::start(&format!("{}{referral}", trio()));
-    fails_reading(&tb, &tb.config(""), "idsync does not chase referrals");
+    tb.fails(
+        &tb.config(""),
+        &["sync"],
+        &["idsync does not chase referrals"],
+    );
     assert!(tb.scim_users().is_empty());
 }
 
@@ -105,10 +96,10 @@ fn an_entry_that_loses_its_anchor_fails_the_read_and_nobody_is_suspended() {
     tb.ldapmodify(
         "dn: uid=alan,ou=people,dc=example,dc=org\nchangetype: modify\ndelete: employeeNumber\n",
     );
-    fails_reading(
-        &tb,
+    tb.fails(
         &cfg,
-        "entry uid=alan,ou=people,dc=example,dc=org has no employeeNumber",
+        &["sync"],
+        &["entry uid=alan,ou=people,dc=example,dc=org has no employeeNumber"],
     );
     assert_eq!(active(&tb), 3);
 }

@@ -27,12 +27,7 @@ fn start_tls_with_an_unknown_ca_fails_without_falling_back_to_plaintext() {
     assert!(out.status.success());
     let source = tb.start_tls_source("other");
     let cfg = tb.config_with(&source, "");
-    let out = tb.idsync(&cfg, &["sync"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("TLS") || err.contains("certificate"), "{err}");
-    assert_eq!(tb.scim_writes(), 0);
-    assert_eq!(tb.last_run(&cfg)["run"]["outcome"], "failed");
+    tb.fails(&cfg, &["sync"], &["TLS with the directory"]);
 }
 
 #[test]
@@ -40,14 +35,11 @@ fn start_tls_to_a_certificate_for_another_host_fails_closed() {
     let tb = Testbed::start_tls_for(&one(), "DNS:other.example.org");
     let source = tb.start_tls_source("tls");
     let cfg = tb.config_with(&source, "");
-    let out = tb.idsync(&cfg, &["sync"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("TLS with the directory") && err.contains("certificate not valid for name"),
-        "{err}"
+    tb.fails(
+        &cfg,
+        &["sync"],
+        &["TLS with the directory", "certificate not valid for name"],
     );
-    assert_eq!(tb.scim_writes(), 0);
 }
 
 #[test]
@@ -60,10 +52,7 @@ fn a_server_that_refuses_start_tls_fails_and_the_password_never_crosses_in_plain
         .start_tls_source("tls")
         .replace(&tb.ldap_url(), &wire.url());
     let cfg = tb.config_with(&source, "");
-    let out = tb.idsync(&cfg, &["sync"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("StartTLS"), "{err}");
+    tb.fails(&cfg, &["sync"], &["the server refused StartTLS"]);
     let sent = wire.sent_by_client();
     assert!(!sent.is_empty(), "idsync did ask for StartTLS");
     assert!(
@@ -110,14 +99,7 @@ fn an_https_app_is_reached_with_its_ca_and_refused_with_an_unknown_ca_or_a_wrong
         ),
     ] {
         let (_front, cfg) = https_app(&tb, san, ca);
-        let out = tb.idsync(&cfg, &["sync"]);
-        assert_eq!(out.status.code(), Some(1));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("TLS with the app") && err.contains(says),
-            "{err}"
-        );
+        tb.fails(&cfg, &["sync"], &["TLS with the app", says]);
         assert_eq!(tb.scim_writes(), writes, "nothing reached the app");
-        assert_eq!(tb.last_run(&cfg)["run"]["outcome"], "failed");
     }
 }

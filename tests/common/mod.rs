@@ -417,6 +417,22 @@ mapping:
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// Runs idsync expecting a failed run: exit 1, stderr saying each of `says`, no panic,
+    /// no write reaching the app, the run journaled `failed`. Returns stderr.
+    pub fn fails(&self, config: &Path, args: &[&str], says: &[&str]) -> String {
+        let writes = self.scim_writes();
+        let out = self.idsync(config, args);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        for s in says {
+            assert!(err.contains(s), "expected `{s}` in: {err}");
+        }
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(self.scim_writes(), writes, "a failed run wrote");
+        assert_eq!(self.last_run(config)["run"]["outcome"], "failed");
+        err
+    }
+
     /// Applies LDIF change records as the directory admin (ldapmodify).
     pub fn ldapmodify(&self, ldif: &str) {
         let mut child = Command::new("ldapmodify")
