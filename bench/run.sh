@@ -15,6 +15,8 @@
 #   5. initial provisioning of BENCH_PROVISION people into an empty app: writes/s at the
 #      configured concurrency, and with rate_limit 50/s.
 # Ratios (idsync / baseline) are the headline; absolute seconds depend on the machine.
+# BENCH_HEAPTRACK=1 also runs the no-change plan under heaptrack (where the memory goes:
+# .testbed/bench/plan.heaptrack.zst, summary at the end; timings are not affected).
 # Everything lives in .testbed/bench (servers stopped on exit). Needs root (apt-get, pip),
 # like the test suite.
 set -euo pipefail
@@ -27,6 +29,9 @@ venv=${IDSYNC_TESTBED_VENV:-$repo/.testbed/venv}
 
 scripts/testbed.sh install
 command -v /usr/bin/time >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
+if [ -n "${BENCH_HEAPTRACK:-}" ] && ! command -v heaptrack >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq heaptrack >/dev/null
+fi
 echo "== building idsync (release)" >&2
 cargo build --release --quiet --locked
 idsync=$repo/target/release/idsync
@@ -110,6 +115,10 @@ source_ms() { # CONFIG: how long the last run's directory read took
 echo "== steady state: idsync sync of $N people into the empty app" >&2
 measure "$idsync" --config "$work/full.yaml" sync
 steady_secs=$SECS
+# What journaling cost that run (every action planned, then its result and link, each in
+# its own transaction): idsync's journal_ms against the rest of the run.
+read -r steady_actions steady_journal_ms < <("$idsync" --config "$work/full.yaml" runs --limit 1 --format json |
+  python3 -c 'import json,sys; c=json.load(sys.stdin)[0]["counts"]; print(c.get("applied", 0), c.get("journal_ms", 0))')
 "$idsync" --config "$work/syncrepl.yaml" sync >/dev/null   # takes its first cookie
 
 echo "== 1. baseline reads" >&2
@@ -128,6 +137,10 @@ measure "$idsync" --config "$work/full.yaml" plan
 plan_secs=$SECS plan_rss=$RSS_MB
 plan_gets=$(( $(scim_gets) - g0 ))
 plan_pending=$(head -1 "$work/last.out")
+if [ -n "${BENCH_HEAPTRACK:-}" ]; then
+  echo "== 2b. the same plan under heaptrack" >&2
+  heaptrack -o "$work/plan.heaptrack" "$idsync" --config "$work/full.yaml" plan >/dev/null 2>&1
+fi
 
 echo "== 4. no-change sync: photo bytes moved" >&2
 w0=$(scim_writes)
@@ -184,6 +197,7 @@ idsync benchmark: $N people ($(nproc) cores, $(date -u +%Y-%m-%d)); steady state
 
 | measure | idsync | baseline | ratio |
 |---|---|---|---|
+| journaling in the steady-state sync ($steady_actions actions applied, one transaction each): journal time vs the rest of the run | $(python3 -c "print(f'{$steady_journal_ms / 1000:.2f}')")s | $(python3 -c "print(f'{$steady_secs - $steady_journal_ms / 1000:.2f}')")s | $(python3 -c "print(f'+{100 * $steady_journal_ms / 1000 / ($steady_secs - $steady_journal_ms / 1000):.1f}%')") |
 | read both sides (ldapsearch paged dump + SCIM paged list of $scim_list_users Users) | - | ${base_secs}s (${ldap_secs}s + ${scim_secs}s) | - |
 | plan, no changes (full read) | ${plan_secs}s, peak RSS ${plan_rss} MB, SCIM GETs ${plan_gets}, LDAP pages $(( (N + 999) / 1000 )) | ${base_secs}s | $(ratio "$plan_secs" "$base_secs") |
 | plan, 1% churn, full read | ${churn_plan_secs}s | ${base_secs}s | $(ratio "$churn_plan_secs" "$base_secs") |
@@ -198,3 +212,8 @@ plan with no changes said: $plan_pending
 scim2-server never answers 429 (it does not throttle), so the zero-429 row shows the
 limiter's pace, not a server's limit.
 TABLE
+if [ -n "${BENCH_HEAPTRACK:-}" ]; then
+  echo
+  echo "heaptrack, plan with no changes ($work/plan.heaptrack.zst):"
+  heaptrack_print -f "$work/plan.heaptrack.zst" 2>/dev/null | grep -E '^peak (heap|RSS)'
+fi

@@ -335,7 +335,7 @@ async fn execute<W: AccountWriter>(
         .account_id
         .as_deref()
         .and_then(|id| ctx.accounts.get(id));
-    let current = account.map(|a| &a.resource).cloned().unwrap_or_default();
+    let current = account.map(|a| a.resource.value()).unwrap_or_default();
     let photo = planned_photo(action, ctx)?;
     let fields: Vec<Change> = action
         .changes
@@ -449,7 +449,7 @@ async fn create<W: AccountWriter>(
                 .map(|c| (c.field.clone(), c.after.clone()))
                 .collect();
             let fix = crate::plan::adoption_changes(policy, &desired, &a, false);
-            writer.update(&a.id, &a.resource, &fix).await?;
+            writer.update(&a.id, &a.resource.value(), &fix).await?;
             Ok(a.id)
         }
     }

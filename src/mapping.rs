@@ -98,6 +98,12 @@ impl FieldPath {
         })
     }
 
+    /// The resource's top-level attribute this path lives in (the extension URN, or the
+    /// core attribute).
+    pub fn top(&self) -> &str {
+        self.schema.as_deref().unwrap_or(&self.attr)
+    }
+
     /// True for `userName`, the field every account must have.
     pub fn is_user_name(&self) -> bool {
         self.schema.is_none() && self.sub.is_none() && self.attr.eq_ignore_ascii_case("userName")

@@ -6,6 +6,7 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -76,7 +77,7 @@ pub struct DirectoryUser {
     /// Where the entry lives (DN for LDAP); for messages only, never for identity.
     pub locator: String,
     /// Attribute values keyed by lower-cased attribute name.
-    pub attrs: BTreeMap<String, Vec<String>>,
+    pub attrs: Attrs,
     /// Disabled upstream (by the configured rule); disabled people are never created.
     pub disabled: bool,
     /// Values that could not be read (e.g. not UTF-8): the person is kept as present but not
@@ -90,21 +91,188 @@ pub struct DirectoryUser {
 impl DirectoryUser {
     /// All values of an attribute (case-insensitive name).
     pub fn values(&self, attr: &str) -> &[String] {
-        self.attrs
-            .get(&attr.to_ascii_lowercase())
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        self.attrs.get(attr).unwrap_or(&[])
+    }
+}
+
+/// A person's attribute values by lower-cased name. Every person's are held for the whole
+/// run, so they are kept small: one sorted list per person (not a B-tree node of 11 slots)
+/// with exact capacities, and names shared between people (a directory has a handful of
+/// attribute names; 100,000 people repeat them).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Attrs(Vec<(Arc<str>, Vec<String>)>);
+
+impl Attrs {
+    /// The values of `name` (any case).
+    pub fn get(&self, name: &str) -> Option<&[String]> {
+        let name = lower(name);
+        let i = self.find(&name).ok()?;
+        Some(&self.0[i].1)
+    }
+
+    /// Sets the values of `name` (any case), replacing what it had.
+    pub fn insert(&mut self, name: &str, mut values: Vec<String>) {
+        values.shrink_to_fit();
+        let name = lower(name);
+        match self.find(&name) {
+            Ok(i) => self.0[i].1 = values,
+            Err(i) => self.0.insert(i, (intern(&name), values)),
+        }
+    }
+
+    /// Adds values to `name` (any case), after those it has.
+    pub fn add(&mut self, name: &str, values: Vec<String>) {
+        let name = lower(name);
+        match self.find(&name) {
+            Ok(i) => {
+                self.0[i].1.extend(values);
+                self.0[i].1.shrink_to_fit();
+            }
+            Err(_) => self.insert(&name, values),
+        }
+    }
+
+    /// Removes `name` (any case) and returns its values.
+    pub fn remove(&mut self, name: &str) -> Option<Vec<String>> {
+        let i = self.find(&lower(name)).ok()?;
+        Some(self.0.remove(i).1)
+    }
+
+    /// Names and values, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.0.iter().map(|(k, v)| (&**k, v.as_slice()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Gives back spare capacity (after the last `insert`).
+    pub fn shrink_to_fit(&mut self) {
+        self.0.shrink_to_fit();
+    }
+
+    fn find(&self, lower_name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| (**k).cmp(lower_name))
+    }
+}
+
+/// `name` lower-cased (borrowed when it already is).
+fn lower(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
+/// The one shared copy of an attribute name. The table only grows, by names the directory
+/// sends for the attributes idsync asks for: a handful.
+fn intern(name: &str) -> Arc<str> {
+    static NAMES: OnceLock<Mutex<BTreeSet<Arc<str>>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = names.get(name) {
+        return known.clone();
+    }
+    let new: Arc<str> = Arc::from(name);
+    names.insert(new.clone());
+    new
+}
+
+impl<K: AsRef<str>> FromIterator<(K, Vec<String>)> for Attrs {
+    fn from_iter<I: IntoIterator<Item = (K, Vec<String>)>>(iter: I) -> Self {
+        let mut attrs = Attrs::default();
+        for (k, v) in iter {
+            attrs.add(k.as_ref(), v);
+        }
+        attrs.shrink_to_fit();
+        attrs
+    }
+}
+
+impl<K: AsRef<str>, const N: usize> From<[(K, Vec<String>); N]> for Attrs {
+    fn from(list: [(K, Vec<String>); N]) -> Self {
+        list.into_iter().collect()
+    }
+}
+
+impl From<BTreeMap<String, Vec<String>>> for Attrs {
+    fn from(map: BTreeMap<String, Vec<String>>) -> Self {
+        map.into_iter().collect()
+    }
+}
+
+impl fmt::Debug for Attrs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Attrs {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Attrs {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        BTreeMap::<String, Vec<String>>::deserialize(deserializer).map(Attrs::from)
     }
 }
 
 /// One user resource in the target app, as last read.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Account {
     pub id: String,
     pub user_name: UserName,
     pub active: bool,
-    /// The whole resource as the app returned it.
-    pub resource: serde_json::Value,
+    /// The resource as the app returned it, less what idsync never reads (see
+    /// `Policy::account_attributes`).
+    pub resource: Resource,
+}
+
+/// A JSON resource held as compact text. 100,000 accounts kept as `serde_json::Value` trees
+/// cost about 4 KB each (a B-tree node per object, a heap block per string); as text they
+/// cost the size of their JSON. Read it back with `value()` where it is needed.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Resource(Box<str>);
+
+impl Resource {
+    pub fn new(value: &serde_json::Value) -> Resource {
+        Resource(value.to_string().into_boxed_str())
+    }
+
+    /// The resource as JSON (`null` for an empty one).
+    pub fn value(&self) -> serde_json::Value {
+        if self.0.is_empty() {
+            return serde_json::Value::Null;
+        }
+        // The text was written by `new` from a `Value`: it always parses.
+        serde_json::from_str(&self.0).unwrap_or_default()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<serde_json::Value> for Resource {
+    fn from(value: serde_json::Value) -> Resource {
+        Resource::new(&value)
+    }
+}
+
+impl fmt::Debug for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// What the journal remembers of a link between an anchor and an account.
@@ -181,6 +349,29 @@ pub struct GroupLink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attributes_are_found_in_any_case_and_kept_as_the_journal_stores_them() {
+        let mut attrs = Attrs::default();
+        attrs.add("Mail", vec!["ada@x.org".into()]);
+        attrs.add("mail", vec!["ada@y.org".into()]);
+        attrs.insert("CN", vec!["Ada".into()]);
+        assert_eq!(attrs.get("MAIL").unwrap(), ["ada@x.org", "ada@y.org"]);
+        attrs.insert("cn", vec!["Ada L.".into()]);
+        assert_eq!(attrs.get("cn").unwrap(), ["Ada L."]);
+        // The same JSON object as a map of lower-cased names (what remembered people are).
+        let json = serde_json::to_value(&attrs).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"cn": ["Ada L."], "mail": ["ada@x.org", "ada@y.org"]})
+        );
+        assert_eq!(serde_json::from_value::<Attrs>(json).unwrap(), attrs);
+        assert_eq!(attrs.remove("Cn").unwrap(), ["Ada L."]);
+        assert!(attrs.get("cn").is_none());
+        // Two people share one copy of a name.
+        let other: Attrs = [("mail", vec!["bob@x.org".to_string()])].into();
+        assert!(Arc::ptr_eq(&attrs.0[0].0, &other.0[0].0));
+    }
 
     #[test]
     fn user_names_compare_without_case() {

@@ -59,7 +59,7 @@ impl Lifecycle {
             && self
                 .pending
                 .as_ref()
-                .and_then(|p| p.get(&account.resource))
+                .and_then(|p| p.get(&account.resource.value()))
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
 }
@@ -115,6 +115,32 @@ pub struct Policy {
     pub match_rule: MatchRule,
     pub lifecycle: Lifecycle,
     pub protected: Protected,
+}
+
+impl Policy {
+    /// The accounts' top-level attributes the lifecycle reads or writes (lower-cased): the
+    /// mapped ones (whole, so a PATCH of one element keeps the others), the match field, the
+    /// pending marker, the leaver fields, and `photos` when photos are synced. An account
+    /// needs nothing else; keeping only these is what lets 100k accounts fit in memory.
+    pub fn account_attributes(&self) -> BTreeSet<String> {
+        let mut keep: BTreeSet<String> = ["id", "username", "active"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let paths = self
+            .mapping
+            .fields
+            .iter()
+            .map(|f| &f.path)
+            .chain([&self.match_rule.target])
+            .chain(self.lifecycle.pending.as_ref())
+            .chain(self.lifecycle.leaver.iter().map(|(p, _)| p));
+        keep.extend(paths.map(|p| p.top().to_ascii_lowercase()));
+        if self.photos.is_some() {
+            keep.insert("photos".into());
+        }
+        keep
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -323,7 +349,7 @@ impl<'a> Planner<'a> {
     fn new(inp: &'a Inputs<'a>) -> Self {
         let mut by_match: BTreeMap<String, Vec<&Account>> = BTreeMap::new();
         for a in inp.accounts {
-            if let Some(key) = inp.policy.match_rule.target.get(&a.resource) {
+            if let Some(key) = inp.policy.match_rule.target.get(&a.resource.value()) {
                 by_match.entry(key.to_lowercase()).or_default().push(a);
             }
         }
@@ -480,7 +506,7 @@ impl<'a> Planner<'a> {
         let mut changes = diff(
             &self.policy().mapping,
             &desired,
-            &account.resource,
+            &account.resource.value(),
             SetOnce::Skip,
         );
         let photo = self.photo_change(user, user_name, link.photo_hash.as_deref());
@@ -810,8 +836,9 @@ impl<'a> Planner<'a> {
 
     fn suspension_changes(&self, account: &Account) -> Vec<Change> {
         let mut changes = vec![active_change(true, false)];
+        let resource = account.resource.value();
         for (path, value) in &self.policy().lifecycle.leaver {
-            let before = path.get(&account.resource);
+            let before = path.get(&resource);
             if before.as_deref() != Some(value.as_str()) {
                 changes.push(Change {
                     field: path.to_string(),
@@ -845,7 +872,7 @@ pub fn adoption_changes(
     let mut changes = diff(
         &policy.mapping,
         desired,
-        &account.resource,
+        &account.resource.value(),
         SetOnce::FillEmpty,
     );
     if disabled && account.active {

@@ -138,7 +138,7 @@ async fn read_groups(
 
 /// The app client, with the group PATCH size configured.
 fn client(cfg: &Config) -> Result<ScimClient, TargetError> {
-    let c = ScimClient::new(cfg.target.clone())?;
+    let c = ScimClient::new(cfg.target.clone())?.keeping(cfg.policy.account_attributes());
     Ok(match &cfg.groups {
         Some(g) => c.with_group_batch(g.batch),
         None => c,
@@ -553,6 +553,7 @@ async fn sync_inner(
     now: DateTime<Utc>,
 ) -> Result<RunSummary, RunError> {
     let only_user = opts.only_user;
+    let journal_before = journal.busy();
     let client = client(cfg).map_err(|e| fail(journal, run, e.into()))?;
     let read_started = std::time::Instant::now();
     let mut snap = snapshot(cfg, journal, &client, opts.full, now)
@@ -613,6 +614,8 @@ async fn sync_inner(
     );
     c["read"] = json!(snap.read_kind.to_string());
     c["source_ms"] = json!(snap.source_ms);
+    // Time in the journal so far (the run's closing commit below is not in it).
+    c["journal_ms"] = json!((journal.busy() - journal_before).as_millis() as u64);
     // An incremental source's cursor moves only past work that was all applied (or held,
     // which the next plan holds again from the same remembered population): after a
     // failure or an early stop the next run reads the same changes again.

@@ -197,7 +197,8 @@ fn person(attrs: Vec<(String, Vec<String>)>) -> DirectoryUser {
         attrs: attrs
             .into_iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
-            .collect::<BTreeMap<_, _>>(),
+            .collect::<BTreeMap<_, _>>()
+            .into(),
         disabled: false,
         problems: Vec::new(),
         photo: None,

@@ -32,7 +32,7 @@ fn person(anchor: &str, disabled: bool) -> DirectoryUser {
     DirectoryUser {
         anchor: Anchor::new(anchor),
         locator: format!("uid={anchor}"),
-        attrs,
+        attrs: attrs.into(),
         disabled,
         problems: vec![],
         photo: None,
@@ -48,7 +48,7 @@ fn account(anchor: &str, active: bool) -> (Account, Link) {
             id: id.clone(),
             user_name: UserName::new(&name),
             active,
-            resource: json!({"id": id, "userName": name, "active": active}),
+            resource: json!({"id": id, "userName": name, "active": active}).into(),
         },
         Link {
             anchor: Anchor::new(anchor),

@@ -9,7 +9,9 @@ mod schema;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -179,6 +181,8 @@ pub struct ActionRow {
 pub struct Journal {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Time spent in SQLite (nanoseconds), reads and writes: what journaling costs a run.
+    busy_ns: AtomicU64,
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -221,6 +225,7 @@ impl Journal {
         let journal = Journal {
             path,
             conn: Mutex::new(conn),
+            busy_ns: AtomicU64::new(0),
         };
         journal.with(|c| {
             c.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -231,6 +236,11 @@ impl Journal {
         })?;
         schema::migrate(&journal)?;
         Ok(journal)
+    }
+
+    /// How long this journal has spent in SQLite since it was opened.
+    pub fn busy(&self) -> Duration {
+        Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed))
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -244,7 +254,11 @@ impl Journal {
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, JournalError> {
         let mut conn = self.lock();
-        f(&mut conn).map_err(|source| JournalError::Sqlite {
+        let started = Instant::now();
+        let result = f(&mut conn);
+        self.busy_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        result.map_err(|source| JournalError::Sqlite {
             path: self.path.clone(),
             source,
         })
@@ -504,15 +518,16 @@ impl Journal {
         } = result;
         self.with(|c| {
             let tx = c.transaction()?;
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE actions SET status = ?3, error = ?4, at = ?5, account = COALESCE(?6, account) WHERE run = ?1 AND seq = ?2",
-                params![run, seq as i64, status.as_str(), error, ts(now), account],
-            )?;
+            )?
+            .execute(params![run, seq as i64, status.as_str(), error, ts(now), account])?;
             match link {
                 LinkChange::None => {}
                 LinkChange::Upsert(l) => upsert_link(&tx, l)?,
                 LinkChange::Remove(anchor) => {
-                    tx.execute("DELETE FROM links WHERE anchor = ?1", params![anchor.as_str()])?;
+                    tx.prepare_cached("DELETE FROM links WHERE anchor = ?1")?
+                        .execute(params![anchor.as_str()])?;
                 }
                 LinkChange::GroupUpsert { anchor, group_id, name, added, removed } => {
                     upsert_group_link(&tx, anchor, group_id, name, added, removed, now)?;
@@ -839,16 +854,15 @@ fn upsert_group_link(
 
 fn upsert_link(tx: &rusqlite::Transaction<'_>, l: &Link) -> rusqlite::Result<()> {
     // One account belongs to one anchor: a re-hire takeover drops the old anchor's link.
-    tx.execute(
-        "DELETE FROM links WHERE account = ?1 AND anchor <> ?2",
-        params![l.account_id, l.anchor.as_str()],
-    )?;
-    tx.execute(
+    tx.prepare_cached("DELETE FROM links WHERE account = ?1 AND anchor <> ?2")?
+        .execute(params![l.account_id, l.anchor.as_str()])?;
+    tx.prepare_cached(
         "INSERT INTO links (anchor, account, user_name, state, suspended_at, last_seen, photo_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT(anchor) DO UPDATE SET account = excluded.account, user_name = excluded.user_name,
            state = excluded.state, suspended_at = excluded.suspended_at, last_seen = COALESCE(excluded.last_seen, links.last_seen),
            photo_hash = excluded.photo_hash",
-        params![
+    )?
+    .execute(params![
             l.anchor.as_str(),
             l.account_id,
             l.user_name,

@@ -26,9 +26,12 @@ fn actions_are_journaled_planned_then_applied_with_their_link() {
     let j = Journal::open(dir.path()).unwrap();
     let now = Utc::now();
     let run = j.begin_run(Mode::Apply, "test", now).unwrap();
+    let busy = j.busy();
     j.record_plan(run, &[action(ActionKind::Create, "ada")], now)
         .unwrap();
     assert_eq!(j.actions(run).unwrap()[0].status, "planned");
+    // Every call is timed: a run reports what journaling cost it.
+    assert!(j.busy() > busy);
     let link = Link {
         anchor: Anchor::new("anchor-ada"),
         account_id: "s1".into(),

@@ -44,7 +44,7 @@ fn person(anchor: &str, mail: &str, title: &str, disabled: bool) -> DirectoryUse
     DirectoryUser {
         anchor: Anchor::new(anchor),
         locator: format!("uid={anchor}"),
-        attrs,
+        attrs: attrs.into(),
         disabled,
         problems: vec![],
         photo: None,
@@ -57,8 +57,16 @@ fn account(id: &str, mail: &str, title: &str, active: bool) -> Account {
         user_name: UserName::new(mail),
         active,
         resource: json!({"id": id, "userName": mail, "title": title, "active": active,
-                         "emails": [{"type": "work", "value": mail}], "preferredLanguage": "en"}),
+                         "emails": [{"type": "work", "value": mail}], "preferredLanguage": "en"})
+        .into(),
     }
+}
+
+/// Changes an account's resource in place.
+fn edit(acct: &mut Account, f: impl FnOnce(&mut serde_json::Value)) {
+    let mut r = acct.resource.value();
+    f(&mut r);
+    acct.resource = r.into();
 }
 
 fn link(anchor: &str, id: &str, state: LinkState, suspended_days_ago: Option<i64>) -> Link {
@@ -276,7 +284,7 @@ fn retention_deletes_only_after_delete_after() {
 #[test]
 fn update_changes_only_the_differing_fields_and_never_set_once_ones() {
     let mut acct = account("s1", "ada@x.org", "Eng", true);
-    acct.resource["preferredLanguage"] = json!("fr");
+    edit(&mut acct, |r| r["preferredLanguage"] = json!("fr"));
     let plan = run(
         vec![person("a1", "ada@x.org", "Boss", false)],
         vec![acct],
@@ -410,10 +418,9 @@ fn a_person_with_unreadable_data_is_kept_and_reported_not_suspended() {
 #[test]
 fn adoption_fills_set_once_fields_only_where_the_account_has_none() {
     let mut acct = account("s1", "ada@x.org", "Eng", true);
-    acct.resource
-        .as_object_mut()
-        .unwrap()
-        .remove("preferredLanguage");
+    edit(&mut acct, |r| {
+        r.as_object_mut().unwrap().remove("preferredLanguage");
+    });
     let plan = run(
         vec![person("a1", "ada@x.org", "Eng", false)],
         vec![acct],
@@ -452,7 +459,9 @@ fn a_pending_invitation_is_not_reactivated_but_its_fields_are_kept_current() {
     let mut p = policy();
     p.lifecycle.pending = Some(FieldPath::parse("urn:example:app:User:pending").unwrap());
     let mut acct = account("s1", "ada@x.org", "Eng", false);
-    acct.resource["urn:example:app:User"] = json!({"pending": true});
+    edit(&mut acct, |r| {
+        r["urn:example:app:User"] = json!({"pending": true})
+    });
     let plan = run(
         vec![person("a1", "ada@x.org", "Boss", false)],
         vec![acct.clone()],
@@ -463,7 +472,9 @@ fn a_pending_invitation_is_not_reactivated_but_its_fields_are_kept_current() {
     assert_eq!(plan.actions[0].kind, ActionKind::Update);
     assert!(plan.actions[0].changes.iter().all(|c| c.field != ACTIVE));
     // Without the pending mark, the same inactive account is reactivated.
-    acct.resource["urn:example:app:User"] = json!({"pending": false});
+    edit(&mut acct, |r| {
+        r["urn:example:app:User"] = json!({"pending": false})
+    });
     let plan = run(
         vec![person("a1", "ada@x.org", "Boss", false)],
         vec![acct],
@@ -632,4 +643,26 @@ fn a_refused_photo_remembered_without_its_bytes_is_still_a_notice_not_an_upload(
         "{:?}",
         p.notices
     );
+}
+
+#[test]
+fn an_account_keeps_only_the_attributes_the_lifecycle_reads() {
+    let mut p = policy();
+    p.lifecycle.pending = Some(FieldPath::parse("urn:example:app:User:pending").unwrap());
+    p.lifecycle.leaver = vec![(FieldPath::parse("name.familyName").unwrap(), "Left".into())];
+    let keep = p.account_attributes();
+    let want = [
+        "active",
+        "emails",
+        "id",
+        "name",
+        "preferredlanguage",
+        "title",
+        "urn:example:app:user",
+        "username",
+    ];
+    assert_eq!(keep, want.iter().map(|s| s.to_string()).collect());
+    // Photos are kept only when they are synced.
+    p.photos = Some(PhotoPolicy { max_bytes: 1024 });
+    assert!(p.account_attributes().contains("photos"));
 }

@@ -226,10 +226,7 @@ mod tests {
             photo: None,
         };
         for (k, v) in attrs {
-            u.attrs
-                .entry(k.to_ascii_lowercase())
-                .or_default()
-                .push(v.to_string());
+            u.attrs.add(k, vec![v.to_string()]);
         }
         u
     }

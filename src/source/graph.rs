@@ -24,7 +24,7 @@ use super::{
 };
 use crate::config::{GraphConfig, GroupsConfig, Incremental};
 use crate::http::{backoff, retry_after, snippet, transport_text, MAX_RETRY_WAIT};
-use crate::model::{Anchor, DirectoryGroup, DirectoryUser};
+use crate::model::{Anchor, Attrs, DirectoryGroup, DirectoryUser};
 use crate::photo::Photo;
 
 pub const DEFAULT_TOKEN_URL: &str = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token";
@@ -1085,16 +1085,14 @@ fn merge(user: &mut DirectoryUser, item: &Value) {
         if k.starts_with('@') || k.contains("@odata") {
             continue;
         }
-        let key = k.to_ascii_lowercase();
         match values_of(v) {
-            Some(vals) if !vals.is_empty() => {
-                user.attrs.insert(key, vals);
-            }
+            Some(vals) if !vals.is_empty() => user.attrs.insert(k, vals),
             _ => {
-                user.attrs.remove(&key);
+                user.attrs.remove(k);
             }
         }
     }
+    user.attrs.shrink_to_fit();
     user.disabled = user
         .attrs
         .get("accountenabled")
@@ -1115,7 +1113,7 @@ fn user_from(item: &Value) -> Result<DirectoryUser, SourceError> {
     let mut user = DirectoryUser {
         anchor: anchor_of(item)?,
         locator: String::new(),
-        attrs: BTreeMap::new(),
+        attrs: Attrs::default(),
         disabled: false,
         problems: Vec::new(),
         photo: None,

@@ -11,7 +11,7 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry
 
 use super::{DirectoryReader, Read, ReadRequest, SourceError};
 use crate::config::{LdapConfig, LdapIncremental};
-use crate::model::{Anchor, DirectoryUser};
+use crate::model::{Anchor, Attrs, DirectoryUser};
 
 pub struct LdapReader {
     cfg: LdapConfig,
@@ -172,9 +172,12 @@ impl LdapReader {
             attrs: cfg.attributes.clone(),
             controls: Vec::new(),
         };
-        let entries = self.paged_search(&mut ldap, search).await;
+        // Each entry becomes a person as it arrives: the raw entries are never all held.
+        let users = self
+            .paged_search_map(&mut ldap, search, |e| self.user(e))
+            .await;
         let _ = ldap.unbind().await;
-        entries?.into_iter().map(|e| self.user(e)).collect()
+        users
     }
 
     /// A paged search (RFC 2696) to the end: every entry, or an error (a limit, a referral,
@@ -184,6 +187,16 @@ impl LdapReader {
         ldap: &mut Ldap,
         search: Search<'_>,
     ) -> Result<Vec<SearchEntry>, SourceError> {
+        self.paged_search_map(ldap, search, Ok).await
+    }
+
+    /// `paged_search`, each entry turned into a `T` by `map` as it arrives.
+    pub(super) async fn paged_search_map<T>(
+        &self,
+        ldap: &mut Ldap,
+        search: Search<'_>,
+        mut map: impl FnMut(SearchEntry) -> Result<T, SourceError>,
+    ) -> Result<Vec<T>, SourceError> {
         let cfg = &self.cfg;
         let adapters: Vec<Box<dyn Adapter<'_, String, Vec<String>>>> =
             vec![Box::new(PagedResults::new(cfg.page_size))];
@@ -216,7 +229,7 @@ impl LdapReader {
             if entry.is_intermediate() {
                 continue;
             }
-            entries.push(contained("entry", || SearchEntry::construct(entry))?);
+            entries.push(map(contained("entry", || SearchEntry::construct(entry))?)?);
         }
         let res = stream.finish().await;
         self.search_done(&res, refs, search.base, true)?;
@@ -246,10 +259,11 @@ impl LdapReader {
 
     pub(super) fn user(&self, entry: SearchEntry) -> Result<DirectoryUser, SourceError> {
         let dn = entry.dn;
-        let mut attrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut attrs = Attrs::default();
         for (k, v) in entry.attrs {
-            attrs.entry(k.to_ascii_lowercase()).or_default().extend(v);
+            attrs.add(&k, v);
         }
+        attrs.shrink_to_fit();
         let bin: BTreeMap<String, Vec<Vec<u8>>> = entry
             .bin_attrs
             .into_iter()

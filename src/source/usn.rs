@@ -270,8 +270,8 @@ impl LdapReader {
             });
         };
         let f = filters(&cfg.filter, c.usn);
-        let changed = self
-            .paged_search(
+        let upserts = self
+            .paged_search_map(
                 &mut ldap,
                 Search {
                     base: &cfg.base_dn,
@@ -280,12 +280,9 @@ impl LdapReader {
                     attrs: cfg.attributes.clone(),
                     controls: Vec::new(),
                 },
+                |e| self.user(e),
             )
             .await?;
-        let upserts = changed
-            .into_iter()
-            .map(|e| self.user(e))
-            .collect::<Result<Vec<_>, _>>()?;
         let anywhere = self
             .guids(
                 &mut ldap,

@@ -3,7 +3,7 @@
 //! duplicate), PATCH `replace`/`remove` with real booleans, DELETE, and retries that honour
 //! `Retry-After` (seconds or HTTP date) within a bound. The token never reaches a log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -32,6 +32,8 @@ pub struct ScimClient {
     limiter: Option<DefaultDirectRateLimiter>,
     /// Members added or removed per group PATCH.
     group_batch: usize,
+    /// The accounts' top-level attributes kept once read (lower-cased); `None` keeps all.
+    keep: Option<BTreeSet<String>>,
 }
 
 /// A listed resource's id, for de-duplicating pages.
@@ -96,7 +98,27 @@ impl ScimClient {
             cfg,
             limiter,
             group_batch: 100,
+            keep: None,
         })
+    }
+
+    /// Keeps only these top-level attributes (any case) of the accounts it reads: what the
+    /// lifecycle uses (`Policy::account_attributes`). `id`, `userName` and `active` are
+    /// always kept.
+    pub fn keeping(mut self, attrs: BTreeSet<String>) -> Self {
+        let mut keep: BTreeSet<String> = attrs.iter().map(|a| a.to_ascii_lowercase()).collect();
+        keep.extend(["id", "username", "active"].map(String::from));
+        self.keep = Some(keep);
+        self
+    }
+
+    /// An account from a resource the app sent, less what is not kept.
+    fn account(&self, url: &Url, r: Value) -> Result<Account, TargetError> {
+        let r = match &self.keep {
+            Some(keep) => prune(r, keep),
+            None => r,
+        };
+        account_from(url, r)
     }
 
     /// Sets how many members one group PATCH adds or removes.
@@ -301,12 +323,11 @@ impl ScimClient {
         if !reply.status.is_success() {
             return Err(Self::http_error("GET", &url, &reply));
         }
-        let resources = reply
-            .body
-            .get("Resources")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let mut body = reply.body;
+        let resources = match body.get_mut("Resources").map(Value::take) {
+            Some(Value::Array(list)) => list,
+            _ => Vec::new(),
+        };
         Ok((url, resources))
     }
 
@@ -314,7 +335,7 @@ impl ScimClient {
         let (url, resources) = self.filter_eq("Users", "userName", user_name).await?;
         let wanted = UserName::new(user_name);
         for r in resources {
-            let account = account_from(&url, r)?;
+            let account = self.account(&url, r)?;
             if account.user_name == wanted {
                 return Ok(Some(account));
             }
@@ -323,7 +344,7 @@ impl ScimClient {
     }
 
     async fn list(&self) -> Result<Vec<Account>, TargetError> {
-        self.list_all("Users", account_from).await
+        self.list_all("Users", |url, r| self.account(url, r)).await
     }
 
     /// Every resource of an endpoint, paged by startIndex, to the first short or empty page
@@ -331,18 +352,15 @@ impl ScimClient {
     /// repeats items already seen means the list moved while it was read (index paging over a
     /// changing list skips as many items as it repeats), so the whole list is read again; a
     /// list that keeps moving fails the read rather than hand the planner a list with holes.
-    async fn list_all<T>(
-        &self,
-        endpoint: &str,
-        parse: fn(&Url, Value) -> Result<T, TargetError>,
-    ) -> Result<Vec<T>, TargetError>
+    async fn list_all<T, F>(&self, endpoint: &str, parse: F) -> Result<Vec<T>, TargetError>
     where
         T: HasId,
+        F: Fn(&Url, Value) -> Result<T, TargetError> + Sync,
     {
         const READS: usize = 3;
         let mut repeated = 0;
         for read in 1..=READS {
-            match self.list_once(endpoint, parse).await? {
+            match self.list_once(endpoint, &parse).await? {
                 Ok(items) => return Ok(items),
                 Err(n) => {
                     repeated = n;
@@ -364,13 +382,14 @@ impl ScimClient {
     }
 
     /// One paged read: every item, or (`Err`) how many items came twice.
-    async fn list_once<T>(
+    async fn list_once<T, F>(
         &self,
         endpoint: &str,
-        parse: fn(&Url, Value) -> Result<T, TargetError>,
+        parse: &F,
     ) -> Result<Result<Vec<T>, usize>, TargetError>
     where
         T: HasId,
+        F: Fn(&Url, Value) -> Result<T, TargetError> + Sync,
     {
         let mut seen: BTreeMap<String, T> = BTreeMap::new();
         let mut repeated = 0usize;
@@ -384,41 +403,39 @@ impl ScimClient {
             if !reply.status.is_success() {
                 return Err(Self::http_error("GET", &url, &reply));
             }
-            let total = reply.body.get("totalResults").and_then(Value::as_u64);
-            let Some(resources) = reply
-                .body
-                .get("Resources")
-                .and_then(Value::as_array)
-                .or_else(|| {
-                    // RFC 7644: Resources may be omitted when there are none.
-                    total.filter(|t| *t == 0).map(|_| &EMPTY)
-                })
-            else {
-                if reply.body.get("totalResults").is_some() {
-                    break;
+            let mut body = reply.body;
+            let total = body.get("totalResults").and_then(Value::as_u64);
+            let resources = match body.get_mut("Resources").map(Value::take) {
+                Some(Value::Array(list)) => list,
+                // RFC 7644: Resources may be omitted when there are none.
+                _ if total == Some(0) => Vec::new(),
+                _ if body.get("totalResults").is_some() => break,
+                _ => {
+                    return Err(TargetError::BadReply {
+                        url: url.to_string(),
+                        detail: "a list response needs `Resources` or `totalResults`".into(),
+                    })
                 }
-                return Err(TargetError::BadReply {
-                    url: url.to_string(),
-                    detail: "a list response needs `Resources` or `totalResults`".into(),
-                });
             };
             if resources.is_empty() {
                 break;
             }
+            let count = resources.len();
             let mut new = 0usize;
+            // Each resource is moved out of its page: a page is never held twice.
             for r in resources {
-                let item = parse(&url, r.clone())?;
+                let item = parse(&url, r)?;
                 if seen.insert(item.id().to_string(), item).is_none() {
                     new += 1;
                 }
             }
-            repeated += resources.len() - new;
-            start += resources.len();
+            repeated += count - new;
+            start += count;
             // A page of nothing new: the app ignores startIndex (or keeps moving); reading
             // on could go forever. A short page ends the list unless totalResults says more
             // (an app that caps `count` below ours sends short pages all along); a full one
             // never does, whatever totalResults says.
-            let short = resources.len() < self.cfg.page_size as usize;
+            let short = count < self.cfg.page_size as usize;
             if new == 0 || (short && total.is_none_or(|t| start as u64 > t)) {
                 break;
             }
@@ -544,7 +561,7 @@ impl ScimClient {
             Err(found) => return Ok(Created::Existing(found)),
         };
         if reply.status.is_success() {
-            return Ok(Created::New(account_from(&url, reply.body)?));
+            return Ok(Created::New(self.account(&url, reply.body)?));
         }
         if reply.status == StatusCode::CONFLICT {
             if let Some(existing) = self.find_by_user_name(user_name).await? {
@@ -634,8 +651,6 @@ impl ScimClient {
     }
 }
 
-static EMPTY: Vec<Value> = Vec::new();
-
 impl AccountReader for ScimClient {
     fn list_accounts(
         &self,
@@ -710,16 +725,7 @@ pub fn photo_operations(current: &Value, photo: Option<&Photo>) -> Vec<Value> {
     let mut list: Vec<Value> = current
         .get("photos")
         .and_then(Value::as_array)
-        .map(|l| {
-            l.iter()
-                .filter(|p| {
-                    !p.get("type")
-                        .and_then(Value::as_str)
-                        .is_some_and(|t| t.eq_ignore_ascii_case("photo"))
-                })
-                .cloned()
-                .collect()
-        })
+        .map(|l| l.iter().filter(|p| !is_photo_type(p)).cloned().collect())
         .unwrap_or_default();
     if let Some(p) = photo {
         let mime = crate::photo::inspect(&p.bytes, usize::MAX)
@@ -758,6 +764,29 @@ fn id_text(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// The resource less the top-level attributes not in `keep` (lower-cased), and less the
+/// `photos` entries of type `photo`: idsync's own, always replaced whole (see
+/// `photo_operations`), and the bulk of a listed account where apps return photos as
+/// `data:` URIs.
+fn prune(mut r: Value, keep: &BTreeSet<String>) -> Value {
+    if let Value::Object(map) = &mut r {
+        map.retain(|k, _| keep.contains(&k.to_ascii_lowercase()));
+        for (k, v) in map.iter_mut() {
+            if let (true, Value::Array(list)) = (k.eq_ignore_ascii_case("photos"), v) {
+                list.retain(|p| !is_photo_type(p));
+            }
+        }
+    }
+    r
+}
+
+/// A `photos` entry of type `photo` (the one idsync manages).
+fn is_photo_type(p: &Value) -> bool {
+    p.get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.eq_ignore_ascii_case("photo"))
+}
+
 fn account_from(url: &Url, r: Value) -> Result<Account, TargetError> {
     let bad = |detail: &str| TargetError::BadReply {
         url: url.to_string(),
@@ -778,7 +807,7 @@ fn account_from(url: &Url, r: Value) -> Result<Account, TargetError> {
         id,
         user_name: UserName::new(user_name),
         active,
-        resource: r,
+        resource: r.into(),
     })
 }
 
@@ -905,6 +934,34 @@ mod tests {
             "R&D"
         );
         assert_eq!(r["active"], true);
+    }
+
+    #[test]
+    fn a_listed_account_keeps_only_what_idsync_reads() {
+        let keep: BTreeSet<String> = ["id", "username", "active", "name", "photos"]
+            .map(String::from)
+            .into();
+        let listed = json!({
+            "schemas": [CORE_USER_SCHEMA],
+            "id": "7",
+            "userName": "ada@x.org",
+            "meta": { "resourceType": "User", "version": "W/\"3\"" },
+            "Name": { "givenName": "Ada" },
+            "nickName": "ada",
+            "Photos": [
+                { "type": "photo", "value": "data:image/jpeg;base64,/9j/4AAQ" },
+                { "type": "thumbnail", "value": "https://cdn.example/ada.png" }
+            ]
+        });
+        assert_eq!(
+            prune(listed, &keep),
+            json!({
+                "id": "7",
+                "userName": "ada@x.org",
+                "Name": { "givenName": "Ada" },
+                "Photos": [{ "type": "thumbnail", "value": "https://cdn.example/ada.png" }]
+            })
+        );
     }
 
     #[test]
