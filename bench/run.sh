@@ -197,7 +197,6 @@ idsync benchmark: $N people ($(nproc) cores, $(date -u +%Y-%m-%d)); steady state
 
 | measure | idsync | baseline | ratio |
 |---|---|---|---|
-| journaling in the steady-state sync ($steady_actions actions applied, one transaction each): journal time vs the rest of the run | $(python3 -c "print(f'{$steady_journal_ms / 1000:.2f}')")s | $(python3 -c "print(f'{$steady_secs - $steady_journal_ms / 1000:.2f}')")s | $(python3 -c "print(f'+{100 * $steady_journal_ms / 1000 / ($steady_secs - $steady_journal_ms / 1000):.1f}%')") |
 | read both sides (ldapsearch paged dump + SCIM paged list of $scim_list_users Users) | - | ${base_secs}s (${ldap_secs}s + ${scim_secs}s) | - |
 | plan, no changes (full read) | ${plan_secs}s, peak RSS ${plan_rss} MB, SCIM GETs ${plan_gets}, LDAP pages $(( (N + 999) / 1000 )) | ${base_secs}s | $(ratio "$plan_secs" "$base_secs") |
 | plan, 1% churn, full read | ${churn_plan_secs}s | ${base_secs}s | $(ratio "$churn_plan_secs" "$base_secs") |
@@ -205,6 +204,7 @@ idsync benchmark: $N people ($(nproc) cores, $(date -u +%Y-%m-%d)); steady state
 | sync, 1% churn, syncrepl read ($churn_writes writes) | ${churn_sync_inc_secs}s | ${base_secs}s | $(ratio "$churn_sync_inc_secs" "$base_secs") |
 | directory read at 1% churn: syncrepl vs a full read (idsync's source_ms) | ${churn_read_ms} ms | ${full_read_ms} ms | $(ratio "$churn_read_ms" "$full_read_ms") |
 | no-change sync: writes / photo uploads (photo bytes moved) | $quiet_writes / $quiet_photo_bytes (0 bytes) | - | - |
+| journaling in the steady-state sync ($steady_actions actions applied, one transaction each): journal time vs the rest of the run | $(python3 -c "print(f'{$steady_journal_ms / 1000:.2f}')")s | $(python3 -c "print(f'{$steady_secs - $steady_journal_ms / 1000:.2f}')")s | $(python3 -c "print(f'+{100 * $steady_journal_ms / 1000 / ($steady_secs - $steady_journal_ms / 1000):.1f}%')") |
 | initial provisioning ($prov_n writes: creates + photo uploads), concurrency 8: writes/s while writing (whole run) | ${prov_rate}/s (${prov_wall}/s), ${prov_429} x 429 | - | - |
 | initial provisioning, rate_limit 50/s: writes/s while writing (whole run) | ${prov50_rate}/s (${prov50_wall}/s), ${prov50_429} x 429 | 50/s | $(ratio "$prov50_rate" 50) |
 
