@@ -155,12 +155,12 @@ python3 bench/churn.py "$N" >"$work/churn.ldif"
 ldapmodify -x -H "ldap://127.0.0.1:$ldap_port" -D cn=admin,dc=example,dc=org -w admin-secret \
   -f "$work/churn.ldif" >/dev/null
 measure "$idsync" --config "$work/full.yaml" plan
-churn_plan_secs=$SECS
+churn_plan_secs=$SECS churn_plan_rss=$RSS_MB
 measure "$idsync" --config "$work/syncrepl.yaml" plan
-churn_plan_inc_secs=$SECS
+churn_plan_inc_secs=$SECS churn_plan_inc_rss=$RSS_MB
 w0=$(scim_writes)
 measure "$idsync" --config "$work/syncrepl.yaml" sync
-churn_sync_inc_secs=$SECS
+churn_sync_inc_secs=$SECS churn_sync_inc_rss=$RSS_MB
 churn_writes=$(( $(scim_writes) - w0 ))
 churn_read_ms=$(source_ms syncrepl)
 
@@ -199,9 +199,9 @@ idsync benchmark: $N people ($(nproc) cores, $(date -u +%Y-%m-%d)); steady state
 |---|---|---|---|
 | read both sides (ldapsearch paged dump + SCIM paged list of $scim_list_users Users) | - | ${base_secs}s (${ldap_secs}s + ${scim_secs}s) | - |
 | plan, no changes (full read) | ${plan_secs}s, peak RSS ${plan_rss} MB, SCIM GETs ${plan_gets}, LDAP pages $(( (N + 999) / 1000 )) | ${base_secs}s | $(ratio "$plan_secs" "$base_secs") |
-| plan, 1% churn, full read | ${churn_plan_secs}s | ${base_secs}s | $(ratio "$churn_plan_secs" "$base_secs") |
-| plan, 1% churn, syncrepl read | ${churn_plan_inc_secs}s | ${base_secs}s | $(ratio "$churn_plan_inc_secs" "$base_secs") |
-| sync, 1% churn, syncrepl read ($churn_writes writes) | ${churn_sync_inc_secs}s | ${base_secs}s | $(ratio "$churn_sync_inc_secs" "$base_secs") |
+| plan, 1% churn, full read | ${churn_plan_secs}s, peak RSS ${churn_plan_rss} MB | ${base_secs}s | $(ratio "$churn_plan_secs" "$base_secs") |
+| plan, 1% churn, syncrepl read | ${churn_plan_inc_secs}s, peak RSS ${churn_plan_inc_rss} MB | ${base_secs}s | $(ratio "$churn_plan_inc_secs" "$base_secs") |
+| sync, 1% churn, syncrepl read ($churn_writes writes) | ${churn_sync_inc_secs}s, peak RSS ${churn_sync_inc_rss} MB | ${base_secs}s | $(ratio "$churn_sync_inc_secs" "$base_secs") |
 | directory read at 1% churn: syncrepl vs a full read (idsync's source_ms) | ${churn_read_ms} ms | ${full_read_ms} ms | $(ratio "$churn_read_ms" "$full_read_ms") |
 | no-change sync: writes / photo uploads (photo bytes moved) | $quiet_writes / $quiet_photo_bytes (0 bytes) | - | - |
 | journaling in the steady-state sync ($steady_actions actions applied, one transaction each): journal time vs the rest of the run | $(python3 -c "print(f'{$steady_journal_ms / 1000:.2f}')")s | $(python3 -c "print(f'{$steady_secs - $steady_journal_ms / 1000:.2f}')")s | $(python3 -c "print(f'+{100 * $steady_journal_ms / 1000 / ($steady_secs - $steady_journal_ms / 1000):.1f}%')") |
