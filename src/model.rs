@@ -143,14 +143,6 @@ impl Attrs {
         self.0.iter().map(|(k, v)| (&**k, v.as_slice()))
     }
 
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Gives back spare capacity (after the last `insert`).
     pub fn shrink_to_fit(&mut self) {
         self.0.shrink_to_fit();
@@ -256,10 +248,6 @@ impl Resource {
         }
         // The text was written by `new` from a `Value`: it always parses.
         serde_json::from_str(&self.0).unwrap_or_default()
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
