@@ -12,6 +12,11 @@
 #   scripts/testbed.sh slapd-stop DIR
 #   scripts/testbed.sh scim-start DIR PORT TOKEN  scim2-server on 127.0.0.1:PORT (base URL /v2)
 #   scripts/testbed.sh scim-stop DIR
+#   scripts/testbed.sh samba-start DIR [OWNER_PID]   a new Samba AD DC (domain EXAMPLE.TEST,
+#                      Administrator / "$AD_ADMIN_PW") provisioned in DIR, serving LDAP on
+#                      127.0.0.1:389 and LDAPS on 127.0.0.1:636 with a test CA (DIR/tls/ca.pem);
+#                      stopped when OWNER_PID exits, if given. Its ports are fixed: one at a time.
+#   scripts/testbed.sh samba-stop DIR
 #
 # Directory: suffix dc=example,dc=org, admin cn=admin,dc=example,dc=org / "admin-secret",
 # read-only sync account cn=idsync,ou=services,dc=example,dc=org / "idsync-secret", and
@@ -21,6 +26,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${IDSYNC_TESTBED_VENV:-$here/.testbed/venv}
 SCIM_VERSION=0.8.3
+AD_ADMIN_PW='Adm1n-Secret!'
 
 die() { echo "testbed: $*" >&2; exit 1; }
 
@@ -30,6 +36,12 @@ install() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
     apt-get install -y -qq slapd ldap-utils >/dev/null
+  fi
+  if ! command -v samba-tool >/dev/null 2>&1 || [ ! -x /usr/sbin/samba ]; then
+    echo "testbed: installing samba (apt-get), for the Active Directory tests" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq samba samba-common-bin ldb-tools >/dev/null
   fi
   if ! command -v systemd-analyze >/dev/null 2>&1; then
     echo "testbed: installing systemd (for systemd-analyze security on our units)" >&2
@@ -186,6 +198,51 @@ tls_certs() {
   chmod 644 "$dir/server.key"
 }
 
+samba_stop() {
+  local dir=$1
+  [ -f "$dir/samba.pid" ] || return 0
+  local pid; pid=$(cat "$dir/samba.pid")
+  kill "$pid" 2>/dev/null || true
+  local i
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$dir/samba.pid"
+}
+
+samba_start() {
+  local dir=$1 owner=${2:-}
+  [ -n "$dir" ] || die "usage: samba-start DIR [OWNER_PID]"
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  samba_stop "$dir"
+  if (exec 3<>/dev/tcp/127.0.0.1/636) 2>/dev/null; then
+    die "something already listens on 127.0.0.1:636 (another Samba DC?); stop it first"
+  fi
+  rm -rf "$dir/dc" "$dir/tls"
+  TLS_SAN="IP:127.0.0.1,DNS:localhost,DNS:dc1.example.test" tls_certs "$dir/tls"
+  chmod 600 "$dir/tls/server.key" # Samba refuses a key others may read.
+  samba-tool domain provision --realm=EXAMPLE.TEST --domain=EXAMPLE --server-role=dc \
+    --dns-backend=NONE --adminpass="$AD_ADMIN_PW" --targetdir="$dir/dc" --host-name=dc1 \
+    --option="interfaces=lo" --option="bind interfaces only=yes" \
+    --option="server services=ldap" --option="log file=$dir/samba.log" \
+    --option="pid directory=$dir/dc" --option="tls enabled=yes" \
+    --option="tls keyfile=$dir/tls/server.key" --option="tls certfile=$dir/tls/server.pem" \
+    --option="tls cafile=$dir/tls/ca.pem" >"$dir/provision.log" 2>&1 ||
+    { tail -20 "$dir/provision.log" >&2; die "samba-tool domain provision failed (log: $dir/provision.log)"; }
+  nohup samba -s "$dir/dc/etc/smb.conf" --foreground --no-process-group -M single \
+    >"$dir/samba.out" 2>&1 </dev/null &
+  echo $! >"$dir/samba.pid"
+  if [ -n "$owner" ]; then
+    # Stops the DC when the test process that owns it is gone, however it ended.
+    nohup bash -c "while kill -0 $owner 2>/dev/null; do sleep 1; done; kill \$(cat '$dir/samba.pid' 2>/dev/null) 2>/dev/null" \
+      >/dev/null 2>&1 </dev/null &
+  fi
+  wait_port 636 60 || { tail -20 "$dir/samba.out" >&2; die "samba did not start listening on 127.0.0.1:636"; }
+}
+
 cmd=${1:-}; shift || true
 case "$cmd" in
   install) install ;;
@@ -194,5 +251,7 @@ case "$cmd" in
   scim-start) scim_start "$@" ;;
   scim-stop) scim_stop "$@" ;;
   tls-certs) tls_certs "$@" ;;
+  samba-start) samba_start "$@" ;;
+  samba-stop) samba_stop "$@" ;;
   *) die "unknown command '$cmd'; see the header of $0" ;;
 esac

@@ -46,15 +46,15 @@ pub async fn run(config_path: PathBuf, mut cfg: Config) -> Result<(), DaemonErro
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
-    if let Some(every) = sd_notify::watchdog_enabled() {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every / 2);
-            loop {
-                tick.tick().await;
-                notify(&[NotifyState::Watchdog]);
-            }
-        });
-    }
+    // The watchdog is fed by this loop alone, never by a task of its own: a daemon whose
+    // loop stops turning (a stuck runtime) is restarted by systemd. A run stuck on a server
+    // is ended by run_deadline, so the loop turns again.
+    let mut watchdog = tokio::time::interval(
+        sd_notify::watchdog_enabled()
+            .map(|every| every / 2)
+            .unwrap_or(Duration::from_secs(3600)),
+    );
+    let feeds_watchdog = sd_notify::watchdog_enabled().is_some();
     if let (Some(addr), Some(schedule)) = (cfg.metrics_listen, cfg.schedule.as_ref()) {
         let mut ticks = schedule.upcoming(Utc);
         let period = match (ticks.next(), ticks.next()) {
@@ -84,11 +84,20 @@ pub async fn run(config_path: PathBuf, mut cfg: Config) -> Result<(), DaemonErro
         let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = watchdog.tick() => {
+                if feeds_watchdog {
+                    notify(&[NotifyState::Watchdog]);
+                }
+                continue;
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
                 match config::load(&config_path) {
                     Ok(new) => {
+                        for w in &new.warnings {
+                            tracing::warn!("config: {w}");
+                        }
                         let state_changed = new.state_dir != cfg.state_dir;
                         cfg = new;
                         if state_changed {
@@ -104,10 +113,17 @@ pub async fn run(config_path: PathBuf, mut cfg: Config) -> Result<(), DaemonErro
         }
         let sync = run::sync(&cfg, &journal, "schedule", run::SyncOptions::default());
         tokio::pin!(sync);
-        let result = tokio::select! {
-            r = &mut sync => r,
-            _ = term.recv() => { STOP_REQUESTED.store(true, Ordering::SeqCst); sync.await }
-            _ = int.recv() => { STOP_REQUESTED.store(true, Ordering::SeqCst); sync.await }
+        let result = loop {
+            tokio::select! {
+                r = &mut sync => break r,
+                _ = watchdog.tick() => {
+                    if feeds_watchdog {
+                        notify(&[NotifyState::Watchdog]);
+                    }
+                }
+                _ = term.recv() => { STOP_REQUESTED.store(true, Ordering::SeqCst); break sync.await }
+                _ = int.recv() => { STOP_REQUESTED.store(true, Ordering::SeqCst); break sync.await }
+            }
         };
         let status = match &result {
             Ok(s) => format!(

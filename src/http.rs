@@ -1,6 +1,6 @@
 //! What every HTTP connector (SCIM target, Graph source) shares: the client's build (timeouts,
-//! an extra CA), `Retry-After` parsing, and error text that never carries a header (so never
-//! a token).
+//! an extra CA, no redirects, a proxy only when configured), bodies read against a cap,
+//! `Retry-After` parsing, and error text that never carries a header (so never a token).
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -8,17 +8,39 @@ use std::time::{Duration, SystemTime};
 /// Longest single wait a `Retry-After` may impose before idsync gives up on the call.
 pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(120);
 
-/// A reqwest client with idsync's timeouts and user agent, trusting `ca_file` too when given
-/// (`ca_key` names the config key in errors).
-pub fn client(
-    timeout: Duration,
-    ca_file: Option<&Path>,
-    ca_key: &str,
-) -> Result<reqwest::Client, String> {
+/// Default cap on one reply's body (`max_response_bytes`).
+pub const DEFAULT_MAX_RESPONSE: usize = 64 << 20;
+
+/// How a connector talks HTTP: where its CA and proxy come from (config keys for errors).
+pub struct ClientSettings<'a> {
+    pub timeout: Duration,
+    pub ca_file: Option<&'a Path>,
+    pub ca_key: &'a str,
+    /// The only proxy used; `HTTP_PROXY` and friends are ignored.
+    pub proxy: Option<&'a url::Url>,
+}
+
+/// A reqwest client with idsync's timeouts and user agent, trusting `ca_file` too when given.
+/// It follows no redirect (a 3xx is the caller's error to report, so no byte and no
+/// credential goes to an origin the config does not name) and uses no proxy from the
+/// environment: only `proxy`, when configured.
+pub fn client(s: ClientSettings<'_>) -> Result<reqwest::Client, String> {
+    let ClientSettings {
+        timeout,
+        ca_file,
+        ca_key,
+        proxy,
+    } = s;
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
         .user_agent(concat!("idsync/", env!("CARGO_PKG_VERSION")));
+    if let Some(p) = proxy {
+        let proxy = reqwest::Proxy::all(p.as_str()).map_err(|e| format!("proxy {p}: {e}"))?;
+        builder = builder.proxy(proxy);
+    }
     if let Some(ca) = ca_file {
         let pem =
             std::fs::read(ca).map_err(|e| format!("cannot read {ca_key} {}: {e}", ca.display()))?;
@@ -27,6 +49,55 @@ pub fn client(
         builder = builder.add_root_certificate(cert);
     }
     builder.build().map_err(|e| e.to_string())
+}
+
+/// A reply's body, read as it streams in, never more than a cap.
+pub enum Body {
+    Whole(Vec<u8>),
+    /// Longer than the cap: the first `cap + 1` bytes (or none, when `Content-Length` said
+    /// so up front), and the announced length if any.
+    Over {
+        head: Vec<u8>,
+        announced: Option<u64>,
+    },
+}
+
+/// Reads a body to its end or to `cap`, whichever comes first. A transport error (a reset,
+/// the timeout cutting an endless body) is an error, never an empty or short body.
+pub async fn read_body(mut resp: reqwest::Response, cap: usize) -> Result<Body, reqwest::Error> {
+    let announced = resp.content_length();
+    if announced.is_some_and(|n| n > cap as u64) {
+        return Ok(Body::Over {
+            head: Vec::new(),
+            announced,
+        });
+    }
+    let mut out = Vec::with_capacity(announced.map_or(0, |n| n as usize));
+    while let Some(chunk) = resp.chunk().await? {
+        if out.len() + chunk.len() > cap {
+            let take = cap + 1 - out.len();
+            out.extend_from_slice(&chunk[..take.min(chunk.len())]);
+            return Ok(Body::Over {
+                head: out,
+                announced,
+            });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Body::Whole(out))
+}
+
+/// What to tell about a body over its cap, and which key raises it.
+pub fn over_cap(cap: usize, key: &str) -> String {
+    format!("the reply is larger than {key} ({cap} bytes); nothing of it was used: raise {key} if the server is right")
+}
+
+/// A 3xx reply as an error text: idsync follows no redirect.
+pub fn redirect_text(status: reqwest::StatusCode, location: Option<&str>, key: &str) -> String {
+    format!(
+        "{status} redirect to {}; idsync follows no redirect (no byte goes to an origin the config does not name): set {key} to the final URL",
+        location.unwrap_or("(no Location)")
+    )
 }
 
 /// Exponential backoff for attempt `n` (1-based) when the server gives no `Retry-After`.
@@ -69,6 +140,19 @@ pub fn is_tls_cause(e: &(dyn std::error::Error + 'static)) -> bool {
         .is_some_and(|inner| is_tls_cause(inner))
 }
 
+/// An id a server gave, as one URL path segment: every reserved character escaped. Ids
+/// `.` and `..` must be refused before (as a segment they address another resource).
+pub fn path_segment(id: &str) -> String {
+    url::form_urlencoded::byte_serialize(id.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// True for an id that may stand in a URL path: not empty, `.` or `..`.
+pub fn usable_id(id: &str) -> bool {
+    !id.is_empty() && id != "." && id != ".."
+}
+
 /// At most 300 characters of a reply body, for error messages.
 pub fn snippet(text: &str) -> String {
     let t = text.trim();
@@ -108,6 +192,14 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn ids_are_escaped_as_one_path_segment() {
+        assert_eq!(path_segment("a/b c"), "a%2Fb%20c");
+        assert_eq!(path_segment("../../evil/x"), "..%2F..%2Fevil%2Fx");
+        assert!(!usable_id("..") && !usable_id(".") && !usable_id(""));
+        assert!(usable_id("..a"));
     }
 
     #[test]

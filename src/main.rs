@@ -61,6 +61,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
+    if !matches!(cli.command, Command::Check { .. }) {
+        // `check` prints them itself; every other start logs them (the daemon's too).
+        for w in &config.warnings {
+            tracing::warn!("config: {w}");
+        }
+    }
+    let redactor = config.redactor();
     let interactive = !matches!(cli.command, Command::Run) && std::io::stderr().is_terminal();
     if interactive {
         idsync::progress::enable();
@@ -73,11 +80,12 @@ fn main() -> ExitCode {
             let typed = e.is::<RunError>()
                 || e.is::<idsync::journal::JournalError>()
                 || e.is::<idsync::daemon::DaemonError>();
-            if typed {
-                eprintln!("idsync: error: {e}");
+            let text = if typed {
+                format!("{e}")
             } else {
-                eprintln!("idsync: error: {e:#}");
-            }
+                format!("{e:#}")
+            };
+            eprintln!("idsync: error: {}", redactor.clean(&text));
             let code = match e.downcast_ref::<RunError>() {
                 Some(RunError::Refused(_)) => EXIT_ABORTED,
                 _ => EXIT_FAILED,
@@ -343,9 +351,8 @@ async fn check(config: &Config, connect: bool) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// Writes via a temporary file and rename, so a reader never sees half a report.
+/// Writes a report or saved plan (personal data): 0600, via a random temporary file and a
+/// rename, so a reader never sees half of it.
 fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp~");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    idsync::files::write_private(path, text)
 }

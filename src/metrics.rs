@@ -90,6 +90,8 @@ fn run_seconds(r: &RunRow) -> Option<f64> {
 }
 
 /// Healthy when the last apply run did not fail and finished within two schedule periods.
+/// The text names the outcome, the run and its age, never a run's error text (`/healthz`
+/// answers without authentication; `idsync show RUN` has the detail).
 pub fn health(
     last_apply: Option<&RunRow>,
     period: Duration,
@@ -98,26 +100,26 @@ pub fn health(
     let Some(run) = last_apply else {
         return Err("no apply run yet".into());
     };
-    if run.outcome == "failed" {
-        return Err(format!(
-            "last run {} failed: {}",
-            run.id,
-            run.reason.as_deref().unwrap_or("")
-        ));
-    }
     let finished = run
         .finished
         .as_deref()
         .and_then(ts)
         .ok_or_else(|| format!("run {} is still running", run.id))?;
+    let age = (now - finished).num_seconds().max(0);
+    if run.outcome == "failed" {
+        return Err(format!(
+            "last run {} failed {age}s ago; see `idsync show {}`",
+            run.id, run.id
+        ));
+    }
     if now - finished > period * 2 {
         return Err(format!(
-            "last run {} finished at {finished}, more than two schedule periods ago",
-            run.id
+            "last run {} ({}) finished {age}s ago, more than two schedule periods",
+            run.id, run.outcome
         ));
     }
     Ok(format!(
-        "ok: last run {} {} at {finished}",
+        "ok: last run {} {} {age}s ago",
         run.id, run.outcome
     ))
 }
@@ -135,35 +137,100 @@ fn last_apply(journal: &Journal) -> Option<RunRow> {
         .find(|r| r.mode == "apply" && r.outcome != "running")
 }
 
-/// Serves `/metrics` and `/healthz` until the process ends.
-pub async fn serve(addr: SocketAddr, journal: Journal, period: Duration) -> std::io::Result<()> {
-    let ctx = Arc::new(Ctx { journal, period });
-    let app = Router::new()
+/// Connections served at once; more wait in the kernel's backlog, using no file of ours.
+const MAX_CONNECTIONS: usize = 32;
+/// A client must have sent its request's headers by then (slowloris).
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// No connection lives longer (an idle or trickling client).
+const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs a journal query on the blocking pool, off the async threads that run syncs.
+async fn query<T: Send + 'static>(
+    ctx: &Arc<Ctx>,
+    f: impl FnOnce(&Ctx) -> T + Send + 'static,
+) -> Option<T> {
+    let ctx = Arc::clone(ctx);
+    tokio::task::spawn_blocking(move || f(&ctx)).await.ok()
+}
+
+fn router(ctx: Arc<Ctx>) -> Router {
+    Router::new()
         .route(
             "/metrics",
             get(|State(c): State<Arc<Ctx>>| async move {
-                match c.journal.metrics() {
-                    Ok(data) => (
-                        StatusCode::OK,
-                        render(&data, last_apply(&c.journal).as_ref()),
+                let out = query(&c, |c| {
+                    c.journal
+                        .metrics()
+                        .map(|data| render(&data, last_apply(&c.journal).as_ref()))
+                })
+                .await;
+                match out {
+                    Some(Ok(text)) => (StatusCode::OK, text),
+                    Some(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("journal: {e}\n")),
+                    None => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "journal query failed\n".into(),
                     ),
-                    Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("journal: {e}\n")),
                 }
             }),
         )
         .route(
             "/healthz",
             get(|State(c): State<Arc<Ctx>>| async move {
-                match health(last_apply(&c.journal).as_ref(), c.period, Utc::now()) {
-                    Ok(t) => (StatusCode::OK, t + "\n"),
-                    Err(t) => (StatusCode::SERVICE_UNAVAILABLE, t + "\n"),
+                let out = query(&c, |c| {
+                    health(last_apply(&c.journal).as_ref(), c.period, Utc::now())
+                })
+                .await;
+                match out {
+                    Some(Ok(t)) => (StatusCode::OK, t + "\n"),
+                    Some(Err(t)) => (StatusCode::SERVICE_UNAVAILABLE, t + "\n"),
+                    None => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "journal query failed\n".into(),
+                    ),
                 }
             }),
         )
-        .with_state(ctx);
+        .with_state(ctx)
+}
+
+/// Serves `/metrics` and `/healthz` until the process ends: at most `MAX_CONNECTIONS` at
+/// once, each closed after `HEADER_TIMEOUT` without a full request head and after
+/// `CONNECTION_LIFETIME` in any case, so idle and slowloris clients cannot hold the
+/// daemon's file descriptors (a scheduled run needs some).
+pub async fn serve(addr: SocketAddr, journal: Journal, period: Duration) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let app = router(Arc::new(Ctx { journal, period }));
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tracing::info!(%addr, "serving /metrics and /healthz");
-    axum::serve(listener, app).await
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return Ok(());
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, or a connection reset before it was taken:
+                // wait a little rather than spin.
+                tracing::warn!(error = %e, "metrics: cannot accept a connection");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
+            drop(slot);
+        });
+    }
 }
 
 #[cfg(test)]
@@ -193,6 +260,15 @@ mod tests {
         assert!(health(Some(&run("ok", 31, now)), period, now).is_err());
         assert!(health(Some(&run("failed", 1, now)), period, now).is_err());
         assert!(health(None, period, now).is_err());
+    }
+
+    #[test]
+    fn health_names_the_run_and_its_age_never_its_error_text() {
+        let now = Utc::now();
+        let mut failed = run("failed", 2, now);
+        failed.reason = Some("401 echo: Bearer Canary-Token client_secret=Canary".into());
+        let text = health(Some(&failed), Duration::minutes(15), now).unwrap_err();
+        assert_eq!(text, "last run 7 failed 120s ago; see `idsync show 7`");
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub struct Photo {
     /// The source's version tag of the photo (Graph's ETag), for conditional reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    /// Set when the source's photo was larger than the cap: its size (as announced, or the
+    /// bytes read before the download was cut). `bytes` then holds at most that head.
+    #[serde(skip)]
+    pub oversize: Option<u64>,
 }
 
 impl Photo {
@@ -36,6 +40,35 @@ impl Photo {
             sha256: digest(&bytes),
             bytes,
             etag: None,
+            oversize: None,
+        }
+    }
+
+    /// A photo whose download stopped at the cap: `head` is what was read (maybe nothing,
+    /// when the announced length was already too big). Its digest stands for this version
+    /// of the photo, so an unchanged oversized photo is not news every run.
+    pub fn oversized(head: Vec<u8>, size: u64, etag: Option<String>) -> Photo {
+        let sha256 = if head.is_empty() {
+            digest(format!("oversize {size} {}", etag.as_deref().unwrap_or("")).as_bytes())
+        } else {
+            digest(&head)
+        };
+        Photo {
+            sha256,
+            bytes: head,
+            etag,
+            oversize: Some(size),
+        }
+    }
+
+    /// The checks before upload (`inspect`), a download cut at the cap included.
+    pub fn check(&self, max_bytes: usize) -> Result<ImageInfo, PhotoError> {
+        match self.oversize {
+            Some(size) => Err(PhotoError::TooLarge {
+                size: size as usize,
+                max: max_bytes,
+            }),
+            None => inspect(&self.bytes, max_bytes),
         }
     }
 }

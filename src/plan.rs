@@ -803,7 +803,7 @@ impl<'a> Planner<'a> {
                 self.notice(Some(user_name), Some(&user.anchor), None, msg);
                 None
             }
-            Some(p) => match crate::photo::inspect(&p.bytes, policy.max_bytes) {
+            Some(p) => match p.check(policy.max_bytes) {
                 Ok(_) => Some(change(Some(crate::photo::short(&p.sha256)))),
                 Err(e) => {
                     let msg = format!(

@@ -52,13 +52,8 @@ impl RunLock {
             path: path.display().to_string(),
             detail,
         };
-        std::fs::create_dir_all(state_dir).map_err(|e| err(e.to_string()))?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| err(e.to_string()))?;
+        crate::files::private_dir(state_dir).map_err(|e| err(e.to_string()))?;
+        let file = crate::files::private_file(&path).map_err(|e| err(e.to_string()))?;
         match file.try_lock() {
             Ok(()) => Ok(RunLock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => Err(RunError::Busy {
@@ -540,9 +535,19 @@ pub async fn sync(
     let now = Utc::now();
     let run = journal.begin_run(Mode::Apply, trigger, now)?;
     let span = tracing::info_span!("run", run_id = run, mode = "apply");
-    sync_inner(cfg, journal, run, opts, now)
-        .instrument(span)
-        .await
+    let inner = sync_inner(cfg, journal, run, opts, now).instrument(span);
+    match tokio::time::timeout(cfg.run_deadline, inner).await {
+        Ok(result) => result,
+        Err(_) => {
+            let reason = format!(
+                "stopped after run_deadline ({}): a server stopped answering or the run cannot finish; raise run_deadline if runs are this long",
+                humantime::format_duration(cfg.run_deadline)
+            );
+            tracing::error!(run, %reason, "run stopped");
+            journal.abandon_run(run, &reason, Utc::now())?;
+            Err(RunError::Stopped { run, reason })
+        }
+    }
 }
 
 async fn sync_inner(
@@ -666,12 +671,26 @@ pub async fn probe(cfg: &Config) -> Result<String, RunError> {
                 now: Utc::now(),
                 photo_hashes: &BTreeMap::new(),
             };
-            let users = LdapReader::new(l.clone()).read(&request).await?.users;
+            let reader = LdapReader::new(l.clone());
+            let users = reader.read(&request).await?.users;
             let mut text = format!(
                 "directory: {} people in scope ({} disabled)",
                 users.len(),
                 users.iter().filter(|u| u.disabled).count()
             );
+            let refs = reader.skipped_references();
+            if !refs.is_empty() {
+                let what = if l.follow_referrals {
+                    "not followed further"
+                } else {
+                    "skipped; set source.follow_referrals: true to read them too"
+                };
+                text.push_str(&format!(
+                    "; {} search reference(s) to other naming contexts or servers, {what}: {}",
+                    refs.len(),
+                    refs.join(", ")
+                ));
+            }
             if let Some(g) = &cfg.groups {
                 let (groups, _) = read_groups(cfg, None, g, &users, true).await?;
                 text.push_str(&format!(", {} groups", groups.len()));

@@ -215,3 +215,106 @@ fn sigterm_mid_run_finishes_in_flight_writes_and_the_next_run_converges() {
     assert_eq!(tb.scim_users().len(), 200);
     assert!(tb.ok(&cfg, &["sync"]).contains("no changes"));
 }
+
+#[test]
+fn idle_and_slow_metrics_clients_cannot_starve_the_scheduled_run() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let tb = Testbed::start(&people(3));
+    let port = free_port();
+    let cfg = tb.config(&format!(
+        "schedule: \"*/2 * * * * *\"\nmetrics: {{ listen: \"127.0.0.1:{port}\" }}\n"
+    ));
+    // The daemon gets the default 1,024 open files; this test needs more than that itself.
+    let lim = libc::rlimit {
+        rlim_cur: 4096,
+        rlim_max: 4096,
+    };
+    // SAFETY: setrlimit with a valid struct; lowering our own limit is always allowed.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    let mut daemon = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "ulimit -n 1024 && exec {} --config {} run",
+                env!("CARGO_BIN_EXE_idsync"),
+                cfg.display()
+            ),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let up = Instant::now();
+    while TcpStream::connect(addr).is_err() && up.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let flood_at = chrono::Utc::now();
+    // 1,100 attempts; those past the daemon's connection limit wait in (or are dropped from)
+    // the kernel's accept queue, holding none of the daemon's files.
+    let idle: Vec<TcpStream> = (0..1100)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(50)).ok())
+        .collect();
+    assert!(idle.len() >= 200, "only {} connections opened", idle.len());
+
+    // A scheduled run that starts after the flood completes and is journaled.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let ran = loop {
+        let runs: Value = serde_json::from_str(&tb.ok(&cfg, &["runs", "--format", "json"]))
+            .unwrap_or(Value::Null);
+        let ok = runs.as_array().is_some_and(|r| {
+            r.iter().any(|r| {
+                r["trigger"] == "schedule"
+                    && r["outcome"] == "ok"
+                    && r["started"]
+                        .as_str()
+                        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                        .is_some_and(|t| t > flood_at)
+            })
+        });
+        if ok || Instant::now() > deadline {
+            break ok;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(ran, "no scheduled run completed during the flood");
+    drop(idle);
+
+    // A slowloris client (a header byte a second) is cut off within 15 s.
+    let mut slow = TcpStream::connect(addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let started = Instant::now();
+    let _ = slow.write_all(b"GET /healthz HTTP/1.1\r\n");
+    let closed = loop {
+        let _ = slow.write_all(b"X");
+        let mut b = [0u8; 64];
+        match slow.read(&mut b) {
+            Ok(0) => break true,
+            Ok(_) => break true,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break true,
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            break false;
+        }
+    };
+    assert!(
+        closed && started.elapsed() < Duration::from_secs(15),
+        "slowloris held {:?}",
+        started.elapsed()
+    );
+    // And /healthz answers again once the idle ones are gone.
+    let health = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap()
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    signal(&daemon, "-TERM");
+    assert!(wait_exit(&mut daemon, 30).success());
+}

@@ -70,15 +70,47 @@ fn a_time_or_size_limit_result_fails_the_read_instead_of_returning_a_short_list(
 }
 
 #[test]
-fn a_referral_inside_the_search_base_fails_the_read() {
-    let referral = "dn: ou=remote,ou=people,dc=example,dc=org\nobjectClass: referral\nobjectClass: extensibleObject\nou: remote\nref: ldap://other.example.org/ou=remote,dc=example,dc=org\n\n";
-    let tb = Testbed::start(&format!("{}{referral}", trio()));
-    tb.fails(
-        &tb.config(""),
-        &["sync"],
-        &["idsync does not chase referrals"],
+fn a_referral_inside_the_search_base_is_skipped_and_named_or_followed_when_asked() {
+    let remote = Testbed::start(&format!(
+        "dn: ou=remote,ou=people,dc=example,dc=org\nobjectClass: organizationalUnit\nou: remote\n\n{}",
+        person_ldif("rita", "Rita", "Levi", "Biologist", "ou=remote,ou=people")
+    ));
+    let target = format!(
+        "ldap://127.0.0.1:{}/ou=remote,ou=people,dc=example,dc=org",
+        remote.ldap_port
     );
-    assert!(tb.scim_users().is_empty());
+    let referral = format!("dn: ou=remote,ou=people,dc=example,dc=org\nobjectClass: referral\nobjectClass: extensibleObject\nou: remote\nref: {target}\n\n");
+    let tb = Testbed::start(&format!("{}{referral}", trio()));
+
+    // A continuation reference is not an error: what this server holds is read, and the
+    // reference is named.
+    let cfg = tb.config("");
+    let check = tb.ok(&cfg, &["check", "--connect"]);
+    assert!(check.contains("3 people in scope"), "{check}");
+    assert!(
+        check.contains("1 search reference(s)") && check.contains(&target),
+        "{check}"
+    );
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(tb.scim_users().len(), 3);
+
+    // Followed when asked, with the same bind.
+    let follow = format!("{}  follow_referrals: true\n", tb.base_source());
+    let cfg = tb.config_with(&follow, "");
+    tb.ok(&cfg, &["sync"]);
+    assert!(tb.scim_user("rita@example.org").is_some());
+    assert_eq!(tb.scim_users().len(), 4);
+
+    // A referral *result* for the base itself: the entries are elsewhere; the read fails.
+    let source = tb.base_source().replace(
+        "base_dn: ou=people,dc=example,dc=org",
+        "base_dn: ou=remote,ou=people,dc=example,dc=org",
+    );
+    tb.fails(
+        &tb.config_with(&source, ""),
+        &["sync"],
+        &["refers the base itself"],
+    );
 }
 
 #[test]

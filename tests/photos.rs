@@ -191,7 +191,7 @@ fn photos_can_be_put_to_a_photo_url_of_the_app() {
     let tb = Testbed::start(&with_photo("ada", "Ada", &png));
     let endpoint = PhotoEndpoint::start();
     let target = format!(
-        "  photo: {{ put: \"http://127.0.0.1:{}/api/users/{{id}}/photo\" }}\n",
+        "  photo: {{ put: \"http://127.0.0.1:{}/api/users/{{id}}/photo\", allow_other_origin: true }}\n",
         endpoint.served.port
     );
     let cfg = tb.write_config(&photo_source(&tb), &target, "");

@@ -21,6 +21,9 @@ use crate::safety::{Approval, DeprovisionLimit, SafetyConfig};
 use crate::source::filter::Filter;
 use raw::{RawConfig, RawMappingValue, RawSource, RawTarget};
 
+/// Default `run_deadline`.
+pub const DEFAULT_RUN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(4 * 3600);
+
 /// The default config location.
 pub const DEFAULT_PATH: &str = "/etc/idsync/idsync.yaml";
 
@@ -95,7 +98,14 @@ pub struct LdapConfig {
     pub incremental: LdapIncremental,
     /// A full read at least this often, as a backstop for incremental reads.
     pub full_every: std::time::Duration,
+    /// Attribute values longer than this (the photo aside) are left out, with a notice.
+    pub max_value_bytes: usize,
+    /// Chase search continuation references (same bind, same TLS settings).
+    pub follow_referrals: bool,
 }
+
+/// Default `source.max_value_bytes`.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024;
 
 /// How an LDAP source reads between full reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +150,14 @@ pub struct GraphConfig {
     pub select: Vec<String>,
     /// Read each enabled user's photo.
     pub photo: bool,
+    /// A photo longer than this is not downloaded past it (`target.photo_max_bytes`).
+    pub photo_max_bytes: usize,
+    /// The only proxy used (the environment's `HTTP_PROXY` and friends are ignored).
+    pub proxy: Option<Url>,
+    /// No reply body is read past this.
+    pub max_response_bytes: usize,
+    /// A read of more users or groups than this fails (a server paging forever).
+    pub max_users: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -172,7 +190,16 @@ pub struct ScimConfig {
     pub photo: PhotoUpload,
     /// Photos larger than this are not uploaded (a warning for that person).
     pub photo_max_bytes: usize,
+    /// The only proxy used (the environment's `HTTP_PROXY` and friends are ignored).
+    pub proxy: Option<Url>,
+    /// No reply body is read past this.
+    pub max_response_bytes: usize,
+    /// A list of accounts longer than this fails the read (an app paging forever).
+    pub max_accounts: u64,
 }
+
+/// Default ceiling on the items one list may hold (`target.max_accounts`, `source.max_users`).
+pub const DEFAULT_MAX_ITEMS: u64 = 1_000_000;
 
 /// How photos reach the app.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -230,6 +257,8 @@ pub struct Config {
     pub groups: Option<GroupsConfig>,
     /// Where the daemon serves `/metrics` and `/healthz`, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// A run still going after this is stopped and journaled failed (a hung server).
+    pub run_deadline: std::time::Duration,
     /// Not errors, but worth an operator's attention (`idsync check` prints them).
     pub warnings: Vec<String>,
 }
@@ -248,6 +277,20 @@ fn photos_policy(source: &SourceConfig, target: &ScimConfig) -> Option<crate::pl
 impl Config {
     pub fn journal_path(&self) -> PathBuf {
         self.state_dir.join("journal.sqlite3")
+    }
+
+    /// Scrubs every secret this config loaded out of server-sent text.
+    pub fn redactor(&self) -> crate::redact::Redactor {
+        let source = match &self.source {
+            SourceConfig::Ldap(l) => l.bind_password.as_ref(),
+            SourceConfig::Graph(g) => Some(&g.client_secret),
+        };
+        crate::redact::Redactor::new(
+            source
+                .into_iter()
+                .chain([&self.target.token])
+                .map(Secret::expose),
+        )
     }
 }
 
@@ -362,6 +405,10 @@ impl Resolver<'_> {
         let safety = self.safety(raw.safety, raw.approvals);
         let metrics_listen = raw.metrics.and_then(|m| match m.listen.parse::<std::net::SocketAddr>() {
             Ok(a) => {
+                if !a.ip().is_loopback() && !m.allow_remote {
+                    self.problem("metrics.listen", format!("{a} is not loopback, and the journal's counts are served without authentication; listen on 127.0.0.1 behind a proxy, or set metrics.allow_remote: true"));
+                    return None;
+                }
                 if !a.ip().is_loopback() {
                     self.warnings.push(format!("metrics.listen: {a} is not loopback; the journal's counts are served without authentication"));
                 }
@@ -372,6 +419,11 @@ impl Resolver<'_> {
                 None
             }
         });
+        let run_deadline = self.duration(
+            "run_deadline",
+            raw.run_deadline.as_deref(),
+            DEFAULT_RUN_DEADLINE,
+        );
         let groups = raw.groups.and_then(|g| self.groups(g, &source));
         let (mut source, target, mapping, match_rule) = (source?, target?, mapping?, match_rule?);
         if let (SourceConfig::Ldap(ldap), Some(g)) = (&mut source, &groups) {
@@ -386,6 +438,7 @@ impl Resolver<'_> {
                 ldap.attributes.dedup();
             }
             SourceConfig::Graph(graph) => {
+                graph.photo_max_bytes = target.photo_max_bytes;
                 let read = mapping
                     .attributes()
                     .into_iter()
@@ -410,6 +463,7 @@ impl Resolver<'_> {
             safety,
             groups,
             metrics_listen,
+            run_deadline,
             warnings: Vec::new(),
         })
     }
@@ -734,7 +788,7 @@ impl Resolver<'_> {
     /// systemd credentials (under $CREDENTIALS_DIRECTORY) are exempt: systemd guards them.
     fn exposed_mode(&self, path: &Path) -> Option<u32> {
         use std::os::unix::fs::PermissionsExt;
-        if let Some(creds) = (self.env)("CREDENTIALS_DIRECTORY") {
+        if let Some(creds) = (self.env)("CREDENTIALS_DIRECTORY").filter(|c| !c.trim().is_empty()) {
             if path.starts_with(&creds) {
                 return None;
             }
@@ -761,6 +815,19 @@ impl Resolver<'_> {
                 "source.bind_dn",
                 "a bind_dn needs `bind_password_file` (or `bind_password: \"${ENV}\"`)",
             );
+        }
+        for f in mapping.map(|m| m.fields.as_slice()).unwrap_or_default() {
+            for attr in f.template.attributes() {
+                if crate::source::ldap::is_unrenderable(attr) {
+                    self.problem(
+                        &format!("mapping.{}", f.path),
+                        format!("`{{{attr}}}` is a binary attribute (a photo, certificate or password) that idsync cannot write as text; map a text attribute (photos go through source.photo)"),
+                    );
+                }
+            }
+        }
+        if l.bind_dn.is_none() && bind_password.is_none() {
+            self.warnings.push("source.bind_dn: not set, so idsync binds anonymously; a directory that hides people from anonymous reads looks empty (the safety gates stop the run), so give the read-only account idsync should use".into());
         }
         if l.bind_dn.is_none() && bind_password.is_some() {
             self.problem(
@@ -855,6 +922,12 @@ impl Resolver<'_> {
             l.full_every.as_deref(),
             std::time::Duration::from_secs(24 * 3600),
         );
+        let max_value_bytes = self.size(
+            "source.max_value_bytes",
+            l.max_value_bytes,
+            DEFAULT_MAX_VALUE_BYTES,
+            64 << 20,
+        );
         if incremental == LdapIncremental::Usn && !anchor.eq_ignore_ascii_case("objectGUID") {
             self.problem(
                 "source.anchor",
@@ -884,6 +957,8 @@ impl Resolver<'_> {
             photo,
             incremental,
             full_every,
+            max_value_bytes,
+            follow_referrals: l.follow_referrals,
         }))
     }
 
@@ -969,6 +1044,17 @@ impl Resolver<'_> {
             g.timeout.as_deref(),
             std::time::Duration::from_secs(30),
         );
+        let proxy = self.proxy("source.proxy", g.proxy.as_deref());
+        let max_response_bytes = self.size(
+            "source.max_response_bytes",
+            g.max_response_bytes,
+            crate::http::DEFAULT_MAX_RESPONSE,
+            1 << 30,
+        );
+        let max_users = g.max_users.unwrap_or(DEFAULT_MAX_ITEMS);
+        if max_users == 0 {
+            self.problem("source.max_users", "must be at least 1");
+        }
         Some(SourceConfig::Graph(GraphConfig {
             tenant,
             client_id: g.client_id.trim().to_string(),
@@ -984,6 +1070,10 @@ impl Resolver<'_> {
             max_retries: g.max_retries.unwrap_or(5),
             select: Vec::new(),
             photo: g.photo.unwrap_or(false),
+            photo_max_bytes: crate::photo::DEFAULT_MAX_BYTES,
+            proxy,
+            max_response_bytes,
+            max_users,
         }))
     }
 
@@ -1016,8 +1106,19 @@ impl Resolver<'_> {
         if !(1..=10_000).contains(&page_size) {
             self.problem("target.page_size", "must be between 1 and 10000");
         }
-        let photo = self.photo_upload(s.photo);
+        let photo = self.photo_upload(s.photo, url.as_ref());
         let photo_max_bytes = self.photo_max_bytes(s.photo_max_bytes);
+        let proxy = self.proxy("target.proxy", s.proxy.as_deref());
+        let max_response_bytes = self.size(
+            "target.max_response_bytes",
+            s.max_response_bytes,
+            crate::http::DEFAULT_MAX_RESPONSE,
+            1 << 30,
+        );
+        let max_accounts = s.max_accounts.unwrap_or(DEFAULT_MAX_ITEMS);
+        if max_accounts == 0 {
+            self.problem("target.max_accounts", "must be at least 1");
+        }
         Some(ScimConfig {
             url: url?,
             token: token?,
@@ -1029,10 +1130,13 @@ impl Resolver<'_> {
             max_retries: s.max_retries.unwrap_or(5),
             photo,
             photo_max_bytes,
+            proxy,
+            max_response_bytes,
+            max_accounts,
         })
     }
 
-    fn photo_upload(&mut self, raw: Option<raw::RawPhotoUpload>) -> PhotoUpload {
+    fn photo_upload(&mut self, raw: Option<raw::RawPhotoUpload>, app: Option<&Url>) -> PhotoUpload {
         use raw::RawPhotoUpload as R;
         let http = |method: reqwest::Method, url: String| PhotoUpload::Http { method, url };
         match raw {
@@ -1041,10 +1145,10 @@ impl Resolver<'_> {
             Some(R::Named(n)) if n == "none" => PhotoUpload::None,
             Some(R::Http(h)) => match (h.put, h.post) {
                 (Some(url), None) => self
-                    .photo_url(url)
+                    .photo_url(url, app.filter(|_| !h.allow_other_origin))
                     .map_or(PhotoUpload::None, |u| http(reqwest::Method::PUT, u)),
                 (None, Some(url)) => self
-                    .photo_url(url)
+                    .photo_url(url, app.filter(|_| !h.allow_other_origin))
                     .map_or(PhotoUpload::None, |u| http(reqwest::Method::POST, u)),
                 _ => {
                     self.problem("target.photo", "give one of `put:` or `post:` with a URL template such as \"{url}/Users/{id}/photo\"");
@@ -1061,8 +1165,9 @@ impl Resolver<'_> {
         }
     }
 
-    /// A photo URL template: it must name `{id}`, and be a URL once filled in.
-    fn photo_url(&mut self, template: String) -> Option<String> {
+    /// A photo URL template: it must name `{id}`, be a URL once filled in, and stay on the
+    /// app's origin (`target.url`): photos and the token go nowhere else.
+    fn photo_url(&mut self, template: String, app: Option<&Url>) -> Option<String> {
         if !template.contains("{id}") {
             self.problem(
                 "target.photo",
@@ -1070,10 +1175,15 @@ impl Resolver<'_> {
             );
             return None;
         }
-        let sample = template
-            .replace("{url}", "https://app.example")
-            .replace("{id}", "x");
+        let base = app.map_or("https://app.example".to_string(), |u| {
+            u.as_str().trim_end_matches('/').to_string()
+        });
+        let sample = template.replace("{url}", &base).replace("{id}", "x");
         match Url::parse(&sample) {
+            Ok(u) if app.is_some_and(|a| a.origin() != u.origin()) => {
+                self.problem("target.photo", format!("`{template}` points to {}, not the app's origin (target.url); idsync sends photos and its token only to target.url: write the template as \"{{url}}/...\", or add allow_other_origin: true if the app really takes photos there", u.origin().ascii_serialization()));
+                None
+            }
             Ok(u) if matches!(u.scheme(), "http" | "https") => Some(template),
             _ => {
                 self.problem("target.photo", format!("`{template}` is not an http(s) URL template such as \"{{url}}/Users/{{id}}/photo\""));
@@ -1083,14 +1193,32 @@ impl Resolver<'_> {
     }
 
     fn photo_max_bytes(&mut self, raw: Option<serde_yaml::Value>) -> usize {
+        self.size(
+            "target.photo_max_bytes",
+            raw,
+            crate::photo::DEFAULT_MAX_BYTES,
+            64 * 1024 * 1024,
+        )
+    }
+
+    /// A size in bytes: a number, or "512KiB" / "64MiB", at most `max`.
+    fn size(
+        &mut self,
+        key: &str,
+        raw: Option<serde_yaml::Value>,
+        default: usize,
+        max: usize,
+    ) -> usize {
         let Some(v) = raw else {
-            return crate::photo::DEFAULT_MAX_BYTES;
+            return default;
         };
         let parsed = match &v {
             serde_yaml::Value::Number(n) => n.as_u64(),
             serde_yaml::Value::String(s) => {
                 let t = s.trim();
-                let (num, mult) = if let Some(n) = t.strip_suffix("MiB") {
+                let (num, mult) = if let Some(n) = t.strip_suffix("GiB") {
+                    (n, 1024 * 1024 * 1024)
+                } else if let Some(n) = t.strip_suffix("MiB") {
                     (n, 1024 * 1024)
                 } else if let Some(n) = t.strip_suffix("KiB") {
                     (n, 1024)
@@ -1101,16 +1229,26 @@ impl Resolver<'_> {
             }
             _ => None,
         };
-        match parsed.filter(|n| *n > 0 && *n <= 64 * 1024 * 1024) {
+        match parsed.filter(|n| *n > 0 && *n <= max as u64) {
             Some(n) => n as usize,
             None => {
+                let most = if max >= 1 << 30 {
+                    format!("{}GiB", max >> 30)
+                } else {
+                    format!("{}MiB", max >> 20)
+                };
                 self.problem(
-                    "target.photo_max_bytes",
-                    "write a size up to 64MiB, such as 1048576, \"512KiB\" or \"1MiB\"",
+                    key,
+                    format!("write a size up to {most}, such as 1048576, \"512KiB\" or \"1MiB\""),
                 );
-                crate::photo::DEFAULT_MAX_BYTES
+                default
             }
         }
+    }
+
+    /// `proxy:` of an HTTP connector: the only proxy it uses (the environment's are ignored).
+    fn proxy(&mut self, key: &str, text: Option<&str>) -> Option<Url> {
+        self.url(key, text?, &["http", "https", "socks5"])
     }
 
     fn rate(&mut self, text: &str) -> Option<f64> {

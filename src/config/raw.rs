@@ -27,6 +27,8 @@ pub struct RawConfig {
     pub approvals: BTreeMap<String, String>,
     pub metrics: Option<RawMetrics>,
     pub groups: Option<RawGroups>,
+    /// A run taking longer than this is stopped and journaled failed.
+    pub run_deadline: Option<String>,
 }
 
 /// `groups:`: which directory groups become app groups, and how.
@@ -49,6 +51,9 @@ pub struct RawGroups {
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     pub listen: String,
+    /// Serve on a non-loopback address (the counts are served without authentication).
+    #[serde(default)]
+    pub allow_remote: bool,
 }
 
 #[derive(Debug)]
@@ -134,6 +139,9 @@ pub struct RawGraph {
     pub max_retries: Option<u32>,
     /// Read each user's photo (`/users/{id}/photo/$value`).
     pub photo: Option<bool>,
+    pub proxy: Option<String>,
+    pub max_response_bytes: Option<serde_yaml::Value>,
+    pub max_users: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,6 +165,11 @@ pub struct RawLdap {
     pub photo: Option<String>,
     pub incremental: Option<String>,
     pub full_every: Option<String>,
+    /// Values longer than this are left out of the person, with a notice.
+    pub max_value_bytes: Option<serde_yaml::Value>,
+    /// Chase search continuation references with the same credentials.
+    #[serde(default)]
+    pub follow_referrals: bool,
 }
 
 #[derive(Debug)]
@@ -178,6 +191,9 @@ pub struct RawScim {
     pub max_retries: Option<u32>,
     pub photo: Option<RawPhotoUpload>,
     pub photo_max_bytes: Option<serde_yaml::Value>,
+    pub proxy: Option<String>,
+    pub max_response_bytes: Option<serde_yaml::Value>,
+    pub max_accounts: Option<u64>,
 }
 
 /// `target.photo`: `scim`, `none`, or `{ put: URL }` / `{ post: URL }`.
@@ -193,6 +209,9 @@ pub enum RawPhotoUpload {
 pub struct RawPhotoHttp {
     pub put: Option<String>,
     pub post: Option<String>,
+    /// Send photos (and the bearer token) to an origin other than `target.url`.
+    #[serde(default)]
+    pub allow_other_origin: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -191,9 +191,91 @@ fn secret_files_readable_by_others_are_refused_except_systemd_credentials() {
             .or_else(|| super::tests::env(name))
     };
     assert!(parse(&text, Path::new("/etc/idsync/idsync.yaml"), &env).is_ok());
+    // Set but empty, it exempts nothing.
+    let empty = |name: &str| {
+        (name == "CREDENTIALS_DIRECTORY")
+            .then(String::new)
+            .or_else(|| super::tests::env(name))
+    };
+    let err = parse(&text, Path::new("/etc/idsync/idsync.yaml"), &empty).unwrap_err();
+    assert!(err.to_string().contains("chmod 600"), "{err}");
 
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(problems(&text).is_empty());
+}
+
+#[test]
+fn a_template_that_reads_a_binary_attribute_is_refused_by_its_key() {
+    let errs = problems(&BASE.replace(
+        "  name.givenName: \"{givenName}\"",
+        "  name.givenName: \"{givenName}\"\n  nickName: \"{thumbnailPhoto}\"\n  externalId: \"{objectGUID}\"",
+    ));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("mapping.nickName:") && errs[0].contains("binary"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn a_photo_url_on_another_origin_is_refused() {
+    let errs = problems(&BASE.replace(
+        "  rate_limit: 20/s",
+        "  rate_limit: 20/s\n  photo: { put: \"https://collector.example.net/{id}\" }",
+    ));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("target.photo:") && e.contains("not the app's origin")),
+        "{errs:?}"
+    );
+    let ok = problems(&BASE.replace(
+        "  rate_limit: 20/s",
+        "  rate_limit: 20/s\n  photo: { put: \"{url}/Users/{id}/photo\" }",
+    ));
+    assert!(ok.is_empty(), "{ok:?}");
+}
+
+#[test]
+fn metrics_off_loopback_need_an_explicit_allow_remote() {
+    let errs = problems(&format!("{BASE}metrics: {{ listen: \"0.0.0.0:9464\" }}\n"));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("metrics.listen:") && e.contains("allow_remote")),
+        "{errs:?}"
+    );
+    let c = parse_text(&format!(
+        "{BASE}metrics: {{ listen: \"0.0.0.0:9464\", allow_remote: true }}\n"
+    ))
+    .unwrap();
+    assert!(c
+        .warnings
+        .iter()
+        .any(|w| w.contains("without authentication")));
+}
+
+#[test]
+fn bounds_and_proxies_are_read_with_their_units() {
+    let c = parse_text(&BASE.replace(
+        "  rate_limit: 20/s",
+        "  rate_limit: 20/s\n  max_response_bytes: 8MiB\n  max_accounts: 5000\n  proxy: http://proxy.example:3128",
+    ))
+    .unwrap();
+    assert_eq!(c.target.max_response_bytes, 8 << 20);
+    assert_eq!(c.target.max_accounts, 5000);
+    assert_eq!(
+        c.target.proxy.unwrap().as_str(),
+        "http://proxy.example:3128/"
+    );
+    assert_eq!(c.run_deadline, DEFAULT_RUN_DEADLINE);
+    let errs = problems(&BASE.replace(
+        "  rate_limit: 20/s",
+        "  rate_limit: 20/s\n  max_response_bytes: 2GiB",
+    ));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("target.max_response_bytes:")),
+        "{errs:?}"
+    );
 }
 
 const GRAPH: &str = r#"
@@ -289,7 +371,11 @@ fn the_shipped_example_configs_are_valid() {
     let dir = creds.path().to_string_lossy().to_string();
     let env = |name: &str| (name == "CREDENTIALS_DIRECTORY").then(|| dir.clone());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    for file in ["idsync.example.yaml", "graph.example.yaml"] {
+    for file in [
+        "idsync.example.yaml",
+        "graph.example.yaml",
+        "ad.example.yaml",
+    ] {
         let path = root.join(file);
         let text = std::fs::read_to_string(&path)
             .unwrap()

@@ -213,11 +213,20 @@ fn sides(changes: &[Change]) -> (String, String) {
 impl Journal {
     /// Opens (creating and migrating as needed) the journal in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<Journal, JournalError> {
-        std::fs::create_dir_all(state_dir).map_err(|source| JournalError::StateDir {
+        crate::files::private_dir(state_dir).map_err(|source| JournalError::StateDir {
             path: state_dir.to_path_buf(),
             source,
         })?;
         let path = state_dir.join("journal.sqlite3");
+        // Created 0600 before SQLite opens it: SQLite gives the WAL and SHM the database
+        // file's mode. Files left looser by an older release are tightened.
+        crate::files::private_file(&path).map_err(|source| JournalError::StateDir {
+            path: path.clone(),
+            source,
+        })?;
+        for extra in ["journal.sqlite3-wal", "journal.sqlite3-shm"] {
+            crate::files::tighten(&state_dir.join(extra), 0o600);
+        }
         let conn = Connection::open(&path).map_err(|source| JournalError::Sqlite {
             path: path.clone(),
             source,
@@ -261,6 +270,28 @@ impl Journal {
         result.map_err(|source| JournalError::Sqlite {
             path: self.path.clone(),
             source,
+        })
+    }
+
+    /// Closes a run that was stopped from outside (its deadline passed): actions still
+    /// `planned` may or may not have reached the app, and the run is failed with `reason`.
+    pub fn abandon_run(
+        &self,
+        run: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "UPDATE actions SET status = 'failed', at = ?1, error = ?2 WHERE status = 'planned' AND run = ?3",
+                params![ts(now), format!("interrupted: {reason}; the app may have it (the next run reads the app and plans what is still needed)"), run],
+            )?;
+            tx.execute(
+                "UPDATE runs SET outcome = 'failed', finished = ?1, reason = ?2 WHERE id = ?3 AND outcome = 'running'",
+                params![ts(now), reason, run],
+            )?;
+            tx.commit()
         })
     }
 

@@ -630,6 +630,7 @@ fn a_refused_photo_remembered_without_its_bytes_is_still_a_notice_not_an_upload(
         sha256: "ab".repeat(32),
         bytes: Vec::new(),
         etag: None,
+        oversize: None,
     });
     let p = run(
         vec![u],

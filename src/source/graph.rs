@@ -23,9 +23,13 @@ use super::{
     CacheChange, DirectoryReader, Read, ReadKind, ReadRequest, Remember, Remembered, SourceError,
 };
 use crate::config::{GraphConfig, GroupsConfig, Incremental};
-use crate::http::{backoff, retry_after, snippet, transport_text, MAX_RETRY_WAIT};
+use crate::http::{
+    backoff, path_segment, read_body, redirect_text, retry_after, snippet, transport_text, Body,
+    MAX_RETRY_WAIT,
+};
 use crate::model::{Anchor, Attrs, DirectoryGroup, DirectoryUser};
 use crate::photo::Photo;
+use crate::redact::Redactor;
 
 pub const DEFAULT_TOKEN_URL: &str = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token";
 pub const DEFAULT_API_URL: &str = "https://graph.microsoft.com/v1.0";
@@ -182,6 +186,9 @@ struct Raw {
     etag: Option<String>,
     location: Option<String>,
     bytes: Vec<u8>,
+    /// The body was longer than the cap asked: its size (announced, or read so far);
+    /// `bytes` holds at most the cap plus one.
+    over: Option<u64>,
 }
 
 /// One walk over a paged collection.
@@ -194,19 +201,28 @@ pub struct GraphReader {
     cfg: GraphConfig,
     http: reqwest::Client,
     token: Mutex<Option<Token>>,
+    /// Scrubs the client secret (and anything credential-shaped) out of server replies.
+    redact: Redactor,
 }
 
 impl GraphReader {
     pub fn new(cfg: GraphConfig) -> Result<GraphReader, SourceError> {
-        let http = crate::http::client(cfg.timeout, cfg.ca_file.as_deref(), "source.ca_file")
-            .map_err(|detail| SourceError::Connect {
-                url: cfg.api_url.to_string(),
-                detail,
-            })?;
+        let http = crate::http::client(crate::http::ClientSettings {
+            timeout: cfg.timeout,
+            ca_file: cfg.ca_file.as_deref(),
+            ca_key: "source.ca_file",
+            proxy: cfg.proxy.as_ref(),
+        })
+        .map_err(|detail| SourceError::Connect {
+            url: cfg.api_url.to_string(),
+            detail,
+        })?;
+        let redact = Redactor::new([cfg.client_secret.expose()]);
         Ok(GraphReader {
             cfg,
             http,
             token: Mutex::new(None),
+            redact,
         })
     }
 
@@ -263,7 +279,7 @@ impl GraphReader {
             let resp = match sent {
                 Ok(r) => r,
                 Err(e) => {
-                    last = transport_text(&e);
+                    last = self.redact.clean(&transport_text(&e));
                     if attempt <= self.cfg.max_retries {
                         tokio::time::sleep(backoff(attempt)).await;
                     }
@@ -272,7 +288,34 @@ impl GraphReader {
             };
             let status = resp.status();
             let wait = retry_after(&resp).unwrap_or(backoff(attempt));
-            let text = resp.text().await.unwrap_or_default();
+            if status.is_redirection() {
+                let location = header_text(&resp, reqwest::header::LOCATION);
+                return Err(err(redirect_text(
+                    status,
+                    location.map(|l| self.redact.clean(&l)).as_deref(),
+                    "source.token_url",
+                )));
+            }
+            let text = match read_body(resp, self.cfg.max_response_bytes).await {
+                // Scrubbed only when it is an error to show: a success carries the token.
+                Ok(Body::Whole(b)) if status.is_success() => {
+                    String::from_utf8_lossy(&b).into_owned()
+                }
+                Ok(Body::Whole(b)) => self.redact.clean(&String::from_utf8_lossy(&b)),
+                Ok(Body::Over { .. }) => {
+                    return Err(err(crate::http::over_cap(
+                        self.cfg.max_response_bytes,
+                        "source.max_response_bytes",
+                    )))
+                }
+                Err(e) => {
+                    last = self.redact.clean(&transport_text(&e));
+                    if attempt <= self.cfg.max_retries {
+                        tokio::time::sleep(backoff(attempt)).await;
+                    }
+                    continue;
+                }
+            };
             if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
                 last = format!("{status} {}", snippet(&text));
                 if wait <= MAX_RETRY_WAIT {
@@ -309,7 +352,12 @@ impl GraphReader {
 
     /// One GET with bounded retries on 429/5xx/transport errors (honouring Retry-After) and
     /// a fresh token once on 401; any other reply is returned as it is.
-    async fn send_get(&self, url: &Url, if_none_match: Option<&str>) -> Result<Raw, GetError> {
+    async fn send_get(
+        &self,
+        url: &Url,
+        if_none_match: Option<&str>,
+        cap: usize,
+    ) -> Result<Raw, GetError> {
         let fail = |detail: String| {
             GetError::Failed(SourceError::Api {
                 url: url.to_string(),
@@ -324,6 +372,7 @@ impl GraphReader {
         while attempt < attempts {
             attempt += 1;
             let token = self.bearer(false).await?;
+            let redact = self.redact.with(&token);
             let mut req = self.http.get(url.clone()).bearer_auth(token);
             if let Some(tag) = if_none_match {
                 req = req.header(reqwest::header::IF_NONE_MATCH, tag);
@@ -331,7 +380,7 @@ impl GraphReader {
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    last = transport_text(&e);
+                    last = redact.clean(&transport_text(&e));
                     if crate::http::is_tls(&e) {
                         return Err(GetError::Failed(SourceError::Tls {
                             url: url.to_string(),
@@ -349,25 +398,34 @@ impl GraphReader {
             unreachable = false;
             let status = resp.status();
             let wait = retry_after(&resp);
-            let header = |name| {
-                resp.headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-            };
-            let (location, etag) = (
-                header(reqwest::header::LOCATION),
-                header(reqwest::header::ETAG),
-            );
-            let bytes = match resp.bytes().await {
-                Ok(b) => b.to_vec(),
+            let location = header_text(&resp, reqwest::header::LOCATION).map(|l| redact.clean(&l));
+            let etag = header_text(&resp, reqwest::header::ETAG);
+            if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+                return Err(fail(redirect_text(
+                    status,
+                    location.as_deref(),
+                    "source.api_url",
+                )));
+            }
+            let (bytes, over) = match read_body(resp, cap).await {
+                Ok(Body::Whole(b)) => (b, None),
+                Ok(Body::Over { head, announced }) => {
+                    let size = announced.unwrap_or(head.len() as u64);
+                    (head, Some(size))
+                }
                 Err(e) => {
-                    last = transport_text(&e);
+                    last = redact.clean(&transport_text(&e));
                     if attempt < attempts {
                         tokio::time::sleep(backoff(attempt)).await;
                     }
                     continue;
                 }
+            };
+            let bytes = if over.is_none() && !status.is_success() {
+                // An error reply may echo the request: scrubbed before anyone reads it.
+                redact.clean(&String::from_utf8_lossy(&bytes)).into_bytes()
+            } else {
+                bytes
             };
             if status == StatusCode::UNAUTHORIZED && !refreshed {
                 // The token may have been revoked or expired early: one fresh token, once.
@@ -398,6 +456,7 @@ impl GraphReader {
                 etag,
                 location,
                 bytes,
+                over,
             });
         }
         if unreachable {
@@ -412,8 +471,20 @@ impl GraphReader {
 
     /// GETs one JSON page; a dead delta link is `Stale`, other refusals fail the read.
     async fn get(&self, url: &Url) -> Result<Value, GetError> {
-        let raw = self.send_get(url, None).await?;
-        let text = String::from_utf8_lossy(&raw.bytes);
+        let raw = self
+            .send_get(url, None, self.cfg.max_response_bytes)
+            .await?;
+        if raw.over.is_some() {
+            return Err(GetError::Failed(SourceError::Api {
+                url: url.to_string(),
+                detail: crate::http::over_cap(
+                    self.cfg.max_response_bytes,
+                    "source.max_response_bytes",
+                ),
+            }));
+        }
+        // A directory that echoes the client secret into its data does not get it journaled.
+        let text = self.redact.values(&String::from_utf8_lossy(&raw.bytes));
         let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let code = json
             .pointer("/error/code")
@@ -466,6 +537,7 @@ impl GraphReader {
         };
         let mut url = first;
         let mut seen = BTreeSet::new();
+        let mut pages = 0u64;
         loop {
             if !seen.insert(url.to_string()) {
                 return Err(GetError::Failed(SourceError::Api {
@@ -476,6 +548,7 @@ impl GraphReader {
                 }));
             }
             let page = self.get(&url).await?;
+            pages += 1;
             match page.get("value") {
                 Some(Value::Array(items)) => out.items.extend(items.iter().cloned()),
                 None | Some(Value::Null) => {}
@@ -485,6 +558,16 @@ impl GraphReader {
                         detail: "`value` is not a list".into(),
                     }))
                 }
+            }
+            let max_pages = 2 * self.cfg.max_users.div_ceil(u64::from(self.cfg.page_size)) + 100;
+            if out.items.len() as u64 > self.cfg.max_users || pages > max_pages {
+                return Err(GetError::Failed(SourceError::Api {
+                    url: url.to_string(),
+                    detail: format!(
+                        "the read goes on past source.max_users ({} items, or {max_pages} pages); nothing was changed: raise it if the directory really is that large",
+                        self.cfg.max_users
+                    ),
+                }));
             }
             if let Some(next) = page.get("@odata.nextLink").and_then(Value::as_str) {
                 url = self.link(next)?;
@@ -657,9 +740,12 @@ impl GraphReader {
         anchor: &Anchor,
         known: Option<&Photo>,
     ) -> Result<Option<Photo>, SourceError> {
-        let url = self.api(&format!("users/{}/photo/$value", anchor.as_str()));
+        let url = self.api(&format!(
+            "users/{}/photo/$value",
+            path_segment(anchor.as_str())
+        ));
         let tag = known.and_then(|p| p.etag.as_deref());
-        let raw = match self.send_get(&url, tag).await {
+        let raw = match self.send_get(&url, tag, self.cfg.photo_max_bytes).await {
             Ok(r) => r,
             Err(GetError::Failed(e)) => return Err(e),
             Err(GetError::Stale(why)) => {
@@ -672,6 +758,12 @@ impl GraphReader {
         match raw.status {
             StatusCode::NOT_MODIFIED if known.is_some() => Ok(known.cloned()),
             StatusCode::NOT_FOUND => Ok(None),
+            // Cut at target.photo_max_bytes: a notice for this person, never a failed read.
+            s if s.is_success() && raw.over.is_some() => Ok(Some(Photo::oversized(
+                raw.bytes,
+                raw.over.unwrap_or_default(),
+                raw.etag,
+            ))),
             s if s.is_success() && !raw.bytes.is_empty() => {
                 let mut p = Photo::new(raw.bytes);
                 p.etag = raw.etag;
@@ -952,7 +1044,7 @@ impl GraphReader {
         &self,
         id: &str,
     ) -> Result<(BTreeSet<String>, BTreeSet<String>), SourceError> {
-        let mut url = self.api(&format!("groups/{id}/members"));
+        let mut url = self.api(&format!("groups/{}/members", path_segment(id)));
         url.query_pairs_mut()
             .append_pair("$select", "id")
             .append_pair("$top", &self.cfg.page_size.to_string());
@@ -1047,14 +1139,22 @@ fn token_refusal(status: StatusCode, json: &Value, text: &str) -> String {
     format!("{status} {error}: {description}; {hint}")
 }
 
+/// A header's value as text, if it is text.
+fn header_text(resp: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 fn anchor_of(item: &Value) -> Result<Anchor, SourceError> {
     match item.get("id") {
-        Some(Value::String(s)) if !s.trim().is_empty() => {
+        Some(Value::String(s)) if crate::http::usable_id(s.trim()) => {
             Ok(Anchor::new(s.trim().to_ascii_lowercase()))
         }
         _ => Err(SourceError::BadEntry {
             dn: snippet(&item.to_string()),
-            detail: "a user without `id`; idsync needs it as the immutable anchor".into(),
+            detail: "a user without a usable `id` (missing, empty, `.` or `..`); idsync needs it as the immutable anchor".into(),
         }),
     }
 }

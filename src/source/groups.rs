@@ -210,6 +210,9 @@ pub async fn read_ranged(
     }
 }
 
+/// Members per range asked of Active Directory (its default MaxValRange).
+const AD_MAX_VAL_RANGE: u32 = 1500;
+
 /// LDAP group attributes that name members.
 const MEMBER_ATTRS: [&str; 3] = ["member", "uniquemember", "memberuid"];
 
@@ -223,6 +226,13 @@ impl LdapReader {
         let base = cfg.base_dn.clone().unwrap_or_default();
         let mut attrs: Vec<String> = cfg.name.attributes().map(str::to_ascii_lowercase).collect();
         attrs.extend(MEMBER_ATTRS.iter().map(|s| s.to_string()));
+        if cfg.anchor.eq_ignore_ascii_case("objectGUID") {
+            // Active Directory: ask for the members range by range from the start. AD caps
+            // an unranged `member` at MaxValRange (1500) anyway; Samba's AD DC does not, and
+            // answers explicit ranges the same way, so both are read by the same loop.
+            attrs.retain(|a| a != "member");
+            attrs.push(format!("member;range=0-{}", AD_MAX_VAL_RANGE - 1));
+        }
         attrs.push(cfg.anchor.to_ascii_lowercase());
         attrs.sort();
         attrs.dedup();

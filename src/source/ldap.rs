@@ -2,7 +2,7 @@
 //! certificate (never a plaintext fallback), paged search (RFC 2696) so server size limits
 //! never truncate a read, anchors from `entryUUID` or AD's binary `objectGUID`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -15,6 +15,10 @@ use crate::model::{Anchor, Attrs, DirectoryUser};
 
 pub struct LdapReader {
     cfg: LdapConfig,
+    /// Continuation references (RFC 4511 4.5.3) the reads met and did not follow: other
+    /// naming contexts (AD's DomainDnsZones, ForestDnsZones, Configuration) or subtrees
+    /// held elsewhere. Named by `check --connect`.
+    references: std::sync::Mutex<BTreeSet<String>>,
 }
 
 /// One search: where, what, and any extra request controls.
@@ -28,7 +32,34 @@ pub(super) struct Search<'a> {
 
 impl LdapReader {
     pub fn new(cfg: LdapConfig) -> Self {
-        LdapReader { cfg }
+        LdapReader {
+            cfg,
+            references: Default::default(),
+        }
+    }
+
+    /// The continuation references skipped so far, sorted.
+    pub fn skipped_references(&self) -> Vec<String> {
+        self.references
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Notes a continuation reference: not an error (every entry this server holds under
+    /// the base is returned), skipped unless `follow_referrals` chases it.
+    pub(super) fn note_reference(
+        &self,
+        entry: ldap3::ResultEntry,
+    ) -> Result<Vec<String>, SourceError> {
+        let urls = contained("search reference", || ldap3::parse_refs(entry.0))?;
+        for u in &urls {
+            tracing::debug!(reference = %u, "search continuation reference");
+        }
+        if let Ok(mut r) = self.references.lock() {
+            r.extend(urls.iter().cloned());
+        }
+        Ok(urls)
     }
 
     pub(super) fn config(&self) -> &LdapConfig {
@@ -148,7 +179,7 @@ impl LdapReader {
             4 => format!(
                 "size limit exceeded ({text}): syncrepl reads are not paged, so the bind account needs no size limit (OpenLDAP: `limits dn.exact=\"<bind dn>\" size=unlimited`)"
             ),
-            10 => format!("referral to {refs:?}; point source.url/base_dn at the server that holds the entries"),
+            10 => format!("the server refers the base itself to {refs:?}: the entries are held elsewhere; point source.url/base_dn at the server that holds them"),
             12 => format!("the server does not offer content synchronization ({text}); load the syncprov overlay, or set source.incremental: none"),
             32 => format!(
                 "base DN not found ({text}); fix source.base_dn, or grant the bind account read access to it"
@@ -190,18 +221,36 @@ impl LdapReader {
         self.paged_search_map(ldap, search, Ok).await
     }
 
-    /// `paged_search`, each entry turned into a `T` by `map` as it arrives.
+    /// `paged_search`, each entry turned into a `T` by `map` as it arrives; continuation
+    /// references are followed when `follow_referrals` says so.
     pub(super) async fn paged_search_map<T>(
         &self,
         ldap: &mut Ldap,
         search: Search<'_>,
         mut map: impl FnMut(SearchEntry) -> Result<T, SourceError>,
     ) -> Result<Vec<T>, SourceError> {
+        let (mut entries, refs) = self.search_pages(ldap, &search, &mut map).await?;
+        if self.cfg.follow_referrals {
+            for url in refs {
+                entries.extend(self.chase(&url, &search, &mut map).await?);
+            }
+        }
+        Ok(entries)
+    }
+
+    /// One paged search on this connection: its entries, and the continuation references
+    /// it met (noted, not followed).
+    async fn search_pages<T>(
+        &self,
+        ldap: &mut Ldap,
+        search: &Search<'_>,
+        map: &mut impl FnMut(SearchEntry) -> Result<T, SourceError>,
+    ) -> Result<(Vec<T>, Vec<String>), SourceError> {
         let cfg = &self.cfg;
         let adapters: Vec<Box<dyn Adapter<'_, String, Vec<String>>>> =
             vec![Box::new(PagedResults::new(cfg.page_size))];
         if !search.controls.is_empty() {
-            ldap.with_controls(search.controls);
+            ldap.with_controls(search.controls.clone());
         }
         let mut stream = ldap
             .with_timeout(cfg.timeout)
@@ -210,12 +259,12 @@ impl LdapReader {
                 search.base,
                 search.scope,
                 search.filter,
-                search.attrs,
+                search.attrs.clone(),
             )
             .await
             .map_err(|e| self.classify(e))?;
         let mut entries = Vec::new();
-        let mut refs = 0usize;
+        let mut refs = Vec::new();
         loop {
             let entry = match stream.next().await {
                 Ok(Some(e)) => e,
@@ -223,7 +272,7 @@ impl LdapReader {
                 Err(e) => return Err(self.classify(e)),
             };
             if entry.is_ref() {
-                refs += 1;
+                refs.extend(self.note_reference(entry)?);
                 continue;
             }
             if entry.is_intermediate() {
@@ -232,42 +281,106 @@ impl LdapReader {
             entries.push(map(contained("entry", || SearchEntry::construct(entry))?)?);
         }
         let res = stream.finish().await;
-        self.search_done(&res, refs, search.base, true)?;
+        self.search_done(&res, true)?;
+        Ok((entries, refs))
+    }
+
+    /// Follows one continuation reference: the same search (filter, attributes, scope) on
+    /// the server and base it names, with the same bind and TLS settings. References met
+    /// there are noted, not followed (no loops).
+    async fn chase<T>(
+        &self,
+        url: &str,
+        search: &Search<'_>,
+        map: &mut impl FnMut(SearchEntry) -> Result<T, SourceError>,
+    ) -> Result<Vec<T>, SourceError> {
+        let bad = |detail: String| SourceError::Search {
+            base: self.cfg.base_dn.clone(),
+            detail,
+        };
+        let parsed = url::Url::parse(url)
+            .map_err(|e| bad(format!("cannot follow the reference {url}: {e}")))?;
+        let base = percent_decode(parsed.path().trim_start_matches('/'));
+        let mut target = parsed.clone();
+        target.set_path("");
+        target.set_query(None);
+        // The bind never travels in plaintext where the source's own does not.
+        if target.scheme() == "ldap" && self.cfg.url.scheme() == "ldaps" {
+            return Err(bad(format!("the reference {url} is plain ldap:// while source.url is ldaps://; idsync never binds in plaintext: set follow_referrals: false")));
+        }
+        let other = LdapReader::new(LdapConfig {
+            url: target,
+            base_dn: base.clone(),
+            follow_referrals: false,
+            ..self.cfg.clone()
+        });
+        let mut ldap = other.connect().await?;
+        let chased = Search {
+            base: &base,
+            scope: search.scope,
+            filter: search.filter,
+            attrs: search.attrs.clone(),
+            controls: Vec::new(),
+        };
+        let found = other.search_pages(&mut ldap, &chased, map).await;
+        let _ = ldap.unbind().await;
+        let (entries, _) = found?;
+        if let Ok(mut r) = self.references.lock() {
+            r.remove(url);
+            r.extend(other.skipped_references());
+        }
+        tracing::debug!(reference = %url, entries = entries.len(), "followed a search continuation reference");
         Ok(entries)
     }
 
-    /// A finished search is complete only if it ended with success and without search
-    /// references (idsync does not chase them): anything else fails the read.
+    /// A finished search is complete only if it ended with success: anything else (a
+    /// limit, a referral *result* for the base itself) fails the read. Continuation
+    /// references met along the way are not errors (see `note_reference`).
     pub(super) fn search_done(
         &self,
         res: &ldap3::LdapResult,
-        refs: usize,
-        base: &str,
         paged: bool,
     ) -> Result<(), SourceError> {
         if res.rc != 0 {
             return Err(self.result_error(res.rc, &res.text, &res.refs, paged));
-        }
-        if refs > 0 {
-            return Err(SourceError::Search {
-                base: base.to_string(),
-                detail: format!("{refs} search reference(s) point to other servers; idsync does not chase referrals: point source.base_dn at the server holding the entries"),
-            });
         }
         Ok(())
     }
 
     pub(super) fn user(&self, entry: SearchEntry) -> Result<DirectoryUser, SourceError> {
         let dn = entry.dn;
+        let photo_attr = self.cfg.photo.as_deref();
+        let max = self.cfg.max_value_bytes;
+        // A value past the cap is dropped and freezes the person (a notice): planning
+        // without it would clear the field in the app.
+        let mut oversized = Vec::new();
         let mut attrs = Attrs::default();
-        for (k, v) in entry.attrs {
+        for (k, mut v) in entry.attrs {
+            if Some(k.to_ascii_lowercase().as_str()) != photo_attr {
+                let before = v.len();
+                v.retain(|x| x.len() <= max);
+                if v.len() < before {
+                    oversized.push(k.clone());
+                }
+            }
             attrs.add(&k, v);
         }
         attrs.shrink_to_fit();
-        let bin: BTreeMap<String, Vec<Vec<u8>>> = entry
+        let mut problems_early = Vec::new();
+        let mut bin: BTreeMap<String, Vec<Vec<u8>>> = entry
             .bin_attrs
             .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .map(|(k, mut v)| {
+                let k = k.to_ascii_lowercase();
+                if Some(k.as_str()) != photo_attr && k != "objectguid" {
+                    let before = v.len();
+                    v.retain(|x| x.len() <= max);
+                    if v.len() < before {
+                        oversized.push(k.clone());
+                    }
+                }
+                (k, v)
+            })
             .collect();
         let anchor_attr = self.cfg.anchor.to_ascii_lowercase();
         let anchor = if anchor_attr == "objectguid" {
@@ -299,12 +412,36 @@ impl LdapReader {
                 dn: dn.clone(),
                 attr: self.cfg.anchor.clone(),
             })?;
-        let photo_attr = self.cfg.photo.as_deref();
-        let problems = bin
-            .keys()
-            .filter(|k| **k != anchor_attr && Some(k.as_str()) != photo_attr)
-            .map(|k| format!("attribute {k} is not valid UTF-8"))
+        // AD's binary ids, in the text forms people map (`{objectGUID}`, `{objectSid}`).
+        for (name, render) in BINARY_TEXT {
+            let raw = bin.remove(*name).or_else(|| {
+                attrs
+                    .remove(name)
+                    .map(|v| v.into_iter().map(String::into_bytes).collect())
+            });
+            if let Some(values) = raw {
+                let text: Option<Vec<String>> = values.iter().map(|b| render(b)).collect();
+                match text {
+                    Some(t) => attrs.insert(name, t),
+                    None => problems_early.push(format!("attribute {name} is not a valid {name}")),
+                }
+                bin.insert((*name).to_string(), values);
+            }
+        }
+        let mut problems: Vec<String> = bin
+            .iter()
+            .filter(|(k, v)| {
+                **k != anchor_attr
+                    && Some(k.as_str()) != photo_attr
+                    && !v.is_empty()
+                    && !BINARY_TEXT.iter().any(|(n, _)| n == k)
+            })
+            .map(|(k, _)| format!("attribute {k} is not valid UTF-8"))
             .collect();
+        problems.append(&mut problems_early);
+        problems.extend(oversized.iter().map(|k| {
+            format!("attribute {k} has a value longer than source.max_value_bytes ({max} bytes); fix the entry, or raise the limit")
+        }));
         // A photo is binary: ldap3 hands it over as bytes (or as text, if it happened to be
         // valid UTF-8).
         let photo = photo_attr.and_then(|p| {
@@ -339,12 +476,72 @@ impl DirectoryReader for LdapReader {
     }
 }
 
+/// An LDAP URL's DN part, `%xx` escapes decoded (RFC 4516).
+fn percent_decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", text.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
 /// Runs `f`, an ldap3 BER parse, turning its panic on malformed input into a bad entry.
 pub(super) fn contained<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, SourceError> {
     std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|_| SourceError::BadEntry {
         dn: "(unparseable)".into(),
         detail: format!("the server sent a malformed {what}"),
     })
+}
+
+/// AD's binary attributes that idsync renders as text for templates, by lower-case name:
+/// GUIDs in Microsoft's text form, SIDs as `S-1-5-...`.
+type Render = fn(&[u8]) -> Option<String>;
+const BINARY_TEXT: &[(&str, Render)] = &[
+    ("objectguid", guid_text),
+    ("ms-ds-consistencyguid", guid_text),
+    ("msexchmailboxguid", guid_text),
+    ("objectsid", sid_text),
+    ("sidhistory", sid_text),
+];
+
+/// Binary attributes with no text form: a template that reads one is a config error.
+const UNRENDERABLE: &[&str] = &[
+    "thumbnailphoto",
+    "jpegphoto",
+    "photo",
+    "usercertificate",
+    "usersmimecertificate",
+    "cacertificate",
+    "ntsecuritydescriptor",
+    "logonhours",
+    "unicodepwd",
+    "userpassword",
+    "ntpwdhistory",
+    "lmpwdhistory",
+    "supplementalcredentials",
+];
+
+/// True for an attribute a template cannot render (binary, with no text form).
+pub fn is_unrenderable(attr: &str) -> bool {
+    let lower = attr.to_ascii_lowercase();
+    let name = lower.split(';').next().unwrap_or_default();
+    UNRENDERABLE.contains(&name)
+}
+
+/// A binary SID -> `S-1-5-21-...` (MS-DTYP 2.4.2.2: revision, sub-authority count, a 48-bit
+/// big-endian identifier authority, then little-endian 32-bit sub-authorities).
+pub fn sid_text(b: &[u8]) -> Option<String> {
+    let (&revision, rest) = b.split_first()?;
+    let (&count, rest) = rest.split_first()?;
+    if rest.len() != 6 + 4 * count as usize {
+        return None;
+    }
+    let authority = rest[..6].iter().fold(0u64, |a, x| (a << 8) | u64::from(*x));
+    let mut out = format!("S-{revision}-{authority}");
+    for sub in rest[6..].chunks_exact(4) {
+        let v = u32::from_le_bytes([sub[0], sub[1], sub[2], sub[3]]);
+        out.push_str(&format!("-{v}"));
+    }
+    Some(out)
 }
 
 /// AD objectGUID bytes -> the canonical `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` form
@@ -373,5 +570,19 @@ mod tests {
             "2b1a3c4d-6e5f-7a8b-9c0d-1e2f3a4b5c6d"
         );
         assert!(guid_text(&bytes[..15]).is_none());
+    }
+
+    #[test]
+    fn object_sid_renders_in_its_s_1_5_form() {
+        // S-1-5-21-1004336348-1177238915-682003330-512 (Domain Admins of a sample domain).
+        let mut b = vec![1u8, 5, 0, 0, 0, 0, 0, 5];
+        for sub in [21u32, 1004336348, 1177238915, 682003330, 512] {
+            b.extend_from_slice(&sub.to_le_bytes());
+        }
+        assert_eq!(
+            sid_text(&b).unwrap(),
+            "S-1-5-21-1004336348-1177238915-682003330-512"
+        );
+        assert!(sid_text(&b[..b.len() - 1]).is_none());
     }
 }

@@ -156,7 +156,6 @@ impl LdapReader {
             .await
             .map_err(|e| self.classify(e))?;
         let mut out = Refresh::default();
-        let mut refs = 0usize;
         loop {
             let entry = match stream.next().await {
                 Ok(Some(e)) => e,
@@ -164,7 +163,8 @@ impl LdapReader {
                 Err(e) => return Err(self.classify(e)),
             };
             if entry.is_ref() {
-                refs += 1;
+                // Not followed on a sync read: the cookie stands for this server's entries.
+                self.note_reference(entry)?;
                 continue;
             }
             if entry.is_intermediate() {
@@ -227,7 +227,7 @@ impl LdapReader {
         if res.rc == REFRESH_REQUIRED {
             return Ok(None);
         }
-        self.search_done(&res, refs, &cfg.base_dn, false)?;
+        self.search_done(&res, false)?;
         let done = res
             .ctrls
             .iter()

@@ -35,6 +35,13 @@ pub enum TargetError {
         attempts: u32,
         detail: String,
     },
+    /// A 3xx: idsync follows no redirect, so every call would meet it.
+    #[error("{method} {url}: {detail}")]
+    Redirect {
+        method: String,
+        url: String,
+        detail: String,
+    },
     #[error("{url}: the app's reply is not valid SCIM: {detail}")]
     BadReply { url: String, detail: String },
     #[error("userName {user_name} is taken by account {account}, which belongs to another directory user")]
@@ -56,6 +63,7 @@ impl TargetError {
                 | TargetError::Tls { .. }
                 | TargetError::Auth { .. }
                 | TargetError::Exhausted { .. }
+                | TargetError::Redirect { .. }
         )
     }
 }

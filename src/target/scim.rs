@@ -7,7 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use crate::http::{backoff, is_tls, retry_after, snippet, transport_text, MAX_RETRY_WAIT};
+use crate::http::{
+    backoff, is_tls, path_segment, read_body, redirect_text, retry_after, snippet, transport_text,
+    Body, MAX_RETRY_WAIT,
+};
+use crate::redact::Redactor;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::{Method, StatusCode};
@@ -34,6 +38,8 @@ pub struct ScimClient {
     group_batch: usize,
     /// The accounts' top-level attributes kept once read (lower-cased); `None` keeps all.
     keep: Option<BTreeSet<String>>,
+    /// Scrubs the token (and anything credential-shaped) out of the app's replies.
+    redact: Redactor,
 }
 
 /// A listed resource's id, for de-duplicating pages.
@@ -76,11 +82,17 @@ enum Payload<'a> {
 
 impl ScimClient {
     pub fn new(cfg: ScimConfig) -> Result<ScimClient, TargetError> {
-        let http = crate::http::client(cfg.timeout, cfg.ca_file.as_deref(), "target.ca_file")
-            .map_err(|detail| TargetError::Connect {
-                url: cfg.url.to_string(),
-                detail,
-            })?;
+        let http = crate::http::client(crate::http::ClientSettings {
+            timeout: cfg.timeout,
+            ca_file: cfg.ca_file.as_deref(),
+            ca_key: "target.ca_file",
+            proxy: cfg.proxy.as_ref(),
+        })
+        .map_err(|detail| TargetError::Connect {
+            url: cfg.url.to_string(),
+            detail,
+        })?;
+        let redact = Redactor::new([cfg.token.expose()]);
         let mut base = cfg.url.clone();
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
@@ -99,6 +111,7 @@ impl ScimClient {
             limiter,
             group_batch: 100,
             keep: None,
+            redact,
         })
     }
 
@@ -244,7 +257,47 @@ impl ScimClient {
                 Ok(resp) => {
                     let status = resp.status();
                     let retry_after = retry_after(&resp);
-                    let text = resp.text().await.unwrap_or_default();
+                    if status.is_redirection() {
+                        let location = resp
+                            .headers()
+                            .get(reqwest::header::LOCATION)
+                            .and_then(|v| v.to_str().ok())
+                            .map(|l| self.redact.clean(l));
+                        return Err(TargetError::Redirect {
+                            method: method.to_string(),
+                            url: url.to_string(),
+                            detail: redirect_text(status, location.as_deref(), "target.url"),
+                        });
+                    }
+                    let text = match read_body(resp, self.cfg.max_response_bytes).await {
+                        Ok(Body::Whole(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+                        Ok(Body::Over { .. }) => {
+                            return Err(TargetError::BadReply {
+                                url: url.to_string(),
+                                detail: crate::http::over_cap(
+                                    self.cfg.max_response_bytes,
+                                    "target.max_response_bytes",
+                                ),
+                            })
+                        }
+                        // The reply was cut (a reset, the timeout): never an empty reply.
+                        Err(e) => {
+                            last = self.redact.clean(&transport_text(&e));
+                            if matches!(replay, Replay::Create) {
+                                return Err(TargetError::Uncertain { detail: last });
+                            }
+                            tracing::debug!(%method, %url, attempt, error = %last, "reading the reply failed, retrying");
+                            tokio::time::sleep(backoff).await;
+                            continue;
+                        }
+                    };
+                    // An error may echo the request: scrubbed whole. Data keeps its words,
+                    // less any secret value.
+                    let text = if status.is_success() {
+                        self.redact.values(&text)
+                    } else {
+                        self.redact.clean(&text)
+                    };
                     if status.is_server_error() && matches!(replay, Replay::Create) {
                         return Err(TargetError::Uncertain {
                             detail: format!("{status} {}", snippet(&text)),
@@ -431,6 +484,7 @@ impl ScimClient {
             }
             repeated += count - new;
             start += count;
+            self.within_bounds(&url, seen.len() as u64, total)?;
             // A page of nothing new: the app ignores startIndex (or keeps moving); reading
             // on could go forever. A short page ends the list unless totalResults says more
             // (an app that caps `count` below ours sends short pages all along); a full one
@@ -444,6 +498,29 @@ impl ScimClient {
             return Ok(Err(repeated));
         }
         Ok(Ok(seen.into_values().collect()))
+    }
+
+    /// A list may not grow far past what the app announced (four times its `totalResults`,
+    /// or ten pages more: apps that miscount are still read to the end) nor past
+    /// `target.max_accounts`: an app that pages forever is cut off.
+    fn within_bounds(
+        &self,
+        url: &Url,
+        read: u64,
+        announced: Option<u64>,
+    ) -> Result<(), TargetError> {
+        let page = u64::from(self.cfg.page_size);
+        let detail = if read > self.cfg.max_accounts {
+            format!("the list goes on past target.max_accounts ({}); nothing was written: raise it if the app really has that many accounts", self.cfg.max_accounts)
+        } else if let Some(total) = announced.filter(|t| read > (t * 4).max(t + 10 * page)) {
+            format!("the app announced {total} resources (totalResults) but sent {read} and more; nothing was written: the app's paging is broken")
+        } else {
+            return Ok(());
+        };
+        Err(TargetError::BadReply {
+            url: url.to_string(),
+            detail,
+        })
     }
 
     /// POST /Groups with the first batch of members; a 409 (the name is taken meanwhile)
@@ -749,16 +826,11 @@ pub fn photo_operations(current: &Value, photo: Option<&Photo>) -> Vec<Value> {
     }
 }
 
-fn path_segment(id: &str) -> String {
-    url::form_urlencoded::byte_serialize(id.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
-}
-
-/// A SCIM id as text: a non-empty string, or a number some servers send.
+/// A SCIM id as text: a non-empty string, or a number some servers send. `.` and `..` are
+/// refused: as a path segment they would address another resource.
 fn id_text(v: Option<&Value>) -> Option<String> {
     match v {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::String(s)) if crate::http::usable_id(s) => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
         _ => None,
     }
@@ -792,7 +864,8 @@ fn account_from(url: &Url, r: Value) -> Result<Account, TargetError> {
         url: url.to_string(),
         detail: detail.to_string(),
     };
-    let id = id_text(r.get("id")).ok_or_else(|| bad("a User without `id`"))?;
+    let id = id_text(r.get("id"))
+        .ok_or_else(|| bad("a User without a usable `id` (missing, empty, `.` or `..`)"))?;
     let user_name = r
         .get("userName")
         .and_then(Value::as_str)
@@ -816,7 +889,8 @@ fn group_from(url: &Url, r: Value) -> Result<AppGroup, TargetError> {
         url: url.to_string(),
         detail: detail.to_string(),
     };
-    let id = id_text(r.get("id")).ok_or_else(|| bad("a Group without `id`"))?;
+    let id = id_text(r.get("id"))
+        .ok_or_else(|| bad("a Group without a usable `id` (missing, empty, `.` or `..`)"))?;
     let display_name = r
         .get("displayName")
         .and_then(Value::as_str)

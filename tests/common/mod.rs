@@ -2,7 +2,9 @@
 //! `scripts/testbed.sh`), the real `idsync` binary, and helpers to poke both servers.
 #![allow(dead_code)]
 
+pub mod ad;
 pub mod graph;
+pub mod hostile;
 pub mod proxy;
 
 use std::io::Write;
@@ -661,4 +663,50 @@ impl Drop for Testbed {
                 .output();
         }
     }
+}
+
+/// Runs a command to its end, sampling its peak RSS (`VmHWM`, in KiB) while it runs.
+pub fn measured(cmd: &mut Command) -> (Output, u64) {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let status_file = format!("/proc/{}/status", child.id());
+    // Drain the pipes on threads, so a chatty child never blocks on a full pipe.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let o = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let e = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let mut peak = 0u64;
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(&status_file) {
+            if let Some(kb) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kb);
+            }
+        }
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = Output {
+        status,
+        stdout: o.join().unwrap(),
+        stderr: e.join().unwrap(),
+    };
+    (output, peak)
 }

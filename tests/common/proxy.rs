@@ -35,6 +35,17 @@ pub enum Fault {
     /// `kill -9` the process, before forwarding (`after: false`) or after the app acted on
     /// the request (`after: true`, the reply never arrives).
     Kill { pid: u32, after: bool },
+    /// A hostile app: answers `307` to this URL without forwarding.
+    Redirect(String),
+    /// A careless app: answers this status with the whole request echoed in the body
+    /// (headers, the bearer among them, and body).
+    Echo(u16),
+    /// A hostile app: a `200` JSON body of `bytes` bytes, announced by Content-Length or
+    /// (`chunked`) not; `None` streams until the client hangs up (at most 60 s).
+    Huge { bytes: Option<u64>, chunked: bool },
+    /// A hostile app: a full list page of accounts never seen before, on every page, with
+    /// `totalResults` as given (or none).
+    FreshPage { total: Option<u64> },
 }
 
 /// Which requests a fault hits: the method (empty = any, `WRITE` = any but GET), a substring of the path and
@@ -176,14 +187,14 @@ impl Drop for HttpFaults {
     }
 }
 
-struct Request {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
-fn read_request(r: &mut impl BufRead) -> Option<Request> {
+pub fn read_request(r: &mut impl BufRead) -> Option<Request> {
     let mut head = Vec::new();
     loop {
         let mut line = Vec::new();
@@ -226,6 +237,8 @@ fn read_request(r: &mut impl BufRead) -> Option<Request> {
 fn reason(code: u16) -> &'static str {
     match code {
         200 => "OK",
+        307 => "Temporary Redirect",
+        400 => "Bad Request",
         201 => "Created",
         204 => "No Content",
         429 => "Too Many Requests",
@@ -236,7 +249,7 @@ fn reason(code: u16) -> &'static str {
     }
 }
 
-fn respond(w: &mut impl Write, code: u16, headers: &[(String, String)], body: &[u8]) -> bool {
+pub fn respond(w: &mut impl Write, code: u16, headers: &[(String, String)], body: &[u8]) -> bool {
     let mut out = format!("HTTP/1.1 {code} {}\r\n", reason(code));
     for (k, v) in headers {
         out.push_str(&format!("{k}: {v}\r\n"));
@@ -310,6 +323,31 @@ fn serve_conn(
                 continue;
             }
             Some(Fault::Reset) => return reset(&conn),
+            Some(Fault::Redirect(to)) => {
+                if !respond(&mut conn, 307, &[("location".into(), to.clone())], b"") {
+                    return;
+                }
+                continue;
+            }
+            Some(Fault::Echo(code)) => {
+                let mut text = format!("{} {}\n", req.method, req.path);
+                for (k, v) in &req.headers {
+                    text.push_str(&format!("{k}: {v}\n"));
+                }
+                text.push_str(&String::from_utf8_lossy(&req.body));
+                let body = serde_json::json!({ "status": code.to_string(), "detail": format!("cannot handle request: {text}") });
+                if !respond(&mut conn, *code, &[], body.to_string().as_bytes()) {
+                    return;
+                }
+                continue;
+            }
+            Some(Fault::Huge { bytes, chunked }) => return send_huge(&mut conn, *bytes, *chunked),
+            Some(Fault::FreshPage { total }) => {
+                if !respond(&mut conn, 200, &[], &fresh_page(&req.path, *total)) {
+                    return;
+                }
+                continue;
+            }
             Some(Fault::Kill { pid, after: false }) => {
                 kill(*pid);
                 return reset(&conn);
@@ -340,6 +378,64 @@ fn serve_conn(
             return;
         }
     }
+}
+
+/// A 200 JSON body of `bytes` bytes (or endless), written as fast as the client reads it.
+pub fn send_huge(conn: &mut TcpStream, bytes: Option<u64>, chunked: bool) {
+    let mut head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n".to_string();
+    match (bytes, chunked) {
+        (Some(n), false) => head.push_str(&format!("content-length: {n}\r\n\r\n")),
+        _ => head.push_str("transfer-encoding: chunked\r\n\r\n"),
+    }
+    if conn.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let chunk = vec![b' '; 64 * 1024];
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while bytes.is_none_or(|n| sent < n) && started.elapsed() < Duration::from_secs(60) {
+        let len = bytes.map_or(chunk.len() as u64, |n| (n - sent).min(chunk.len() as u64));
+        let piece = &chunk[..len as usize];
+        let ok = if chunked || bytes.is_none() {
+            conn.write_all(format!("{len:x}\r\n").as_bytes()).is_ok()
+                && conn.write_all(piece).is_ok()
+                && conn.write_all(b"\r\n").is_ok()
+        } else {
+            conn.write_all(piece).is_ok()
+        };
+        if !ok {
+            return;
+        }
+        sent += len;
+    }
+    if chunked || bytes.is_none() {
+        let _ = conn.write_all(b"0\r\n\r\n");
+    }
+}
+
+/// A SCIM list page of `count` users no one has seen before.
+fn fresh_page(path: &str, total: Option<u64>) -> Vec<u8> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count: u64 = path
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("count="))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(100);
+    let users: Vec<Value> = (0..count)
+        .map(|_| {
+            let n = NEXT.fetch_add(1, Ordering::SeqCst);
+            serde_json::json!({ "id": format!("fresh-{n}"), "userName": format!("fresh{n}@example.org"), "active": true })
+        })
+        .collect();
+    let mut page = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "itemsPerPage": count,
+        "Resources": users,
+    });
+    if let Some(t) = total {
+        page["totalResults"] = t.into();
+    }
+    serde_json::to_vec(&page).unwrap()
 }
 
 type Forwarded = (u16, Vec<(String, String)>, Vec<u8>);
