@@ -8,17 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 
+use crate::app::{AccountWriter, Created, GroupWriter, TargetError};
 use crate::journal::{ActionResult, Journal, JournalError, LinkChange, Status};
 use crate::model::{Account, Anchor, Link, LinkState};
 use crate::photo::Photo;
 use crate::plan::{Action, ActionKind, Change, MemberChange, ACTIVE, PHOTO};
-use crate::target::scim::new_resource;
-use crate::target::{AccountWriter, Created, GroupWriter, TargetError};
 
 /// Set (by the daemon, on SIGTERM) to stop starting new actions; the ones in flight finish
 /// and are journaled, the rest stay `planned` for the next run.
-pub static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
-
 /// What the app and the journal knew when the plan was made.
 pub struct Context<'a> {
     pub accounts: &'a BTreeMap<String, Account>,
@@ -29,6 +26,8 @@ pub struct Context<'a> {
     pub policy: &'a crate::plan::Policy,
     /// The photos the plan uploads, by anchor.
     pub photos: &'a BTreeMap<Anchor, Photo>,
+    /// Cancelled on shutdown: writes in flight finish, the rest are left `planned`.
+    pub shutdown: &'a tokio_util::sync::CancellationToken,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -58,14 +57,20 @@ pub async fn apply<W: AccountWriter + GroupWriter>(
         .iter()
         .enumerate()
         .filter(|(_, a)| !a.kind.is_group());
-    let mut results = phase(people, stop, ctx.concurrency, |seq, action| {
-        let linked = &linked;
-        async move {
-            let done = execute(writer, action, ctx, linked).await;
-            progress.inc(1);
-            finish(journal, run, seq, action, done, stop)
-        }
-    })
+    let mut results = phase(
+        people,
+        stop,
+        ctx.shutdown,
+        ctx.concurrency,
+        |seq, action| {
+            let linked = &linked;
+            async move {
+                let done = execute(writer, action, ctx, linked).await;
+                progress.inc(1);
+                finish(journal, run, seq, action, done, stop)
+            }
+        },
+    )
     .await;
     if actions.iter().any(|a| a.kind.is_group()) {
         let accounts: BTreeMap<Anchor, String> = journal
@@ -77,14 +82,20 @@ pub async fn apply<W: AccountWriter + GroupWriter>(
             .iter()
             .enumerate()
             .filter(|(_, a)| a.kind.is_group());
-        let more = phase(groups, stop, ctx.concurrency, |seq, action| {
-            let accounts = &accounts;
-            async move {
-                let done = execute_group(writer, action, accounts).await;
-                progress.inc(1);
-                finish(journal, run, seq, action, done, stop)
-            }
-        })
+        let more = phase(
+            groups,
+            stop,
+            ctx.shutdown,
+            ctx.concurrency,
+            |seq, action| {
+                let accounts = &accounts;
+                async move {
+                    let done = execute_group(writer, action, accounts).await;
+                    progress.inc(1);
+                    finish(journal, run, seq, action, done, stop)
+                }
+            },
+        )
         .await;
         results.extend(more);
     }
@@ -111,6 +122,7 @@ type Done = Result<(Status, Option<String>), JournalError>;
 async fn phase<'a, F, Fut>(
     actions: impl Iterator<Item = (usize, &'a Action)>,
     stop: &AtomicBool,
+    shutdown: &tokio_util::sync::CancellationToken,
     concurrency: usize,
     run: F,
 ) -> Vec<Done>
@@ -120,22 +132,16 @@ where
 {
     stream::iter(actions)
         .map(|(seq, action)| {
-            let go = (action.held.is_none()
-                && !stop.load(Ordering::SeqCst)
-                && !STOP_REQUESTED.load(Ordering::SeqCst))
-            .then(|| run(seq, action));
+            let go =
+                (action.held.is_none() && !stop.load(Ordering::SeqCst) && !shutdown.is_cancelled())
+                    .then(|| run(seq, action));
             async move {
                 if action.held.is_some() {
                     return Ok((Status::Held, None));
                 }
                 match go {
                     // Checked again: a fatal error may have come while this one waited.
-                    Some(f)
-                        if !stop.load(Ordering::SeqCst)
-                            && !STOP_REQUESTED.load(Ordering::SeqCst) =>
-                    {
-                        f.await
-                    }
+                    Some(f) if !stop.load(Ordering::SeqCst) && !shutdown.is_cancelled() => f.await,
                     _ => Ok((Status::Skipped, None)),
                 }
             }
@@ -435,7 +441,7 @@ async fn create<W: AccountWriter>(
     linked: &BTreeSet<&str>,
     policy: &crate::plan::Policy,
 ) -> Result<String, TargetError> {
-    match writer.create(new_resource(changes)).await? {
+    match writer.create(changes).await? {
         Created::New(a) => Ok(a.id),
         Created::Existing(a) if linked.contains(a.id.as_str()) => Err(TargetError::Taken {
             user_name: a.user_name.to_string(),

@@ -79,6 +79,9 @@ pub enum Command {
     Runs {
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Show dry runs (`plan`) too.
+        #[arg(long)]
+        all: bool,
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
         format: ListFormat,
     },

@@ -5,17 +5,16 @@
 //! set it also serves `/metrics` and `/healthz` (see `metrics`).
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::Utc;
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::apply::STOP_REQUESTED;
 use crate::config::{self, Config};
 use crate::journal::Journal;
 use crate::run;
+use tokio_util::sync::CancellationToken;
 
 /// The daemon cannot start. Exit non-zero: systemd's restart policy decides what follows.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +36,38 @@ fn notify(states: &[NotifyState<'_>]) {
     }
 }
 
+/// One line per scheduled run: what it did, how long it took, and what to do next when
+/// something waits for a decision.
+fn log_run(result: &Result<run::RunSummary, run::RunError>, took: Duration) {
+    let secs = took.as_secs_f64();
+    match result {
+        Ok(s) => {
+            let o = s.outcomes.clone().unwrap_or_default();
+            let summary = crate::report::summary(&s.plan);
+            if o.held > 0 {
+                tracing::warn!(run = s.run, outcome = s.outcome.as_str(), applied = o.applied, failed = o.failed, held = o.held, seconds = secs,
+                    "run {} {}: {summary}; {} action(s) held: review with `idsync approvals`, then `idsync approve {}` or `idsync reject {}`",
+                    s.run, s.outcome.as_str(), o.held, s.run, s.run);
+            } else {
+                tracing::info!(
+                    run = s.run,
+                    outcome = s.outcome.as_str(),
+                    applied = o.applied,
+                    failed = o.failed,
+                    held = o.held,
+                    seconds = secs,
+                    "run {} {}: {summary}; applied {}, failed {} in {secs:.1}s",
+                    s.run,
+                    s.outcome.as_str(),
+                    o.applied,
+                    o.failed
+                );
+            }
+        }
+        Err(e) => tracing::warn!(seconds = secs, error = %e, "scheduled run did not complete"),
+    }
+}
+
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config_path: PathBuf, mut cfg: Config) -> Result<(), DaemonError> {
     if cfg.schedule.is_none() {
@@ -55,6 +86,8 @@ pub async fn run(config_path: PathBuf, mut cfg: Config) -> Result<(), DaemonErro
             .unwrap_or(Duration::from_secs(3600)),
     );
     let feeds_watchdog = sd_notify::watchdog_enabled().is_some();
+    // Cancelled by SIGTERM/SIGINT during a run: its in-flight writes finish, then we exit.
+    let shutdown = CancellationToken::new();
     if let (Some(addr), Some(schedule)) = (cfg.metrics_listen, cfg.schedule.as_ref()) {
         let mut ticks = schedule.upcoming(Utc);
         let period = match (ticks.next(), ticks.next()) {
@@ -111,7 +144,12 @@ pub async fn run(config_path: PathBuf, mut cfg: Config) -> Result<(), DaemonErro
                 continue;
             }
         }
-        let sync = run::sync(&cfg, &journal, "schedule", run::SyncOptions::default());
+        let opts = run::SyncOptions {
+            shutdown: shutdown.clone(),
+            ..run::SyncOptions::default()
+        };
+        let started = std::time::Instant::now();
+        let sync = run::sync(&cfg, &journal, "schedule", opts);
         tokio::pin!(sync);
         let result = loop {
             tokio::select! {
@@ -121,10 +159,11 @@ pub async fn run(config_path: PathBuf, mut cfg: Config) -> Result<(), DaemonErro
                         notify(&[NotifyState::Watchdog]);
                     }
                 }
-                _ = term.recv() => { STOP_REQUESTED.store(true, Ordering::SeqCst); break sync.await }
-                _ = int.recv() => { STOP_REQUESTED.store(true, Ordering::SeqCst); break sync.await }
+                _ = term.recv() => { shutdown.cancel(); break sync.await }
+                _ = int.recv() => { shutdown.cancel(); break sync.await }
             }
         };
+        log_run(&result, started.elapsed());
         let status = match &result {
             Ok(s) => format!(
                 "last run {}: {} at {}",
@@ -133,7 +172,6 @@ pub async fn run(config_path: PathBuf, mut cfg: Config) -> Result<(), DaemonErro
                 Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
             ),
             Err(e) => {
-                tracing::warn!(error = %e, "scheduled run did not complete");
                 format!(
                     "last run failed at {}: {e}",
                     Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
@@ -141,7 +179,7 @@ pub async fn run(config_path: PathBuf, mut cfg: Config) -> Result<(), DaemonErro
             }
         };
         notify(&[NotifyState::Status(&status)]);
-        if STOP_REQUESTED.load(Ordering::SeqCst) {
+        if shutdown.is_cancelled() {
             break;
         }
     }

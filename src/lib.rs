@@ -1,8 +1,9 @@
 //! idsync: keeps an app's accounts (SCIM 2.0) true to a directory (LDAP / AD / Entra ID), safely.
 //!
-//! Data flows one way: `source` reads people, `target` reads accounts, `plan` decides
+//! Data flows one way: `source` reads people, `app` reads accounts, `plan` decides
 //! (pure), `safety` gates, `apply` writes, `journal` remembers, `report` renders.
 
+pub mod app;
 pub mod apply;
 pub mod cli;
 pub mod config;
@@ -22,4 +23,3 @@ pub mod report;
 pub mod run;
 pub mod safety;
 pub mod source;
-pub mod target;

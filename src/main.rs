@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use idsync::cli::{Cli, Command, ListFormat, LogFormat};
+use idsync::cli::{Cli, Command, LogFormat};
 use idsync::config::{self, Config, ConfigError};
 use idsync::journal::{Journal, Outcome};
 use idsync::report;
@@ -15,6 +15,8 @@ use idsync::run::{self, RunError};
 
 /// Exit codes: 0 done, 1 failed, 2 invalid config (or changes pending with
 /// --detailed-exitcode), 3 aborted by a safety gate before any write.
+mod views;
+
 const EXIT_FAILED: u8 = 1;
 const EXIT_CONFIG: u8 = 2;
 const EXIT_PENDING: u8 = 2;
@@ -22,6 +24,9 @@ const EXIT_ABORTED: u8 = 3;
 
 fn init_tracing(cli: &Cli) {
     let level = match cli.verbose {
+        // The daemon says what each run did at its default level (journalctl -u idsync);
+        // the CLI prints its own report and logs only what needs attention.
+        0 if matches!(cli.command, Command::Run) => "info",
         0 => "warn",
         1 => "info",
         2 => "debug",
@@ -40,7 +45,27 @@ fn init_tracing(cli: &Cli) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run) {
+        // A report piped into `head` ends quietly when the pipe closes (the default SIGPIPE
+        // action), instead of a panic on the failed write. The daemon keeps ignoring it.
+        // SAFETY: called first, before any thread; SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     init_tracing(&cli);
+    if views::is_journal_only(&cli.command) {
+        let result = config::state_dir_of(&cli.config)
+            .map_err(anyhow::Error::from)
+            .and_then(|dir| views::journal_command(cli.command, &dir));
+        return match result {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("idsync: error: {e:#}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        };
+    }
     let config = match config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -69,9 +94,8 @@ fn main() -> ExitCode {
     }
     let redactor = config.redactor();
     let interactive = !matches!(cli.command, Command::Run) && std::io::stderr().is_terminal();
-    if interactive {
-        idsync::progress::enable();
-    }
+    let mut config = config;
+    config.progress = interactive;
     match runtime.block_on(dispatch(cli.command, config)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -129,6 +153,7 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
             let opts = run::SyncOptions {
                 only_user: user.as_deref(),
                 full,
+                ..run::SyncOptions::default()
             };
             let summary = run::sync(&config, &journal, "cli", opts).await?;
             let o = summary.outcomes.unwrap_or_default();
@@ -150,46 +175,6 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
             } else {
                 0
             })
-        }
-        Command::Runs { limit, format } => {
-            let journal = Journal::open(&config.state_dir)?;
-            let runs = journal.runs(limit)?;
-            match format {
-                ListFormat::Json => println!("{}", serde_json::to_string_pretty(&runs)?),
-                ListFormat::Table => {
-                    println!(
-                        "{:>5}  {:<24}  {:<8}  {:<8}  {:>7}  COUNTS / REASON",
-                        "RUN", "STARTED", "MODE", "OUTCOME", "PEOPLE"
-                    );
-                    for r in runs {
-                        let counts = r
-                            .counts
-                            .as_object()
-                            .map(|m| {
-                                m.iter()
-                                    .map(|(k, v)| format!("{k}={v}"))
-                                    .collect::<Vec<_>>()
-                                    .join(" ")
-                            })
-                            .unwrap_or_default();
-                        let people = r
-                            .source_users
-                            .map(|n| n.to_string())
-                            .unwrap_or_else(|| "-".into());
-                        println!(
-                            "{:>5}  {:<24}  {:<8}  {:<8}  {:>7}  {}{}",
-                            r.id,
-                            r.started,
-                            r.mode,
-                            r.outcome,
-                            people,
-                            counts,
-                            r.reason.map(|x| format!("  ({x})")).unwrap_or_default()
-                        );
-                    }
-                }
-            }
-            Ok(0)
         }
         Command::Apply { file } => {
             let text = std::fs::read_to_string(&file)
@@ -219,31 +204,6 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
             idsync::daemon::run(path, config).await?;
             Ok(0)
         }
-        Command::Approvals { format } => {
-            let journal = Journal::open(&config.state_dir)?;
-            let rows = journal.held_actions()?;
-            match format {
-                ListFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-                ListFormat::Table if rows.is_empty() => println!("no held actions"),
-                ListFormat::Table => {
-                    println!(
-                        "{:<8}  {:<10}  {:<32}  WHY HELD / REASON",
-                        "ID", "ACTION", "USER"
-                    );
-                    for r in rows {
-                        let id = format!("{}:{}", r.run, r.seq);
-                        println!(
-                            "{id:<8}  {:<10}  {:<32}  {}",
-                            r.kind,
-                            r.user_name,
-                            r.error.unwrap_or_default()
-                        );
-                        println!("{:<8}  {:<10}  {:<32}  {}", "", "", "", r.reason);
-                    }
-                }
-            }
-            Ok(0)
-        }
         Command::Approve { selector } => {
             let journal = Journal::open(&config.state_dir)?;
             let d = run::approve(&config, &journal, selector).await?;
@@ -256,86 +216,7 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
             );
             Ok(if d.failed > 0 { EXIT_FAILED } else { 0 })
         }
-        Command::Reject { selector } => {
-            let journal = Journal::open(&config.state_dir)?;
-            let d = run::reject(&journal, selector)?;
-            println!(
-                "rejected {} held action(s); nothing was written to the app",
-                d.rejected
-            );
-            Ok(0)
-        }
-        Command::Show { run, format } => {
-            let journal = Journal::open(&config.state_dir)?;
-            let id = if run == "last" {
-                journal
-                    .last_run_id()?
-                    .context("the journal has no runs yet")?
-            } else {
-                run.parse::<i64>()
-                    .with_context(|| format!("`{run}` is not a run id; give a number or `last`"))?
-            };
-            let row = journal
-                .run(id)?
-                .with_context(|| format!("no run {id} in the journal"))?;
-            let actions = journal.actions(id)?;
-            let notices = journal.notices(id)?;
-            match format {
-                ListFormat::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"run": row, "actions": actions, "notices": notices})
-                    )?
-                ),
-                ListFormat::Table => {
-                    println!(
-                        "run {} ({}, {}): {} at {}{}",
-                        row.id,
-                        row.mode,
-                        row.trigger,
-                        row.outcome,
-                        row.finished.as_deref().unwrap_or(&row.started),
-                        row.reason.map(|r| format!(": {r}")).unwrap_or_default()
-                    );
-                    for a in actions {
-                        println!(
-                            "{:>4}  {:<12}  {:<8}  {:<32}  {}",
-                            a.seq, a.kind, a.status, a.user_name, a.reason
-                        );
-                        if let (Some(b), Some(af)) = (a.before.as_object(), a.after.as_object()) {
-                            for (field, after) in af {
-                                let change = idsync::plan::Change {
-                                    field: field.clone(),
-                                    before: b
-                                        .get(field)
-                                        .and_then(|v| v.as_str())
-                                        .map(str::to_string),
-                                    after: after.as_str().map(str::to_string),
-                                };
-                                println!(
-                                    "{:>4}  {:<12}  {:<8}    {}",
-                                    "",
-                                    "",
-                                    "",
-                                    report::change_line(&change)
-                                );
-                            }
-                        }
-                        if let Some(e) = a.error {
-                            println!("{:>4}  {:<12}  {:<8}    error: {e}", "", "", "");
-                        }
-                    }
-                    for n in notices {
-                        let who = n
-                            .user_name
-                            .or(n.anchor.map(|a| a.to_string()))
-                            .unwrap_or_else(|| "-".into());
-                        println!("notice  {who}: {}", n.message);
-                    }
-                }
-            }
-            Ok(0)
-        }
+        journal_only => views::journal_command(journal_only, &config.state_dir),
     }
 }
 
@@ -344,6 +225,14 @@ async fn check(config: &Config, connect: bool) -> anyhow::Result<u8> {
         println!("warning: {w}");
     }
     println!("config {} is valid", config.path.display());
+    if let Some(schedule) = &config.schedule {
+        let next: Vec<String> = schedule
+            .upcoming(chrono::Local)
+            .take(3)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S %Z").to_string())
+            .collect();
+        println!("next runs: {}", next.join(", "));
+    }
     if connect {
         let probe = idsync::run::probe(config).await?;
         println!("{probe}");

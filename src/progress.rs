@@ -1,21 +1,14 @@
-//! Progress on a terminal for long reads and writes: shown only when the CLI turned it on
-//! (stderr is a TTY and the command is interactive), never in the daemon or in logs.
+//! Progress on a terminal for long reads and writes: shown only when the CLI turns it on
+//! (`Config::progress`: stderr is a TTY and the command is interactive), never in the
+//! daemon or in logs.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-static ENABLED: AtomicBool = AtomicBool::new(false);
-
-/// Turns progress display on for this process (the CLI does, for a TTY).
-pub fn enable() {
-    ENABLED.store(true, Ordering::SeqCst);
-}
-
-/// A spinner for a read of unknown length; hidden unless enabled.
-pub fn spinner(message: &'static str) -> ProgressBar {
-    if !ENABLED.load(Ordering::SeqCst) {
+/// A spinner for a read of unknown length; hidden unless `shown`.
+pub fn spinner(shown: bool, message: &'static str) -> ProgressBar {
+    if !shown {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new_spinner().with_message(message);
@@ -23,9 +16,9 @@ pub fn spinner(message: &'static str) -> ProgressBar {
     bar
 }
 
-/// A bar over `len` actions; hidden unless enabled.
-pub fn bar(len: u64, message: &'static str) -> ProgressBar {
-    if !ENABLED.load(Ordering::SeqCst) || len == 0 {
+/// A bar over `len` actions; hidden unless `shown`.
+pub fn bar(shown: bool, len: u64, message: &'static str) -> ProgressBar {
+    if !shown || len == 0 {
         return ProgressBar::hidden();
     }
     let style = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})")

@@ -49,8 +49,18 @@ pub struct SafetyConfig {
     /// Caps member removals from synced groups per run (percent: of the memberships idsync
     /// manages in them).
     pub max_member_removals: Option<DeprovisionLimit>,
+    /// Caps how many accounts may lose the value of one mapped field in one run (a template
+    /// typo blanks a field for everyone); `None` turns the gate off.
+    pub max_field_clears: Option<DeprovisionLimit>,
     pub approvals: BTreeMap<ActionKind, Approval>,
 }
+
+/// Default `safety.max_field_clears`.
+pub const DEFAULT_MAX_FIELD_CLEARS: DeprovisionLimit = DeprovisionLimit::Percent(10.0);
+
+/// A share of linked accounts never holds fewer field clears than this: in a small
+/// directory one person losing a phone number is news, not a typo.
+const MIN_FIELD_CLEARS_HELD: u64 = 5;
 
 impl Default for SafetyConfig {
     fn default() -> Self {
@@ -59,6 +69,7 @@ impl Default for SafetyConfig {
             min_source_ratio: Some(0.5),
             max_deprovisions: None,
             max_member_removals: None,
+            max_field_clears: Some(DEFAULT_MAX_FIELD_CLEARS),
             approvals: BTreeMap::new(),
         }
     }
@@ -139,7 +150,53 @@ pub fn gate(plan: &mut Plan, cfg: &SafetyConfig) {
             }
         }
     }
+    if let Some(limit) = cfg.max_field_clears {
+        hold_mass_clears(&mut plan.actions, limit, linked);
+    }
     hold_manual(&mut plan.actions, cfg);
+}
+
+/// Holds the updates of every mapped field that more accounts would lose in this run than
+/// `limit` allows (a share never counts fewer than `MIN_FIELD_CLEARS_HELD`).
+fn hold_mass_clears(actions: &mut [Action], limit: DeprovisionLimit, linked: usize) {
+    let clears = |a: &Action| -> Vec<String> {
+        if a.kind != ActionKind::Update {
+            return Vec::new();
+        }
+        a.changes
+            .iter()
+            .filter(|c| c.before.is_some() && c.after.is_none())
+            .map(|c| c.field.clone())
+            .collect()
+    };
+    let mut per_field: BTreeMap<String, u64> = BTreeMap::new();
+    for a in actions.iter() {
+        for f in clears(a) {
+            *per_field.entry(f).or_default() += 1;
+        }
+    }
+    let allowed = match limit {
+        DeprovisionLimit::Percent(_) => limit.allowed(linked).max(MIN_FIELD_CLEARS_HELD),
+        DeprovisionLimit::Count(n) => n,
+    };
+    let tripped: BTreeMap<String, u64> = per_field
+        .into_iter()
+        .filter(|(_, n)| *n > allowed)
+        .collect();
+    if tripped.is_empty() {
+        return;
+    }
+    for a in actions.iter_mut().filter(|a| a.held.is_none()) {
+        let Some((field, n)) = clears(a)
+            .into_iter()
+            .find_map(|f| tripped.get(&f).map(|n| (f, *n)))
+        else {
+            continue;
+        };
+        a.held = Some(format!(
+            "{n} accounts would lose their {field} in one run, more than safety.max_field_clears {limit} (at most {allowed} of {linked} linked accounts): is the mapping's template for {field} right? approve with `idsync approve` if it is"
+        ));
+    }
 }
 
 /// Holds every action whose kind needs manual approval.
@@ -198,6 +255,51 @@ pub fn gate_groups(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn update_clearing(field: &str, who: &str) -> Action {
+        Action {
+            kind: ActionKind::Update,
+            user_name: who.into(),
+            anchor: None,
+            account_id: Some(who.into()),
+            previous_anchor: None,
+            changes: vec![crate::plan::Change {
+                field: field.into(),
+                before: Some("x".into()),
+                after: None,
+            }],
+            reason: String::new(),
+            held: None,
+            members: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn mass_clears_of_one_field_are_held_and_a_few_are_not() {
+        let mut many: Vec<Action> = (0..30)
+            .map(|i| update_clearing("title", &format!("u{i}")))
+            .collect();
+        many.push(update_clearing("nickName", "u99"));
+        hold_mass_clears(&mut many, DEFAULT_MAX_FIELD_CLEARS, 100);
+        assert!(many[..30].iter().all(|a| a
+            .held
+            .as_deref()
+            .is_some_and(|h| h.contains("30 accounts would lose their title"))));
+        assert!(many[30].held.is_none(), "another field, one account");
+        let mut few: Vec<Action> = (0..5)
+            .map(|i| update_clearing("title", &format!("u{i}")))
+            .collect();
+        hold_mass_clears(&mut few, DEFAULT_MAX_FIELD_CLEARS, 10);
+        assert!(
+            few.iter().all(|a| a.held.is_none()),
+            "a share never holds 5 or fewer"
+        );
+        hold_mass_clears(&mut few, DeprovisionLimit::Count(2), 10);
+        assert!(
+            few.iter().all(|a| a.held.is_some()),
+            "an explicit count is exact"
+        );
+    }
     use crate::plan::PlanStats;
 
     fn action(kind: ActionKind) -> Action {

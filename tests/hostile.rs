@@ -522,3 +522,39 @@ fn a_run_past_its_deadline_is_stopped_and_journaled_failed() {
         "{last}"
     );
 }
+
+#[test]
+fn an_https_app_redirecting_to_plain_http_gets_no_byte() {
+    use common::proxy::TlsFront;
+    let tb = Testbed::start(&trio());
+    let elsewhere = Scripted::sink();
+    let p = proxy(&tb);
+    let certs = tb.dir.path().join("app-tls");
+    tls_certs(&certs, "");
+    let front = TlsFront::start(&format!("http://127.0.0.1:{}", p.port), &certs);
+    let cfg = tb.write_config(
+        &tb.base_source(),
+        &format!("  ca_file: {}/ca.pem\n", certs.display()),
+        "",
+    );
+    retarget(
+        &cfg,
+        &tb.scim_url(),
+        &format!("https://127.0.0.1:{}/v2", front.port),
+    );
+    // The list is fine; every create is sent to plain http on another port.
+    p.add(
+        Rule::new(
+            "POST",
+            "/Users",
+            Fault::Redirect(format!("{}/v2/Users", elsewhere.url())),
+        )
+        .times(99),
+    );
+    let (out, _) = run(&cfg, &["sync"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("follows no redirect"), "{}", text(&out));
+    assert_eq!(applied(&tb, &cfg), 0);
+    assert_eq!(elsewhere.seen(), Vec::<String>::new());
+    assert_eq!(tb.scim_users().len(), 0);
+}

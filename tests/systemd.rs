@@ -60,3 +60,13 @@ fn the_units_pass_systemd_analyze_verify() {
         "systemd-analyze verify: {err}"
     );
 }
+
+#[test]
+fn the_daemon_and_the_nightly_plan_share_one_dynamic_user() {
+    for unit in ["idsync.service", "idsync-plan.service"] {
+        let text = std::fs::read_to_string(common::repo().join("systemd").join(unit)).unwrap();
+        assert!(text.contains("\nDynamicUser=yes\n"), "{unit}");
+        assert!(text.contains("\nUser=idsync\n"), "{unit}");
+        assert!(text.contains("\nStateDirectory=idsync\n"), "{unit}");
+    }
+}

@@ -28,6 +28,7 @@ pub struct RawConfig {
     pub metrics: Option<RawMetrics>,
     pub groups: Option<RawGroups>,
     /// A run taking longer than this is stopped and journaled failed.
+    #[serde(default, deserialize_with = "text_or_seconds")]
     pub run_deadline: Option<String>,
 }
 
@@ -102,6 +103,21 @@ fn split_kind(
     }
 }
 
+/// A duration as people write it: text (`30s`, `15m`) or a bare number of seconds.
+fn text_or_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        Text(String),
+        Seconds(u64),
+    }
+    Ok(match Option::<Given>::deserialize(d)? {
+        None => None,
+        Some(Given::Text(t)) => Some(t),
+        Some(Given::Seconds(n)) => Some(format!("{n}s")),
+    })
+}
+
 /// Deserializes a section, naming the key path of an error (`source.page_size: ...`).
 fn typed<T: serde::de::DeserializeOwned>(at: &str, v: serde_yaml::Value) -> Result<T, String> {
     serde_path_to_error::deserialize(v).map_err(|e| {
@@ -135,6 +151,7 @@ pub struct RawGraph {
     pub incremental: Option<String>,
     pub full_every: Option<String>,
     pub page_size: Option<u32>,
+    #[serde(default, deserialize_with = "text_or_seconds")]
     pub timeout: Option<String>,
     pub max_retries: Option<u32>,
     /// Read each user's photo (`/users/{id}/photo/$value`).
@@ -160,6 +177,7 @@ pub struct RawLdap {
     pub anchor: Option<String>,
     pub disabled: Option<String>,
     pub page_size: Option<u32>,
+    #[serde(default, deserialize_with = "text_or_seconds")]
     pub timeout: Option<String>,
     /// The attribute holding the photo (`jpegPhoto`, AD `thumbnailPhoto`).
     pub photo: Option<String>,
@@ -186,6 +204,7 @@ pub struct RawScim {
     pub ca_file: Option<String>,
     pub concurrency: Option<usize>,
     pub rate_limit: Option<String>,
+    #[serde(default, deserialize_with = "text_or_seconds")]
     pub timeout: Option<String>,
     pub page_size: Option<u32>,
     pub max_retries: Option<u32>,
@@ -254,4 +273,5 @@ pub struct RawSafety {
     pub min_source_ratio: Option<f64>,
     pub max_deprovisions: Option<serde_yaml::Value>,
     pub max_member_removals: Option<serde_yaml::Value>,
+    pub max_field_clears: Option<serde_yaml::Value>,
 }

@@ -5,7 +5,13 @@
 //! (or `held`) before its write and as `applied`/`failed` after it, in the same transaction
 //! as the link change it causes, so a crash never loses either.
 
+mod links;
+mod queries;
+mod remember;
 mod schema;
+
+use links::{upsert_group_link, upsert_link};
+use remember::{save_cursor, save_source};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +48,8 @@ pub enum JournalError {
     },
     #[error("journal {path}: corrupt row: {detail}")]
     Corrupt { path: PathBuf, detail: String },
+    #[error("no journal at {}: idsync has not run with this state_dir yet (check state_dir in the config, or run `idsync sync` first)", path.display())]
+    Missing { path: PathBuf },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -247,6 +255,16 @@ impl Journal {
         Ok(journal)
     }
 
+    /// Opens the journal in `state_dir` only if it is there: commands that only read it
+    /// never create a state dir or an empty journal.
+    pub fn open_existing(state_dir: &Path) -> Result<Journal, JournalError> {
+        let path = state_dir.join("journal.sqlite3");
+        if !path.is_file() {
+            return Err(JournalError::Missing { path });
+        }
+        Journal::open(state_dir)
+    }
+
     /// How long this journal has spent in SQLite since it was opened.
     pub fn busy(&self) -> Duration {
         Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed))
@@ -367,45 +385,6 @@ impl Journal {
                 save_cursor(&tx, source, value, now)?;
             }
             tx.commit()
-        })
-    }
-
-    /// What an incremental source saved last: its cursor and population (empty if none).
-    pub fn remembered(&self, source: &str) -> Result<Remembered, JournalError> {
-        let (cursor, rows) = self.with(|c| {
-            let cursor: Option<String> = c
-                .query_row(
-                    "SELECT value FROM cursors WHERE source = ?1",
-                    params![source],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let mut stmt = c.prepare("SELECT user FROM source_users WHERE source = ?1")?;
-            let rows = stmt
-                .query_map(params![source], |r| r.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok((cursor, rows))
-        })?;
-        let mut users = Vec::with_capacity(rows.len());
-        for row in rows {
-            let user = serde_json::from_str(&row).map_err(|e| JournalError::Corrupt {
-                path: self.path.clone(),
-                detail: format!("a remembered directory user of {source}: {e}"),
-            })?;
-            users.push(user);
-        }
-        Ok(Remembered { cursor, users })
-    }
-
-    /// A source's saved cursor, if any.
-    pub fn cursor(&self, source: &str) -> Result<Option<String>, JournalError> {
-        self.with(|c| {
-            c.query_row(
-                "SELECT value FROM cursors WHERE source = ?1",
-                params![source],
-                |r| r.get(0),
-            )
-            .optional()
         })
     }
 
@@ -570,200 +549,6 @@ impl Journal {
             tx.commit()
         })
     }
-
-    /// Every link, by anchor.
-    pub fn links(&self) -> Result<BTreeMap<Anchor, Link>, JournalError> {
-        let rows = self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT anchor, account, user_name, state, suspended_at, last_seen, photo_hash FROM links",
-            )?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, Option<String>>(4)?,
-                        r.get::<_, Option<String>>(5)?,
-                        r.get::<_, Option<String>>(6)?,
-                    ))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })?;
-        let mut out = BTreeMap::new();
-        for (anchor, account, user_name, state, suspended_at, last_seen, photo_hash) in rows {
-            let state = LinkState::parse(&state).ok_or_else(|| JournalError::Corrupt {
-                path: self.path.clone(),
-                detail: format!("link {anchor} has state `{state}`"),
-            })?;
-            let anchor = Anchor::new(anchor);
-            out.insert(
-                anchor.clone(),
-                Link {
-                    anchor,
-                    account_id: account,
-                    user_name,
-                    state,
-                    suspended_at: parse_ts(suspended_at),
-                    last_seen: parse_ts(last_seen),
-                    photo_hash,
-                },
-            );
-        }
-        Ok(out)
-    }
-
-    /// Every group link, with the members idsync put in the group.
-    pub fn group_links(&self) -> Result<BTreeMap<Anchor, GroupLink>, JournalError> {
-        self.with(|c| {
-            let mut out: BTreeMap<Anchor, GroupLink> = BTreeMap::new();
-            let mut stmt = c.prepare("SELECT anchor, group_id, name FROM group_links")?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })?;
-            for row in rows {
-                let (anchor, group_id, name) = row?;
-                let anchor = Anchor::new(anchor);
-                out.insert(
-                    anchor.clone(),
-                    GroupLink {
-                        anchor,
-                        group_id,
-                        name,
-                        members: Default::default(),
-                    },
-                );
-            }
-            let mut stmt = c.prepare("SELECT group_anchor, person FROM group_members")?;
-            let rows =
-                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-            for row in rows {
-                let (group, person) = row?;
-                if let Some(g) = out.get_mut(&Anchor::new(group)) {
-                    g.members.insert(Anchor::new(person));
-                }
-            }
-            Ok(out)
-        })
-    }
-
-    /// Marks anchors as seen upstream at `now` (one transaction).
-    pub fn touch_links(&self, anchors: &[&Anchor], now: DateTime<Utc>) -> Result<(), JournalError> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            {
-                let mut stmt =
-                    tx.prepare_cached("UPDATE links SET last_seen = ?2 WHERE anchor = ?1")?;
-                let now = ts(now);
-                for a in anchors {
-                    stmt.execute(params![a.as_str(), now])?;
-                }
-            }
-            tx.commit()
-        })
-    }
-
-    /// How many people the last successful apply run read (for `min_source_ratio`).
-    pub fn last_good_source_count(&self) -> Result<Option<usize>, JournalError> {
-        self.with(|c| {
-            c.query_row(
-                "SELECT source_users FROM runs WHERE mode = 'apply' AND outcome IN ('ok', 'held') AND source_users IS NOT NULL ORDER BY id DESC LIMIT 1",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-            .map(|n| n.map(|n| n as usize))
-        })
-    }
-
-    /// Aggregates for `/metrics`: (mode, outcome, runs), (kind, status, actions), and the
-    /// finish time of the last apply run that ended ok or held.
-    pub fn metrics(&self) -> Result<MetricsData, JournalError> {
-        self.with(|c| {
-            let mut stmt = c.prepare("SELECT mode, outcome, COUNT(*) FROM runs GROUP BY mode, outcome ORDER BY mode, outcome")?;
-            let runs = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
-            let mut stmt = c.prepare(
-                "SELECT a.kind, a.status, COUNT(*) FROM actions a JOIN runs r ON r.id = a.run WHERE r.mode = 'apply'
-                 GROUP BY a.kind, a.status ORDER BY a.kind, a.status",
-            )?;
-            let actions = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
-            let last_success = c
-                .query_row(
-                    "SELECT finished FROM runs WHERE mode = 'apply' AND outcome IN ('ok', 'held') ORDER BY id DESC LIMIT 1",
-                    [],
-                    |r| r.get::<_, String>(0),
-                )
-                .optional()?;
-            Ok(MetricsData { runs, actions, last_success: parse_ts(last_success) })
-        })
-    }
-
-    pub fn runs(&self, limit: usize) -> Result<Vec<RunRow>, JournalError> {
-        self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT id, started, finished, mode, trigger, source_users, counts, outcome, reason FROM runs ORDER BY id DESC LIMIT ?1",
-            )?;
-            let rows = stmt.query_map(params![limit as i64], run_row)?.collect();
-            rows
-        })
-    }
-
-    pub fn run(&self, id: i64) -> Result<Option<RunRow>, JournalError> {
-        self.with(|c| {
-            c.query_row(
-                "SELECT id, started, finished, mode, trigger, source_users, counts, outcome, reason FROM runs WHERE id = ?1",
-                params![id],
-                run_row,
-            )
-            .optional()
-        })
-    }
-
-    pub fn last_run_id(&self) -> Result<Option<i64>, JournalError> {
-        self.with(|c| c.query_row("SELECT MAX(id) FROM runs", [], |r| r.get(0)))
-    }
-
-    pub fn actions(&self, run: i64) -> Result<Vec<ActionRow>, JournalError> {
-        self.select_actions(
-            "SELECT run, seq, kind, user_name, anchor, account, reason, before, after, status, error, at FROM actions WHERE run = ?1 ORDER BY seq",
-            params![run],
-        )
-    }
-
-    fn select_actions(
-        &self,
-        sql: &str,
-        args: impl rusqlite::Params,
-    ) -> Result<Vec<ActionRow>, JournalError> {
-        self.with(|c| {
-            let mut stmt = c.prepare(sql)?;
-            let rows = stmt
-                .query_map(args, |r| {
-                    Ok(ActionRow {
-                        run: r.get(0)?,
-                        seq: r.get(1)?,
-                        kind: r.get(2)?,
-                        user_name: r.get(3)?,
-                        anchor: r.get(4)?,
-                        account: r.get(5)?,
-                        reason: r.get(6)?,
-                        before: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or_default(),
-                        after: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or_default(),
-                        status: r.get(9)?,
-                        error: r.get(10)?,
-                        at: r.get(11)?,
-                    })
-                })?
-                .collect();
-            rows
-        })
-    }
 }
 
 /// Switches to WAL. Another process switching the same new file at the same moment makes
@@ -784,126 +569,6 @@ fn set_wal(c: &Connection) -> rusqlite::Result<()> {
             Err(e) => return Err(e),
         }
     }
-}
-
-fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
-    Ok(RunRow {
-        id: r.get(0)?,
-        started: r.get(1)?,
-        finished: r.get(2)?,
-        mode: r.get(3)?,
-        trigger: r.get(4)?,
-        source_users: r.get(5)?,
-        counts: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
-        outcome: r.get(7)?,
-        reason: r.get(8)?,
-    })
-}
-
-fn save_source(
-    tx: &rusqlite::Transaction<'_>,
-    source: &str,
-    r: &Remember,
-    users: &[DirectoryUser],
-    now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
-    let row = |u: &DirectoryUser| serde_json::to_string(u).unwrap_or_default();
-    let mut put = tx.prepare_cached(
-        "INSERT INTO source_users (source, anchor, user) VALUES (?1, ?2, ?3)
-         ON CONFLICT(source, anchor) DO UPDATE SET user = excluded.user",
-    )?;
-    match &r.cache {
-        CacheChange::Replace => {
-            tx.execute(
-                "DELETE FROM source_users WHERE source = ?1",
-                params![source],
-            )?;
-            for u in users {
-                put.execute(params![source, u.anchor.as_str(), row(u)])?;
-            }
-        }
-        CacheChange::Delta { upserted, removed } => {
-            let mut del =
-                tx.prepare_cached("DELETE FROM source_users WHERE source = ?1 AND anchor = ?2")?;
-            for a in removed {
-                del.execute(params![source, a.as_str()])?;
-            }
-            for u in users.iter().filter(|u| upserted.contains(&u.anchor)) {
-                put.execute(params![source, u.anchor.as_str(), row(u)])?;
-            }
-        }
-    }
-    save_cursor(tx, source, &r.cursor, now)
-}
-
-fn save_cursor(
-    tx: &rusqlite::Transaction<'_>,
-    source: &str,
-    value: &str,
-    now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO cursors (source, value, updated) VALUES (?1, ?2, ?3)
-         ON CONFLICT(source) DO UPDATE SET value = excluded.value, updated = excluded.updated",
-        params![source, value, ts(now)],
-    )?;
-    Ok(())
-}
-
-fn upsert_group_link(
-    tx: &rusqlite::Transaction<'_>,
-    anchor: &Anchor,
-    group_id: &str,
-    name: &str,
-    added: &[Anchor],
-    removed: &[Anchor],
-    now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
-    // One app group belongs to one directory group.
-    tx.execute(
-        "DELETE FROM group_links WHERE group_id = ?1 AND anchor <> ?2",
-        params![group_id, anchor.as_str()],
-    )?;
-    tx.execute(
-        "INSERT INTO group_links (anchor, group_id, name, updated) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(anchor) DO UPDATE SET group_id = excluded.group_id, name = excluded.name, updated = excluded.updated",
-        params![anchor.as_str(), group_id, name, ts(now)],
-    )?;
-    let mut add = tx.prepare_cached(
-        "INSERT OR IGNORE INTO group_members (group_anchor, person) VALUES (?1, ?2)",
-    )?;
-    for p in added {
-        add.execute(params![anchor.as_str(), p.as_str()])?;
-    }
-    let mut del =
-        tx.prepare_cached("DELETE FROM group_members WHERE group_anchor = ?1 AND person = ?2")?;
-    for p in removed {
-        del.execute(params![anchor.as_str(), p.as_str()])?;
-    }
-    Ok(())
-}
-
-fn upsert_link(tx: &rusqlite::Transaction<'_>, l: &Link) -> rusqlite::Result<()> {
-    // One account belongs to one anchor: a re-hire takeover drops the old anchor's link.
-    tx.prepare_cached("DELETE FROM links WHERE account = ?1 AND anchor <> ?2")?
-        .execute(params![l.account_id, l.anchor.as_str()])?;
-    tx.prepare_cached(
-        "INSERT INTO links (anchor, account, user_name, state, suspended_at, last_seen, photo_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT(anchor) DO UPDATE SET account = excluded.account, user_name = excluded.user_name,
-           state = excluded.state, suspended_at = excluded.suspended_at, last_seen = COALESCE(excluded.last_seen, links.last_seen),
-           photo_hash = excluded.photo_hash",
-    )?
-    .execute(params![
-            l.anchor.as_str(),
-            l.account_id,
-            l.user_name,
-            l.state.as_str(),
-            l.suspended_at.map(ts),
-            l.last_seen.map(ts),
-            l.photo_hash
-        ],
-    )?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use std::future::Future;
 use ldap3::{Scope, SearchEntry};
 
 use super::ldap::{LdapReader, Search};
+use super::settings::{GroupsConfig, LdapConfig, LdapIncremental};
 use super::SourceError;
-use crate::config::{GroupsConfig, LdapConfig, LdapIncremental};
 use crate::model::{Anchor, DirectoryGroup, DirectoryUser};
 
 /// A group as read, before nesting is resolved.

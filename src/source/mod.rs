@@ -5,11 +5,15 @@
 //! An incremental reader (Graph delta) is handed what the journal remembers of the last
 //! read (`Remembered`), reads only the changes, and returns the merged population with the
 //! state to remember next (`Remember`); the run commits that state with its outcome.
+//! Each connector's settings live in `settings`; `config` builds them, the connectors never
+//! read the config file.
 
+pub mod binary;
 pub mod filter;
 pub mod graph;
 pub mod groups;
 pub mod ldap;
+pub mod settings;
 pub mod syncrepl;
 pub mod usn;
 

@@ -18,7 +18,8 @@ use ldap3::controls::RawControl;
 use ldap3::{Ldap, Scope};
 use serde::{Deserialize, Serialize};
 
-use super::ldap::{guid_text, LdapReader, Search};
+use super::binary::guid_text;
+use super::ldap::{LdapReader, Search};
 use super::syncrepl::{apply_refresh, Refresh};
 use super::{CacheChange, Read, ReadKind, ReadRequest, Remember, SourceError};
 use crate::model::Anchor;

@@ -126,6 +126,7 @@ impl HttpFaults {
             let http = reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap();
             for conn in listener.incoming() {
@@ -729,8 +730,10 @@ impl TlsFront {
         let port = listener.local_addr().unwrap().port();
         let upstream = upstream.trim_end_matches('/').to_string();
         std::thread::spawn(move || {
+            // A pass-through: the upstream's redirects reach the client as they are.
             let http = reqwest::blocking::Client::builder()
                 .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap();
             for conn in listener.incoming() {

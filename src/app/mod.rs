@@ -1,7 +1,9 @@
-//! Target apps, behind two small capabilities: `AccountReader` (what `plan` gets) and
-//! `AccountWriter` (what `sync` adds). Connectors live in submodules.
+//! The apps idsync keeps (the SCIM side), behind small capabilities: `AccountReader` (what
+//! `plan` gets), `AccountWriter` (what `sync` adds) and `GroupWriter`. Connectors live in
+//! submodules, each with its settings (`settings`), which `config` builds.
 
 pub mod scim;
+pub mod settings;
 
 use std::future::Future;
 
@@ -83,8 +85,12 @@ pub trait AccountReader: Sync {
 
 /// Changes accounts.
 pub trait AccountWriter: AccountReader {
-    /// Creates an account from a full resource; a userName conflict returns the holder.
-    fn create(&self, resource: Value) -> impl Future<Output = Result<Created, TargetError>> + Send;
+    /// Creates an account with these fields (each change's `after`); a userName conflict
+    /// returns the holder.
+    fn create(
+        &self,
+        changes: &[Change],
+    ) -> impl Future<Output = Result<Created, TargetError>> + Send;
     /// Applies changes to an account as last read (`current`).
     fn update(
         &self,
@@ -104,9 +110,13 @@ pub trait AccountWriter: AccountReader {
     ) -> impl Future<Output = Result<(), TargetError>> + Send;
 }
 
-/// Reads and changes the app's groups (SCIM `/Groups`). Member ids are account ids.
-pub trait GroupWriter: Sync {
+/// Reads the app's groups (SCIM `/Groups`); all a dry run may use of them.
+pub trait GroupReader: Sync {
     fn list_groups(&self) -> impl Future<Output = Result<Vec<AppGroup>, TargetError>> + Send;
+}
+
+/// Changes the app's groups. Member ids are account ids.
+pub trait GroupWriter: GroupReader {
     /// Creates a group with these members; returns its id.
     fn create_group(
         &self,

@@ -1,0 +1,186 @@
+//! Listing: paged by `startIndex` to the first short or empty page, read again when the
+//! list moved while it was read, bounded by what the app announced and `max_accounts`; and
+//! `eq` filter lookups.
+
+use std::collections::BTreeMap;
+
+use reqwest::Method;
+use serde_json::Value;
+use url::Url;
+
+use super::{HasId, ScimClient};
+use crate::app::TargetError;
+use crate::model::{Account, UserName};
+
+impl ScimClient {
+    /// The resources of `endpoint` whose `attr` equals `value` (a SCIM `eq` filter), with the
+    /// URL asked.
+    pub(super) async fn filter_eq(
+        &self,
+        endpoint: &str,
+        attr: &str,
+        value: &str,
+    ) -> Result<(Url, Vec<Value>), TargetError> {
+        let mut url = self.url(endpoint);
+        // A JSON string literal is exactly a SCIM filter string (quotes and backslashes escaped).
+        let literal = serde_json::to_string(value).unwrap_or_default();
+        url.query_pairs_mut()
+            .append_pair("filter", &format!("{attr} eq {literal}"));
+        let reply = self.send(Method::GET, url.clone(), None).await?;
+        if !reply.status.is_success() {
+            return Err(Self::http_error("GET", &url, &reply));
+        }
+        let mut body = reply.body;
+        let resources = match body.get_mut("Resources").map(Value::take) {
+            Some(Value::Array(list)) => list,
+            _ => Vec::new(),
+        };
+        Ok((url, resources))
+    }
+
+    pub(super) async fn find_by_user_name(
+        &self,
+        user_name: &str,
+    ) -> Result<Option<Account>, TargetError> {
+        let (url, resources) = self.filter_eq("Users", "userName", user_name).await?;
+        let wanted = UserName::new(user_name);
+        for r in resources {
+            let account = self.account(&url, r)?;
+            if account.user_name == wanted {
+                return Ok(Some(account));
+            }
+        }
+        Ok(None)
+    }
+
+    pub(super) async fn list(&self) -> Result<Vec<Account>, TargetError> {
+        self.list_all("Users", |url, r| self.account(url, r)).await
+    }
+
+    /// Every resource of an endpoint, paged by startIndex, to the first short or empty page
+    /// (a wrong `totalResults` neither stops the read early nor makes it run on). A page that
+    /// repeats items already seen means the list moved while it was read (index paging over a
+    /// changing list skips as many items as it repeats), so the whole list is read again; a
+    /// list that keeps moving fails the read rather than hand the planner a list with holes.
+    pub(super) async fn list_all<T, F>(
+        &self,
+        endpoint: &str,
+        parse: F,
+    ) -> Result<Vec<T>, TargetError>
+    where
+        T: HasId,
+        F: Fn(&Url, Value) -> Result<T, TargetError> + Sync,
+    {
+        const READS: usize = 3;
+        let mut repeated = 0;
+        for read in 1..=READS {
+            match self.list_once(endpoint, &parse).await? {
+                Ok(items) => return Ok(items),
+                Err(n) => {
+                    repeated = n;
+                    tracing::warn!(
+                        endpoint,
+                        read,
+                        repeated = n,
+                        "the app's list repeated items while it was read; reading it again"
+                    );
+                }
+            }
+        }
+        Err(TargetError::BadReply {
+            url: self.url(endpoint).to_string(),
+            detail: format!(
+                "the list repeated {repeated} item(s) across pages in each of {READS} reads (it changes while it is read, or the app ignores startIndex); nothing was written: run again when the app is quiet, or raise target.page_size above the number of accounts"
+            ),
+        })
+    }
+
+    /// One paged read: every item, or (`Err`) how many items came twice.
+    pub(super) async fn list_once<T, F>(
+        &self,
+        endpoint: &str,
+        parse: &F,
+    ) -> Result<Result<Vec<T>, usize>, TargetError>
+    where
+        T: HasId,
+        F: Fn(&Url, Value) -> Result<T, TargetError> + Sync,
+    {
+        let mut seen: BTreeMap<String, T> = BTreeMap::new();
+        let mut repeated = 0usize;
+        let mut start = 1usize;
+        loop {
+            let mut url = self.url(endpoint);
+            url.query_pairs_mut()
+                .append_pair("startIndex", &start.to_string())
+                .append_pair("count", &self.cfg.page_size.to_string());
+            let reply = self.send(Method::GET, url.clone(), None).await?;
+            if !reply.status.is_success() {
+                return Err(Self::http_error("GET", &url, &reply));
+            }
+            let mut body = reply.body;
+            let total = body.get("totalResults").and_then(Value::as_u64);
+            let resources = match body.get_mut("Resources").map(Value::take) {
+                Some(Value::Array(list)) => list,
+                // RFC 7644: Resources may be omitted when there are none.
+                _ if total == Some(0) => Vec::new(),
+                _ if body.get("totalResults").is_some() => break,
+                _ => {
+                    return Err(TargetError::BadReply {
+                        url: url.to_string(),
+                        detail: "a list response needs `Resources` or `totalResults`".into(),
+                    })
+                }
+            };
+            if resources.is_empty() {
+                break;
+            }
+            let count = resources.len();
+            let mut new = 0usize;
+            // Each resource is moved out of its page: a page is never held twice.
+            for r in resources {
+                let item = parse(&url, r)?;
+                if seen.insert(item.id().to_string(), item).is_none() {
+                    new += 1;
+                }
+            }
+            repeated += count - new;
+            start += count;
+            self.within_bounds(&url, seen.len() as u64, total)?;
+            // A page of nothing new: the app ignores startIndex (or keeps moving); reading
+            // on could go forever. A short page ends the list unless totalResults says more
+            // (an app that caps `count` below ours sends short pages all along); a full one
+            // never does, whatever totalResults says.
+            let short = count < self.cfg.page_size as usize;
+            if new == 0 || (short && total.is_none_or(|t| start as u64 > t)) {
+                break;
+            }
+        }
+        if repeated > 0 {
+            return Ok(Err(repeated));
+        }
+        Ok(Ok(seen.into_values().collect()))
+    }
+
+    /// A list may not grow far past what the app announced (four times its `totalResults`,
+    /// or ten pages more: apps that miscount are still read to the end) nor past
+    /// `target.max_accounts`: an app that pages forever is cut off.
+    pub(super) fn within_bounds(
+        &self,
+        url: &Url,
+        read: u64,
+        announced: Option<u64>,
+    ) -> Result<(), TargetError> {
+        let page = u64::from(self.cfg.page_size);
+        let detail = if read > self.cfg.max_accounts {
+            format!("the list goes on past target.max_accounts ({}); nothing was written: raise it if the app really has that many accounts", self.cfg.max_accounts)
+        } else if let Some(total) = announced.filter(|t| read > (t * 4).max(t + 10 * page)) {
+            format!("the app announced {total} resources (totalResults) but sent {read} and more; nothing was written: the app's paging is broken")
+        } else {
+            return Ok(());
+        };
+        Err(TargetError::BadReply {
+            url: url.to_string(),
+            detail,
+        })
+    }
+}

@@ -1,0 +1,133 @@
+//! `target:` (SCIM), resolved into the app connector's settings: URL, token, limits, photos.
+
+use super::*;
+
+impl Resolver<'_> {
+    pub(super) fn scim(&mut self, s: raw::RawScim) -> Option<ScimConfig> {
+        let url = self.url("target.url", &s.url, &["http", "https"]);
+        let token = self.required_secret(
+            "target.token",
+            s.token.as_deref(),
+            s.token_file.as_deref(),
+            "the SCIM bearer token is required: `token_file: /path` or `token: \"${ENV}\"`",
+        );
+        if let Some(u) = &url {
+            let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+            if u.scheme() == "http" && !loopback {
+                self.warnings.push(format!("target.url: {u} is plain HTTP off loopback: the bearer token travels in clear text"));
+            }
+        }
+        let ca_file = self.ca_file("target.ca_file", s.ca_file.as_deref());
+        let concurrency = s.concurrency.unwrap_or(4);
+        if !(1..=64).contains(&concurrency) {
+            self.problem("target.concurrency", "must be between 1 and 64");
+        }
+        let rate_limit = s.rate_limit.as_deref().and_then(|r| self.rate(r));
+        let timeout = self.duration(
+            "target.timeout",
+            s.timeout.as_deref(),
+            std::time::Duration::from_secs(30),
+        );
+        let page_size = s.page_size.unwrap_or(500);
+        if !(1..=10_000).contains(&page_size) {
+            self.problem("target.page_size", "must be between 1 and 10000");
+        }
+        let photo = self.photo_upload(s.photo, url.as_ref());
+        let photo_max_bytes = self.photo_max_bytes(s.photo_max_bytes);
+        let proxy = self.proxy("target.proxy", s.proxy.as_deref());
+        let max_response_bytes = self.size(
+            "target.max_response_bytes",
+            s.max_response_bytes,
+            crate::http::DEFAULT_MAX_RESPONSE,
+            1 << 30,
+        );
+        let max_accounts = s.max_accounts.unwrap_or(DEFAULT_MAX_ITEMS);
+        if max_accounts == 0 {
+            self.problem("target.max_accounts", "must be at least 1");
+        }
+        Some(ScimConfig {
+            url: url?,
+            token: token?,
+            ca_file,
+            concurrency,
+            rate_limit,
+            timeout,
+            page_size,
+            max_retries: s.max_retries.unwrap_or(5),
+            photo,
+            photo_max_bytes,
+            proxy,
+            max_response_bytes,
+            max_accounts,
+        })
+    }
+
+    pub(super) fn photo_upload(
+        &mut self,
+        raw: Option<raw::RawPhotoUpload>,
+        app: Option<&Url>,
+    ) -> PhotoUpload {
+        use raw::RawPhotoUpload as R;
+        let http = |method: reqwest::Method, url: String| PhotoUpload::Http { method, url };
+        match raw {
+            None => PhotoUpload::Scim,
+            Some(R::Named(n)) if n == "scim" => PhotoUpload::Scim,
+            Some(R::Named(n)) if n == "none" => PhotoUpload::None,
+            Some(R::Http(h)) => match (h.put, h.post) {
+                (Some(url), None) => self
+                    .photo_url(url, app.filter(|_| !h.allow_other_origin))
+                    .map_or(PhotoUpload::None, |u| http(reqwest::Method::PUT, u)),
+                (None, Some(url)) => self
+                    .photo_url(url, app.filter(|_| !h.allow_other_origin))
+                    .map_or(PhotoUpload::None, |u| http(reqwest::Method::POST, u)),
+                _ => {
+                    self.problem("target.photo", "give one of `put:` or `post:` with a URL template such as \"{url}/Users/{id}/photo\"");
+                    PhotoUpload::None
+                }
+            },
+            Some(R::Named(other)) => {
+                self.problem(
+                    "target.photo",
+                    format!("`{other}`: use `scim`, `none`, or `{{ put: \"{{url}}/Users/{{id}}/photo\" }}`"),
+                );
+                PhotoUpload::None
+            }
+        }
+    }
+
+    /// A photo URL template: it must name `{id}`, be a URL once filled in, and stay on the
+    /// app's origin (`target.url`): photos and the token go nowhere else.
+    pub(super) fn photo_url(&mut self, template: String, app: Option<&Url>) -> Option<String> {
+        if !template.contains("{id}") {
+            self.problem(
+                "target.photo",
+                format!("`{template}` must contain `{{id}}` (the account id)"),
+            );
+            return None;
+        }
+        let base = app.map_or("https://app.example".to_string(), |u| {
+            u.as_str().trim_end_matches('/').to_string()
+        });
+        let sample = template.replace("{url}", &base).replace("{id}", "x");
+        match Url::parse(&sample) {
+            Ok(u) if app.is_some_and(|a| a.origin() != u.origin()) => {
+                self.problem("target.photo", format!("`{template}` points to {}, not the app's origin (target.url); idsync sends photos and its token only to target.url: write the template as \"{{url}}/...\", or add allow_other_origin: true if the app really takes photos there", u.origin().ascii_serialization()));
+                None
+            }
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(template),
+            _ => {
+                self.problem("target.photo", format!("`{template}` is not an http(s) URL template such as \"{{url}}/Users/{{id}}/photo\""));
+                None
+            }
+        }
+    }
+
+    pub(super) fn photo_max_bytes(&mut self, raw: Option<serde_yaml::Value>) -> usize {
+        self.size(
+            "target.photo_max_bytes",
+            raw,
+            crate::photo::DEFAULT_MAX_BYTES,
+            64 * 1024 * 1024,
+        )
+    }
+}

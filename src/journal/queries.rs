@@ -1,0 +1,121 @@
+//! Reading runs and actions back: for `runs`, `show`, approvals, the shrink guard and
+//! `/metrics`.
+
+use super::*;
+
+impl Journal {
+    /// How many people the last successful apply run read (for `min_source_ratio`).
+    pub fn last_good_source_count(&self) -> Result<Option<usize>, JournalError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT source_users FROM runs WHERE mode = 'apply' AND outcome IN ('ok', 'held') AND source_users IS NOT NULL ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|n| n.map(|n| n as usize))
+        })
+    }
+    /// Aggregates for `/metrics`: (mode, outcome, runs), (kind, status, actions), and the
+    /// finish time of the last apply run that ended ok or held.
+    pub fn metrics(&self) -> Result<MetricsData, JournalError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT mode, outcome, COUNT(*) FROM runs GROUP BY mode, outcome ORDER BY mode, outcome")?;
+            let runs = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+            let mut stmt = c.prepare(
+                "SELECT a.kind, a.status, COUNT(*) FROM actions a JOIN runs r ON r.id = a.run WHERE r.mode = 'apply'
+                 GROUP BY a.kind, a.status ORDER BY a.kind, a.status",
+            )?;
+            let actions = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+            let last_success = c
+                .query_row(
+                    "SELECT finished FROM runs WHERE mode = 'apply' AND outcome IN ('ok', 'held') ORDER BY id DESC LIMIT 1",
+                    [],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?;
+            Ok(MetricsData { runs, actions, last_success: parse_ts(last_success) })
+        })
+    }
+    pub fn runs(&self, limit: usize) -> Result<Vec<RunRow>, JournalError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, started, finished, mode, trigger, source_users, counts, outcome, reason FROM runs ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map(params![limit as i64], run_row)?.collect();
+            rows
+        })
+    }
+    pub fn run(&self, id: i64) -> Result<Option<RunRow>, JournalError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT id, started, finished, mode, trigger, source_users, counts, outcome, reason FROM runs WHERE id = ?1",
+                params![id],
+                run_row,
+            )
+            .optional()
+        })
+    }
+    pub fn last_run_id(&self) -> Result<Option<i64>, JournalError> {
+        self.with(|c| c.query_row("SELECT MAX(id) FROM runs", [], |r| r.get(0)))
+    }
+
+    /// The newest run of this mode (`show last` means the last apply run).
+    pub fn last_run_of(&self, mode: Mode) -> Result<Option<i64>, JournalError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT MAX(id) FROM runs WHERE mode = ?1",
+                [mode.as_str()],
+                |r| r.get(0),
+            )
+        })
+    }
+    pub fn actions(&self, run: i64) -> Result<Vec<ActionRow>, JournalError> {
+        self.select_actions(
+            "SELECT run, seq, kind, user_name, anchor, account, reason, before, after, status, error, at FROM actions WHERE run = ?1 ORDER BY seq",
+            params![run],
+        )
+    }
+    pub(super) fn select_actions(
+        &self,
+        sql: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<ActionRow>, JournalError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(sql)?;
+            let rows = stmt
+                .query_map(args, |r| {
+                    Ok(ActionRow {
+                        run: r.get(0)?,
+                        seq: r.get(1)?,
+                        kind: r.get(2)?,
+                        user_name: r.get(3)?,
+                        anchor: r.get(4)?,
+                        account: r.get(5)?,
+                        reason: r.get(6)?,
+                        before: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or_default(),
+                        after: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or_default(),
+                        status: r.get(9)?,
+                        error: r.get(10)?,
+                        at: r.get(11)?,
+                    })
+                })?
+                .collect();
+            rows
+        })
+    }
+}
+
+pub(super) fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: r.get(0)?,
+        started: r.get(1)?,
+        finished: r.get(2)?,
+        mode: r.get(3)?,
+        trigger: r.get(4)?,
+        source_users: r.get(5)?,
+        counts: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
+        outcome: r.get(7)?,
+        reason: r.get(8)?,
+    })
+}

@@ -1,0 +1,175 @@
+//! The plan's vocabulary: action kinds, field changes, actions with their reasons, notices,
+//! and the plan itself.
+
+use super::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionKind {
+    Create,
+    Adopt,
+    Update,
+    Reactivate,
+    Reinvite,
+    Suspend,
+    Delete,
+    /// A directory group new to the app: POST /Groups with its members.
+    GroupCreate,
+    /// An app group of the same name taken under management (then brought in line).
+    GroupAdopt,
+    /// A managed group renamed and/or its members added or removed.
+    GroupUpdate,
+    /// A managed group gone upstream, deleted (`groups.vanished: delete`).
+    GroupDelete,
+}
+
+impl ActionKind {
+    pub const ALL: [ActionKind; 11] = [
+        ActionKind::Create,
+        ActionKind::Adopt,
+        ActionKind::Update,
+        ActionKind::Reactivate,
+        ActionKind::Reinvite,
+        ActionKind::Suspend,
+        ActionKind::Delete,
+        ActionKind::GroupCreate,
+        ActionKind::GroupAdopt,
+        ActionKind::GroupUpdate,
+        ActionKind::GroupDelete,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Create => "create",
+            ActionKind::Adopt => "adopt",
+            ActionKind::Update => "update",
+            ActionKind::Reactivate => "reactivate",
+            ActionKind::Reinvite => "reinvite",
+            ActionKind::Suspend => "suspend",
+            ActionKind::Delete => "delete",
+            ActionKind::GroupCreate => "group-create",
+            ActionKind::GroupAdopt => "group-adopt",
+            ActionKind::GroupUpdate => "group-update",
+            ActionKind::GroupDelete => "group-delete",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+    /// Suspensions and deletions: what `max_deprovisions` counts.
+    pub fn is_deprovision(self) -> bool {
+        matches!(self, ActionKind::Suspend | ActionKind::Delete)
+    }
+    /// Actions on app groups (applied after every action on accounts).
+    pub fn is_group(self) -> bool {
+        matches!(
+            self,
+            ActionKind::GroupCreate
+                | ActionKind::GroupAdopt
+                | ActionKind::GroupUpdate
+                | ActionKind::GroupDelete
+        )
+    }
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The pseudo-field that carries an account's `active` flag in a change list.
+pub const ACTIVE: &str = "active";
+
+/// The pseudo-field of a photo change: before -> after are SHA-256 prefixes, never bytes.
+pub const PHOTO: &str = "photo";
+
+/// The pseudo-field of a group's membership change: before -> after name only the members
+/// that change (removed ones before, added ones after), as userNames.
+pub const MEMBERS: &str = "members";
+
+/// One member added to or removed from an app group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberChange {
+    pub add: bool,
+    pub user_name: String,
+    /// The person (`None`: an account linked to nobody any more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<Anchor>,
+    /// The account removed, or (adds) the person's account when the plan was made; apply
+    /// looks an added person's account up again, as a create in the same run makes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    pub why: String,
+}
+
+/// One field's before -> after. `None` = absent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub field: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// One write a run would make, with why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    pub kind: ActionKind,
+    pub user_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<Anchor>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// The anchor that owned the account before (a re-hire taking an account over).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_anchor: Option<Anchor>,
+    pub changes: Vec<Change>,
+    pub reason: String,
+    /// Why a safety gate or approval rule holds this action back, if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
+    /// A group action's member changes (the `members` change says the same for people).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberChange>,
+}
+
+/// Something reported, not acted on (protected, conflicts, unreadable data, ...).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<Anchor>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanStats {
+    pub source_users: usize,
+    pub source_disabled: usize,
+    pub accounts: usize,
+    pub links: usize,
+}
+
+/// The full list of actions one run would take, computed before any write.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    pub notices: Vec<Notice>,
+    pub stats: PlanStats,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+    /// Number of actions per kind.
+    pub fn counts(&self) -> BTreeMap<ActionKind, usize> {
+        let mut out = BTreeMap::new();
+        for a in &self.actions {
+            *out.entry(a.kind).or_default() += 1;
+        }
+        out
+    }
+}

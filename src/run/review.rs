@@ -1,0 +1,291 @@
+//! After a plan was looked at: `approve` / `reject` held actions, and `apply` a saved plan.
+//! Each re-reads both sides and applies only what the current plan still has.
+
+use super::*;
+
+/// Which held actions an `approve`/`reject` names: `RUN` (all of that run's) or `RUN:SEQ`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Selector {
+    pub run: i64,
+    pub seq: Option<i64>,
+}
+
+impl std::str::FromStr for Selector {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "`{s}`: name a run (`12`) or one action (`12:3`), as `idsync approvals` lists them"
+            )
+        };
+        match s.split_once(':') {
+            Some((r, q)) => Ok(Selector {
+                run: r.parse().map_err(|_| bad())?,
+                seq: Some(q.parse().map_err(|_| bad())?),
+            }),
+            None => Ok(Selector {
+                run: s.parse().map_err(|_| bad())?,
+                seq: None,
+            }),
+        }
+    }
+}
+
+/// The outcome of an `approve` or `reject`.
+#[derive(Debug, Default)]
+pub struct Decision {
+    /// The run that applied approved actions, if one was needed.
+    pub run: Option<i64>,
+    pub applied: usize,
+    pub failed: usize,
+    /// Approved actions no longer in the current plan (the state changed since).
+    pub stale: usize,
+    pub rejected: usize,
+}
+
+/// Rejects held actions: they are dropped, nothing is written to the app.
+pub fn reject(journal: &Journal, sel: Selector) -> Result<Decision, RunError> {
+    let rows = selected(journal, sel)?;
+    for r in &rows {
+        journal.decide(r.run, r.seq, false, "rejected by an admin", Utc::now())?;
+    }
+    Ok(Decision {
+        rejected: rows.len(),
+        ..Decision::default()
+    })
+}
+
+fn selected(journal: &Journal, sel: Selector) -> Result<Vec<crate::journal::ActionRow>, RunError> {
+    let rows: Vec<_> = journal
+        .held_actions()?
+        .into_iter()
+        .filter(|r| r.run == sel.run && sel.seq.is_none_or(|q| q == r.seq))
+        .collect();
+    if rows.is_empty() {
+        let what = match sel.seq {
+            Some(q) => format!("{}:{q}", sel.run),
+            None => sel.run.to_string(),
+        };
+        return Err(RunError::Stopped {
+            run: sel.run,
+            reason: format!("no held action matches {what}; see `idsync approvals`"),
+        });
+    }
+    Ok(rows)
+}
+
+/// Approves held actions: re-reads both sides, re-plans, and applies each approved action
+/// only if the current plan still contains it (same kind, person and account).
+pub async fn approve(cfg: &Config, journal: &Journal, sel: Selector) -> Result<Decision, RunError> {
+    let _lock = RunLock::acquire(&cfg.state_dir)?;
+    let rows = selected(journal, sel)?;
+    let now = Utc::now();
+    let run = journal.begin_run(Mode::Apply, "approve", now)?;
+    let span = tracing::info_span!("run", run_id = run, mode = "approve");
+    approve_inner(cfg, journal, run, rows, now)
+        .instrument(span)
+        .await
+}
+
+async fn approve_inner(
+    cfg: &Config,
+    journal: &Journal,
+    run: i64,
+    rows: Vec<crate::journal::ActionRow>,
+    now: DateTime<Utc>,
+) -> Result<Decision, RunError> {
+    let client = client(cfg).map_err(|e| fail(journal, run, e.into()))?;
+    let snap = snapshot(cfg, journal, &client, false, now)
+        .await
+        .map_err(|e| fail(journal, run, e))?;
+    let plan = make_plan(cfg, &snap, None, now);
+    let mut chosen = Vec::new();
+    let mut decision = Decision {
+        run: Some(run),
+        ..Decision::default()
+    };
+    for r in &rows {
+        let found = plan.actions.iter().find(|a| {
+            a.kind.as_str() == r.kind
+                && a.anchor.as_ref().map(|x| x.as_str()) == r.anchor.as_deref()
+                && a.account_id == r.account
+        });
+        match found {
+            Some(a) => {
+                let mut a = a.clone();
+                a.held = None;
+                a.reason = format!("{} (approved from run {}:{})", a.reason, r.run, r.seq);
+                chosen.push(a);
+                journal.decide(
+                    r.run,
+                    r.seq,
+                    true,
+                    &format!("approved: applied by run {run}"),
+                    Utc::now(),
+                )?;
+            }
+            None => {
+                decision.stale += 1;
+                let note = "approved, but no longer planned: the person or account changed since; nothing written";
+                journal.decide(r.run, r.seq, true, note, Utc::now())?;
+            }
+        }
+    }
+    let subset = Subset {
+        actions: chosen,
+        refused: None,
+        note: None,
+    };
+    let never = CancellationToken::new();
+    let writing = Writing {
+        cfg,
+        journal,
+        client: &client,
+        run,
+        shutdown: &never,
+    };
+    let outcomes = apply_subset(&writing, snap, subset, now).await?;
+    decision.applied = outcomes.applied;
+    decision.failed = outcomes.failed;
+    Ok(decision)
+}
+
+/// A plan saved for review (`plan --save`), applied later with `apply`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct SavedPlan {
+    pub format: u32,
+    pub created: DateTime<Utc>,
+    pub source: String,
+    pub target: String,
+    pub plan: Plan,
+}
+
+pub const SAVED_PLAN_FORMAT: u32 = 1;
+
+fn endpoints(cfg: &Config) -> (String, String) {
+    (cfg.source.describe(), cfg.target.url.to_string())
+}
+
+impl SavedPlan {
+    pub fn new(cfg: &Config, plan: Plan) -> SavedPlan {
+        let (source, target) = endpoints(cfg);
+        SavedPlan {
+            format: SAVED_PLAN_FORMAT,
+            created: Utc::now(),
+            source,
+            target,
+            plan,
+        }
+    }
+}
+
+/// What `apply FILE` did with each reviewed action.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub run: i64,
+    pub applied: usize,
+    pub failed: usize,
+    /// (userName, why) of reviewed actions not applied.
+    pub refused: Vec<(String, String)>,
+}
+
+/// Applies exactly a reviewed plan: re-reads both sides and re-plans; a reviewed action is
+/// applied only if the current plan has the identical action (same kind, person, account
+/// and field changes). Anything that changed since the review is refused and reported.
+pub async fn apply_saved(
+    cfg: &Config,
+    journal: &Journal,
+    saved: SavedPlan,
+) -> Result<Applied, RunError> {
+    let _lock = RunLock::acquire(&cfg.state_dir)?;
+    let now = Utc::now();
+    let run = journal.begin_run(Mode::Apply, "apply-plan", now)?;
+    let (source, target) = endpoints(cfg);
+    if saved.format != SAVED_PLAN_FORMAT || saved.source != source || saved.target != target {
+        let reason = format!(
+            "the saved plan was made for {} -> {} (format {}), this config reads {source} -> {target}; make a new plan",
+            saved.source, saved.target, saved.format
+        );
+        journal.finish_run(
+            run,
+            Outcome::Aborted,
+            None,
+            &json!({}),
+            Some(&reason),
+            Utc::now(),
+        )?;
+        return Err(RunError::Stopped { run, reason });
+    }
+    let span = tracing::info_span!("run", run_id = run, mode = "apply-plan");
+    apply_saved_inner(cfg, journal, run, saved, now)
+        .instrument(span)
+        .await
+}
+
+async fn apply_saved_inner(
+    cfg: &Config,
+    journal: &Journal,
+    run: i64,
+    saved: SavedPlan,
+    now: DateTime<Utc>,
+) -> Result<Applied, RunError> {
+    let client = client(cfg).map_err(|e| fail(journal, run, e.into()))?;
+    let snap = snapshot(cfg, journal, &client, false, now)
+        .await
+        .map_err(|e| fail(journal, run, e))?;
+    let current = make_plan(cfg, &snap, None, now);
+    let mut out = Applied {
+        run,
+        ..Applied::default()
+    };
+    let mut chosen = Vec::new();
+    for reviewed in saved.plan.actions {
+        if let Some(why) = &reviewed.held {
+            out.refused.push((
+                reviewed.user_name.clone(),
+                format!("held when reviewed ({why}); use `idsync approve`"),
+            ));
+            continue;
+        }
+        let same = current.actions.iter().find(|a| {
+            a.kind == reviewed.kind
+                && a.anchor == reviewed.anchor
+                && a.account_id == reviewed.account_id
+                && a.changes == reviewed.changes
+        });
+        match same {
+            Some(a) if a.held.is_some() => {
+                out.refused.push((reviewed.user_name.clone(), format!("held now: {}", a.held.as_deref().unwrap_or_default())))
+            }
+            Some(_) => chosen.push(reviewed),
+            None => out.refused.push((
+                reviewed.user_name.clone(),
+                format!("{} refused: the person or the account changed since the plan was reviewed (or it was already applied)", reviewed.kind),
+            )),
+        }
+    }
+    let refused = out.refused.len();
+    let note = (refused > 0).then(|| format!("{refused} reviewed action(s) refused as stale"));
+    let never = CancellationToken::new();
+    let writing = Writing {
+        cfg,
+        journal,
+        client: &client,
+        run,
+        shutdown: &never,
+    };
+    let outcomes = apply_subset(
+        &writing,
+        snap,
+        Subset {
+            actions: chosen,
+            refused: Some(refused),
+            note,
+        },
+        now,
+    )
+    .await?;
+    out.applied = outcomes.applied;
+    out.failed = outcomes.failed;
+    Ok(out)
+}

@@ -1,0 +1,247 @@
+//! The journal-only commands (`runs`, `approvals`, `reject`, `show`) and their tables.
+//! They need the state dir and nothing else: no secret is resolved, no server reached, and
+//! a journal that is not there is an error, never created.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use idsync::cli::{Command, ListFormat};
+use idsync::journal::{Journal, RunRow};
+use idsync::report;
+use idsync::run;
+
+/// True for the commands `journal_command` runs.
+pub fn is_journal_only(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Runs { .. }
+            | Command::Approvals { .. }
+            | Command::Reject { .. }
+            | Command::Show { .. }
+    )
+}
+
+/// Runs a journal-only command against the journal in `state_dir`.
+pub fn journal_command(command: Command, state_dir: &Path) -> anyhow::Result<u8> {
+    match command {
+        Command::Runs { limit, format, all } => {
+            let journal = Journal::open_existing(state_dir)?;
+            match format {
+                // Machines get every run, dry runs included, with all their counts.
+                ListFormat::Json => {
+                    println!("{}", serde_json::to_string_pretty(&journal.runs(limit)?)?)
+                }
+                // People see the syncs; dry runs only when asked for.
+                ListFormat::Table => {
+                    let fetch = if all { limit } else { limit.saturating_mul(5) };
+                    let runs: Vec<RunRow> = journal
+                        .runs(fetch)?
+                        .into_iter()
+                        .filter(|r| all || r.mode == "apply")
+                        .take(limit)
+                        .collect();
+                    print_runs(&runs)
+                }
+            }
+            Ok(0)
+        }
+        Command::Approvals { format } => {
+            let journal = Journal::open_existing(state_dir)?;
+            let rows = journal.held_actions()?;
+            match format {
+                ListFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                ListFormat::Table if rows.is_empty() => println!("no held actions"),
+                ListFormat::Table => {
+                    println!(
+                        "{:<8}  {:<10}  {:<32}  WHY HELD / REASON",
+                        "ID", "ACTION", "USER"
+                    );
+                    for r in rows {
+                        let id = format!("{}:{}", r.run, r.seq);
+                        println!(
+                            "{id:<8}  {:<10}  {:<32}  {}",
+                            r.kind,
+                            r.user_name,
+                            r.error.unwrap_or_default()
+                        );
+                        println!("{:<8}  {:<10}  {:<32}  {}", "", "", "", r.reason);
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::Reject { selector } => {
+            let journal = Journal::open_existing(state_dir)?;
+            let d = run::reject(&journal, selector)?;
+            println!(
+                "rejected {} held action(s); nothing was written to the app",
+                d.rejected
+            );
+            Ok(0)
+        }
+        Command::Show { run, format } => {
+            let journal = Journal::open_existing(state_dir)?;
+            let id = match run.as_str() {
+                "last" => journal
+                    .last_run_of(idsync::journal::Mode::Apply)?
+                    .context("the journal has no apply run yet (`show last-plan` shows the last dry run)")?,
+                "last-plan" => journal
+                    .last_run_of(idsync::journal::Mode::DryRun)?
+                    .context("the journal has no dry run yet")?,
+                _ => run.parse::<i64>().with_context(|| {
+                    format!("`{run}` is not a run id; give a number, `last` (the last sync) or `last-plan`")
+                })?,
+            };
+            let row = journal
+                .run(id)?
+                .with_context(|| format!("no run {id} in the journal"))?;
+            let actions = journal.actions(id)?;
+            let notices = journal.notices(id)?;
+            match format {
+                ListFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"run": row, "actions": actions, "notices": notices})
+                    )?
+                ),
+                ListFormat::Table => {
+                    println!(
+                        "run {} ({}, {}): {} at {}{}",
+                        row.id,
+                        row.mode,
+                        row.trigger,
+                        row.outcome,
+                        row.finished.as_deref().unwrap_or(&row.started),
+                        row.reason.map(|r| format!(": {r}")).unwrap_or_default()
+                    );
+                    for a in actions {
+                        println!(
+                            "{:>4}  {:<12}  {:<8}  {:<32}  {}",
+                            a.seq, a.kind, a.status, a.user_name, a.reason
+                        );
+                        if let (Some(b), Some(af)) = (a.before.as_object(), a.after.as_object()) {
+                            for (field, after) in af {
+                                let change = idsync::plan::Change {
+                                    field: field.clone(),
+                                    before: b
+                                        .get(field)
+                                        .and_then(|v| v.as_str())
+                                        .map(str::to_string),
+                                    after: after.as_str().map(str::to_string),
+                                };
+                                println!(
+                                    "{:>4}  {:<12}  {:<8}    {}",
+                                    "",
+                                    "",
+                                    "",
+                                    report::change_line(&change)
+                                );
+                            }
+                        }
+                        if let Some(e) = a.error {
+                            println!("{:>4}  {:<12}  {:<8}    error: {e}", "", "", "");
+                        }
+                    }
+                    for n in notices {
+                        let who = n
+                            .user_name
+                            .or(n.anchor.map(|a| a.to_string()))
+                            .unwrap_or_else(|| "-".into());
+                        println!("notice  {who}: {}", n.message);
+                    }
+                }
+            }
+            Ok(0)
+        }
+        _ => anyhow::bail!("this command needs the whole config, not only the journal"),
+    }
+}
+
+/// Widest row of `runs`, so a terminal of 160 columns shows each on one line.
+const RUNS_WIDTH: usize = 160;
+
+/// `runs` as kubectl-like columns: one line per run, the full detail in `show` and JSON.
+fn print_runs(runs: &[RunRow]) {
+    let head = format!(
+        "{:>5}  {:<16}  {:<10}  {:>8}  {:<7}  {:<16}  REASON",
+        "RUN", "STARTED", "TRIGGER", "DURATION", "OUTCOME", "CHANGES"
+    );
+    println!("{head}");
+    for r in runs {
+        let trigger = if r.mode == "apply" {
+            r.trigger.clone()
+        } else {
+            format!("{} plan", r.trigger)
+        };
+        let row = format!(
+            "{:>5}  {:<16}  {:<10}  {:>8}  {:<7}  {:<16}  ",
+            r.id,
+            minute(&r.started),
+            trigger,
+            duration(r),
+            r.outcome,
+            changes(&r.counts)
+        );
+        let room = RUNS_WIDTH.saturating_sub(row.chars().count());
+        let reason = r
+            .reason
+            .as_deref()
+            .and_then(|t| t.lines().next())
+            .unwrap_or("");
+        println!("{row}{}", cut(reason, room));
+    }
+}
+
+/// `2026-12-01T07:20:13.1+00:00` as `2026-12-01 07:20`.
+fn minute(rfc3339: &str) -> String {
+    rfc3339.get(..16).unwrap_or(rfc3339).replace('T', " ")
+}
+
+fn duration(r: &RunRow) -> String {
+    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+    let (Some(a), Some(b)) = (parse(&r.started), r.finished.as_deref().and_then(parse)) else {
+        return "-".into();
+    };
+    let secs = (b - a).num_milliseconds().max(0) as f64 / 1000.0;
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        let whole = secs as u64;
+        format!("{}m{:02}s", whole / 60, whole % 60)
+    }
+}
+
+/// `+created ~updated -deprovisioned` from a run's counts (`-` when nothing).
+fn changes(counts: &serde_json::Value) -> String {
+    let n = |keys: &[&str]| -> u64 {
+        keys.iter()
+            .filter_map(|k| counts.get(*k).and_then(serde_json::Value::as_u64))
+            .sum()
+    };
+    let (add, change, remove) = (
+        n(&[
+            "create",
+            "adopt",
+            "reactivate",
+            "reinvite",
+            "group-create",
+            "group-adopt",
+        ]),
+        n(&["update", "group-update"]),
+        n(&["suspend", "delete", "group-delete"]),
+    );
+    if add + change + remove == 0 {
+        return "-".into();
+    }
+    format!("+{add} ~{change} -{remove}")
+}
+
+/// At most `room` characters of `text`, with `...` when cut.
+fn cut(text: &str, room: usize) -> String {
+    if text.chars().count() <= room {
+        return text.to_string();
+    }
+    let keep: String = text.chars().take(room.saturating_sub(3)).collect();
+    format!("{keep}...")
+}

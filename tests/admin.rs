@@ -1,0 +1,241 @@
+//! An admin's first week: the commands say what they did and what to do next, end quietly
+//! on a closed pipe, and refuse what they cannot do.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_idsync")
+}
+
+#[test]
+fn a_report_piped_into_head_ends_quietly() {
+    let tb = Testbed::start(&people(60));
+    let cfg = tb.config("");
+    tb.ok(&cfg, &["sync"]);
+    let out = Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "{} --config {} show last | head -1; echo \"idsync=${{PIPESTATUS[0]}}\" >&2",
+                bin(),
+                cfg.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // 0 when it wrote everything before head left, 141 (SIGPIPE) when it had not: never 101.
+    assert!(
+        err.contains("idsync=0") || err.contains("idsync=141"),
+        "{err}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+}
+
+#[test]
+fn show_last_is_the_last_sync_and_last_plan_the_last_dry_run() {
+    let tb = Testbed::start(&trio());
+    let cfg = tb.config("");
+    tb.ok(&cfg, &["sync"]);
+    tb.ok(&cfg, &["plan"]);
+    let last: serde_json::Value =
+        serde_json::from_str(&tb.ok(&cfg, &["show", "last", "--format", "json"])).unwrap();
+    assert_eq!(last["run"]["mode"], "apply", "{last}");
+    let plan: serde_json::Value =
+        serde_json::from_str(&tb.ok(&cfg, &["show", "last-plan", "--format", "json"])).unwrap();
+    assert_eq!(plan["run"]["mode"], "dry-run", "{plan}");
+}
+
+#[test]
+fn sync_for_a_user_nobody_has_fails_and_says_so() {
+    let tb = Testbed::start(&trio());
+    let cfg = tb.config("");
+    tb.fails(
+        &cfg,
+        &["sync", "--user", "nobody@example.org"],
+        &["no person or account named nobody@example.org"],
+    );
+    // A real person still works.
+    let out = tb.ok(&cfg, &["sync", "--user", "ada@example.org"]);
+    assert!(out.contains("applied 1"), "{out}");
+}
+
+#[test]
+fn check_prints_the_next_runs_explains_six_fields_and_refuses_seven() {
+    let tb = Testbed::start_app_only();
+    let cfg = tb.config("schedule: \"*/15 * * * *\"\n");
+    let out = tb.ok(&cfg, &["check"]);
+    let next = out
+        .lines()
+        .find(|l| l.starts_with("next runs: "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(next.matches(", ").count(), 2, "{next}");
+    assert!(
+        next.contains(":00:00")
+            || next.contains(":15:00")
+            || next.contains(":30:00")
+            || next.contains(":45:00"),
+        "{next}"
+    );
+
+    let cfg = tb.config("schedule: \"*/15 * * * * *\"\n");
+    let out = tb.ok(&cfg, &["check"]);
+    assert!(out.contains("its first is seconds"), "{out}");
+
+    let cfg = tb.config("schedule: \"0 */15 * * * * 2030\"\n");
+    let out = tb.idsync(&cfg, &["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has 7 fields"));
+}
+
+#[test]
+fn a_bare_number_of_seconds_is_a_timeout() {
+    let tb = Testbed::start_app_only();
+    let cfg = tb.write_config(&tb.base_source(), "  timeout: 30\n", "run_deadline: 7200\n");
+    tb.ok(&cfg, &["check"]);
+}
+
+#[test]
+fn the_daemon_says_what_each_run_did_at_its_default_level() {
+    let tb = Testbed::start(&people(3));
+    let cfg = tb.config("schedule: \"*/2 * * * * *\"\n");
+    let log = tb.dir.path().join("daemon.log");
+    let mut daemon = Command::new(bin())
+        .args(["--config", cfg.to_str().unwrap(), "run"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("run 1 ok") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    signal(&daemon, "-TERM");
+    assert!(wait_exit(&mut daemon, 30).success());
+    assert!(
+        text.contains("run 1 ok") && text.contains("applied 3"),
+        "{text}"
+    );
+    assert!(text.matches(" applied").count() >= 3, "{text}");
+}
+
+#[test]
+fn a_template_typo_that_would_blank_a_field_for_everyone_is_held_and_says_why() {
+    let tb = Testbed::start(&people(12));
+    let cfg = tb.config("");
+    tb.ok(&cfg, &["sync"]);
+    retarget(&cfg, "title: \"{title}\"", "title: \"{tilte}\"");
+    let plan = tb.ok(&cfg, &["plan"]);
+    assert!(
+        plan.contains("the mapping's template is empty for this person: title"),
+        "{plan}"
+    );
+    let writes = tb.scim_writes();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(tb.scim_writes(), writes, "the held updates wrote nothing");
+    let show = tb.ok(&cfg, &["show", "last"]);
+    assert!(
+        show.contains("12 accounts would lose their title") && show.contains("max_field_clears"),
+        "{show}"
+    );
+    assert_eq!(
+        tb.scim_user("user0000@example.org").unwrap()["title"],
+        "Engineer"
+    );
+    // One person losing a value is not a typo: it goes through.
+    retarget(&cfg, "title: \"{tilte}\"", "title: \"{title}\"");
+    tb.ldapmodify(
+        "dn: uid=user0001,ou=people,dc=example,dc=org\nchangetype: modify\ndelete: title\n",
+    );
+    tb.ok(&cfg, &["sync"]);
+    assert!(tb.scim_user("user0001@example.org").unwrap()["title"].is_null());
+}
+
+#[test]
+fn journal_only_commands_need_no_secret_and_create_no_journal() {
+    let tb = Testbed::start(&trio());
+    let cfg = tb.config("");
+    tb.ok(&cfg, &["sync"]);
+    // The README's systemd credential paths, run by hand without CREDENTIALS_DIRECTORY.
+    retarget(
+        &cfg,
+        "bind_password_file: ldap.secret",
+        "bind_password_file: ${CREDENTIALS_DIRECTORY}/ldap",
+    );
+    retarget(
+        &cfg,
+        "token_file: scim.token",
+        "token_file: ${CREDENTIALS_DIRECTORY}/scim",
+    );
+    for args in [
+        &["runs"][..],
+        &["runs", "--format", "json"],
+        &["approvals"],
+        &["show", "last"],
+        &["reject", "1"],
+    ] {
+        let out = Command::new(bin())
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() || args[0] == "reject",
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("CREDENTIALS_DIRECTORY"),
+            "{args:?}"
+        );
+    }
+    // What talks to the servers still needs its secrets.
+    let out = tb.idsync(&cfg, &["plan"]);
+    assert_eq!(out.status.code(), Some(2));
+    // A state dir with no journal is an error, and nothing is created there.
+    let nowhere = tb.dir.path().join("nowhere");
+    retarget(
+        &cfg,
+        &format!("state_dir: {}", tb.state_dir().display()),
+        &format!("state_dir: {}", nowhere.display()),
+    );
+    let out = tb.idsync(&cfg, &["runs"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no journal at"));
+    assert!(!nowhere.exists());
+}
+
+#[test]
+fn runs_are_one_readable_line_each_and_dry_runs_only_when_asked() {
+    let tb = Testbed::start(&people(30));
+    let cfg = tb.config("");
+    tb.ok(&cfg, &["plan"]);
+    tb.ok(&cfg, &["sync"]);
+    tb.ldapmodify("dn: uid=user0003,ou=people,dc=example,dc=org\nchangetype: delete\n");
+    tb.ok(&cfg, &["sync"]);
+    let table = tb.ok(&cfg, &["runs"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("  RUN  STARTED"), "{table}");
+    assert_eq!(lines.len(), 3, "two syncs, no dry run: {table}");
+    assert!(lines.iter().all(|l| l.chars().count() <= 160), "{table}");
+    assert!(
+        table.contains("+30 ~0 -0") && table.contains("+0 ~0 -1"),
+        "{table}"
+    );
+    let all = tb.ok(&cfg, &["runs", "--all"]);
+    assert!(all.contains("cli plan"), "{all}");
+}
