@@ -170,6 +170,12 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
             if let Some(f) = &o.fatal {
                 eprintln!("idsync: error: {f}");
             }
+            if o.held > 0 {
+                println!(
+                    "{} action(s) held: review them with `idsync approvals`, then `idsync approve {}` (or one of them: `idsync approve {}:SEQ`) or `idsync reject {}`",
+                    o.held, summary.run, summary.run, summary.run
+                );
+            }
             Ok(if summary.outcome == Outcome::Failed {
                 EXIT_FAILED
             } else {

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::plan::{Change, Plan, MEMBERS};
+use crate::plan::{Change, Plan, ACTIVE, MEMBERS};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -55,6 +55,11 @@ pub fn change_line(c: &Change) -> String {
         let mut parts = side(&c.after, '+');
         parts.extend(side(&c.before, '-'));
         return format!("{}: {}", c.field, parts.join(" "));
+    }
+    if c.field == ACTIVE {
+        // A boolean, shown as one: `active: true -> false`.
+        let b = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".into());
+        return format!("{}: {} -> {}", c.field, b(&c.before), b(&c.after));
     }
     format!("{}: {} -> {}", c.field, value(&c.before), value(&c.after))
 }

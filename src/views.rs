@@ -52,22 +52,7 @@ pub fn journal_command(command: Command, state_dir: &Path) -> anyhow::Result<u8>
             match format {
                 ListFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
                 ListFormat::Table if rows.is_empty() => println!("no held actions"),
-                ListFormat::Table => {
-                    println!(
-                        "{:<8}  {:<10}  {:<32}  WHY HELD / REASON",
-                        "ID", "ACTION", "USER"
-                    );
-                    for r in rows {
-                        let id = format!("{}:{}", r.run, r.seq);
-                        println!(
-                            "{id:<8}  {:<10}  {:<32}  {}",
-                            r.kind,
-                            r.user_name,
-                            r.error.unwrap_or_default()
-                        );
-                        println!("{:<8}  {:<10}  {:<32}  {}", "", "", "", r.reason);
-                    }
-                }
+                ListFormat::Table => print_held(rows),
             }
             Ok(0)
         }
@@ -140,7 +125,8 @@ pub fn journal_command(command: Command, state_dir: &Path) -> anyhow::Result<u8>
                             }
                         }
                         if let Some(e) = a.error {
-                            println!("{:>4}  {:<12}  {:<8}    error: {e}", "", "", "");
+                            let label = if a.status == "held" { "held" } else { "error" };
+                            println!("{:>4}  {:<12}  {:<8}    {label}: {e}", "", "", "");
                         }
                     }
                     for n in notices {
@@ -244,4 +230,37 @@ fn cut(text: &str, room: usize) -> String {
     }
     let keep: String = text.chars().take(room.saturating_sub(3)).collect();
     format!("{keep}...")
+}
+
+/// Held actions grouped by why they are held: each reason once, then its actions, then the
+/// commands that decide them, with their ids.
+fn print_held(rows: Vec<idsync::journal::ActionRow>) {
+    let mut groups: Vec<(String, Vec<idsync::journal::ActionRow>)> = Vec::new();
+    for r in rows {
+        let why = r.error.clone().unwrap_or_default();
+        match groups.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, list)) => list.push(r),
+            None => groups.push((why, vec![r])),
+        }
+    }
+    for (why, list) in groups {
+        println!("held: {why}");
+        println!("  {:<8}  {:<12}  {:<32}  REASON", "ID", "ACTION", "USER");
+        for r in &list {
+            let id = format!("{}:{}", r.run, r.seq);
+            println!(
+                "  {id:<8}  {:<12}  {:<32}  {}",
+                r.kind,
+                r.user_name,
+                r.reason.lines().next().unwrap_or("")
+            );
+        }
+        let runs: std::collections::BTreeSet<i64> = list.iter().map(|r| r.run).collect();
+        for run in runs {
+            println!(
+                "  decide: `idsync approve {run}` (all of run {run}), `idsync approve {run}:SEQ` (one), or `idsync reject {run}`"
+            );
+        }
+        println!();
+    }
 }

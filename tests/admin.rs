@@ -239,3 +239,83 @@ fn runs_are_one_readable_line_each_and_dry_runs_only_when_asked() {
     let all = tb.ok(&cfg, &["runs", "--all"]);
     assert!(all.contains("cli plan"), "{all}");
 }
+
+#[test]
+fn held_actions_say_what_to_run_next_and_a_second_approval_says_it_was_done() {
+    let tb = Testbed::start(&people(10));
+    let cfg = tb.config("safety: { max_deprovisions: 1 }\n");
+    tb.ok(&cfg, &["sync"]);
+    tb.ldapmodify(
+        &(1..=3)
+            .map(|i| {
+                format!("dn: uid=user000{i},ou=people,dc=example,dc=org\nchangetype: delete\n\n")
+            })
+            .collect::<String>(),
+    );
+    let out = tb.ok(&cfg, &["sync"]);
+    assert!(
+        out.contains(
+            "3 action(s) held: review them with `idsync approvals`, then `idsync approve 2`"
+        ),
+        "{out}"
+    );
+    let approvals = tb.ok(&cfg, &["approvals"]);
+    assert_eq!(
+        approvals.matches("held: ").count(),
+        1,
+        "one reason, once: {approvals}"
+    );
+    assert!(
+        approvals.contains("`idsync approve 2`") && approvals.contains("2:"),
+        "{approvals}"
+    );
+    let show = tb.ok(&cfg, &["show", "last"]);
+    assert!(show.contains("held: 3 suspensions"), "{show}");
+    assert!(!show.contains("error: 3 suspensions"), "{show}");
+    tb.ok(&cfg, &["approve", "2"]);
+    let show = tb.ok(&cfg, &["show", "last"]);
+    assert!(
+        show.contains("active: true -> false"),
+        "booleans unquoted: {show}"
+    );
+    let again = tb.idsync(&cfg, &["approve", "2"]);
+    assert_eq!(again.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("2 was already approved at"), "{err}");
+}
+
+#[test]
+fn check_warns_on_an_empty_read_names_a_wrong_scim_base_and_suggests_keys() {
+    let tb = Testbed::start(&trio());
+    let source = tb.base_source().replace(
+        "filter: (objectClass=inetOrgPerson)",
+        "filter: (objectClass=nobodyHasThis)",
+    );
+    let cfg = tb.config_with(&source, "");
+    let out = tb.ok(&cfg, &["check", "--connect"]);
+    assert!(
+        out.contains("0 people") && out.contains("warning: the read found no one"),
+        "{out}"
+    );
+
+    let cfg = tb.config("");
+    retarget(
+        &cfg,
+        &tb.scim_url(),
+        &format!("http://127.0.0.1:{}/scim", tb.scim_port),
+    );
+    let out = tb.idsync(&cfg, &["check", "--connect"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("target.url must be the app's SCIM base"),
+        "{err}"
+    );
+
+    let cfg = tb.config("");
+    retarget(&cfg, "  concurrency: 4\n", "  concurency: 4\n");
+    let out = tb.idsync(&cfg, &["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("did you mean `concurrency`?"), "{err}");
+}

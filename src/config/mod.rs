@@ -216,7 +216,7 @@ fn syntax_message(e: &serde_yaml::Error) -> String {
         );
     }
     if msg.contains("unknown field") {
-        msg.push_str(" (remove it or fix its spelling)");
+        msg.push_str(&raw::unknown_field_hint(&msg));
     } else if msg.contains("unknown variant") {
         msg.push_str(" (use one of the listed kinds)");
     }

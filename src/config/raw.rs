@@ -118,6 +118,23 @@ fn text_or_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Stri
     })
 }
 
+/// For serde's "unknown field `x`, expected one of `a`, `b`": the closest known key, if
+/// one is close, else the generic advice.
+pub fn unknown_field_hint(message: &str) -> String {
+    let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+    let best = quoted.split_first().and_then(|(given, known)| {
+        known
+            .iter()
+            .map(|k| (strsim::damerau_levenshtein(given, k), *k))
+            .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+            .min()
+    });
+    match best {
+        Some((_, k)) => format!(" (did you mean `{k}`?)"),
+        None => " (remove it or fix its spelling)".to_string(),
+    }
+}
+
 /// Deserializes a section, naming the key path of an error (`source.page_size: ...`).
 fn typed<T: serde::de::DeserializeOwned>(at: &str, v: serde_yaml::Value) -> Result<T, String> {
     serde_path_to_error::deserialize(v).map_err(|e| {
@@ -129,9 +146,9 @@ fn typed<T: serde::de::DeserializeOwned>(at: &str, v: serde_yaml::Value) -> Resu
             format!("{at}.{path}")
         };
         let hint = if inner.contains("unknown field") {
-            " (remove it or fix its spelling)"
+            unknown_field_hint(&inner)
         } else {
-            ""
+            String::new()
         };
         format!("{key}: {inner}{hint}")
     })

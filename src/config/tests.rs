@@ -76,6 +76,7 @@ fn secrets_never_show_in_debug_output() {
 fn unknown_keys_are_errors_naming_the_key() {
     let errs = problems(&BASE.replace("  rate_limit: 20/s", "  rate_limt: 20/s"));
     assert!(errs[0].contains("unknown field `rate_limt`"), "{errs:?}");
+    assert!(errs[0].contains("did you mean `rate_limit`?"), "{errs:?}");
 }
 
 #[test]

@@ -60,6 +60,22 @@ impl Journal {
         self.with(|c| c.query_row("SELECT MAX(id) FROM runs", [], |r| r.get(0)))
     }
 
+    /// The approvals and rejections recorded for a run's held action(s), newest first:
+    /// (decision, when).
+    pub fn decisions(
+        &self,
+        run: i64,
+        seq: Option<i64>,
+    ) -> Result<Vec<(String, String)>, JournalError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT decision, decided FROM approvals WHERE run = ?1 AND (?2 IS NULL OR seq = ?2) ORDER BY decided DESC",
+            )?;
+            let rows = st.query_map(rusqlite::params![run, seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
     /// The newest run of this mode (`show last` means the last apply run).
     pub fn last_run_of(&self, mode: Mode) -> Result<Option<i64>, JournalError> {
         self.with(|c| {

@@ -514,6 +514,9 @@ pub async fn probe(cfg: &Config) -> Result<String, RunError> {
                 users.len(),
                 users.iter().filter(|u| u.disabled).count()
             );
+            if users.is_empty() {
+                text.push_str("; warning: the read found no one: check source.base_dn, source.filter and the bind account's read rights (a sync would stop at min_source_users)");
+            }
             let refs = reader.skipped_references();
             if !refs.is_empty() {
                 let what = if l.follow_referrals {

@@ -66,9 +66,16 @@ fn selected(journal: &Journal, sel: Selector) -> Result<Vec<crate::journal::Acti
             Some(q) => format!("{}:{q}", sel.run),
             None => sel.run.to_string(),
         };
+        let decided = journal.decisions(sel.run, sel.seq)?;
+        let reason = match decided.first() {
+            Some((decision, at)) => format!(
+                "{what} was already {decision} at {at}; nothing is left to decide (`idsync runs` shows what it did)"
+            ),
+            None => format!("no held action matches {what}; see `idsync approvals`"),
+        };
         return Err(RunError::Stopped {
             run: sel.run,
-            reason: format!("no held action matches {what}; see `idsync approvals`"),
+            reason,
         });
     }
     Ok(rows)

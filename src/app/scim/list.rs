@@ -114,6 +114,14 @@ impl ScimClient {
                 .append_pair("startIndex", &start.to_string())
                 .append_pair("count", &self.cfg.page_size.to_string());
             let reply = self.send(Method::GET, url.clone(), None).await?;
+            if reply.status == reqwest::StatusCode::NOT_FOUND {
+                return Err(TargetError::Http {
+                    method: "GET".into(),
+                    url: url.to_string(),
+                    status: 404,
+                    detail: format!("no `{endpoint}` here: target.url must be the app's SCIM base, the URL that `/{endpoint}` follows (e.g. https://app.example.com/scim/v2)"),
+                });
+            }
             if !reply.status.is_success() {
                 return Err(Self::http_error("GET", &url, &reply));
             }
