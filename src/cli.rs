@@ -72,6 +72,14 @@ pub enum Command {
         /// Read the whole directory even where an incremental read (Graph delta) is possible.
         #[arg(long)]
         full: bool,
+        /// For this run only: plan from a read smaller than safety.min_source_ratio allows
+        /// (an intended shrink; an empty read still aborts). Journaled with the run.
+        #[arg(long)]
+        allow_shrink: bool,
+        /// For this run only: allow up to N suspensions and deletions before they are held
+        /// (instead of safety.max_deprovisions). Journaled with the run.
+        #[arg(long, value_name = "N")]
+        allow_deprovisions: Option<u64>,
     },
     /// The daemon: a sync on every `schedule` tick until SIGTERM (systemd Type=notify).
     Run,

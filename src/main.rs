@@ -148,11 +148,28 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
                 0
             })
         }
-        Command::Sync { user, full } => {
+        Command::Sync {
+            user,
+            full,
+            allow_shrink,
+            allow_deprovisions,
+        } => {
             let journal = Journal::open(&config.state_dir)?;
+            // One-shot overrides of the gates: this run's config only, journaled with it.
+            let mut config = config;
+            let mut overrides = Vec::new();
+            if allow_shrink {
+                config.safety.min_source_ratio = None;
+                overrides.push("--allow-shrink".to_string());
+            }
+            if let Some(n) = allow_deprovisions {
+                config.safety.max_deprovisions = Some(idsync::safety::DeprovisionLimit::Count(n));
+                overrides.push(format!("--allow-deprovisions {n}"));
+            }
             let opts = run::SyncOptions {
                 only_user: user.as_deref(),
                 full,
+                overrides,
                 ..run::SyncOptions::default()
             };
             let summary = run::sync(&config, &journal, "cli", opts).await?;

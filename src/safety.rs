@@ -80,7 +80,7 @@ impl Default for SafetyConfig {
 pub enum ReadRefused {
     #[error("the directory read returned {got} people, fewer than min_source_users {min}; check the bind account's read rights, base_dn and filter")]
     TooFew { got: usize, min: u64 },
-    #[error("the directory read returned {got} people, {ratio:.0}% of the {last} of the last good run, below min_source_ratio {min:.0}%; if this shrink is real, lower safety.min_source_ratio for one run")]
+    #[error("the directory read returned {got} people, {ratio:.0}% of the {last} of the last good run, below min_source_ratio {min:.0}%; if this shrink is real, run `idsync sync --allow-shrink` once")]
     ShrankTooMuch {
         got: usize,
         last: usize,

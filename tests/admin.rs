@@ -319,3 +319,40 @@ fn check_warns_on_an_empty_read_names_a_wrong_scim_base_and_suggests_keys() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("did you mean `concurrency`?"), "{err}");
 }
+
+#[test]
+fn an_intended_shrink_or_cap_is_a_one_shot_override_journaled_with_its_run() {
+    let tb = Testbed::start(&people(10));
+    let cfg = tb.config("safety: { max_deprovisions: 1 }\n");
+    tb.ok(&cfg, &["sync"]);
+    let leave = |from: usize, to: usize| {
+        (from..=to)
+            .map(|i| {
+                format!("dn: uid=user{i:04},ou=people,dc=example,dc=org\nchangetype: delete\n\n")
+            })
+            .collect::<String>()
+    };
+    // Six of ten leave: below min_source_ratio (50%), the run aborts and says what to do.
+    tb.ldapmodify(&leave(1, 6));
+    let out = tb.idsync(&cfg, &["sync"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-shrink"));
+    // Allowed once: the read is planned from, and the cap still holds the six suspensions.
+    let out = tb.ok(&cfg, &["sync", "--allow-shrink"]);
+    assert!(out.contains("6 action(s) held"), "{out}");
+    let runs: serde_json::Value =
+        serde_json::from_str(&tb.ok(&cfg, &["runs", "--format", "json", "--limit", "1"])).unwrap();
+    assert_eq!(runs[0]["counts"]["override"], "--allow-shrink", "{runs}");
+    // The cap raised once: the suspensions go through; the next run has the usual gates.
+    let out = tb.ok(
+        &cfg,
+        &["sync", "--allow-shrink", "--allow-deprovisions", "6"],
+    );
+    assert!(out.contains("applied 6"), "{out}");
+    let suspended = tb
+        .scim_users()
+        .iter()
+        .filter(|u| u["active"] == false)
+        .count();
+    assert_eq!(suspended, 6);
+}

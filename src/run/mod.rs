@@ -341,6 +341,9 @@ pub struct SyncOptions<'a> {
     pub full: bool,
     /// Cancelled on shutdown: writes in flight finish, the rest stay `planned`.
     pub shutdown: CancellationToken,
+    /// One-shot gate overrides the operator gave (`--allow-shrink`, ...), journaled with
+    /// the run.
+    pub overrides: Vec<String>,
 }
 
 /// One sync: plan, gate, apply, journal.
@@ -377,6 +380,9 @@ async fn sync_inner(
     now: DateTime<Utc>,
 ) -> Result<RunSummary, RunError> {
     let only_user = opts.only_user;
+    if !opts.overrides.is_empty() {
+        tracing::warn!(overrides = %opts.overrides.join(" "), "safety gates overridden for this run");
+    }
     let journal_before = journal.busy();
     let client = client(cfg).map_err(|e| fail(journal, run, e.into()))?;
     let read_started = std::time::Instant::now();
@@ -423,6 +429,12 @@ async fn sync_inner(
         apply_started.elapsed().as_millis() as u64,
     );
     c["read"] = json!(snap.read_kind.to_string());
+    if !opts.overrides.is_empty() {
+        c["override"] = json!(opts.overrides.join(" "));
+    }
+    if !opts.overrides.is_empty() {
+        c["override"] = json!(opts.overrides.join(" "));
+    }
     c["source_ms"] = json!(snap.source_ms);
     // Time in the journal so far (the run's closing commit below is not in it).
     c["journal_ms"] = json!((journal.busy() - journal_before).as_millis() as u64);
