@@ -63,15 +63,29 @@ mapping:
     path
 }
 
-/// A Graph directory of one person; `photo` answers their photo read.
-fn graph(photo: impl Fn() -> Reply + Send + Sync + 'static) -> Scripted {
-    Scripted::start(move |req, _| {
+/// A scripted Graph: `/token` grants `ACCESS_TOKEN`; every other request goes to `api`.
+fn scripted_graph(
+    api: impl Fn(&common::proxy::Request, u16) -> Reply + Send + Sync + 'static,
+) -> Scripted {
+    Scripted::start(move |req, port| {
         if req.path.starts_with("/token") {
             return Reply::Json(
                 200,
                 json!({ "access_token": ACCESS_TOKEN, "expires_in": 3600 }),
             );
         }
+        api(req, port)
+    })
+}
+
+/// `graph_config` for a scripted Graph that serves both its token and its API.
+fn scripted_config(tb: &Testbed, g: &Scripted, source_extra: &str) -> PathBuf {
+    graph_config(tb, &format!("{}/token", g.url()), &g.url(), source_extra)
+}
+
+/// A Graph directory of one person; `photo` answers their photo read.
+fn graph(photo: impl Fn() -> Reply + Send + Sync + 'static) -> Scripted {
+    scripted_graph(move |req, _| {
         let bearer = format!("Bearer {ACCESS_TOKEN}");
         if !req
             .headers
@@ -222,11 +236,7 @@ fn secrets_echoed_by_a_server_are_never_repeated() {
         )
     });
     let gcfg = tb.dir.path().join("graph.yaml");
-    std::fs::copy(
-        graph_config(&tb, &format!("{}/token", echo.url()), &echo.url(), ""),
-        &gcfg,
-    )
-    .unwrap();
+    std::fs::copy(scripted_config(&tb, &echo, ""), &gcfg).unwrap();
     let (out3, _) = run(&gcfg, &["sync"]);
     assert_eq!(out3.status.code(), Some(1), "{}", text(&out3));
 
@@ -328,12 +338,7 @@ fn a_photo_without_end_is_a_notice_and_the_person_still_syncs() {
         bytes: None,
         chunked: true,
     });
-    let cfg = graph_config(
-        &tb,
-        &format!("{}/token", g.url()),
-        &g.url(),
-        "  photo: true\n",
-    );
+    let cfg = scripted_config(&tb, &g, "  photo: true\n");
     let (out, peak) = run(&cfg, &["sync"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(peak < RSS_BOUND_KB, "peak RSS {peak} KiB");
@@ -348,12 +353,7 @@ fn a_photo_without_end_is_a_notice_and_the_person_still_syncs() {
         bytes: Some(1 << 30),
         chunked: false,
     });
-    let cfg = graph_config(
-        &tb,
-        &format!("{}/token", g2.url()),
-        &g2.url(),
-        "  photo: true\n",
-    );
+    let cfg = scripted_config(&tb, &g2, "  photo: true\n");
     let (out, peak) = run(&cfg, &["sync"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(peak < RSS_BOUND_KB, "peak RSS {peak} KiB");
@@ -362,13 +362,7 @@ fn a_photo_without_end_is_a_notice_and_the_person_still_syncs() {
 #[test]
 fn a_directory_minting_next_links_forever_is_cut_off() {
     let tb = Testbed::start_app_only();
-    let g = Scripted::start(|req, port| {
-        if req.path.starts_with("/token") {
-            return Reply::Json(
-                200,
-                json!({ "access_token": ACCESS_TOKEN, "expires_in": 3600 }),
-            );
-        }
+    let g = scripted_graph(|req, port| {
         let n = req.path.len();
         Reply::Json(
             200,
@@ -378,12 +372,7 @@ fn a_directory_minting_next_links_forever_is_cut_off() {
             }),
         )
     });
-    let cfg = graph_config(
-        &tb,
-        &format!("{}/token", g.url()),
-        &g.url(),
-        "  max_users: 50\n  page_size: 1\n",
-    );
+    let cfg = scripted_config(&tb, &g, "  max_users: 50\n  page_size: 1\n");
     let (out, _) = run(&cfg, &["plan"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
@@ -397,24 +386,13 @@ fn a_directory_minting_next_links_forever_is_cut_off() {
 #[test]
 fn ids_that_climb_out_of_their_path_are_refused() {
     let tb = Testbed::start_app_only();
-    let g = Scripted::start(|req, _| {
-        if req.path.starts_with("/token") {
-            return Reply::Json(
-                200,
-                json!({ "access_token": ACCESS_TOKEN, "expires_in": 3600 }),
-            );
-        }
+    let g = scripted_graph(|_, _| {
         Reply::Json(
             200,
             json!({ "value": [{ "id": "..", "userPrincipalName": "x@example.org", "accountEnabled": true }] }),
         )
     });
-    let cfg = graph_config(
-        &tb,
-        &format!("{}/token", g.url()),
-        &g.url(),
-        "  photo: true\n",
-    );
+    let cfg = scripted_config(&tb, &g, "  photo: true\n");
     let (out, _) = run(&cfg, &["plan"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("usable `id`"), "{}", text(&out));

@@ -155,13 +155,7 @@ async fn apply_actions(
     actions: &[crate::plan::Action],
     now: DateTime<Utc>,
 ) -> Result<Outcomes, RunError> {
-    let Writing {
-        cfg,
-        journal,
-        client,
-        run,
-        shutdown,
-    } = *w;
+    let (cfg, journal, client, run, shutdown) = (w.cfg, w.journal, w.client, w.run, &w.shutdown);
     journal.record_plan(run, actions, now)?;
     let accounts: BTreeMap<String, Account> = std::mem::take(&mut snap.accounts)
         .into_iter()
@@ -203,13 +197,25 @@ async fn apply_actions(
 }
 
 /// What an apply run writes with.
-#[derive(Clone, Copy)]
 struct Writing<'a> {
     cfg: &'a Config,
     journal: &'a Journal,
     client: &'a ScimClient,
     run: i64,
-    shutdown: &'a CancellationToken,
+    /// Cancelled on shutdown; approvals and saved plans get one nobody cancels.
+    shutdown: CancellationToken,
+}
+
+impl<'a> Writing<'a> {
+    fn new(cfg: &'a Config, journal: &'a Journal, client: &'a ScimClient, run: i64) -> Self {
+        Writing {
+            cfg,
+            journal,
+            client,
+            run,
+            shutdown: CancellationToken::new(),
+        }
+    }
 }
 
 /// Actions hand-picked from a fresh plan (approved, or reviewed and still current).
@@ -415,11 +421,8 @@ async fn sync_inner(
     let people = snap.users.len();
     let apply_started = std::time::Instant::now();
     let writing = Writing {
-        cfg,
-        journal,
-        client: &client,
-        run,
-        shutdown: &opts.shutdown,
+        shutdown: opts.shutdown.clone(),
+        ..Writing::new(cfg, journal, &client, run)
     };
     let outcomes = apply_actions(&writing, &mut snap, &plan.actions, now).await?;
     let (outcome, reason) = outcome_of(&outcomes, &plan);

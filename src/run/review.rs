@@ -143,14 +143,7 @@ async fn approve_inner(
         refused: None,
         note: None,
     };
-    let never = CancellationToken::new();
-    let writing = Writing {
-        cfg,
-        journal,
-        client: &client,
-        run,
-        shutdown: &never,
-    };
+    let writing = Writing::new(cfg, journal, &client, run);
     let outcomes = apply_subset(&writing, snap, subset, now).await?;
     decision.applied = outcomes.applied;
     decision.failed = outcomes.failed;
@@ -273,14 +266,7 @@ async fn apply_saved_inner(
     }
     let refused = out.refused.len();
     let note = (refused > 0).then(|| format!("{refused} reviewed action(s) refused as stale"));
-    let never = CancellationToken::new();
-    let writing = Writing {
-        cfg,
-        journal,
-        client: &client,
-        run,
-        shutdown: &never,
-    };
+    let writing = Writing::new(cfg, journal, &client, run);
     let outcomes = apply_subset(
         &writing,
         snap,

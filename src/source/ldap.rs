@@ -397,12 +397,8 @@ impl LdapReader {
         let mut oversized = Vec::new();
         let mut attrs = Attrs::default();
         for (k, mut v) in entry.attrs {
-            if Some(k.to_ascii_lowercase().as_str()) != photo_attr {
-                let before = v.len();
-                v.retain(|x| x.len() <= max);
-                if v.len() < before {
-                    oversized.push(k.clone());
-                }
+            if Some(k.to_ascii_lowercase().as_str()) != photo_attr && drop_longer(&mut v, max) {
+                oversized.push(k.clone());
             }
             attrs.add(&k, v);
         }
@@ -413,12 +409,8 @@ impl LdapReader {
             .into_iter()
             .map(|(k, mut v)| {
                 let k = k.to_ascii_lowercase();
-                if Some(k.as_str()) != photo_attr && k != "objectguid" {
-                    let before = v.len();
-                    v.retain(|x| x.len() <= max);
-                    if v.len() < before {
-                        oversized.push(k.clone());
-                    }
+                if Some(k.as_str()) != photo_attr && k != "objectguid" && drop_longer(&mut v, max) {
+                    oversized.push(k.clone());
                 }
                 (k, v)
             })
@@ -472,6 +464,13 @@ impl DirectoryReader for LdapReader {
             LdapIncremental::Usn => self.usn_read(request).await,
         }
     }
+}
+
+/// Drops the values longer than `max` bytes; true when it dropped any.
+fn drop_longer<T: AsRef<[u8]>>(values: &mut Vec<T>, max: usize) -> bool {
+    let before = values.len();
+    values.retain(|v| v.as_ref().len() <= max);
+    values.len() < before
 }
 
 /// An LDAP URL's DN part, `%xx` escapes decoded (RFC 4516).
