@@ -32,7 +32,7 @@ fn main() {
     for (seq, a) in actions.iter().enumerate() {
         let link = LinkChange::Upsert(Link {
             anchor: a.anchor.clone().unwrap(),
-            account_id: format!("{seq:032x}"),
+            account_id: idsync::model::AccountId::new(format!("{seq:032x}")),
             user_name: a.user_name.clone(),
             state: LinkState::Active,
             suspended_at: None,

@@ -10,15 +10,15 @@ use futures::stream::{self, StreamExt};
 
 use crate::app::{AccountWriter, Created, GroupWriter, TargetError};
 use crate::journal::{ActionResult, Journal, JournalError, LinkChange, Status};
-use crate::model::{Account, Anchor, Link, LinkState};
+use crate::model::{Account, AccountId, Anchor, Link, LinkState};
 use crate::photo::Photo;
-use crate::plan::{Action, ActionKind, Change, MemberChange, ACTIVE, PHOTO};
+use crate::plan::{Action, ActionKind, Change, Field, MemberChange};
 
 /// Set (by the daemon, on SIGTERM) to stop starting new actions; the ones in flight finish
 /// and are journaled, the rest stay `planned` for the next run.
 /// What the app and the journal knew when the plan was made.
 pub struct Context<'a> {
-    pub accounts: &'a BTreeMap<String, Account>,
+    pub accounts: &'a BTreeMap<AccountId, Account>,
     pub links: &'a BTreeMap<Anchor, Link>,
     pub now: DateTime<Utc>,
     pub concurrency: usize,
@@ -73,7 +73,7 @@ pub async fn apply<W: AccountWriter + GroupWriter>(
     )
     .await;
     if actions.iter().any(|a| a.kind.is_group()) {
-        let accounts: BTreeMap<Anchor, String> = journal
+        let accounts: BTreeMap<Anchor, AccountId> = journal
             .links()?
             .into_values()
             .map(|l| (l.anchor, l.account_id))
@@ -197,7 +197,7 @@ fn finish(
 async fn execute_group<W: GroupWriter>(
     writer: &W,
     action: &Action,
-    accounts: &BTreeMap<Anchor, String>,
+    accounts: &BTreeMap<Anchor, AccountId>,
 ) -> Result<(Option<String>, LinkChange), TargetError> {
     let anchor = action.anchor.clone().unwrap_or_else(|| Anchor::new(""));
     let mut add = Vec::new();
@@ -213,7 +213,7 @@ async fn execute_group<W: GroupWriter>(
         }
     }
     let removals: Vec<&MemberChange> = action.members.iter().filter(|m| !m.add).collect();
-    let remove: Vec<String> = removals
+    let remove: Vec<AccountId> = removals
         .iter()
         .filter_map(|m| m.account_id.clone())
         .collect();
@@ -221,18 +221,17 @@ async fn execute_group<W: GroupWriter>(
     let rename = action
         .changes
         .iter()
-        .find(|c| c.field == "displayName")
+        .find(|c| c.field == Field::DisplayName)
         .and_then(|c| c.after.clone());
     let name = rename.clone().unwrap_or_else(|| action.user_name.clone());
     let id = match action.kind {
         ActionKind::GroupCreate => writer.create_group(&name, &add).await?,
         ActionKind::GroupDelete => {
-            let id = action.account_id.clone().unwrap_or_default();
-            writer.delete_group(&id).await?;
+            writer.delete_group(target_id(action)?.as_str()).await?;
             return Ok((None, LinkChange::GroupRemove(anchor)));
         }
         _ => {
-            let id = action.account_id.clone().unwrap_or_default();
+            let id = target_id(action)?.to_string();
             writer
                 .update_group(&id, rename.as_deref(), &add, &remove)
                 .await?;
@@ -261,6 +260,21 @@ async fn execute_group<W: GroupWriter>(
     ))
 }
 
+/// The account (or, for a group action, the app group) an action acts on. A plan always
+/// names it for these kinds; one that does not (a hand-edited saved plan) fails that action
+/// rather than writing to the collection's URL.
+fn target_id(action: &Action) -> Result<&AccountId, TargetError> {
+    action
+        .account_id
+        .as_ref()
+        .ok_or_else(|| TargetError::Stale {
+            detail: format!(
+                "{} of {}: the plan names no account to act on; the next run plans again",
+                action.kind, action.user_name
+            ),
+        })
+}
+
 /// The link an applied action leaves: `photo_hash` is what the app now has.
 struct NewLink {
     state: LinkState,
@@ -271,13 +285,13 @@ struct NewLink {
 fn link(
     action: &Action,
     anchor: &Anchor,
-    account_id: &str,
+    account_id: &AccountId,
     l: NewLink,
     now: DateTime<Utc>,
 ) -> LinkChange {
     LinkChange::Upsert(Link {
         anchor: anchor.clone(),
-        account_id: account_id.to_string(),
+        account_id: account_id.clone(),
         user_name: action.user_name.clone(),
         state: l.state,
         suspended_at: l.suspended_at,
@@ -291,7 +305,7 @@ fn planned_photo<'c>(
     action: &Action,
     ctx: &'c Context<'_>,
 ) -> Result<Option<Option<&'c Photo>>, TargetError> {
-    let Some(change) = action.changes.iter().find(|c| c.field == PHOTO) else {
+    let Some(change) = action.changes.iter().find(|c| c.field == Field::Photo) else {
         return Ok(None);
     };
     let Some(after) = &change.after else {
@@ -316,7 +330,7 @@ fn planned_photo<'c>(
 /// Uploads or removes the planned photo; returns the link's new `photo_hash`.
 async fn sync_photo<W: AccountWriter>(
     writer: &W,
-    id: &str,
+    id: &AccountId,
     current: &serde_json::Value,
     planned: Option<Option<&Photo>>,
     previous: Option<String>,
@@ -339,14 +353,14 @@ async fn execute<W: AccountWriter>(
     let now = ctx.now;
     let account = action
         .account_id
-        .as_deref()
+        .as_ref()
         .and_then(|id| ctx.accounts.get(id));
     let current = account.map(|a| a.resource.value()).unwrap_or_default();
     let photo = planned_photo(action, ctx)?;
     let fields: Vec<Change> = action
         .changes
         .iter()
-        .filter(|c| c.field != PHOTO)
+        .filter(|c| c.field != Field::Photo)
         .cloned()
         .collect();
     let previous = action.anchor.as_ref().and_then(|a| ctx.links.get(a));
@@ -360,17 +374,16 @@ async fn execute<W: AccountWriter>(
             let id = create(writer, &fields, linked, ctx.policy).await?;
             let hash = sync_photo(writer, &id, &serde_json::Value::Null, photo, None).await?;
             Ok((
-                Some(id.clone()),
+                Some(id.to_string()),
                 link(action, anchor, &id, fresh(hash), now),
             ))
         }
         (ActionKind::Reinvite, Some(anchor)) => {
-            let old = action.account_id.as_deref().unwrap_or_default();
-            writer.delete(old).await?;
+            writer.delete(target_id(action)?).await?;
             let id = create(writer, &fields, linked, ctx.policy).await?;
             let hash = sync_photo(writer, &id, &serde_json::Value::Null, photo, None).await?;
             Ok((
-                Some(id.clone()),
+                Some(id.to_string()),
                 link(action, anchor, &id, fresh(hash), now),
             ))
         }
@@ -378,7 +391,7 @@ async fn execute<W: AccountWriter>(
             ActionKind::Adopt | ActionKind::Update | ActionKind::Reactivate | ActionKind::Suspend,
             anchor,
         ) => {
-            let id = action.account_id.as_deref().unwrap_or_default();
+            let id = target_id(action)?;
             writer.update(id, &current, &fields).await?;
             let Some(anchor) = anchor else {
                 return Ok((None, LinkChange::None));
@@ -397,7 +410,7 @@ async fn execute<W: AccountWriter>(
             let suspending = action
                 .changes
                 .iter()
-                .any(|c| c.field == ACTIVE && c.after.as_deref() == Some("false"));
+                .any(|c| c.field == Field::Active && c.after.as_deref() == Some("false"));
             let (state, suspended_at) = match action.kind {
                 _ if suspending => (LinkState::Suspended, Some(now)),
                 ActionKind::Reactivate | ActionKind::Adopt => (LinkState::Active, None),
@@ -413,8 +426,7 @@ async fn execute<W: AccountWriter>(
             Ok((None, link(action, anchor, id, l, now)))
         }
         (ActionKind::Delete, anchor) => {
-            let id = action.account_id.as_deref().unwrap_or_default();
-            writer.delete(id).await?;
+            writer.delete(target_id(action)?).await?;
             Ok((
                 None,
                 anchor
@@ -440,19 +452,19 @@ async fn create<W: AccountWriter>(
     changes: &[Change],
     linked: &BTreeSet<&str>,
     policy: &crate::plan::Policy,
-) -> Result<String, TargetError> {
+) -> Result<AccountId, TargetError> {
     match writer.create(changes).await? {
         Created::New(a) => Ok(a.id),
         Created::Existing(a) if linked.contains(a.id.as_str()) => Err(TargetError::Taken {
             user_name: a.user_name.to_string(),
-            account: a.id,
+            account: a.id.to_string(),
         }),
         Created::Existing(a) => {
             // What the create meant to write; mapped fields it left out are meant absent.
             let desired = changes
                 .iter()
-                .filter(|c| c.field != ACTIVE)
-                .map(|c| (c.field.clone(), c.after.clone()))
+                .filter(|c| c.field != Field::Active)
+                .map(|c| (c.field.to_string(), c.after.clone()))
                 .collect();
             let fix = crate::plan::adoption_changes(policy, &desired, &a, false);
             writer.update(&a.id, &a.resource.value(), &fix).await?;

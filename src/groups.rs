@@ -10,10 +10,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{Account, Anchor, AppGroup, DirectoryGroup, DirectoryUser, GroupLink, Link};
-use crate::plan::{
-    Action, ActionKind, Change, MemberChange, Notice, Plan, Policy, ACTIVE, MEMBERS,
+use crate::model::{
+    Account, AccountId, Anchor, AppGroup, DirectoryGroup, DirectoryUser, GroupLink, Link,
 };
+use crate::plan::{Action, ActionKind, Change, Field, MemberChange, Notice, Plan, Policy};
 
 /// What happens to a managed app group whose directory group is gone (deleted upstream or
 /// no longer selected).
@@ -61,7 +61,7 @@ pub struct GroupPlan {
 enum Standing {
     /// Active (or a pending invitation): belongs in the groups the directory says.
     /// `None`: the account is created by this run.
-    Active(Option<String>),
+    Active(Option<AccountId>),
     /// Suspended (or being suspended): belongs in no synced group.
     Leaving(String),
     /// Its own action waits (held), it is protected, or unreadable: leave its memberships.
@@ -205,7 +205,7 @@ impl<'a> Planner<'a> {
         self.out.notices.push(Notice {
             user_name: Some(name.to_string()),
             anchor: Some(anchor.clone()),
-            account_id: group_id.map(str::to_string),
+            account_id: group_id.map(AccountId::from),
             message,
         });
     }
@@ -223,7 +223,7 @@ impl<'a> Planner<'a> {
                 .changes
                 .iter()
                 .rev()
-                .find(|c| c.field == ACTIVE)
+                .find(|c| c.field == Field::Active)
                 .map(|c| c.after.as_deref() == Some("true"));
             return match action.kind {
                 ActionKind::Create | ActionKind::Reinvite => Standing::Active(None),
@@ -232,8 +232,8 @@ impl<'a> Planner<'a> {
                     let id = action.account_id.clone();
                     let active = after_active
                         .or_else(|| {
-                            id.as_deref()
-                                .and_then(|i| self.accounts.get(i))
+                            id.as_ref()
+                                .and_then(|i| self.accounts.get(i.as_str()))
                                 .map(|a| self.counts_as_active(a))
                         })
                         .unwrap_or(true);
@@ -289,7 +289,7 @@ impl<'a> Planner<'a> {
                 continue; // not an account idsync manages: not ours to remove
             };
             managed += 1;
-            let name = self.name_of(anchor, Some(id));
+            let name = self.name_of(anchor, Some(id.as_str()));
             let remove = |why: String| MemberChange {
                 add: false,
                 user_name: name.clone(),
@@ -333,7 +333,7 @@ impl<'a> Planner<'a> {
                 };
                 changes.push(MemberChange {
                     add: true,
-                    user_name: self.name_of(anchor, account.as_deref()),
+                    user_name: self.name_of(anchor, account.as_ref().map(AccountId::as_str)),
                     anchor: Some(anchor.clone()),
                     account_id: account,
                     why: why.into(),
@@ -369,7 +369,7 @@ impl<'a> Planner<'a> {
             previous_anchor: None,
             changes: with_members(
                 vec![Change {
-                    field: "displayName".into(),
+                    field: Field::DisplayName,
                     before: None,
                     after: Some(group.name.clone()),
                 }],
@@ -393,7 +393,7 @@ impl<'a> Planner<'a> {
         let mut changes = Vec::new();
         if app.display_name != group.name {
             changes.push(Change {
-                field: "displayName".into(),
+                field: Field::DisplayName,
                 before: Some(app.display_name.clone()),
                 after: Some(group.name.clone()),
             });
@@ -413,7 +413,7 @@ impl<'a> Planner<'a> {
             kind,
             user_name: group.name.clone(),
             anchor: Some(group.anchor.clone()),
-            account_id: Some(app.id.clone()),
+            account_id: Some(AccountId::new(app.id.clone())),
             previous_anchor: None,
             changes: with_members(changes, &members),
             reason,
@@ -440,7 +440,7 @@ impl<'a> Planner<'a> {
                     kind: ActionKind::GroupUpdate,
                     user_name: app.display_name.clone(),
                     anchor: Some(link.anchor.clone()),
-                    account_id: Some(app.id.clone()),
+                    account_id: Some(AccountId::new(app.id.clone())),
                     previous_anchor: None,
                     changes: with_members(Vec::new(), &leavers),
                     reason,
@@ -457,7 +457,7 @@ impl<'a> Planner<'a> {
                         let anchor = self.owner.get(id.as_str()).copied()?;
                         Some(MemberChange {
                             add: false,
-                            user_name: self.name_of(anchor, Some(id)),
+                            user_name: self.name_of(anchor, Some(id.as_str())),
                             anchor: Some(anchor.clone()),
                             account_id: Some(id.clone()),
                             why: "the group is deleted".into(),
@@ -472,7 +472,7 @@ impl<'a> Planner<'a> {
                     kind: ActionKind::GroupDelete,
                     user_name: app.display_name.clone(),
                     anchor: Some(link.anchor.clone()),
-                    account_id: Some(app.id.clone()),
+                    account_id: Some(AccountId::new(app.id.clone())),
                     previous_anchor: None,
                     changes: with_members(Vec::new(), &members),
                     reason,
@@ -506,7 +506,7 @@ pub fn with_members(mut changes: Vec<Change>, members: &[MemberChange]) -> Vec<C
         (!v.is_empty()).then(|| v.join(", "))
     };
     changes.push(Change {
-        field: MEMBERS.into(),
+        field: Field::Members,
         before: names(false),
         after: names(true),
     });

@@ -7,6 +7,7 @@ pub mod app;
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod connectors;
 pub mod daemon;
 pub mod files;
 pub mod groups;

@@ -32,6 +32,16 @@ pub struct FieldPath {
 }
 
 impl FieldPath {
+    /// A path kept as written, unparsed (shown, never written to an app).
+    pub fn verbatim(text: &str) -> FieldPath {
+        FieldPath {
+            schema: None,
+            attr: text.to_string(),
+            type_filter: None,
+            sub: None,
+        }
+    }
+
     pub fn parse(text: &str) -> Result<FieldPath, MappingError> {
         let bad = |why: &str| MappingError(format!("attribute path `{text}`: {why}"));
         let (schema, rest) = if text.len() > 4

@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 
-use crate::journal::{Journal, MetricsData, RunRow};
+use crate::journal::{Journal, MetricsData, Mode, Outcome, RunRow};
 
 /// Renders the Prometheus text exposition. Pure.
 pub fn render(data: &MetricsData, last: Option<&RunRow>) -> String {
@@ -52,22 +52,19 @@ pub fn render(data: &MetricsData, last: Option<&RunRow>) -> String {
             "# HELP idsync_last_run_duration_seconds Wall time of the last apply run (read, plan, apply).\n# TYPE idsync_last_run_duration_seconds gauge\nidsync_last_run_duration_seconds {secs:.3}"
         );
     }
-    for (key, name, help) in [
+    for (ms, name, help) in [
         (
-            "read_ms",
+            last.and_then(|r| r.counts.read_ms),
             "idsync_last_read_duration_seconds",
             "Reading both sides in the last apply run.",
         ),
         (
-            "apply_ms",
+            last.and_then(|r| r.counts.apply_ms),
             "idsync_last_apply_duration_seconds",
             "Applying the last apply run's actions.",
         ),
     ] {
-        if let Some(ms) = last
-            .and_then(|r| r.counts.get(key))
-            .and_then(serde_json::Value::as_u64)
-        {
+        if let Some(ms) = ms {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {:.3}",
@@ -106,7 +103,7 @@ pub fn health(
         .and_then(ts)
         .ok_or_else(|| format!("run {} is still running", run.id))?;
     let age = (now - finished).num_seconds().max(0);
-    if run.outcome == "failed" {
+    if run.outcome == Outcome::Failed {
         return Err(format!(
             "last run {} failed {age}s ago; see `idsync show {}`",
             run.id, run.id
@@ -134,7 +131,7 @@ fn last_apply(journal: &Journal) -> Option<RunRow> {
         .runs(50)
         .ok()?
         .into_iter()
-        .find(|r| r.mode == "apply" && r.outcome != "running")
+        .find(|r| r.mode == Mode::Apply && r.outcome != Outcome::Running)
 }
 
 /// Connections served at once; more wait in the kernel's backlog, using no file of ours.
@@ -237,16 +234,16 @@ pub async fn serve(addr: SocketAddr, journal: Journal, period: Duration) -> std:
 mod tests {
     use super::*;
 
-    fn run(outcome: &str, finished_mins_ago: i64, now: DateTime<Utc>) -> RunRow {
+    fn run(outcome: Outcome, finished_mins_ago: i64, now: DateTime<Utc>) -> RunRow {
         RunRow {
             id: 7,
             started: (now - Duration::minutes(finished_mins_ago + 1)).to_rfc3339(),
             finished: Some((now - Duration::minutes(finished_mins_ago)).to_rfc3339()),
-            mode: "apply".into(),
+            mode: Mode::Apply,
             trigger: "schedule".into(),
             source_users: Some(1),
-            counts: serde_json::json!({}),
-            outcome: outcome.into(),
+            counts: Default::default(),
+            outcome,
             reason: None,
         }
     }
@@ -255,17 +252,17 @@ mod tests {
     fn healthy_only_when_the_last_run_is_recent_and_did_not_fail() {
         let now = Utc::now();
         let period = Duration::minutes(15);
-        assert!(health(Some(&run("ok", 29, now)), period, now).is_ok());
-        assert!(health(Some(&run("held", 5, now)), period, now).is_ok());
-        assert!(health(Some(&run("ok", 31, now)), period, now).is_err());
-        assert!(health(Some(&run("failed", 1, now)), period, now).is_err());
+        assert!(health(Some(&run(Outcome::Ok, 29, now)), period, now).is_ok());
+        assert!(health(Some(&run(Outcome::Held, 5, now)), period, now).is_ok());
+        assert!(health(Some(&run(Outcome::Ok, 31, now)), period, now).is_err());
+        assert!(health(Some(&run(Outcome::Failed, 1, now)), period, now).is_err());
         assert!(health(None, period, now).is_err());
     }
 
     #[test]
     fn health_names_the_run_and_its_age_never_its_error_text() {
         let now = Utc::now();
-        let mut failed = run("failed", 2, now);
+        let mut failed = run(Outcome::Failed, 2, now);
         failed.reason = Some("401 echo: Bearer Canary-Token client_secret=Canary".into());
         let text = health(Some(&failed), Duration::minutes(15), now).unwrap_err();
         assert_eq!(text, "last run 7 failed 120s ago; see `idsync show 7`");

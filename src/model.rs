@@ -31,6 +31,38 @@ impl fmt::Display for Anchor {
     }
 }
 
+/// An account's id in the app (SCIM `id`), as the app gave it: opaque.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AccountId(String);
+
+impl AccountId {
+    pub fn new(value: impl Into<String>) -> Self {
+        AccountId(value.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for AccountId {
+    fn from(value: &str) -> Self {
+        AccountId::new(value)
+    }
+}
+
+impl std::borrow::Borrow<str> for AccountId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A SCIM `userName`: equal without regard to case, as SCIM servers compare it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -222,7 +254,7 @@ impl<'de> Deserialize<'de> for Attrs {
 /// One user resource in the target app, as last read.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Account {
-    pub id: String,
+    pub id: AccountId,
     pub user_name: UserName,
     pub active: bool,
     /// The resource as the app returned it, less what idsync never reads (see
@@ -291,7 +323,7 @@ impl LinkState {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Link {
     pub anchor: Anchor,
-    pub account_id: String,
+    pub account_id: AccountId,
     pub user_name: String,
     pub state: LinkState,
     pub suspended_at: Option<DateTime<Utc>>,
@@ -321,7 +353,7 @@ pub struct AppGroup {
     pub id: String,
     pub display_name: String,
     /// Member ids (`members[].value`): accounts, or other groups.
-    pub members: BTreeSet<String>,
+    pub members: BTreeSet<AccountId>,
 }
 
 /// The journal's record that directory group `anchor` owns app group `group_id`.

@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::mapping::{FieldPath, Mapping, Template};
-use crate::model::{Account, Anchor, DirectoryUser, Link, LinkState, UserName};
+use crate::model::{Account, AccountId, Anchor, DirectoryUser, Link, LinkState, UserName};
 
 mod changes;
 mod policy;
@@ -120,13 +120,13 @@ impl<'a> Planner<'a> {
         &mut self,
         user_name: Option<&str>,
         anchor: Option<&Anchor>,
-        account: Option<&str>,
+        account: Option<&AccountId>,
         message: String,
     ) {
         self.plan.notices.push(Notice {
             user_name: user_name.map(str::to_string),
             anchor: anchor.cloned(),
-            account_id: account.map(str::to_string),
+            account_id: account.cloned(),
             message,
         });
     }
@@ -493,7 +493,7 @@ impl<'a> Planner<'a> {
     ) -> Option<Change> {
         let policy = self.policy().photos.as_ref()?;
         let change = |after: Option<String>| Change {
-            field: PHOTO.into(),
+            field: Field::Photo,
             before: before.map(crate::photo::short),
             after,
         };
@@ -536,7 +536,7 @@ impl<'a> Planner<'a> {
                 .and_then(|l| l.photo_hash.as_deref())
                 == Some(p.sha256.as_str());
         ok.then(|| Change {
-            field: PHOTO.into(),
+            field: Field::Photo,
             before: None,
             after: Some(crate::photo::short(&p.sha256)),
         })
@@ -549,7 +549,7 @@ impl<'a> Planner<'a> {
             let before = path.get(&resource);
             if before.as_deref() != Some(value.as_str()) {
                 changes.push(Change {
-                    field: path.to_string(),
+                    field: Field::mapped(path),
                     before,
                     after: Some(value.clone()),
                 });

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::plan::{Change, Plan, ACTIVE, MEMBERS};
+use crate::plan::{Change, Field, Plan};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -45,7 +45,7 @@ fn value(v: &Option<String>) -> String {
 
 /// `field: "before" -> "after"`; a membership change as `members: +alice -bob`.
 pub fn change_line(c: &Change) -> String {
-    if c.field == MEMBERS {
+    if c.field == Field::Members {
         // `members: +alice +dave -bob`
         let side = |v: &Option<String>, sign: char| -> Vec<String> {
             v.as_deref()
@@ -56,7 +56,7 @@ pub fn change_line(c: &Change) -> String {
         parts.extend(side(&c.before, '-'));
         return format!("{}: {}", c.field, parts.join(" "));
     }
-    if c.field == ACTIVE {
+    if c.field == Field::Active {
         // A boolean, shown as one: `active: true -> false`.
         let b = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".into());
         return format!("{}: {} -> {}", c.field, b(&c.before), b(&c.after));

@@ -166,7 +166,7 @@ fn hold_mass_clears(actions: &mut [Action], limit: DeprovisionLimit, linked: usi
         a.changes
             .iter()
             .filter(|c| c.before.is_some() && c.after.is_none())
-            .map(|c| c.field.clone())
+            .map(|c| c.field.to_string())
             .collect()
     };
     let mut per_field: BTreeMap<String, u64> = BTreeMap::new();

@@ -7,7 +7,8 @@ use std::path::Path;
 use anyhow::Context;
 
 use idsync::cli::{Command, ListFormat};
-use idsync::journal::{Journal, RunRow};
+use idsync::journal::{Journal, Mode, RunCounts, RunRow, Status};
+use idsync::plan::ActionKind;
 use idsync::report;
 use idsync::run;
 
@@ -38,7 +39,7 @@ pub fn journal_command(command: Command, state_dir: &Path) -> anyhow::Result<u8>
                     let runs: Vec<RunRow> = journal
                         .runs(fetch)?
                         .into_iter()
-                        .filter(|r| all || r.mode == "apply")
+                        .filter(|r| all || r.mode == Mode::Apply)
                         .take(limit)
                         .collect();
                     print_runs(&runs)
@@ -108,7 +109,7 @@ pub fn journal_command(command: Command, state_dir: &Path) -> anyhow::Result<u8>
                         if let (Some(b), Some(af)) = (a.before.as_object(), a.after.as_object()) {
                             for (field, after) in af {
                                 let change = idsync::plan::Change {
-                                    field: field.clone(),
+                                    field: idsync::plan::Field::parse(field),
                                     before: b
                                         .get(field)
                                         .and_then(|v| v.as_str())
@@ -125,7 +126,11 @@ pub fn journal_command(command: Command, state_dir: &Path) -> anyhow::Result<u8>
                             }
                         }
                         if let Some(e) = a.error {
-                            let label = if a.status == "held" { "held" } else { "error" };
+                            let label = if a.status == Status::Held {
+                                "held"
+                            } else {
+                                "error"
+                            };
                             println!("{:>4}  {:<12}  {:<8}    {label}: {e}", "", "", "");
                         }
                     }
@@ -155,7 +160,7 @@ fn print_runs(runs: &[RunRow]) {
     );
     println!("{head}");
     for r in runs {
-        let trigger = if r.mode == "apply" {
+        let trigger = if r.mode == Mode::Apply {
             r.trigger.clone()
         } else {
             format!("{} plan", r.trigger)
@@ -199,23 +204,12 @@ fn duration(r: &RunRow) -> String {
 }
 
 /// `+created ~updated -deprovisioned` from a run's counts (`-` when nothing).
-fn changes(counts: &serde_json::Value) -> String {
-    let n = |keys: &[&str]| -> u64 {
-        keys.iter()
-            .filter_map(|k| counts.get(*k).and_then(serde_json::Value::as_u64))
-            .sum()
-    };
+fn changes(counts: &RunCounts) -> String {
+    use ActionKind::*;
     let (add, change, remove) = (
-        n(&[
-            "create",
-            "adopt",
-            "reactivate",
-            "reinvite",
-            "group-create",
-            "group-adopt",
-        ]),
-        n(&["update", "group-update"]),
-        n(&["suspend", "delete", "group-delete"]),
+        counts.of(&[Create, Adopt, Reactivate, Reinvite, GroupCreate, GroupAdopt]),
+        counts.of(&[Update, GroupUpdate]),
+        counts.of(&[Suspend, Delete, GroupDelete]),
     );
     if add + change + remove == 0 {
         return "-".into();

@@ -9,7 +9,7 @@ use std::future::Future;
 
 use serde_json::Value;
 
-use crate::model::{Account, AppGroup};
+use crate::model::{Account, AccountId, AppGroup};
 use crate::photo::Photo;
 use crate::plan::Change;
 
@@ -94,17 +94,17 @@ pub trait AccountWriter: AccountReader {
     /// Applies changes to an account as last read (`current`).
     fn update(
         &self,
-        id: &str,
+        id: &AccountId,
         current: &Value,
         changes: &[Change],
     ) -> impl Future<Output = Result<(), TargetError>> + Send;
     /// Deletes an account; one already gone counts as deleted.
-    fn delete(&self, id: &str) -> impl Future<Output = Result<(), TargetError>> + Send;
+    fn delete(&self, id: &AccountId) -> impl Future<Output = Result<(), TargetError>> + Send;
     /// Sets (or with `None` removes) an account's photo; `current` is the account as last
     /// read, so other photos it has are kept.
     fn set_photo(
         &self,
-        id: &str,
+        id: &AccountId,
         current: &Value,
         photo: Option<&Photo>,
     ) -> impl Future<Output = Result<(), TargetError>> + Send;
@@ -121,15 +121,15 @@ pub trait GroupWriter: GroupReader {
     fn create_group(
         &self,
         name: &str,
-        members: &[String],
+        members: &[AccountId],
     ) -> impl Future<Output = Result<String, TargetError>> + Send;
     /// Renames a group and/or adds and removes members.
     fn update_group(
         &self,
         id: &str,
         rename: Option<&str>,
-        add: &[String],
-        remove: &[String],
+        add: &[AccountId],
+        remove: &[AccountId],
     ) -> impl Future<Output = Result<(), TargetError>> + Send;
     /// Deletes a group; one already gone counts as deleted.
     fn delete_group(&self, id: &str) -> impl Future<Output = Result<(), TargetError>> + Send;

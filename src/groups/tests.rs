@@ -45,14 +45,14 @@ fn account(anchor: &str, active: bool) -> (Account, Link) {
     let name = format!("{anchor}@x.org");
     (
         Account {
-            id: id.clone(),
+            id: AccountId::new(id.clone()),
             user_name: UserName::new(&name),
             active,
             resource: json!({"id": id, "userName": name, "active": active}).into(),
         },
         Link {
             anchor: Anchor::new(anchor),
-            account_id: id,
+            account_id: AccountId::new(id),
             user_name: name,
             state: if active {
                 LinkState::Active
@@ -79,7 +79,7 @@ fn app(id: &str, name: &str, members: &[&str]) -> AppGroup {
     AppGroup {
         id: id.into(),
         display_name: name.into(),
-        members: members.iter().map(|m| m.to_string()).collect(),
+        members: members.iter().map(|m| AccountId::new(*m)).collect(),
     }
 }
 
@@ -174,7 +174,10 @@ fn a_new_directory_group_is_created_with_its_members() {
     let a = one(&p);
     assert_eq!(a.kind, ActionKind::GroupCreate);
     assert_eq!(member_text(&a.members), "+alice@x.org +bob@x.org");
-    assert_eq!(a.members[0].account_id.as_deref(), Some("acc-alice"));
+    assert_eq!(
+        a.members[0].account_id.as_ref().map(AccountId::as_str),
+        Some("acc-alice")
+    );
 }
 
 #[test]
@@ -207,7 +210,11 @@ fn joins_and_leaves_upstream_are_one_update() {
     let a = one(&p);
     assert_eq!(a.kind, ActionKind::GroupUpdate);
     assert_eq!(member_text(&a.members), "+bob@x.org -alice@x.org");
-    let members = a.changes.iter().find(|c| c.field == MEMBERS).unwrap();
+    let members = a
+        .changes
+        .iter()
+        .find(|c| c.field == Field::Members)
+        .unwrap();
     assert_eq!(members.before.as_deref(), Some("alice@x.org"));
     assert_eq!(members.after.as_deref(), Some("bob@x.org"));
     assert!(
@@ -224,7 +231,7 @@ fn a_renamed_group_is_renamed() {
     w.app[0].display_name = "engineering".into();
     let p = w.plan();
     let a = one(&p);
-    assert_eq!(a.changes[0].field, "displayName");
+    assert_eq!(a.changes[0].field, Field::DisplayName);
     assert_eq!(a.changes[0].after.as_deref(), Some("eng"));
 }
 
@@ -314,7 +321,7 @@ fn an_app_group_of_the_same_name_is_adopted_and_others_are_never_touched() {
     let p = w.plan();
     let a = one(&p);
     assert_eq!(a.kind, ActionKind::GroupAdopt);
-    assert_eq!(a.account_id.as_deref(), Some("X"));
+    assert_eq!(a.account_id.as_ref().map(AccountId::as_str), Some("X"));
     assert_eq!(member_text(&a.members), "+alice@x.org");
     assert_eq!(
         a.changes[0].after.as_deref(),

@@ -36,7 +36,7 @@ impl Journal {
                 anchor.clone(),
                 Link {
                     anchor,
-                    account_id: account,
+                    account_id: AccountId::new(account),
                     user_name,
                     state,
                     suspended_at: parse_ts(suspended_at),
@@ -154,4 +154,16 @@ pub(super) fn upsert_link(tx: &rusqlite::Transaction<'_>, l: &Link) -> rusqlite:
         ],
     )?;
     Ok(())
+}
+
+impl rusqlite::ToSql for AccountId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.as_str().to_sql()
+    }
+}
+
+impl rusqlite::types::FromSql for AccountId {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        String::column_result(value).map(AccountId::new)
+    }
 }

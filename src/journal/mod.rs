@@ -5,13 +5,18 @@
 //! (or `held`) before its write and as `applied`/`failed` after it, in the same transaction
 //! as the link change it causes, so a crash never loses either.
 
+mod counts;
 mod links;
 mod queries;
 mod remember;
 mod schema;
+mod words;
 
 use links::{upsert_group_link, upsert_link};
 use remember::{save_cursor, save_source};
+
+pub use counts::{RunCounts, Tally};
+pub use words::{Mode, Outcome, Status};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,8 +28,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::model::{Anchor, DirectoryUser, GroupLink, Link, LinkState};
-use crate::plan::{Action, Change, Notice};
+use crate::model::{AccountId, Anchor, DirectoryUser, GroupLink, Link, LinkState};
+use crate::plan::{Action, ActionKind, Change, Notice};
 use crate::source::{CacheChange, Remember, Remembered};
 
 /// The journal cannot be used. Abort the run: nothing can be recorded safely.
@@ -50,64 +55,6 @@ pub enum JournalError {
     Corrupt { path: PathBuf, detail: String },
     #[error("no journal at {}: idsync has not run with this state_dir yet (check state_dir in the config, or run `idsync sync` first)", path.display())]
     Missing { path: PathBuf },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    DryRun,
-    Apply,
-}
-
-impl Mode {
-    fn as_str(self) -> &'static str {
-        match self {
-            Mode::DryRun => "dry-run",
-            Mode::Apply => "apply",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Ok,
-    Aborted,
-    Held,
-    Failed,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Aborted => "aborted",
-            Outcome::Held => "held",
-            Outcome::Failed => "failed",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Planned,
-    Applied,
-    Failed,
-    Held,
-    Skipped,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Planned => "planned",
-            Status::Applied => "applied",
-            Status::Failed => "failed",
-            Status::Held => "held",
-            Status::Skipped => "skipped",
-        }
-    }
 }
 
 /// What an applied action does to the link table.
@@ -141,7 +88,7 @@ pub struct ActionResult<'a> {
 pub struct RunEnd<'a> {
     pub outcome: Outcome,
     pub source_users: Option<usize>,
-    pub counts: &'a serde_json::Value,
+    pub counts: &'a RunCounts,
     pub reason: Option<&'a str>,
     /// Another source cursor (e.g. Graph groups' delta state) to save with the outcome.
     pub cursor: Option<(&'a str, &'a str)>,
@@ -153,11 +100,11 @@ pub struct RunRow {
     pub id: i64,
     pub started: String,
     pub finished: Option<String>,
-    pub mode: String,
+    pub mode: Mode,
     pub trigger: String,
     pub source_users: Option<i64>,
-    pub counts: serde_json::Value,
-    pub outcome: String,
+    pub counts: RunCounts,
+    pub outcome: Outcome,
     pub reason: Option<String>,
 }
 
@@ -174,14 +121,14 @@ pub struct MetricsData {
 pub struct ActionRow {
     pub run: i64,
     pub seq: i64,
-    pub kind: String,
+    pub kind: ActionKind,
     pub user_name: String,
     pub anchor: Option<String>,
-    pub account: Option<String>,
+    pub account: Option<AccountId>,
     pub reason: String,
     pub before: serde_json::Value,
     pub after: serde_json::Value,
-    pub status: String,
+    pub status: Status,
     pub error: Option<String>,
     pub at: String,
 }
@@ -204,13 +151,13 @@ fn parse_ts(s: Option<String>) -> Option<DateTime<Utc>> {
 
 /// `{field: value}` maps of a change list's before and after sides.
 fn sides(changes: &[Change]) -> (String, String) {
-    let before: BTreeMap<&str, &Option<String>> = changes
+    let before: BTreeMap<String, &Option<String>> = changes
         .iter()
-        .map(|c| (c.field.as_str(), &c.before))
+        .map(|c| (c.field.to_string(), &c.before))
         .collect();
-    let after: BTreeMap<&str, &Option<String>> = changes
+    let after: BTreeMap<String, &Option<String>> = changes
         .iter()
-        .map(|c| (c.field.as_str(), &c.after))
+        .map(|c| (c.field.to_string(), &c.after))
         .collect();
     (
         serde_json::to_string(&before).unwrap_or_default(),
@@ -313,6 +260,24 @@ impl Journal {
         })
     }
 
+    /// Closes a run with `outcome` and `reason` unless it was closed already: what a run
+    /// that stopped on an error leaves, whatever the error.
+    pub fn close_open_run(
+        &self,
+        run: i64,
+        outcome: Outcome,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET outcome = ?1, finished = ?2, reason = ?3 WHERE id = ?4 AND outcome = 'running'",
+                params![outcome.as_str(), ts(now), reason, run],
+            )
+            .map(|_| ())
+        })
+    }
+
     /// Starts a run. A run left `running` by a process that died is closed as failed first.
     pub fn begin_run(
         &self,
@@ -348,7 +313,7 @@ impl Journal {
         run: i64,
         outcome: Outcome,
         source_users: Option<usize>,
-        counts: &serde_json::Value,
+        counts: &RunCounts,
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), JournalError> {
@@ -376,7 +341,7 @@ impl Journal {
             let tx = c.transaction()?;
             tx.execute(
                 "UPDATE runs SET finished = ?2, outcome = ?3, source_users = ?4, counts = ?5, reason = ?6 WHERE id = ?1",
-                params![run, ts(now), end.outcome.as_str(), end.source_users.map(|n| n as i64), end.counts.to_string(), end.reason],
+                params![run, ts(now), end.outcome.as_str(), end.source_users.map(|n| n as i64), end.counts.to_json().to_string(), end.reason],
             )?;
             if let Some((source, r, users)) = remember {
                 save_source(&tx, source, r, users, now)?;

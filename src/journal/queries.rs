@@ -130,8 +130,46 @@ pub(super) fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         mode: r.get(3)?,
         trigger: r.get(4)?,
         source_users: r.get(5)?,
-        counts: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
+        counts: RunCounts::from_json(
+            &serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
+        ),
         outcome: r.get(7)?,
         reason: r.get(8)?,
     })
 }
+
+/// The journal's words read back as the types that wrote them; a word this release does
+/// not know is a corrupt row, never a guess.
+macro_rules! text_column {
+    ($ty:ty, $parse:expr) => {
+        impl rusqlite::types::FromSql for $ty {
+            fn column_result(
+                value: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                let text = value.as_str()?;
+                $parse(text).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!("unknown {} `{text}`", stringify!($ty)).into(),
+                    )
+                })
+            }
+        }
+    };
+}
+
+text_column!(Mode, Mode::parse);
+text_column!(Outcome, Outcome::parse);
+text_column!(Status, Status::parse);
+text_column!(ActionKind, ActionKind::parse);
+
+macro_rules! shown_as_text {
+    ($($ty:ty),*) => {$(
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+    )*};
+}
+
+shown_as_text!(Mode, Outcome, Status);

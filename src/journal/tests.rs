@@ -29,7 +29,7 @@ fn actions_are_journaled_planned_then_applied_with_their_link() {
     let busy = j.busy();
     j.record_plan(run, &[action(ActionKind::Create, "ada")], now)
         .unwrap();
-    assert_eq!(j.actions(run).unwrap()[0].status, "planned");
+    assert_eq!(j.actions(run).unwrap()[0].status, Status::Planned);
     // Every call is timed: a run reports what journaling cost it.
     assert!(j.busy() > busy);
     let link = Link {
@@ -55,7 +55,10 @@ fn actions_are_journaled_planned_then_applied_with_their_link() {
     .unwrap();
     let row = &j.actions(run).unwrap()[0];
     assert_eq!(
-        (row.status.as_str(), row.account.as_deref()),
+        (
+            row.status.as_str(),
+            row.account.as_ref().map(AccountId::as_str)
+        ),
         ("applied", Some("s1"))
     );
     assert_eq!(row.before, serde_json::json!({"title": "a"}));
@@ -65,13 +68,13 @@ fn actions_are_journaled_planned_then_applied_with_their_link() {
             .get(&Anchor::new("anchor-ada"))
             .unwrap()
             .account_id,
-        "s1"
+        AccountId::new("s1")
     );
     j.finish_run(
         run,
         Outcome::Ok,
         Some(1),
-        &serde_json::json!({"create": 1}),
+        &RunCounts::planned([(ActionKind::Create, 1)].into()),
         None,
         now,
     )
@@ -108,7 +111,7 @@ fn a_run_left_running_by_a_crash_is_closed_as_failed_by_the_next() {
     let j = Journal::open(dir.path()).unwrap();
     j.begin_run(Mode::Apply, "test", Utc::now()).unwrap();
     let r = j.run(first).unwrap().unwrap();
-    assert_eq!(r.outcome, "failed");
+    assert_eq!(r.outcome, Outcome::Failed);
     assert!(r.reason.unwrap().contains("interrupted"));
     // The action that never got its result says it may have reached the app; the applied
     // and the held ones keep what they were.
@@ -227,7 +230,7 @@ fn an_incremental_source_is_remembered_with_the_runs_outcome_full_then_delta() {
     let dir = tempfile::tempdir().unwrap();
     let j = Journal::open(dir.path()).unwrap();
     let now = Utc::now();
-    let counts = serde_json::json!({});
+    let counts = RunCounts::default();
     let end = RunEnd {
         outcome: Outcome::Ok,
         source_users: Some(3),
@@ -249,7 +252,7 @@ fn an_incremental_source_is_remembered_with_the_runs_outcome_full_then_delta() {
     let r = j.remembered("graph").unwrap();
     assert_eq!(r.cursor.as_deref(), Some("link-1"));
     assert_eq!(r.users.len(), 3);
-    assert_eq!(j.run(run).unwrap().unwrap().outcome, "ok");
+    assert_eq!(j.run(run).unwrap().unwrap().outcome, Outcome::Ok);
     assert_eq!(
         j.cursor("graph groups").unwrap().as_deref(),
         Some("{\"delta_link\":\"x\"}"),

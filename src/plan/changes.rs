@@ -5,7 +5,7 @@ use super::*;
 
 pub(super) fn active_change(before: bool, after: bool) -> Change {
     Change {
-        field: ACTIVE.into(),
+        field: Field::Active,
         before: Some(before.to_string()),
         after: Some(after.to_string()),
     }
@@ -52,7 +52,7 @@ pub(super) fn diff(
         }
         if want != have {
             out.push(Change {
-                field,
+                field: Field::mapped(&f.path),
                 before: have,
                 after: want,
             });
@@ -73,7 +73,7 @@ pub(super) fn create_changes(
             let field = f.path.to_string();
             let after = desired.get(&field).cloned().flatten()?;
             Some(Change {
-                field,
+                field: Field::mapped(&f.path),
                 before: None,
                 after: Some(after),
             })
@@ -104,7 +104,7 @@ pub(super) fn update_reason(changes: &[Change]) -> String {
         .partition(|c| c.before.is_some() && c.after.is_none());
     let names = |cs: &[&Change]| {
         cs.iter()
-            .map(|c| c.field.as_str())
+            .map(|c| c.field.to_string())
             .collect::<Vec<_>>()
             .join(", ")
     };

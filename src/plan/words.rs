@@ -73,19 +73,88 @@ impl ActionKind {
 
 impl fmt::Display for ActionKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
-/// The pseudo-field that carries an account's `active` flag in a change list.
-pub const ACTIVE: &str = "active";
+/// What a change changes: one of the account's flags idsync manages itself, or an attribute
+/// the mapping fills. Written (journal, saved plans, reports) as the SCIM path or the
+/// pseudo-field's name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Field {
+    /// The account's `active` flag.
+    Active,
+    /// The account's photo: before -> after are SHA-256 prefixes, never bytes.
+    Photo,
+    /// A group's membership: before -> after name only the members that change (removed
+    /// ones before, added ones after), as userNames.
+    Members,
+    /// `displayName`: a group's name, or a person's mapped display name.
+    DisplayName,
+    /// Any other attribute the mapping fills.
+    Mapped(FieldPath),
+}
 
-/// The pseudo-field of a photo change: before -> after are SHA-256 prefixes, never bytes.
-pub const PHOTO: &str = "photo";
+impl Field {
+    /// The field a change list calls `text`. A path the mapping grammar does not know
+    /// (a journal row written by an older release) is kept as it was written.
+    pub fn parse(text: &str) -> Field {
+        match text {
+            "active" => Field::Active,
+            "photo" => Field::Photo,
+            "members" => Field::Members,
+            "displayName" => Field::DisplayName,
+            _ => {
+                Field::Mapped(FieldPath::parse(text).unwrap_or_else(|_| FieldPath::verbatim(text)))
+            }
+        }
+    }
 
-/// The pseudo-field of a group's membership change: before -> after name only the members
-/// that change (removed ones before, added ones after), as userNames.
-pub const MEMBERS: &str = "members";
+    /// The field a mapping entry writes.
+    pub fn mapped(path: &FieldPath) -> Field {
+        Field::parse(&path.to_string())
+    }
+
+    /// The SCIM attribute path a write uses, for fields written as attributes.
+    pub fn path(&self) -> Option<FieldPath> {
+        match self {
+            Field::Active | Field::Photo | Field::Members => None,
+            Field::DisplayName => Some(FieldPath::verbatim("displayName")),
+            Field::Mapped(p) => Some(p.clone()),
+        }
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Field::Active => f.write_str("active"),
+            Field::Photo => f.write_str("photo"),
+            Field::Members => f.write_str("members"),
+            Field::DisplayName => f.write_str("displayName"),
+            Field::Mapped(p) => p.fmt(f),
+        }
+    }
+}
+
+impl From<&str> for Field {
+    fn from(text: &str) -> Field {
+        Field::parse(text)
+    }
+}
+
+impl Serialize for Field {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Field, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(Field::parse(&text))
+    }
+}
 
 /// One member added to or removed from an app group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,14 +167,14 @@ pub struct MemberChange {
     /// The account removed, or (adds) the person's account when the plan was made; apply
     /// looks an added person's account up again, as a create in the same run makes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account_id: Option<String>,
+    pub account_id: Option<AccountId>,
     pub why: String,
 }
 
 /// One field's before -> after. `None` = absent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
-    pub field: String,
+    pub field: Field,
     pub before: Option<String>,
     pub after: Option<String>,
 }
@@ -118,7 +187,7 @@ pub struct Action {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub anchor: Option<Anchor>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub account_id: Option<String>,
+    pub account_id: Option<AccountId>,
     /// The anchor that owned the account before (a re-hire taking an account over).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_anchor: Option<Anchor>,
@@ -140,7 +209,7 @@ pub struct Notice {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub anchor: Option<Anchor>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub account_id: Option<String>,
+    pub account_id: Option<AccountId>,
     pub message: String,
 }
 

@@ -84,27 +84,21 @@ fn selected(journal: &Journal, sel: Selector) -> Result<Vec<crate::journal::Acti
 /// Approves held actions: re-reads both sides, re-plans, and applies each approved action
 /// only if the current plan still contains it (same kind, person and account).
 pub async fn approve(cfg: &Config, journal: &Journal, sel: Selector) -> Result<Decision, RunError> {
-    let _lock = RunLock::acquire(&cfg.state_dir)?;
     let rows = selected(journal, sel)?;
-    let now = Utc::now();
-    let run = journal.begin_run(Mode::Apply, "approve", now)?;
-    let span = tracing::info_span!("run", run_id = run, mode = "approve");
-    approve_inner(cfg, journal, run, rows, now)
-        .instrument(span)
-        .await
+    begin(cfg, journal, RunKind::Approve, "approve", |o| {
+        approve_opened(cfg, journal, o, rows)
+    })
+    .await
 }
 
-async fn approve_inner(
+async fn approve_opened(
     cfg: &Config,
     journal: &Journal,
-    run: i64,
+    o: Opened,
     rows: Vec<crate::journal::ActionRow>,
-    now: DateTime<Utc>,
 ) -> Result<Decision, RunError> {
-    let client = client(cfg).map_err(|e| fail(journal, run, e.into()))?;
-    let snap = snapshot(cfg, journal, &client, false, now)
-        .await
-        .map_err(|e| fail(journal, run, e))?;
+    let (run, now) = (o.run, o.now);
+    let snap = snapshot(cfg, journal, &o.connectors, false, now).await?;
     let plan = make_plan(cfg, &snap, None, now);
     let mut chosen = Vec::new();
     let mut decision = Decision {
@@ -113,7 +107,7 @@ async fn approve_inner(
     };
     for r in &rows {
         let found = plan.actions.iter().find(|a| {
-            a.kind.as_str() == r.kind
+            a.kind == r.kind
                 && a.anchor.as_ref().map(|x| x.as_str()) == r.anchor.as_deref()
                 && a.account_id == r.account
         });
@@ -143,7 +137,7 @@ async fn approve_inner(
         refused: None,
         note: None,
     };
-    let writing = Writing::new(cfg, journal, &client, run);
+    let writing = Writing::new(cfg, journal, &o.connectors, run);
     let outcomes = apply_subset(&writing, snap, subset, now).await?;
     decision.applied = outcomes.applied;
     decision.failed = outcomes.failed;
@@ -197,42 +191,37 @@ pub async fn apply_saved(
     journal: &Journal,
     saved: SavedPlan,
 ) -> Result<Applied, RunError> {
-    let _lock = RunLock::acquire(&cfg.state_dir)?;
-    let now = Utc::now();
-    let run = journal.begin_run(Mode::Apply, "apply-plan", now)?;
+    begin(cfg, journal, RunKind::ApplyPlan, "apply-plan", |o| {
+        apply_saved_opened(cfg, journal, o, saved)
+    })
+    .await
+}
+
+async fn apply_saved_opened(
+    cfg: &Config,
+    journal: &Journal,
+    o: Opened,
+    saved: SavedPlan,
+) -> Result<Applied, RunError> {
+    let (run, now) = (o.run, o.now);
     let (source, target) = endpoints(cfg);
     if saved.format != SAVED_PLAN_FORMAT || saved.source != source || saved.target != target {
         let reason = format!(
             "the saved plan was made for {} -> {} (format {}), this config reads {source} -> {target}; make a new plan",
             saved.source, saved.target, saved.format
         );
+        let none = RunCounts::default();
         journal.finish_run(
             run,
             Outcome::Aborted,
             None,
-            &json!({}),
+            &none,
             Some(&reason),
             Utc::now(),
         )?;
         return Err(RunError::Stopped { run, reason });
     }
-    let span = tracing::info_span!("run", run_id = run, mode = "apply-plan");
-    apply_saved_inner(cfg, journal, run, saved, now)
-        .instrument(span)
-        .await
-}
-
-async fn apply_saved_inner(
-    cfg: &Config,
-    journal: &Journal,
-    run: i64,
-    saved: SavedPlan,
-    now: DateTime<Utc>,
-) -> Result<Applied, RunError> {
-    let client = client(cfg).map_err(|e| fail(journal, run, e.into()))?;
-    let snap = snapshot(cfg, journal, &client, false, now)
-        .await
-        .map_err(|e| fail(journal, run, e))?;
+    let snap = snapshot(cfg, journal, &o.connectors, false, now).await?;
     let current = make_plan(cfg, &snap, None, now);
     let mut out = Applied {
         run,
@@ -266,7 +255,7 @@ async fn apply_saved_inner(
     }
     let refused = out.refused.len();
     let note = (refused > 0).then(|| format!("{refused} reviewed action(s) refused as stale"));
-    let writing = Writing::new(cfg, journal, &client, run);
+    let writing = Writing::new(cfg, journal, &o.connectors, run);
     let outcomes = apply_subset(
         &writing,
         snap,

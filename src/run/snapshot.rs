@@ -5,14 +5,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::app::scim::ScimClient;
-use crate::app::{AccountReader, GroupReader, TargetError};
-use crate::config::{Config, GroupsConfig, SourceConfig};
+use crate::app::{AccountReader, GroupReader};
+use crate::config::Config;
+use crate::connectors::{Connectors, Directory, GroupsRead};
 use crate::journal::Journal;
 use crate::model::{Account, Anchor, AppGroup, DirectoryGroup, DirectoryUser, GroupLink, Link};
 use crate::safety;
-use crate::source::graph::GraphReader;
-use crate::source::ldap::LdapReader;
 use crate::source::{DirectoryReader, Read, ReadKind, ReadRequest, Remember};
 
 use super::RunError;
@@ -45,52 +43,14 @@ pub(super) fn groups_key(cfg: &Config) -> String {
     format!("{} groups", source_key(cfg))
 }
 
-/// The configured directory groups, members resolved to the people just read, and the
-/// groups' incremental state to remember (Graph delta).
-pub(super) async fn read_groups(
-    cfg: &Config,
-    journal: Option<&Journal>,
-    groups: &GroupsConfig,
-    users: &[DirectoryUser],
-    force_full: bool,
-) -> Result<(Vec<DirectoryGroup>, Option<String>), RunError> {
-    Ok(match &cfg.source {
-        SourceConfig::Ldap(l) => (
-            LdapReader::new(l.clone())
-                .read_groups(groups, users)
-                .await?,
-            None,
-        ),
-        SourceConfig::Graph(g) => {
-            let remembered = match journal {
-                Some(j) => j.cursor(&groups_key(cfg))?,
-                None => None,
-            };
-            let read = GraphReader::new(g.clone())?
-                .read_groups(groups, users, remembered.as_deref(), force_full, Utc::now())
-                .await?;
-            tracing::info!(members_read = read.members_read, "graph group members read");
-            (read.groups, read.cursor)
-        }
-    })
-}
-
-/// The app client, with the group PATCH size configured.
-pub(super) fn client(cfg: &Config) -> Result<ScimClient, TargetError> {
-    let c = ScimClient::new(cfg.target.clone())?.keeping(cfg.policy.account_attributes());
-    Ok(match &cfg.groups {
-        Some(g) => c.with_group_batch(g.batch),
-        None => c,
-    })
-}
-
 /// The journal's key for what an incremental source remembers.
 pub(super) fn source_key(cfg: &Config) -> String {
     cfg.source.describe()
 }
 
-pub(super) async fn read_source(
-    cfg: &Config,
+async fn read_source(
+    directory: &Directory,
+    key: &str,
     journal: &Journal,
     links: &BTreeMap<Anchor, Link>,
     force_full: bool,
@@ -100,18 +60,8 @@ pub(super) async fn read_source(
         .values()
         .filter_map(|l| Some((l.anchor.clone(), l.photo_hash.clone()?)))
         .collect();
-    // What was remembered is needed by an incremental read, and by a forced full read of
-    // Graph photos (their ETags); otherwise by nothing.
-    let wanted = match &cfg.source {
-        SourceConfig::Ldap(l) => {
-            l.incremental != crate::config::LdapIncremental::None && !force_full
-        }
-        SourceConfig::Graph(g) => {
-            g.incremental == crate::config::Incremental::Delta && (!force_full || g.photo)
-        }
-    };
-    let remembered = if wanted {
-        Some(journal.remembered(&source_key(cfg))?)
+    let remembered = if directory.wants_remembered(force_full) {
+        Some(journal.remembered(key)?)
     } else {
         None
     };
@@ -121,23 +71,32 @@ pub(super) async fn read_source(
         now,
         photo_hashes: &photo_hashes,
     };
-    Ok(match &cfg.source {
-        SourceConfig::Ldap(l) => LdapReader::new(l.clone()).read(&request).await?,
-        SourceConfig::Graph(g) => GraphReader::new(g.clone())?.read(&request).await?,
-    })
+    Ok(directory.read(&request).await?)
 }
 
-pub(super) async fn snapshot<R: AccountReader + GroupReader>(
+/// Reads both sides: the directory (with what the journal remembers), checked against the
+/// last good read, then the app's accounts and, with `groups:`, both sides' groups. Only
+/// readers are used: a dry run writes nothing.
+pub(super) async fn snapshot(
     cfg: &Config,
     journal: &Journal,
-    reader: &R,
+    connectors: &Connectors,
     force_full: bool,
     now: DateTime<Utc>,
 ) -> Result<Snapshot, RunError> {
+    let (directory, reader) = (&connectors.directory, &connectors.app);
     let links = journal.links()?;
     let started = std::time::Instant::now();
     let spin = crate::progress::spinner(cfg.progress, "reading the directory");
-    let read = read_source(cfg, journal, &links, force_full, now).await;
+    let read = read_source(
+        directory,
+        &source_key(cfg),
+        journal,
+        &links,
+        force_full,
+        now,
+    )
+    .await;
     spin.finish_and_clear();
     let Read {
         users,
@@ -166,13 +125,22 @@ pub(super) async fn snapshot<R: AccountReader + GroupReader>(
         None => None,
         Some(g) => {
             let spin = crate::progress::spinner(cfg.progress, "reading groups");
-            let directory = read_groups(cfg, Some(journal), g, &users, force_full).await;
-            let app = match &directory {
+            let remembered = journal.cursor(&groups_key(cfg))?;
+            let read = directory
+                .read_groups(g, &users, remembered.as_deref(), force_full, now)
+                .await;
+            let app = match &read {
                 Ok(_) => reader.list_groups().await.map_err(RunError::from),
                 Err(_) => Ok(Vec::new()),
             };
             spin.finish_and_clear();
-            let ((directory, cursor), app) = (directory?, app?);
+            let (
+                GroupsRead {
+                    groups: directory,
+                    cursor,
+                },
+                app,
+            ) = (read?, app?);
             let links = journal.group_links()?;
             safety::check_groups(directory.len(), links.len())?;
             tracing::info!(directory = directory.len(), app = app.len(), "groups read");

@@ -39,6 +39,11 @@ impl LdapReader {
         }
     }
 
+    /// The settings this reader was made with.
+    pub fn settings(&self) -> &LdapConfig {
+        &self.cfg
+    }
+
     /// The continuation references skipped so far, sorted.
     pub fn skipped_references(&self) -> Vec<String> {
         self.references

@@ -8,7 +8,7 @@ use url::Url;
 use super::{id_text, ScimClient, GROUP_SCHEMA, PATCH_OP};
 use crate::app::{GroupReader, GroupWriter, TargetError};
 use crate::http::path_segment;
-use crate::model::AppGroup;
+use crate::model::{AccountId, AppGroup};
 
 impl ScimClient {
     /// POST /Groups with the first batch of members; a 409 (the name is taken meanwhile)
@@ -16,8 +16,8 @@ impl ScimClient {
     pub(super) async fn post_group<'m>(
         &self,
         name: &str,
-        members: &'m [String],
-    ) -> Result<(String, &'m [String]), TargetError> {
+        members: &'m [AccountId],
+    ) -> Result<(String, &'m [AccountId]), TargetError> {
         let url = self.url("Groups");
         let (first, rest) = members.split_at(members.len().min(self.group_batch));
         let body = json!({
@@ -60,15 +60,15 @@ impl ScimClient {
         &self,
         id: &str,
         rename: Option<&str>,
-        add: &[String],
-        remove: &[String],
+        add: &[AccountId],
+        remove: &[AccountId],
     ) -> Result<(), TargetError> {
         let url = self.url(&format!("Groups/{}", path_segment(id)));
         let mut ops: Vec<Value> = rename
             .map(|n| json!({ "op": "replace", "path": "displayName", "value": n }))
             .into_iter()
             .collect();
-        let changes: Vec<(bool, &String)> = add
+        let changes: Vec<(bool, &AccountId)> = add
             .iter()
             .map(|m| (true, m))
             .chain(remove.iter().map(|m| (false, m)))
@@ -121,7 +121,7 @@ impl GroupReader for ScimClient {
 }
 
 impl GroupWriter for ScimClient {
-    async fn create_group(&self, name: &str, members: &[String]) -> Result<String, TargetError> {
+    async fn create_group(&self, name: &str, members: &[AccountId]) -> Result<String, TargetError> {
         let (id, rest) = self.post_group(name, members).await?;
         self.patch_group(&id, None, rest, &[]).await?;
         Ok(id)
@@ -130,8 +130,8 @@ impl GroupWriter for ScimClient {
         &self,
         id: &str,
         rename: Option<&str>,
-        add: &[String],
-        remove: &[String],
+        add: &[AccountId],
+        remove: &[AccountId],
     ) -> impl std::future::Future<Output = Result<(), TargetError>> + Send {
         self.patch_group(id, rename, add, remove)
     }
@@ -160,8 +160,8 @@ pub(super) fn group_from(url: &Url, r: Value) -> Result<AppGroup, TargetError> {
         Some(Value::Array(list)) => list
             .iter()
             .map(|m| match m.get("value") {
-                Some(Value::String(s)) => Ok(s.clone()),
-                Some(Value::Number(n)) => Ok(n.to_string()),
+                Some(Value::String(s)) => Ok(AccountId::new(s.as_str())),
+                Some(Value::Number(n)) => Ok(AccountId::new(n.to_string())),
                 _ => Err(bad("a Group member without `value`")),
             })
             .collect::<Result<_, _>>()?,

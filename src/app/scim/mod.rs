@@ -18,9 +18,9 @@ use url::Url;
 use super::settings::{PhotoUpload, ScimConfig};
 use super::{AccountReader, AccountWriter, Created, TargetError};
 use crate::mapping::{FieldPath, CORE_USER_SCHEMA};
-use crate::model::{Account, AppGroup, UserName};
+use crate::model::{Account, AccountId, AppGroup, UserName};
 use crate::photo::Photo;
-use crate::plan::{Change, ACTIVE};
+use crate::plan::{Change, Field};
 
 mod groups;
 mod list;
@@ -52,7 +52,7 @@ trait HasId {
 
 impl HasId for Account {
     fn id(&self) -> &str {
-        &self.id
+        self.id.as_str()
     }
 }
 
@@ -248,25 +248,25 @@ impl AccountWriter for ScimClient {
     }
     fn update(
         &self,
-        id: &str,
+        id: &AccountId,
         current: &Value,
         changes: &[Change],
     ) -> impl std::future::Future<Output = Result<(), TargetError>> + Send {
-        self.patch(id, current, changes)
+        self.patch(id.as_str(), current, changes)
     }
     fn delete(
         &self,
-        id: &str,
+        id: &AccountId,
     ) -> impl std::future::Future<Output = Result<(), TargetError>> + Send {
-        self.remove(id)
+        self.remove(id.as_str())
     }
     fn set_photo(
         &self,
-        id: &str,
+        id: &AccountId,
         current: &Value,
         photo: Option<&Photo>,
     ) -> impl std::future::Future<Output = Result<(), TargetError>> + Send {
-        self.photo(id, current, photo)
+        self.photo(id.as_str(), current, photo)
     }
 }
 
@@ -352,7 +352,7 @@ fn account_from(url: &Url, r: Value) -> Result<Account, TargetError> {
         Some(_) => return Err(bad("`active` is not a boolean")),
     };
     Ok(Account {
-        id,
+        id: AccountId::new(id),
         user_name: UserName::new(user_name),
         active,
         resource: r.into(),
@@ -362,8 +362,8 @@ fn account_from(url: &Url, r: Value) -> Result<Account, TargetError> {
 /// A new account's resource from a create's changes.
 fn new_resource(changes: &[Change]) -> Value {
     let mut r = json!({ "schemas": [CORE_USER_SCHEMA], "active": true });
-    for c in changes.iter().filter(|c| c.field != ACTIVE) {
-        if let Ok(path) = FieldPath::parse(&c.field) {
+    for c in changes {
+        if let Some(path) = c.field.path() {
             path.set(&mut r, c.after.as_deref());
         }
     }
@@ -378,12 +378,12 @@ pub fn patch_operations(current: &Value, changes: &[Change]) -> Vec<Value> {
     let mut ops = Vec::new();
     let mut touched: BTreeMap<String, FieldPath> = BTreeMap::new();
     for c in changes {
-        if c.field == ACTIVE {
+        if c.field == Field::Active {
             let on = c.after.as_deref() == Some("true");
             ops.push(json!({ "op": "replace", "path": "active", "value": on }));
             continue;
         }
-        let Ok(path) = FieldPath::parse(&c.field) else {
+        let Some(path) = c.field.path() else {
             continue;
         };
         path.set(&mut next, c.after.as_deref());
@@ -404,7 +404,7 @@ mod tests {
 
     fn change(field: &str, before: Option<&str>, after: Option<&str>) -> Change {
         Change {
-            field: field.into(),
+            field: Field::parse(field),
             before: before.map(str::to_string),
             after: after.map(str::to_string),
         }

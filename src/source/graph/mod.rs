@@ -109,6 +109,11 @@ pub struct GraphReader {
 }
 
 impl GraphReader {
+    /// The settings this reader was made with.
+    pub fn settings(&self) -> &GraphConfig {
+        &self.cfg
+    }
+
     pub fn new(cfg: GraphConfig) -> Result<GraphReader, SourceError> {
         let http = crate::http::client(crate::http::ClientSettings {
             timeout: cfg.timeout,

@@ -1,0 +1,151 @@
+//! The one place that turns configured kinds into connectors: the directory reader (LDAP/AD
+//! or Graph) and the app client (SCIM). A run is handed `Connectors` and never matches on
+//! a config kind itself.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::app::scim::ScimClient;
+use crate::app::TargetError;
+use crate::config::{Config, GroupsConfig, Incremental, LdapIncremental, SourceConfig};
+use crate::model::{DirectoryGroup, DirectoryUser};
+use crate::source::graph::GraphReader;
+use crate::source::ldap::LdapReader;
+use crate::source::{DirectoryReader, Read, ReadRequest, SourceError};
+
+/// Where a run reads people and groups from.
+pub enum Directory {
+    Ldap(LdapReader),
+    Graph(GraphReader),
+}
+
+/// What one run reads from and writes to.
+pub struct Connectors {
+    pub directory: Directory,
+    pub app: ScimClient,
+}
+
+/// Either side's connector could not be made (an unreadable CA file, ...).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+}
+
+impl Connectors {
+    /// The connectors `cfg` describes.
+    pub fn open(cfg: &Config) -> Result<Connectors, ConnectError> {
+        let directory = match &cfg.source {
+            SourceConfig::Ldap(l) => Directory::Ldap(LdapReader::new(l.clone())),
+            SourceConfig::Graph(g) => Directory::Graph(GraphReader::new(g.clone())?),
+        };
+        let app = ScimClient::new(cfg.target.clone())?.keeping(cfg.policy.account_attributes());
+        let app = match &cfg.groups {
+            Some(g) => app.with_group_batch(g.batch),
+            None => app,
+        };
+        Ok(Connectors { directory, app })
+    }
+}
+
+/// A directory's groups, and (Graph delta) the state to remember for the next read.
+pub struct GroupsRead {
+    pub groups: Vec<DirectoryGroup>,
+    pub cursor: Option<String>,
+}
+
+impl Directory {
+    /// Whether a read needs what the journal remembers of the last one: an incremental
+    /// read does, and so does a forced full read of Graph photos (their ETags).
+    pub fn wants_remembered(&self, force_full: bool) -> bool {
+        match self {
+            Directory::Ldap(l) => l.settings().incremental != LdapIncremental::None && !force_full,
+            Directory::Graph(g) => {
+                let s = g.settings();
+                s.incremental == Incremental::Delta && (!force_full || s.photo)
+            }
+        }
+    }
+
+    /// The configured groups, members resolved to `users`; `remembered` is the cursor the
+    /// last groups read left (only Graph keeps one).
+    pub async fn read_groups(
+        &self,
+        groups: &GroupsConfig,
+        users: &[DirectoryUser],
+        remembered: Option<&str>,
+        force_full: bool,
+        now: DateTime<Utc>,
+    ) -> Result<GroupsRead, SourceError> {
+        Ok(match self {
+            Directory::Ldap(l) => GroupsRead {
+                groups: l.read_groups(groups, users).await?,
+                cursor: None,
+            },
+            Directory::Graph(g) => {
+                let read = g
+                    .read_groups(groups, users, remembered, force_full, now)
+                    .await?;
+                tracing::info!(members_read = read.members_read, "graph group members read");
+                GroupsRead {
+                    groups: read.groups,
+                    cursor: read.cursor,
+                }
+            }
+        })
+    }
+
+    /// `check --connect`'s line about the directory: LDAP binds and reads the people (and
+    /// groups); Graph gets a token and the first page of `/users`.
+    pub async fn probe(&self, groups: Option<&GroupsConfig>) -> Result<String, SourceError> {
+        let reader = match self {
+            Directory::Graph(g) => return g.probe().await,
+            Directory::Ldap(l) => l,
+        };
+        let request = ReadRequest {
+            remembered: None,
+            force_full: true,
+            now: Utc::now(),
+            photo_hashes: &BTreeMap::new(),
+        };
+        let users = reader.read(&request).await?.users;
+        let mut text = format!(
+            "directory: {} people in scope ({} disabled)",
+            users.len(),
+            users.iter().filter(|u| u.disabled).count()
+        );
+        if users.is_empty() {
+            text.push_str("; warning: the read found no one: check source.base_dn, source.filter and the bind account's read rights (a sync would stop at min_source_users)");
+        }
+        let refs = reader.skipped_references();
+        if !refs.is_empty() {
+            let what = if reader.settings().follow_referrals {
+                "not followed further"
+            } else {
+                "skipped; set source.follow_referrals: true to read them too"
+            };
+            text.push_str(&format!(
+                "; {} search reference(s) to other naming contexts or servers, {what}: {}",
+                refs.len(),
+                refs.join(", ")
+            ));
+        }
+        if let Some(g) = groups {
+            let read = self.read_groups(g, &users, None, true, Utc::now()).await?;
+            text.push_str(&format!(", {} groups", read.groups.len()));
+        }
+        Ok(text)
+    }
+}
+
+impl DirectoryReader for Directory {
+    async fn read(&self, request: &ReadRequest<'_>) -> Result<Read, SourceError> {
+        match self {
+            Directory::Ldap(l) => l.read(request).await,
+            Directory::Graph(g) => g.read(request).await,
+        }
+    }
+}
