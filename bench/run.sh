@@ -142,6 +142,26 @@ if [ -n "${BENCH_HEAPTRACK:-}" ]; then
   heaptrack -o "$work/plan.heaptrack" "$idsync" --config "$work/full.yaml" plan >/dev/null 2>&1
 fi
 
+echo "== 2c. one app vs three apps from one directory read" >&2
+# The same app three times over (a dry run writes nothing), each in a fresh state: every
+# account is planned as adopted, by each app. What an extra app costs: its accounts and
+# its plan; the directory is read once whatever the number of apps.
+apps_config() { # NAME COUNT
+  awk -v n="$2" '
+    /^target:/ { intarget = 1; next }
+    intarget && /^[^ ]/ { intarget = 0 }
+    intarget { t = t "    " $0 "\n"; next }
+    { print }
+    END { print "apps:"; for (i = 1; i <= n; i++) printf "  app%d:\n    target:\n%s", i, t }
+  ' "$work/full.yaml" | sed "s|^state_dir: .*|state_dir: $work/state-$1|" >"$work/$1.yaml"
+}
+apps_config apps1 1
+apps_config apps3 3
+measure "$idsync" --config "$work/apps1.yaml" plan
+apps1_secs=$SECS apps1_rss=$RSS_MB apps1_read_ms=$(source_ms apps1)
+measure "$idsync" --config "$work/apps3.yaml" plan
+apps3_secs=$SECS apps3_rss=$RSS_MB apps3_read_ms=$(source_ms apps3)
+
 echo "== 4. no-change sync: photo bytes moved" >&2
 w0=$(scim_writes)
 "$idsync" --config "$work/full.yaml" sync >/dev/null
@@ -203,6 +223,8 @@ idsync benchmark: $N people ($(nproc) cores, $(date -u +%Y-%m-%d)); steady state
 | plan, 1% churn, syncrepl read | ${churn_plan_inc_secs}s, peak RSS ${churn_plan_inc_rss} MB | ${base_secs}s | $(ratio "$churn_plan_inc_secs" "$base_secs") |
 | sync, 1% churn, syncrepl read ($churn_writes writes) | ${churn_sync_inc_secs}s, peak RSS ${churn_sync_inc_rss} MB | ${base_secs}s | $(ratio "$churn_sync_inc_secs" "$base_secs") |
 | directory read at 1% churn: syncrepl vs a full read (idsync's source_ms) | ${churn_read_ms} ms | ${full_read_ms} ms | $(ratio "$churn_read_ms" "$full_read_ms") |
+| plan, 3 apps from one read vs 1 app (fresh state, every account adopted by each app) | ${apps3_secs}s, peak RSS ${apps3_rss} MB | ${apps1_secs}s, peak RSS ${apps1_rss} MB | $(ratio "$apps3_secs" "$apps1_secs") time; each extra app +$(python3 -c "print(f'{100 * ($apps3_rss - $apps1_rss) / 2 / $apps1_rss:.0f}')")% of one app's RSS |
+| directory read of that plan: 3 apps vs 1 app (idsync's source_ms; one read either way) | ${apps3_read_ms} ms | ${apps1_read_ms} ms | $(ratio "$apps3_read_ms" "$apps1_read_ms") |
 | no-change sync: writes / photo uploads (photo bytes moved) | $quiet_writes / $quiet_photo_bytes (0 bytes) | - | - |
 | journaling in the steady-state sync ($steady_actions actions applied, one transaction each): journal time vs the rest of the run | $(python3 -c "print(f'{$steady_journal_ms / 1000:.2f}')")s | $(python3 -c "print(f'{$steady_secs - $steady_journal_ms / 1000:.2f}')")s | $(python3 -c "print(f'+{100 * $steady_journal_ms / 1000 / ($steady_secs - $steady_journal_ms / 1000):.1f}%')") |
 | initial provisioning ($prov_n writes: creates + photo uploads), concurrency 8: writes/s while writing (whole run) | ${prov_rate}/s (${prov_wall}/s), ${prov_429} x 429 | - | - |

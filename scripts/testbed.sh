@@ -47,6 +47,10 @@ install() {
     echo "testbed: installing systemd (for systemd-analyze security on our units)" >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
   fi
+  if ! command -v man >/dev/null 2>&1; then
+    echo "testbed: installing man-db (the package test looks its man pages up)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq man-db >/dev/null
+  fi
   if [ ! -x "$venv/bin/scim2-server" ] || ! "$venv/bin/pip" show scim2-server 2>/dev/null | grep "^Version: $SCIM_VERSION$" >/dev/null; then
     echo "testbed: installing scim2-server $SCIM_VERSION into $venv (pip)" >&2
     python3 -m venv "$venv"

@@ -396,32 +396,11 @@ async fn execute<W: AccountWriter>(
             let Some(anchor) = anchor else {
                 return Ok((None, LinkChange::None));
             };
-            // An adopted account's photo is unknown to idsync until it uploads one.
-            let before = match action.kind {
-                // A re-hire's account has the photo its previous owner's link recorded.
-                ActionKind::Adopt => action
-                    .previous_anchor
-                    .as_ref()
-                    .and_then(|a| ctx.links.get(a))
-                    .and_then(|l| l.photo_hash.clone()),
-                _ => previous.and_then(|l| l.photo_hash.clone()),
-            };
-            let photo_hash = sync_photo(writer, id, &current, photo, before).await?;
-            let suspending = action
-                .changes
-                .iter()
-                .any(|c| c.field == Field::Active && c.after.as_deref() == Some("false"));
-            let (state, suspended_at) = match action.kind {
-                _ if suspending => (LinkState::Suspended, Some(now)),
-                ActionKind::Reactivate | ActionKind::Adopt => (LinkState::Active, None),
-                _ => previous
-                    .map(|l| (l.state, l.suspended_at))
-                    .unwrap_or((LinkState::Active, None)),
-            };
+            let photo_hash =
+                sync_photo(writer, id, &current, photo, photo_before(action, ctx)).await?;
             let l = NewLink {
-                state,
-                suspended_at,
                 photo_hash,
+                ..state_after(action, previous, now)
             };
             Ok((None, link(action, anchor, id, l, now)))
         }
@@ -443,6 +422,39 @@ async fn execute<W: AccountWriter>(
             | ActionKind::GroupDelete,
             _,
         ) => unreachable!("group actions are applied by execute_group"),
+    }
+}
+
+/// The photo the account had before an update (an adopted account's is unknown to idsync
+/// until it uploads one; a re-hire's is what its previous owner's link recorded).
+fn photo_before(action: &Action, ctx: &Context<'_>) -> Option<String> {
+    let anchor = match action.kind {
+        ActionKind::Adopt => action.previous_anchor.as_ref(),
+        _ => action.anchor.as_ref(),
+    };
+    anchor
+        .and_then(|a| ctx.links.get(a))
+        .and_then(|l| l.photo_hash.clone())
+}
+
+/// The link's state after an update: suspended when it turns the account off, active
+/// after a reactivation or adoption, as it was otherwise.
+fn state_after(action: &Action, previous: Option<&Link>, now: DateTime<Utc>) -> NewLink {
+    let suspending = action
+        .changes
+        .iter()
+        .any(|c| c.field == Field::Active && c.after.as_deref() == Some("false"));
+    let (state, suspended_at) = match action.kind {
+        _ if suspending => (LinkState::Suspended, Some(now)),
+        ActionKind::Reactivate | ActionKind::Adopt => (LinkState::Active, None),
+        _ => previous
+            .map(|l| (l.state, l.suspended_at))
+            .unwrap_or((LinkState::Active, None)),
+    };
+    NewLink {
+        state,
+        suspended_at,
+        photo_hash: None,
     }
 }
 

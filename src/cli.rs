@@ -9,7 +9,7 @@ use crate::report::Format;
 #[derive(Debug, Parser)]
 #[command(
     name = "idsync",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("IDSYNC_COMMIT"), ")"),
     about = "Keeps an app's accounts (SCIM 2.0) true to your directory (LDAP / AD / Entra ID), safely."
 )]
 pub struct Cli {
@@ -19,6 +19,9 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+    /// Only this app (a name under `apps:`): `plan`, `sync`, `runs`, `approvals`, `show`.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub app: Option<String>,
     /// More log detail (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -108,4 +111,45 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
         format: ListFormat,
     },
+    /// Man pages and shell completions from this CLI (for packagers).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
+}
+
+/// What `idsync generate` writes.
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// idsync(1) and one page per command (idsync-sync(1), ...) into DIR.
+    Man { dir: PathBuf },
+    /// The completion script for SHELL on stdout.
+    Completions { shell: clap_complete::Shell },
+}
+
+/// Writes what `idsync generate` asks for.
+pub fn generate(what: &Generate) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    match what {
+        Generate::Man { dir } => {
+            std::fs::create_dir_all(dir)?;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+            std::fs::write(dir.join("idsync.1"), page)?;
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                let name = format!("idsync-{}", sub.get_name());
+                let sub = sub.clone().name(name.clone());
+                let mut page = Vec::new();
+                clap_mangen::Man::new(sub).render(&mut page)?;
+                std::fs::write(dir.join(format!("{name}.1")), page)?;
+            }
+            Ok(())
+        }
+        Generate::Completions { shell } => {
+            clap_complete::generate(*shell, &mut cmd, "idsync", &mut std::io::stdout());
+            Ok(())
+        }
+    }
 }

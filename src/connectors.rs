@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::app::scim::ScimClient;
 use crate::app::TargetError;
-use crate::config::{Config, GroupsConfig, Incremental, LdapIncremental, SourceConfig};
+use crate::config::{AppConfig, Config, GroupsConfig, Incremental, LdapIncremental, SourceConfig};
 use crate::model::{DirectoryGroup, DirectoryUser};
 use crate::source::graph::GraphReader;
 use crate::source::ldap::LdapReader;
@@ -20,10 +20,11 @@ pub enum Directory {
     Graph(GraphReader),
 }
 
-/// What one run reads from and writes to.
+/// What one cycle reads from and writes to: one directory, the apps it serves.
 pub struct Connectors {
     pub directory: Directory,
-    pub app: ScimClient,
+    /// Each selected app's client, by app name.
+    pub apps: BTreeMap<String, ScimClient>,
 }
 
 /// Either side's connector could not be made (an unreadable CA file, ...).
@@ -36,19 +37,35 @@ pub enum ConnectError {
 }
 
 impl Connectors {
-    /// The connectors `cfg` describes.
-    pub fn open(cfg: &Config) -> Result<Connectors, ConnectError> {
+    /// The directory `cfg` describes, and a client for each of `apps`.
+    pub fn open(cfg: &Config, apps: &[&AppConfig]) -> Result<Connectors, ConnectError> {
         let directory = match &cfg.source {
             SourceConfig::Ldap(l) => Directory::Ldap(LdapReader::new(l.clone())),
             SourceConfig::Graph(g) => Directory::Graph(GraphReader::new(g.clone())?),
         };
-        let app = ScimClient::new(cfg.target.clone())?.keeping(cfg.policy.account_attributes());
-        let app = match &cfg.groups {
-            Some(g) => app.with_group_batch(g.batch),
-            None => app,
-        };
-        Ok(Connectors { directory, app })
+        let mut clients = BTreeMap::new();
+        for app in apps {
+            clients.insert(app.name.clone(), client(app)?);
+        }
+        Ok(Connectors {
+            directory,
+            apps: clients,
+        })
     }
+
+    /// The client of an app `open` was given.
+    pub fn app(&self, name: &str) -> &ScimClient {
+        &self.apps[name]
+    }
+}
+
+/// An app's SCIM client: keeping only what its policy reads, its group PATCH size.
+pub fn client(app: &AppConfig) -> Result<ScimClient, TargetError> {
+    let c = ScimClient::new(app.target.clone())?.keeping(app.policy.account_attributes());
+    Ok(match &app.groups {
+        Some(g) => c.with_group_batch(g.batch),
+        None => c,
+    })
 }
 
 /// A directory's groups, and (Graph delta) the state to remember for the next read.

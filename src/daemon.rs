@@ -38,8 +38,20 @@ fn notify(states: &[NotifyState<'_>]) {
 
 /// One line per scheduled run: what it did, how long it took, and what to do next when
 /// something waits for a decision.
-fn log_run(result: &Result<run::RunSummary, run::RunError>, took: Duration) {
+fn log_cycle(result: &Result<Vec<run::AppSummary>, run::RunError>, took: Duration) {
     let secs = took.as_secs_f64();
+    match result {
+        Ok(apps) => {
+            for a in apps {
+                log_run(&a.app, &a.result, secs);
+            }
+        }
+        Err(e) => tracing::warn!(seconds = secs, error = %e, "scheduled run did not complete"),
+    }
+}
+
+/// One app's line of a cycle.
+fn log_run(app: &str, result: &Result<run::RunSummary, run::RunError>, secs: f64) {
     match result {
         Ok(s) => {
             let o = s.outcomes.clone().unwrap_or_default();
@@ -64,8 +76,79 @@ fn log_run(result: &Result<run::RunSummary, run::RunError>, took: Duration) {
                 );
             }
         }
-        Err(e) => tracing::warn!(seconds = secs, error = %e, "scheduled run did not complete"),
+        Err(e) => {
+            tracing::warn!(app, seconds = secs, error = %e, "scheduled run of {app} did not complete")
+        }
     }
+}
+
+/// Serves `/metrics` and `/healthz` in the background when the config asks for it.
+fn serve_metrics(cfg: &Config) -> Result<(), DaemonError> {
+    let (Some(addr), Some(schedule)) = (cfg.metrics_listen, cfg.schedule.as_ref()) else {
+        return Ok(());
+    };
+    let mut ticks = schedule.upcoming(Utc);
+    let period = match (ticks.next(), ticks.next()) {
+        (Some(a), Some(b)) => b - a,
+        _ => chrono::Duration::hours(24),
+    };
+    let reader = Journal::open(&cfg.state_dir)?;
+    let apps = cfg.apps.iter().map(|a| a.name.clone()).collect();
+    tokio::spawn(async move {
+        if let Err(e) = crate::metrics::serve(addr, reader, period, apps).await {
+            tracing::error!(%addr, error = %e, "cannot serve metrics");
+        }
+    });
+    Ok(())
+}
+
+/// What systemd hears of a cycle (`systemctl status idsync`).
+fn status_of(result: &Result<Vec<run::AppSummary>, run::RunError>) -> String {
+    let at = Utc::now().format("%Y-%m-%d %H:%M:%S UTC");
+    let apps = match result {
+        Ok(apps) => apps,
+        Err(e) => return format!("last run failed at {at}: {e}"),
+    };
+    match apps.as_slice() {
+        [one] => match &one.result {
+            Ok(s) => format!("last run {}: {} at {at}", s.run, s.outcome.as_str()),
+            Err(e) => format!("last run failed at {at}: {e}"),
+        },
+        _ => {
+            let each: Vec<String> = apps
+                .iter()
+                .map(|a| match &a.result {
+                    Ok(s) => format!("{} run {}: {}", a.app, s.run, s.outcome.as_str()),
+                    Err(_) => format!("{}: failed", a.app),
+                })
+                .collect();
+            format!("last runs at {at}: {}", each.join(", "))
+        }
+    }
+}
+
+/// SIGHUP: the config read again; an invalid one is logged and the running one kept.
+fn reload(
+    path: &std::path::Path,
+    cfg: &mut Config,
+    journal: &mut Journal,
+) -> Result<(), DaemonError> {
+    match config::load(path) {
+        Ok(new) => {
+            for w in &new.warnings {
+                tracing::warn!("config: {w}");
+            }
+            let state_changed = new.state_dir != cfg.state_dir;
+            *cfg = new;
+            if state_changed {
+                *journal = Journal::open(&cfg.state_dir)?;
+            }
+            tracing::info!("config reloaded");
+            notify(&[NotifyState::Status("config reloaded")]);
+        }
+        Err(e) => tracing::error!(error = %e, "the new config is invalid; keeping the running one"),
+    }
+    Ok(())
 }
 
 /// Runs until SIGTERM or SIGINT.
@@ -88,19 +171,7 @@ pub async fn run(config_path: PathBuf, mut cfg: Config) -> Result<(), DaemonErro
     let feeds_watchdog = sd_notify::watchdog_enabled().is_some();
     // Cancelled by SIGTERM/SIGINT during a run: its in-flight writes finish, then we exit.
     let shutdown = CancellationToken::new();
-    if let (Some(addr), Some(schedule)) = (cfg.metrics_listen, cfg.schedule.as_ref()) {
-        let mut ticks = schedule.upcoming(Utc);
-        let period = match (ticks.next(), ticks.next()) {
-            (Some(a), Some(b)) => b - a,
-            _ => chrono::Duration::hours(24),
-        };
-        let reader = Journal::open(&cfg.state_dir)?;
-        tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(addr, reader, period).await {
-                tracing::error!(%addr, error = %e, "cannot serve metrics");
-            }
-        });
-    }
+    serve_metrics(&cfg)?;
     notify(&[
         NotifyState::Ready,
         NotifyState::Status("waiting for the first scheduled run"),
@@ -126,21 +197,7 @@ pub async fn run(config_path: PathBuf, mut cfg: Config) -> Result<(), DaemonErro
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                match config::load(&config_path) {
-                    Ok(new) => {
-                        for w in &new.warnings {
-                            tracing::warn!("config: {w}");
-                        }
-                        let state_changed = new.state_dir != cfg.state_dir;
-                        cfg = new;
-                        if state_changed {
-                            journal = Journal::open(&cfg.state_dir)?;
-                        }
-                        tracing::info!("config reloaded");
-                        notify(&[NotifyState::Status("config reloaded")]);
-                    }
-                    Err(e) => tracing::error!(error = %e, "the new config is invalid; keeping the running one"),
-                }
+                reload(&config_path, &mut cfg, &mut journal)?;
                 continue;
             }
         }
@@ -163,22 +220,8 @@ pub async fn run(config_path: PathBuf, mut cfg: Config) -> Result<(), DaemonErro
                 _ = int.recv() => { shutdown.cancel(); break sync.await }
             }
         };
-        log_run(&result, started.elapsed());
-        let status = match &result {
-            Ok(s) => format!(
-                "last run {}: {} at {}",
-                s.run,
-                s.outcome.as_str(),
-                Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
-            ),
-            Err(e) => {
-                format!(
-                    "last run failed at {}: {e}",
-                    Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
-                )
-            }
-        };
-        notify(&[NotifyState::Status(&status)]);
+        log_cycle(&result, started.elapsed());
+        notify(&[NotifyState::Status(&status_of(&result))]);
         if shutdown.is_cancelled() {
             break;
         }

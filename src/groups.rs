@@ -159,27 +159,8 @@ impl<'a> Planner<'a> {
                                 .collect()
                         })
                         .unwrap_or_default();
-                    match matches.as_slice() {
-                        [] => self.create(group, gone.unwrap_or_default()),
-                        [app] => {
-                            claimed.insert(app.id.as_str());
-                            let why = format!(
-                                "{}an app group named `{}` exists: taken under management",
-                                gone.unwrap_or_default(),
-                                app.display_name
-                            );
-                            self.update(group, app, ActionKind::GroupAdopt, Some(why));
-                        }
-                        many => {
-                            let ids: Vec<&str> = many.iter().map(|g| g.id.as_str()).collect();
-                            let msg = format!(
-                                "group not synced: {} app groups are named `{}` ({}); rename or remove the extra ones",
-                                ids.len(),
-                                group.name,
-                                ids.join(", ")
-                            );
-                            self.notice(&group.name, &group.anchor, None, msg);
-                        }
+                    if let Some(app) = self.unlinked(group, &matches, gone.unwrap_or_default()) {
+                        claimed.insert(app.id.as_str());
                     }
                 }
             }
@@ -199,6 +180,41 @@ impl<'a> Planner<'a> {
             .actions
             .sort_by(|a, b| (a.kind, &a.user_name).cmp(&(b.kind, &b.user_name)));
         self.out
+    }
+
+    /// A directory group without a usable link: created, or the one unclaimed app group of
+    /// its name adopted (returned), or, several of that name, a notice.
+    fn unlinked(
+        &mut self,
+        group: &'a DirectoryGroup,
+        matches: &[&'a AppGroup],
+        gone: String,
+    ) -> Option<&'a AppGroup> {
+        match matches {
+            [] => {
+                self.create(group, gone);
+                None
+            }
+            [app] => {
+                let why = format!(
+                    "{gone}an app group named `{}` exists: taken under management",
+                    app.display_name
+                );
+                self.update(group, app, ActionKind::GroupAdopt, Some(why));
+                Some(app)
+            }
+            many => {
+                let ids: Vec<&str> = many.iter().map(|g| g.id.as_str()).collect();
+                let msg = format!(
+                    "group not synced: {} app groups are named `{}` ({}); rename or remove the extra ones",
+                    ids.len(),
+                    group.name,
+                    ids.join(", ")
+                );
+                self.notice(&group.name, &group.anchor, None, msg);
+                None
+            }
+        }
     }
 
     fn notice(&mut self, name: &str, anchor: &Anchor, group_id: Option<&str>, message: String) {

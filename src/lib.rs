@@ -23,4 +23,5 @@ pub mod redact;
 pub mod report;
 pub mod run;
 pub mod safety;
+pub mod scope;
 pub mod source;

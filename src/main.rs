@@ -54,10 +54,19 @@ fn main() -> ExitCode {
         }
     }
     init_tracing(&cli);
+    if let Command::Generate { what } = &cli.command {
+        return match idsync::cli::generate(what) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("idsync: error: {e}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        };
+    }
     if views::is_journal_only(&cli.command) {
         let result = config::state_dir_of(&cli.config)
             .map_err(anyhow::Error::from)
-            .and_then(|dir| views::journal_command(cli.command, &dir));
+            .and_then(|dir| views::journal_command(cli.command, &dir, cli.app.as_deref()));
         return match result {
             Ok(code) => ExitCode::from(code),
             Err(e) => {
@@ -96,30 +105,33 @@ fn main() -> ExitCode {
     let interactive = !matches!(cli.command, Command::Run) && std::io::stderr().is_terminal();
     let mut config = config;
     config.progress = interactive;
-    match runtime.block_on(dispatch(cli.command, config)) {
+    match runtime.block_on(dispatch(cli.command, config, cli.app)) {
         Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            // Our typed errors already carry their cause in their text; anyhow's chain would
-            // repeat it. Plain anyhow contexts need the chain.
-            let typed = e.is::<RunError>()
-                || e.is::<idsync::journal::JournalError>()
-                || e.is::<idsync::daemon::DaemonError>();
-            let text = if typed {
-                format!("{e}")
-            } else {
-                format!("{e:#}")
-            };
-            eprintln!("idsync: error: {}", redactor.clean(&text));
-            let code = match e.downcast_ref::<RunError>() {
-                Some(RunError::Refused(_)) => EXIT_ABORTED,
-                _ => EXIT_FAILED,
-            };
-            ExitCode::from(code)
-        }
+        Err(e) => failed(&e, &redactor),
     }
 }
 
-async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
+/// Says what failed (secrets scrubbed) and picks the exit code.
+fn failed(e: &anyhow::Error, redactor: &idsync::redact::Redactor) -> ExitCode {
+    // Our typed errors already carry their cause in their text; anyhow's chain would
+    // repeat it. Plain anyhow contexts need the chain.
+    let typed = e.is::<RunError>()
+        || e.is::<idsync::journal::JournalError>()
+        || e.is::<idsync::daemon::DaemonError>();
+    let text = if typed {
+        format!("{e}")
+    } else {
+        format!("{e:#}")
+    };
+    eprintln!("idsync: error: {}", redactor.clean(&text));
+    let code = match e.downcast_ref::<RunError>() {
+        Some(RunError::Refused(_)) => EXIT_ABORTED,
+        _ => EXIT_FAILED,
+    };
+    ExitCode::from(code)
+}
+
+async fn dispatch(command: Command, config: Config, app: Option<String>) -> anyhow::Result<u8> {
     match command {
         Command::Check { connect } => check(&config, connect).await,
         Command::Plan {
@@ -129,24 +141,14 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
             save,
             full,
         } => {
-            let journal = Journal::open(&config.state_dir)?;
-            let summary = run::dry_run(&config, &journal, "cli", full).await?;
-            if let Some(path) = save {
-                let saved = run::SavedPlan::new(&config, summary.plan.clone());
-                write_atomically(&path, &serde_json::to_string_pretty(&saved)?)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            let text = report::render(&summary.plan, format);
-            match output {
-                Some(path) => write_atomically(&path, &text)
-                    .with_context(|| format!("cannot write {}", path.display()))?,
-                None => std::io::stdout().write_all(text.as_bytes())?,
-            }
-            Ok(if detailed_exitcode && !summary.plan.is_empty() {
-                EXIT_PENDING
-            } else {
-                0
-            })
+            let args = PlanArgs {
+                format,
+                output,
+                detailed_exitcode,
+                save,
+                full,
+            };
+            plan_command(&config, app.as_deref(), args).await
         }
         Command::Sync {
             user,
@@ -154,50 +156,13 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
             allow_shrink,
             allow_deprovisions,
         } => {
-            let journal = Journal::open(&config.state_dir)?;
-            // One-shot overrides of the gates: this run's config only, journaled with it.
-            let mut config = config;
-            let mut overrides = Vec::new();
-            if allow_shrink {
-                config.safety.min_source_ratio = None;
-                overrides.push("--allow-shrink".to_string());
-            }
-            if let Some(n) = allow_deprovisions {
-                config.safety.max_deprovisions = Some(idsync::safety::DeprovisionLimit::Count(n));
-                overrides.push(format!("--allow-deprovisions {n}"));
-            }
-            let opts = run::SyncOptions {
-                only_user: user.as_deref(),
+            let args = SyncArgs {
+                user,
                 full,
-                overrides,
-                ..run::SyncOptions::default()
+                allow_shrink,
+                allow_deprovisions,
             };
-            let summary = run::sync(&config, &journal, "cli", opts).await?;
-            let o = summary.outcomes.unwrap_or_default();
-            println!(
-                "run {}: {} ({}; applied {}, failed {}, held {}, skipped {})",
-                summary.run,
-                summary.outcome.as_str(),
-                report::summary(&summary.plan),
-                o.applied,
-                o.failed,
-                o.held,
-                o.skipped
-            );
-            if let Some(f) = &o.fatal {
-                eprintln!("idsync: error: {f}");
-            }
-            if o.held > 0 {
-                println!(
-                    "{} action(s) held: review them with `idsync approvals`, then `idsync approve {}` (or one of them: `idsync approve {}:SEQ`) or `idsync reject {}`",
-                    o.held, summary.run, summary.run, summary.run
-                );
-            }
-            Ok(if summary.outcome == Outcome::Failed {
-                EXIT_FAILED
-            } else {
-                0
-            })
+            sync_command(config, app.as_deref(), args).await
         }
         Command::Apply { file } => {
             let text = std::fs::read_to_string(&file)
@@ -239,7 +204,153 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<u8> {
             );
             Ok(if d.failed > 0 { EXIT_FAILED } else { 0 })
         }
-        journal_only => views::journal_command(journal_only, &config.state_dir),
+        journal_only => views::journal_command(journal_only, &config.state_dir, app.as_deref()),
+    }
+}
+
+/// `plan`'s options.
+struct PlanArgs {
+    format: report::Format,
+    output: Option<std::path::PathBuf>,
+    detailed_exitcode: bool,
+    save: Option<std::path::PathBuf>,
+    full: bool,
+}
+
+/// `plan`: every app's dry run (or `--app`'s), one report.
+async fn plan_command(config: &Config, app: Option<&str>, args: PlanArgs) -> anyhow::Result<u8> {
+    let journal = Journal::open(&config.state_dir)?;
+    if args.save.is_some() && app.is_none() && config.apps.len() > 1 {
+        anyhow::bail!("plan --save saves one app's plan: add --app NAME");
+    }
+    let apps = run::dry_run(config, &journal, "cli", args.full, app).await?;
+    let several = apps.len() > 1;
+    let mut text = String::new();
+    let mut pending = false;
+    let mut failed = None;
+    for a in apps {
+        let summary = match a.result {
+            Ok(s) => s,
+            Err(e) if !several => return Err(e.into()),
+            Err(e) => {
+                text.push_str(&format!("== app {}: failed: {e}\n\n", a.app));
+                failed = Some(e);
+                continue;
+            }
+        };
+        if let Some(path) = &args.save {
+            let saved = run::SavedPlan::new(
+                config,
+                config.app(&a.app).map_err(anyhow::Error::msg)?,
+                summary.plan.clone(),
+            );
+            write_atomically(path, &serde_json::to_string_pretty(&saved)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        if several {
+            text.push_str(&format!("== app {} ==\n", a.app));
+        }
+        text.push_str(&report::render(&summary.plan, args.format));
+        if several {
+            text.push('\n');
+        }
+        pending |= !summary.plan.is_empty();
+    }
+    match args.output {
+        Some(path) => write_atomically(&path, &text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    if failed.is_some() {
+        return Ok(EXIT_FAILED);
+    }
+    Ok(if args.detailed_exitcode && pending {
+        EXIT_PENDING
+    } else {
+        0
+    })
+}
+
+/// `sync`'s options.
+struct SyncArgs {
+    user: Option<String>,
+    full: bool,
+    allow_shrink: bool,
+    allow_deprovisions: Option<u64>,
+}
+
+/// `sync`: one cycle, a line per app.
+async fn sync_command(config: Config, app: Option<&str>, args: SyncArgs) -> anyhow::Result<u8> {
+    let journal = Journal::open(&config.state_dir)?;
+    // One-shot overrides of the gates: this run's config only, journaled with it.
+    let mut config = config;
+    let mut overrides = Vec::new();
+    if args.allow_shrink {
+        config.safety.min_source_ratio = None;
+        overrides.push("--allow-shrink".to_string());
+    }
+    if let Some(n) = args.allow_deprovisions {
+        for a in &mut config.apps {
+            a.safety.max_deprovisions = Some(idsync::safety::DeprovisionLimit::Count(n));
+        }
+        overrides.push(format!("--allow-deprovisions {n}"));
+    }
+    let opts = run::SyncOptions {
+        only_user: args.user.as_deref(),
+        app,
+        full: args.full,
+        overrides,
+        ..run::SyncOptions::default()
+    };
+    let apps = run::sync(&config, &journal, "cli", opts).await?;
+    let several = apps.len() > 1;
+    let mut code = 0;
+    for a in apps {
+        let prefix = if several {
+            format!("app {}: ", a.app)
+        } else {
+            String::new()
+        };
+        match a.result {
+            Ok(summary) => {
+                code = code.max(print_sync(&prefix, &summary));
+            }
+            Err(e) if !several => return Err(e.into()),
+            Err(e) => {
+                eprintln!("idsync: error: {prefix}{e}");
+                code = EXIT_FAILED;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// A sync's lines for one app; its exit code.
+fn print_sync(prefix: &str, summary: &run::RunSummary) -> u8 {
+    let o = summary.outcomes.clone().unwrap_or_default();
+    println!(
+        "{prefix}run {}: {} ({}; applied {}, failed {}, held {}, skipped {})",
+        summary.run,
+        summary.outcome.as_str(),
+        report::summary(&summary.plan),
+        o.applied,
+        o.failed,
+        o.held,
+        o.skipped
+    );
+    if let Some(f) = &o.fatal {
+        eprintln!("idsync: error: {prefix}{f}");
+    }
+    if o.held > 0 {
+        println!(
+            "{prefix}{} action(s) held: review them with `idsync approvals`, then `idsync approve {}` (or one of them: `idsync approve {}:SEQ`) or `idsync reject {}`",
+            o.held, summary.run, summary.run, summary.run
+        );
+    }
+    if summary.outcome == Outcome::Failed {
+        EXIT_FAILED
+    } else {
+        0
     }
 }
 

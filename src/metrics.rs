@@ -14,31 +14,30 @@ use chrono::{DateTime, Duration, Utc};
 use crate::journal::{Journal, MetricsData, Mode, Outcome, RunRow};
 
 /// Renders the Prometheus text exposition. Pure.
-pub fn render(data: &MetricsData, last: Option<&RunRow>) -> String {
+pub fn render(data: &MetricsData, lasts: &[RunRow]) -> String {
     let mut out = String::new();
     out.push_str(
-        "# HELP idsync_runs_total Runs by mode and outcome.\n# TYPE idsync_runs_total counter\n",
+        "# HELP idsync_runs_total Runs by app, mode and outcome.\n# TYPE idsync_runs_total counter\n",
     );
-    for (mode, outcome, n) in &data.runs {
+    for (app, mode, outcome, n) in &data.runs {
         let _ = writeln!(
             out,
-            "idsync_runs_total{{mode=\"{mode}\",outcome=\"{outcome}\"}} {n}"
+            "idsync_runs_total{{app=\"{app}\",mode=\"{mode}\",outcome=\"{outcome}\"}} {n}"
         );
     }
-    out.push_str("# HELP idsync_actions_total Actions of apply runs by kind and status.\n# TYPE idsync_actions_total counter\n");
-    for (kind, status, n) in &data.actions {
+    out.push_str("# HELP idsync_actions_total Actions of apply runs by app, kind and status.\n# TYPE idsync_actions_total counter\n");
+    let mut held: std::collections::BTreeMap<&str, i64> = Default::default();
+    for (app, kind, status, n) in &data.actions {
         let _ = writeln!(
             out,
-            "idsync_actions_total{{kind=\"{kind}\",status=\"{status}\"}} {n}"
+            "idsync_actions_total{{app=\"{app}\",kind=\"{kind}\",status=\"{status}\"}} {n}"
         );
+        *held.entry(app).or_default() += if status == "held" { *n } else { 0 };
     }
-    let held: i64 = data
-        .actions
-        .iter()
-        .filter(|(_, s, _)| s == "held")
-        .map(|(_, _, n)| n)
-        .sum();
-    let _ = writeln!(out, "# HELP idsync_held_actions Actions waiting for approval.\n# TYPE idsync_held_actions gauge\nidsync_held_actions {held}");
+    out.push_str("# HELP idsync_held_actions Actions waiting for approval, by app.\n# TYPE idsync_held_actions gauge\n");
+    for (app, n) in held {
+        let _ = writeln!(out, "idsync_held_actions{{app=\"{app}\"}} {n}");
+    }
     if let Some(t) = data.last_success {
         let _ = writeln!(
             out,
@@ -46,30 +45,35 @@ pub fn render(data: &MetricsData, last: Option<&RunRow>) -> String {
             t.timestamp()
         );
     }
-    if let Some(secs) = last.and_then(run_seconds) {
-        let _ = writeln!(
-            out,
-            "# HELP idsync_last_run_duration_seconds Wall time of the last apply run (read, plan, apply).\n# TYPE idsync_last_run_duration_seconds gauge\nidsync_last_run_duration_seconds {secs:.3}"
-        );
-    }
-    for (ms, name, help) in [
+    type Gauge = (&'static str, &'static str, fn(&RunRow) -> Option<f64>);
+    let gauges: [Gauge; 3] = [
         (
-            last.and_then(|r| r.counts.read_ms),
+            "idsync_last_run_duration_seconds",
+            "Wall time of each app's last apply run (read, plan, apply).",
+            run_seconds,
+        ),
+        (
             "idsync_last_read_duration_seconds",
-            "Reading both sides in the last apply run.",
+            "Reading both sides in each app's last apply run.",
+            |r| r.counts.read_ms.map(|ms| ms as f64 / 1000.0),
         ),
         (
-            last.and_then(|r| r.counts.apply_ms),
             "idsync_last_apply_duration_seconds",
-            "Applying the last apply run's actions.",
+            "Applying each app's last apply run's actions.",
+            |r| r.counts.apply_ms.map(|ms| ms as f64 / 1000.0),
         ),
-    ] {
-        if let Some(ms) = ms {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {:.3}",
-                ms as f64 / 1000.0
-            );
+    ];
+    for (name, help, value) in gauges {
+        let values: Vec<(&str, f64)> = lasts
+            .iter()
+            .filter_map(|r| Some((r.app.as_str(), value(r)?)))
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (app, v) in values {
+            let _ = writeln!(out, "{name}{{app=\"{app}\"}} {v:.3}");
         }
     }
     out
@@ -124,6 +128,8 @@ pub fn health(
 struct Ctx {
     journal: Journal,
     period: Duration,
+    /// The apps the daemon syncs.
+    apps: Vec<String>,
 }
 
 fn last_apply(journal: &Journal) -> Option<RunRow> {
@@ -132,6 +138,43 @@ fn last_apply(journal: &Journal) -> Option<RunRow> {
         .ok()?
         .into_iter()
         .find(|r| r.mode == Mode::Apply && r.outcome != Outcome::Running)
+}
+
+/// Each app's last finished apply run.
+fn last_applies(c: &Ctx) -> Vec<RunRow> {
+    c.apps
+        .iter()
+        .filter_map(|a| last_apply(&c.journal.for_app(a)))
+        .collect()
+}
+
+/// `/healthz`: every app healthy (see `health`); one line per app when there are several.
+fn health_of_apps(c: &Ctx, now: DateTime<Utc>) -> Result<String, String> {
+    let each: Vec<(&String, Result<String, String>)> = c
+        .apps
+        .iter()
+        .map(|a| {
+            (
+                a,
+                health(last_apply(&c.journal.for_app(a)).as_ref(), c.period, now),
+            )
+        })
+        .collect();
+    if let [(_, only)] = each.as_slice() {
+        return only.clone();
+    }
+    let text = each
+        .iter()
+        .map(|(a, r)| match r {
+            Ok(t) | Err(t) => format!("{a}: {t}"),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    if each.iter().all(|(_, r)| r.is_ok()) {
+        Ok(text)
+    } else {
+        Err(text)
+    }
 }
 
 /// Connections served at once; more wait in the kernel's backlog, using no file of ours.
@@ -158,7 +201,7 @@ fn router(ctx: Arc<Ctx>) -> Router {
                 let out = query(&c, |c| {
                     c.journal
                         .metrics()
-                        .map(|data| render(&data, last_apply(&c.journal).as_ref()))
+                        .map(|data| render(&data, &last_applies(c)))
                 })
                 .await;
                 match out {
@@ -174,10 +217,7 @@ fn router(ctx: Arc<Ctx>) -> Router {
         .route(
             "/healthz",
             get(|State(c): State<Arc<Ctx>>| async move {
-                let out = query(&c, |c| {
-                    health(last_apply(&c.journal).as_ref(), c.period, Utc::now())
-                })
-                .await;
+                let out = query(&c, |c| health_of_apps(c, Utc::now())).await;
                 match out {
                     Some(Ok(t)) => (StatusCode::OK, t + "\n"),
                     Some(Err(t)) => (StatusCode::SERVICE_UNAVAILABLE, t + "\n"),
@@ -195,11 +235,20 @@ fn router(ctx: Arc<Ctx>) -> Router {
 /// once, each closed after `HEADER_TIMEOUT` without a full request head and after
 /// `CONNECTION_LIFETIME` in any case, so idle and slowloris clients cannot hold the
 /// daemon's file descriptors (a scheduled run needs some).
-pub async fn serve(addr: SocketAddr, journal: Journal, period: Duration) -> std::io::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    journal: Journal,
+    period: Duration,
+    apps: Vec<String>,
+) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
 
-    let app = router(Arc::new(Ctx { journal, period }));
+    let app = router(Arc::new(Ctx {
+        journal,
+        period,
+        apps,
+    }));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tracing::info!(%addr, "serving /metrics and /healthz");
@@ -245,6 +294,7 @@ mod tests {
             counts: Default::default(),
             outcome,
             reason: None,
+            app: "default".into(),
         }
     }
 
@@ -271,12 +321,44 @@ mod tests {
     #[test]
     fn metrics_render_as_prometheus_text() {
         let data = MetricsData {
-            runs: vec![("apply".into(), "ok".into(), 3)],
-            actions: vec![("suspend".into(), "held".into(), 2)],
+            runs: vec![("default".into(), "apply".into(), "ok".into(), 3)],
+            actions: vec![("default".into(), "suspend".into(), "held".into(), 2)],
             last_success: None,
         };
-        let text = render(&data, None);
-        assert!(text.contains("idsync_runs_total{mode=\"apply\",outcome=\"ok\"} 3\n"));
-        assert!(text.contains("idsync_held_actions 2\n"));
+        let text = render(&data, &[]);
+        assert!(
+            text.contains("idsync_runs_total{app=\"default\",mode=\"apply\",outcome=\"ok\"} 3\n")
+        );
+        assert!(text.contains("idsync_held_actions{app=\"default\"} 2\n"));
+    }
+
+    #[test]
+    fn healthz_names_each_app_and_fails_when_one_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        let now = Utc::now();
+        for (app, outcome) in [("miro", Outcome::Ok), ("slack", Outcome::Failed)] {
+            let j = journal.for_app(app);
+            let run = j.begin_run(Mode::Apply, "schedule", now).unwrap();
+            let counts = crate::journal::RunCounts {
+                read_ms: Some(1500),
+                ..Default::default()
+            };
+            j.finish_run(run, outcome, Some(3), &counts, None, now)
+                .unwrap();
+        }
+        let ctx = Ctx {
+            journal,
+            period: Duration::minutes(15),
+            apps: vec!["miro".into(), "slack".into()],
+        };
+        let text = health_of_apps(&ctx, now).unwrap_err();
+        assert!(text.starts_with("miro: ok: last run 1 ok"), "{text}");
+        assert!(text.contains("\nslack: last run 2 failed"), "{text}");
+        let metrics = render(&MetricsData::default(), &last_applies(&ctx));
+        assert!(
+            metrics.contains("idsync_last_read_duration_seconds{app=\"slack\"} 1.500"),
+            "{metrics}"
+        );
     }
 }

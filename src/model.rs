@@ -343,8 +343,13 @@ pub struct DirectoryGroup {
     /// The app group's `displayName`, rendered from the group's `name` template.
     pub name: String,
     /// Anchors of the in-scope people who are members (nested groups already flattened
-    /// when configured).
+    /// when configured): what group sync puts in the app group.
     pub members: BTreeSet<Anchor>,
+    /// The people who are direct members.
+    pub direct: BTreeSet<Anchor>,
+    /// The people who are members directly or through nested groups (what an app's
+    /// `scope.groups` counts unless `nested: false`).
+    pub transitive: BTreeSet<Anchor>,
 }
 
 /// One SCIM Group in the app, as last read.

@@ -15,6 +15,7 @@ use crate::model::{Account, AccountId, Anchor, DirectoryUser, Link, LinkState, U
 
 mod changes;
 mod policy;
+mod unlinked;
 mod words;
 
 use changes::{active_change, create_changes, day, diff, update_reason};
@@ -29,11 +30,26 @@ pub struct Inputs<'a> {
     pub links: &'a BTreeMap<Anchor, Link>,
     pub policy: &'a Policy,
     pub now: DateTime<Utc>,
+    /// People in the directory read but outside this app's scope, with why: a linked one
+    /// is suspended (under the app's window, caps and approvals), an unlinked one gets no
+    /// account.
+    pub out_of_scope: &'a BTreeMap<Anchor, String>,
 }
 
 /// Applies the lifecycle rules: one call, one plan.
 pub fn plan(inputs: &Inputs<'_>) -> Plan {
     Planner::new(inputs).run()
+}
+
+/// A linked person back upstream whose account is inactive: what `back_upstream` judges.
+struct Back<'x> {
+    user: &'x DirectoryUser,
+    user_name: &'x str,
+    link: &'x Link,
+    account: &'x Account,
+    desired: &'x BTreeMap<String, Option<String>>,
+    /// The photo change the update would carry.
+    photo: Option<Change>,
 }
 
 /// Which set-once fields a diff includes.
@@ -161,7 +177,28 @@ impl<'a> Planner<'a> {
             return;
         };
         let linked = self.inp.links.get(&user.anchor);
+        let outside = self.inp.out_of_scope.get(&user.anchor);
         match linked.map(|l| (l, self.by_id.get(l.account_id.as_str()).copied())) {
+            Some((_, Some(account))) if outside.is_some() => {
+                self.claimed.insert(account.id.as_str());
+                if account.active
+                    && self
+                        .protected_by(&[account.user_name.as_str(), &user_name])
+                        .is_none()
+                {
+                    let reason = outside.cloned().unwrap_or_default();
+                    let changes = self.suspension_changes(account);
+                    self.plan.actions.push(Action::on_account(
+                        ActionKind::Suspend,
+                        &user_name,
+                        &user.anchor,
+                        &account.id,
+                        changes,
+                        reason,
+                    ));
+                }
+            }
+            _ if outside.is_some() => {}
             Some((link, Some(account))) => {
                 self.claimed.insert(account.id.as_str());
                 self.linked(user, &user_name, link, account);
@@ -189,16 +226,8 @@ impl<'a> Planner<'a> {
             return;
         }
         let desired = self.policy().mapping.desired(user);
-        let base = |kind, changes, reason: String| Action {
-            kind,
-            user_name: user_name.to_string(),
-            anchor: Some(user.anchor.clone()),
-            account_id: Some(account.id.clone()),
-            previous_anchor: None,
-            changes,
-            reason,
-            held: None,
-            members: Vec::new(),
+        let base = |kind, changes, reason: String| {
+            Action::on_account(kind, user_name, &user.anchor, &account.id, changes, reason)
         };
         if user.disabled {
             if account.active {
@@ -228,6 +257,31 @@ impl<'a> Planner<'a> {
             }
             return;
         }
+        let back = Back {
+            user,
+            user_name,
+            link,
+            account,
+            desired: &desired,
+            photo,
+        };
+        self.back_upstream(back, changes);
+    }
+
+    /// An enabled person whose account is inactive: reactivated within the window, then
+    /// as `after_window` says (hold for an admin, or a new account).
+    fn back_upstream(&mut self, b: Back<'_>, mut changes: Vec<Change>) {
+        let Back {
+            user,
+            user_name,
+            link,
+            account,
+            desired,
+            photo,
+        } = b;
+        let base = |kind, changes, reason: String| {
+            Action::on_account(kind, user_name, &user.anchor, &account.id, changes, reason)
+        };
         let since = match (link.state, link.suspended_at) {
             (LinkState::Suspended, Some(at)) => at,
             _ => {
@@ -263,7 +317,7 @@ impl<'a> Planner<'a> {
                 self.notice(Some(user_name), Some(&user.anchor), Some(&account.id), msg);
             }
             AfterWindow::Reinvite => {
-                let mut changes = create_changes(&self.policy().mapping, &desired);
+                let mut changes = create_changes(&self.policy().mapping, desired);
                 changes.insert(0, active_change(false, true));
                 // A new account has no photo yet, whatever the old one had.
                 changes.extend(self.new_photo(photo, user));
@@ -277,119 +331,6 @@ impl<'a> Planner<'a> {
                     .push(base(ActionKind::Reinvite, changes, reason));
             }
         }
-    }
-
-    /// A present, readable person with no usable link.
-    fn unlinked(&mut self, user: &DirectoryUser, user_name: &str, why: Option<String>) {
-        let mapping = &self.policy().mapping;
-        let desired = mapping.desired(user);
-        let prefix = why.map(|w| format!("{w}; ")).unwrap_or_default();
-        let key = self
-            .policy()
-            .match_rule
-            .source
-            .render(user)
-            .map(|k| k.to_lowercase());
-        let candidates: Vec<&'a Account> = key
-            .and_then(|k| self.by_match.get(&k))
-            .map(|v| {
-                v.iter()
-                    .copied()
-                    .filter(|a| !self.claimed.contains(a.id.as_str()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if candidates.len() > 1 {
-            let ids: Vec<&str> = candidates.iter().map(|a| a.id.as_str()).collect();
-            let msg = format!(
-                "not changed: {} app accounts match ({}); remove the duplicates or tighten `match`",
-                ids.len(),
-                ids.join(", ")
-            );
-            self.notice(Some(user_name), Some(&user.anchor), None, msg);
-            return;
-        }
-        if let Some(account) = candidates.first().copied() {
-            self.claimed.insert(account.id.as_str());
-            if let Some(p) = self.protected_by(&[account.user_name.as_str(), user_name]) {
-                let msg =
-                    format!("protected by `{p}`: never touched (matches this directory user)");
-                self.notice(
-                    Some(account.user_name.as_str()),
-                    Some(&user.anchor),
-                    Some(&account.id),
-                    msg,
-                );
-                return;
-            }
-            let mut previous_anchor = None;
-            if let Some(owner) = self.link_of_account.get(account.id.as_str()) {
-                if owner.anchor != user.anchor {
-                    if self.present.contains(&owner.anchor) {
-                        let msg = format!(
-                            "not changed: account {} matches but belongs to another directory user ({})",
-                            account.id, owner.anchor
-                        );
-                        self.notice(Some(user_name), Some(&user.anchor), Some(&account.id), msg);
-                        return;
-                    }
-                    previous_anchor = Some(owner.anchor.clone());
-                }
-            }
-            let mut changes = adoption_changes(self.policy(), &desired, account, user.disabled);
-            if !user.disabled {
-                let before = previous_anchor
-                    .as_ref()
-                    .and_then(|a| self.inp.links.get(a))
-                    .and_then(|l| l.photo_hash.as_deref());
-                changes.extend(self.photo_change(user, user_name, before));
-            }
-            let mut reason = match &previous_anchor {
-                Some(old) => {
-                    format!("{prefix}re-hire: takes over the account of {old}, gone upstream")
-                }
-                None => format!(
-                    "{prefix}matches existing account by {}",
-                    self.policy().match_rule.target
-                ),
-            };
-            if user.disabled && account.active {
-                reason.push_str("; disabled upstream");
-            }
-            self.plan.actions.push(Action {
-                kind: ActionKind::Adopt,
-                user_name: user_name.to_string(),
-                anchor: Some(user.anchor.clone()),
-                account_id: Some(account.id.clone()),
-                previous_anchor,
-                changes,
-                reason,
-                held: None,
-                members: Vec::new(),
-            });
-            return;
-        }
-        if user.disabled {
-            return;
-        }
-        if let Some(p) = self.protected_by(&[user_name]) {
-            let msg = format!("protected by `{p}`: not created");
-            self.notice(Some(user_name), Some(&user.anchor), None, msg);
-            return;
-        }
-        let mut changes = create_changes(mapping, &desired);
-        changes.extend(self.photo_change(user, user_name, None));
-        self.plan.actions.push(Action {
-            kind: ActionKind::Create,
-            user_name: user_name.to_string(),
-            anchor: Some(user.anchor.clone()),
-            account_id: None,
-            previous_anchor: None,
-            changes,
-            reason: format!("{prefix}new in the directory"),
-            held: None,
-            members: Vec::new(),
-        });
     }
 
     /// A linked person absent from the read: deleted upstream or out of scope.

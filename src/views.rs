@@ -24,10 +24,21 @@ pub fn is_journal_only(command: &Command) -> bool {
 }
 
 /// Runs a journal-only command against the journal in `state_dir`.
-pub fn journal_command(command: Command, state_dir: &Path) -> anyhow::Result<u8> {
+pub fn journal_command(
+    command: Command,
+    state_dir: &Path,
+    app: Option<&str>,
+) -> anyhow::Result<u8> {
+    let open = || -> anyhow::Result<Journal> {
+        let journal = Journal::open_existing(state_dir)?;
+        Ok(match app {
+            Some(name) => journal.for_app(name),
+            None => journal,
+        })
+    };
     match command {
         Command::Runs { limit, format, all } => {
-            let journal = Journal::open_existing(state_dir)?;
+            let journal = open()?;
             match format {
                 // Machines get every run, dry runs included, with all their counts.
                 ListFormat::Json => {
@@ -48,7 +59,7 @@ pub fn journal_command(command: Command, state_dir: &Path) -> anyhow::Result<u8>
             Ok(0)
         }
         Command::Approvals { format } => {
-            let journal = Journal::open_existing(state_dir)?;
+            let journal = open()?;
             let rows = journal.held_actions()?;
             match format {
                 ListFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
@@ -58,7 +69,7 @@ pub fn journal_command(command: Command, state_dir: &Path) -> anyhow::Result<u8>
             Ok(0)
         }
         Command::Reject { selector } => {
-            let journal = Journal::open_existing(state_dir)?;
+            let journal = open()?;
             let d = run::reject(&journal, selector)?;
             println!(
                 "rejected {} held action(s); nothing was written to the app",
@@ -66,86 +77,97 @@ pub fn journal_command(command: Command, state_dir: &Path) -> anyhow::Result<u8>
             );
             Ok(0)
         }
-        Command::Show { run, format } => {
-            let journal = Journal::open_existing(state_dir)?;
-            let id = match run.as_str() {
-                "last" => journal
-                    .last_run_of(idsync::journal::Mode::Apply)?
-                    .context("the journal has no apply run yet (`show last-plan` shows the last dry run)")?,
-                "last-plan" => journal
-                    .last_run_of(idsync::journal::Mode::DryRun)?
-                    .context("the journal has no dry run yet")?,
-                _ => run.parse::<i64>().with_context(|| {
-                    format!("`{run}` is not a run id; give a number, `last` (the last sync) or `last-plan`")
-                })?,
-            };
-            let row = journal
-                .run(id)?
-                .with_context(|| format!("no run {id} in the journal"))?;
-            let actions = journal.actions(id)?;
-            let notices = journal.notices(id)?;
-            match format {
-                ListFormat::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"run": row, "actions": actions, "notices": notices})
-                    )?
-                ),
-                ListFormat::Table => {
-                    println!(
-                        "run {} ({}, {}): {} at {}{}",
-                        row.id,
-                        row.mode,
-                        row.trigger,
-                        row.outcome,
-                        row.finished.as_deref().unwrap_or(&row.started),
-                        row.reason.map(|r| format!(": {r}")).unwrap_or_default()
-                    );
-                    for a in actions {
-                        println!(
-                            "{:>4}  {:<12}  {:<8}  {:<32}  {}",
-                            a.seq, a.kind, a.status, a.user_name, a.reason
-                        );
-                        if let (Some(b), Some(af)) = (a.before.as_object(), a.after.as_object()) {
-                            for (field, after) in af {
-                                let change = idsync::plan::Change {
-                                    field: idsync::plan::Field::parse(field),
-                                    before: b
-                                        .get(field)
-                                        .and_then(|v| v.as_str())
-                                        .map(str::to_string),
-                                    after: after.as_str().map(str::to_string),
-                                };
-                                println!(
-                                    "{:>4}  {:<12}  {:<8}    {}",
-                                    "",
-                                    "",
-                                    "",
-                                    report::change_line(&change)
-                                );
-                            }
-                        }
-                        if let Some(e) = a.error {
-                            let label = if a.status == Status::Held {
-                                "held"
-                            } else {
-                                "error"
-                            };
-                            println!("{:>4}  {:<12}  {:<8}    {label}: {e}", "", "", "");
-                        }
-                    }
-                    for n in notices {
-                        let who = n
-                            .user_name
-                            .or(n.anchor.map(|a| a.to_string()))
-                            .unwrap_or_else(|| "-".into());
-                        println!("notice  {who}: {}", n.message);
-                    }
-                }
-            }
-            Ok(0)
-        }
+        Command::Show { run, format } => show(&open()?, &run, format),
         _ => anyhow::bail!("this command needs the whole config, not only the journal"),
+    }
+}
+
+/// `show RUN|last|last-plan`.
+fn show(journal: &Journal, run: &str, format: ListFormat) -> anyhow::Result<u8> {
+    let id = match run {
+        "last" => journal.last_run_of(Mode::Apply)?.context(
+            "the journal has no apply run yet (`show last-plan` shows the last dry run)",
+        )?,
+        "last-plan" => journal
+            .last_run_of(Mode::DryRun)?
+            .context("the journal has no dry run yet")?,
+        _ => run.parse::<i64>().with_context(|| {
+            format!("`{run}` is not a run id; give a number, `last` (the last sync) or `last-plan`")
+        })?,
+    };
+    let row = journal
+        .run(id)?
+        .with_context(|| format!("no run {id} in the journal"))?;
+    let actions = journal.actions(id)?;
+    let notices = journal.notices(id)?;
+    match format {
+        ListFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"run": row, "actions": actions, "notices": notices})
+            )?
+        ),
+        ListFormat::Table => print_show(row, actions, notices),
+    }
+    Ok(0)
+}
+
+/// One run as `show` prints it: the run, each action with its field changes, the notices.
+fn print_show(
+    row: RunRow,
+    actions: Vec<idsync::journal::ActionRow>,
+    notices: Vec<idsync::plan::Notice>,
+) {
+    let app = if row.app == idsync::journal::DEFAULT_APP {
+        String::new()
+    } else {
+        format!(", app {}", row.app)
+    };
+    println!(
+        "run {} ({}, {}{app}): {} at {}{}",
+        row.id,
+        row.mode,
+        row.trigger,
+        row.outcome,
+        row.finished.as_deref().unwrap_or(&row.started),
+        row.reason.map(|r| format!(": {r}")).unwrap_or_default()
+    );
+    for a in actions {
+        println!(
+            "{:>4}  {:<12}  {:<8}  {:<32}  {}",
+            a.seq, a.kind, a.status, a.user_name, a.reason
+        );
+        if let (Some(b), Some(af)) = (a.before.as_object(), a.after.as_object()) {
+            for (field, after) in af {
+                let change = idsync::plan::Change {
+                    field: idsync::plan::Field::parse(field),
+                    before: b.get(field).and_then(|v| v.as_str()).map(str::to_string),
+                    after: after.as_str().map(str::to_string),
+                };
+                println!(
+                    "{:>4}  {:<12}  {:<8}    {}",
+                    "",
+                    "",
+                    "",
+                    report::change_line(&change)
+                );
+            }
+        }
+        if let Some(e) = a.error {
+            let label = if a.status == Status::Held {
+                "held"
+            } else {
+                "error"
+            };
+            println!("{:>4}  {:<12}  {:<8}    {label}: {e}", "", "", "");
+        }
+    }
+    for n in notices {
+        let who = n
+            .user_name
+            .or(n.anchor.map(|a| a.to_string()))
+            .unwrap_or_else(|| "-".into());
+        println!("notice  {who}: {}", n.message);
     }
 }
 
@@ -154,9 +176,29 @@ const RUNS_WIDTH: usize = 160;
 
 /// `runs` as kubectl-like columns: one line per run, the full detail in `show` and JSON.
 fn print_runs(runs: &[RunRow]) {
+    // An APP column once the journal holds more than one app's runs.
+    let apps: std::collections::BTreeSet<&str> = runs.iter().map(|r| r.app.as_str()).collect();
+    let app_width = if apps.len() > 1 {
+        apps.iter().map(|a| a.len()).max().unwrap_or(3).max(3)
+    } else {
+        0
+    };
+    let app_cell = |name: &str| {
+        if app_width == 0 {
+            String::new()
+        } else {
+            format!("{name:<app_width$}  ")
+        }
+    };
     let head = format!(
-        "{:>5}  {:<16}  {:<10}  {:>8}  {:<7}  {:<16}  REASON",
-        "RUN", "STARTED", "TRIGGER", "DURATION", "OUTCOME", "CHANGES"
+        "{:>5}  {}{:<16}  {:<10}  {:>8}  {:<7}  {:<16}  REASON",
+        "RUN",
+        app_cell("APP"),
+        "STARTED",
+        "TRIGGER",
+        "DURATION",
+        "OUTCOME",
+        "CHANGES"
     );
     println!("{head}");
     for r in runs {
@@ -166,8 +208,9 @@ fn print_runs(runs: &[RunRow]) {
             format!("{} plan", r.trigger)
         };
         let row = format!(
-            "{:>5}  {:<16}  {:<10}  {:>8}  {:<7}  {:<16}  ",
+            "{:>5}  {}{:<16}  {:<10}  {:>8}  {:<7}  {:<16}  ",
             r.id,
+            app_cell(&r.app),
             minute(&r.started),
             trigger,
             duration(r),

@@ -61,11 +61,12 @@ fn the_daemon_syncs_on_schedule_and_exits_cleanly_on_sigterm() {
     assert_eq!(health.status().as_u16(), 200);
     let metrics = get("/metrics").text().unwrap();
     assert!(
-        metrics.contains("idsync_actions_total{kind=\"create\",status=\"applied\"} 5"),
+        metrics
+            .contains("idsync_actions_total{app=\"default\",kind=\"create\",status=\"applied\"} 5"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("idsync_runs_total{mode=\"apply\",outcome=\"ok\"}"),
+        metrics.contains("idsync_runs_total{app=\"default\",mode=\"apply\",outcome=\"ok\"}"),
         "{metrics}"
     );
     assert!(

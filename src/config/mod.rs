@@ -6,6 +6,7 @@
 //! templates, never strings.
 
 mod app;
+mod apps;
 mod policy;
 mod raw;
 mod source;
@@ -84,18 +85,25 @@ impl SourceConfig {
     }
 }
 
-/// The validated configuration.
+pub use apps::AppConfig;
+
+/// The validated configuration: one directory read, shared by every app.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub path: PathBuf,
     pub schedule: Option<cron::Schedule>,
     pub state_dir: PathBuf,
+    /// Where people are read from, once per cycle, for every app (the attributes read are
+    /// every app's together).
     pub source: SourceConfig,
-    pub target: ScimConfig,
-    pub policy: Policy,
+    /// The shared read's guard (`min_source_users`, `min_source_ratio`) and, for a config
+    /// with a single `target:`, its app's caps too.
     pub safety: SafetyConfig,
-    /// Group sync, if configured.
+    /// How directory groups are read, once per cycle, when an app syncs groups or is scoped
+    /// by them.
     pub groups: Option<GroupsConfig>,
+    /// The apps, in the order the file names them; a single `target:` is the app `default`.
+    pub apps: Vec<AppConfig>,
     /// Where the daemon serves `/metrics` and `/healthz`, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// A run still going after this is stopped and journaled failed (a hung server).
@@ -105,6 +113,64 @@ pub struct Config {
     /// Show progress on the terminal (set by the CLI for an interactive stderr; never
     /// read from the file).
     pub progress: bool,
+}
+
+/// One app's block resolved with what it inherits: what `resolve` makes of one YAML
+/// document; `apps::combine` builds the `Config` from one per app.
+#[derive(Clone, Debug)]
+struct Resolved {
+    path: PathBuf,
+    schedule: Option<cron::Schedule>,
+    state_dir: PathBuf,
+    source: SourceConfig,
+    target: ScimConfig,
+    policy: Policy,
+    safety: SafetyConfig,
+    groups: Option<GroupsConfig>,
+    /// False when the app's block says `groups: ~`: the groups are read (for scopes) but
+    /// not synced to this app.
+    sync_groups: bool,
+    scope: crate::scope::Scope,
+    metrics_listen: Option<std::net::SocketAddr>,
+    run_deadline: std::time::Duration,
+}
+
+/// What the directory read asks for: every attribute the mapping, `match` and the scope
+/// filter read (LDAP `attributes`, Graph `$select`), posixGroup members' `uid` for scope
+/// groups, and Graph photos up to the app's size.
+fn read_what(
+    source: &mut SourceConfig,
+    mapping: &Mapping,
+    match_rule: &MatchRule,
+    scope: &crate::scope::Scope,
+    photo_max_bytes: usize,
+) {
+    let mut scope_attributes = Vec::new();
+    if let Some(f) = &scope.filter {
+        f.attributes(&mut scope_attributes);
+    }
+    match source {
+        SourceConfig::Ldap(ldap) => {
+            ldap.attributes
+                .extend(match_rule.source.attributes().map(str::to_string));
+            ldap.attributes.extend(scope_attributes);
+            if !scope.groups.is_empty() {
+                // posixGroup members of a scope group are named by uid.
+                ldap.attributes.push("uid".into());
+            }
+            ldap.attributes.sort();
+            ldap.attributes.dedup();
+        }
+        SourceConfig::Graph(graph) => {
+            graph.photo_max_bytes = photo_max_bytes;
+            let read = mapping
+                .attributes()
+                .into_iter()
+                .chain(match_rule.source.attributes().map(str::to_string))
+                .chain(scope_attributes);
+            graph.select = crate::source::graph::select_list(read);
+        }
+    }
 }
 
 /// Photos are planned when the source reads them and the app takes them.
@@ -132,9 +198,29 @@ impl Config {
         crate::redact::Redactor::new(
             source
                 .into_iter()
-                .chain([&self.target.token])
+                .chain(self.apps.iter().map(|a| &a.target.token))
                 .map(Secret::expose),
         )
+    }
+
+    /// The app named `name`, or an error listing the apps there are.
+    pub fn app(&self, name: &str) -> Result<&AppConfig, String> {
+        self.apps.iter().find(|a| a.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.apps.iter().map(|a| a.name.as_str()).collect();
+            format!(
+                "no app named `{name}` in {}; the apps are: {}",
+                self.path.display(),
+                names.join(", ")
+            )
+        })
+    }
+
+    /// The apps `--app` selects: that one, or every app.
+    pub fn selected(&self, only: Option<&str>) -> Result<Vec<&AppConfig>, String> {
+        match only {
+            Some(name) => Ok(vec![self.app(name)?]),
+            None => Ok(self.apps.iter().collect()),
+        }
     }
 }
 
@@ -178,10 +264,31 @@ pub fn parse(
             message: "the config is empty: it needs at least source:, target:, match: and mapping: (see config/idsync.example.yaml)".into(),
         });
     }
-    let mut raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
+    let syntax = |e: serde_yaml::Error| ConfigError::Syntax {
         path: path.to_path_buf(),
         message: syntax_message(&e),
-    })?;
+    };
+    let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(syntax)?;
+    if doc.get("apps").is_some() {
+        return apps::parse_apps(doc, path, env);
+    }
+    let raw: RawConfig = serde_yaml::from_str(text).map_err(syntax)?;
+    let (one, warnings) = resolve_raw(raw, path, env)?;
+    Ok(apps::combine(
+        vec![(DEFAULT_APP.to_string(), one)],
+        warnings,
+    ))
+}
+
+/// The app of a config with a single `target:`.
+pub const DEFAULT_APP: &str = crate::journal::DEFAULT_APP;
+
+/// Resolves one document (a single-target config, or one app with what it inherits).
+fn resolve_raw(
+    mut raw: RawConfig,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Resolved, Vec<String>), ConfigError> {
     let section = |message: String| ConfigError::Syntax {
         path: path.to_path_buf(),
         message,
@@ -196,10 +303,7 @@ pub fn parse(
     };
     let config = r.resolve(raw, source, target, path);
     match config {
-        Some(c) if r.problems.is_empty() => Ok(Config {
-            warnings: r.warnings,
-            ..c
-        }),
+        Some(c) if r.problems.is_empty() => Ok((c, r.warnings)),
         _ => Err(ConfigError::Invalid {
             path: path.to_path_buf(),
             problems: r.problems,
@@ -231,6 +335,32 @@ struct Resolver<'e> {
 }
 
 impl Resolver<'_> {
+    /// `metrics.listen`: an address:port, on loopback unless `allow_remote`.
+    fn metrics_listen(&mut self, m: raw::RawMetrics) -> Option<std::net::SocketAddr> {
+        match m.listen.parse::<std::net::SocketAddr>() {
+            Ok(a) => {
+                if !a.ip().is_loopback() && !m.allow_remote {
+                    self.problem("metrics.listen", format!("{a} is not loopback, and the journal's counts are served without authentication; listen on 127.0.0.1 behind a proxy, or set metrics.allow_remote: true"));
+                    return None;
+                }
+                if !a.ip().is_loopback() {
+                    self.warnings.push(format!("metrics.listen: {a} is not loopback; the journal's counts are served without authentication"));
+                }
+                Some(a)
+            }
+            Err(_) => {
+                self.problem(
+                    "metrics.listen",
+                    format!(
+                        "`{}` is not an address:port such as 127.0.0.1:9464",
+                        m.listen
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     fn problem(&mut self, path: &str, message: impl Into<String>) {
         self.problems.push(Problem {
             path: path.to_string(),
@@ -244,7 +374,7 @@ impl Resolver<'_> {
         source: RawSource,
         target: RawTarget,
         path: &Path,
-    ) -> Option<Config> {
+    ) -> Option<Resolved> {
         let schedule = raw.schedule.as_deref().and_then(|s| self.schedule(s));
         let state_dir = raw
             .state_dir
@@ -263,51 +393,28 @@ impl Resolver<'_> {
         let lifecycle = self.lifecycle(raw.lifecycle);
         let protected = self.protected(&raw.protected);
         let safety = self.safety(raw.safety, raw.approvals);
-        let metrics_listen = raw.metrics.and_then(|m| match m.listen.parse::<std::net::SocketAddr>() {
-            Ok(a) => {
-                if !a.ip().is_loopback() && !m.allow_remote {
-                    self.problem("metrics.listen", format!("{a} is not loopback, and the journal's counts are served without authentication; listen on 127.0.0.1 behind a proxy, or set metrics.allow_remote: true"));
-                    return None;
-                }
-                if !a.ip().is_loopback() {
-                    self.warnings.push(format!("metrics.listen: {a} is not loopback; the journal's counts are served without authentication"));
-                }
-                Some(a)
-            }
-            Err(_) => {
-                self.problem("metrics.listen", format!("`{}` is not an address:port such as 127.0.0.1:9464", m.listen));
-                None
-            }
-        });
+        let metrics_listen = raw.metrics.and_then(|m| self.metrics_listen(m));
         let run_deadline = self.duration(
             "run_deadline",
             raw.run_deadline.as_deref(),
             DEFAULT_RUN_DEADLINE,
         );
         let groups = raw.groups.and_then(|g| self.groups(g, &source));
+        let scope = self.scope(raw.scope.unwrap_or_default());
         let (mut source, target, mapping, match_rule) = (source?, target?, mapping?, match_rule?);
         if let (SourceConfig::Ldap(ldap), Some(g)) = (&mut source, &groups) {
             // posixGroup members are named by this attribute of the people.
             ldap.attributes.push(g.member_uid.clone());
         }
-        match &mut source {
-            SourceConfig::Ldap(ldap) => {
-                ldap.attributes
-                    .extend(match_rule.source.attributes().map(str::to_string));
-                ldap.attributes.sort();
-                ldap.attributes.dedup();
-            }
-            SourceConfig::Graph(graph) => {
-                graph.photo_max_bytes = target.photo_max_bytes;
-                let read = mapping
-                    .attributes()
-                    .into_iter()
-                    .chain(match_rule.source.attributes().map(str::to_string));
-                graph.select = crate::source::graph::select_list(read);
-            }
-        }
+        read_what(
+            &mut source,
+            &mapping,
+            &match_rule,
+            &scope,
+            target.photo_max_bytes,
+        );
         let photos = photos_policy(&source, &target);
-        Some(Config {
+        Some(Resolved {
             path: path.to_path_buf(),
             schedule,
             state_dir,
@@ -322,10 +429,10 @@ impl Resolver<'_> {
             },
             safety,
             groups,
+            sync_groups: true,
+            scope,
             metrics_listen,
             run_deadline,
-            warnings: Vec::new(),
-            progress: false,
         })
     }
 }

@@ -30,6 +30,20 @@ pub struct RawConfig {
     /// A run taking longer than this is stopped and journaled failed.
     #[serde(default, deserialize_with = "text_or_seconds")]
     pub run_deadline: Option<String>,
+    /// Who gets an account in the app (`apps.NAME.scope`, or a default for every app).
+    pub scope: Option<RawScope>,
+}
+
+/// `scope:`: who gets an account in an app.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScope {
+    /// Directory groups (by name, DN or id) whose members get an account.
+    pub groups: Option<Vec<String>>,
+    /// Membership through nested groups counts (default true).
+    pub nested: Option<bool>,
+    /// An LDAP-style filter on the person's attributes.
+    pub filter: Option<String>,
 }
 
 /// `groups:`: which directory groups become app groups, and how.

@@ -56,13 +56,13 @@ fn a_valid_config_resolves_to_real_types() {
     assert_eq!(l.bind_password.as_ref().unwrap().expose(), "Canary-Ldap-Pw");
     assert!(l.attributes.contains(&"useraccountcontrol".to_string()));
     assert!(l.attributes.contains(&"entryuuid".to_string()));
-    assert_eq!(c.target.rate_limit, Some(20.0));
+    assert_eq!(c.apps[0].target.rate_limit, Some(20.0));
     assert_eq!(
         c.safety.max_deprovisions,
         Some(DeprovisionLimit::Percent(5.0))
     );
-    assert_eq!(c.policy.mapping.fields.len(), 3);
-    assert!(c.policy.mapping.fields[2].set_once);
+    assert_eq!(c.apps[0].policy.mapping.fields.len(), 3);
+    assert!(c.apps[0].policy.mapping.fields[2].set_once);
 }
 
 #[test]
@@ -261,10 +261,10 @@ fn bounds_and_proxies_are_read_with_their_units() {
         "  rate_limit: 20/s\n  max_response_bytes: 8MiB\n  max_accounts: 5000\n  proxy: http://proxy.example:3128",
     ))
     .unwrap();
-    assert_eq!(c.target.max_response_bytes, 8 << 20);
-    assert_eq!(c.target.max_accounts, 5000);
+    assert_eq!(c.apps[0].target.max_response_bytes, 8 << 20);
+    assert_eq!(c.apps[0].target.max_accounts, 5000);
     assert_eq!(
-        c.target.proxy.unwrap().as_str(),
+        c.apps[0].target.proxy.clone().unwrap().as_str(),
         "http://proxy.example:3128/"
     );
     assert_eq!(c.run_deadline, DEFAULT_RUN_DEADLINE);
@@ -376,6 +376,7 @@ fn the_shipped_example_configs_are_valid() {
         "idsync.example.yaml",
         "graph.example.yaml",
         "ad.example.yaml",
+        "apps.example.yaml",
     ] {
         let path = root.join(file);
         let text = std::fs::read_to_string(&path)
@@ -487,4 +488,126 @@ fn graph_groups_refuse_ldap_only_keys() {
     let g = ok.groups.unwrap();
     assert_eq!(g.filter.as_deref(), Some("securityEnabled eq true"));
     assert_eq!(g.name.attributes().collect::<Vec<_>>(), vec!["displayname"]);
+}
+
+const APPS: &str = r#"
+state_dir: /tmp/idsync-test
+source:
+  kind: ldap
+  url: ldaps://dc1.example.org
+  bind_dn: cn=idsync,dc=example,dc=org
+  bind_password: "${LDAP_PW}"
+  base_dn: ou=people,dc=example,dc=org
+groups:
+  base_dn: ou=groups,dc=example,dc=org
+match: { target: userName, source: "{mail}" }
+mapping:
+  userName: "{mail}"
+  title: "{title}"
+safety: { max_deprovisions: 5 }
+apps:
+  miro:
+    target: { kind: scim, url: "https://miro.example.com/scim", token: "${SCIM_TOKEN}" }
+    scope: { groups: [miro-users] }
+    groups: ~
+  slack:
+    target: { kind: scim, url: "https://slack.example.com/scim", token: "${SCIM_TOKEN}" }
+    mapping: { title: ~, displayName: "{cn}" }
+    scope: { filter: "(department=eng)" }
+    safety: { max_deprovisions: 20 }
+"#;
+
+#[test]
+fn apps_inherit_the_top_level_and_override_key_by_key() {
+    let c = parse_text(APPS).unwrap();
+    let names: Vec<&str> = c.apps.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["miro", "slack"]);
+    let (miro, slack) = (&c.apps[0], &c.apps[1]);
+    let paths = |a: &AppConfig| -> Vec<String> {
+        a.policy
+            .mapping
+            .fields
+            .iter()
+            .map(|f| f.path.to_string())
+            .collect()
+    };
+    assert_eq!(paths(miro), ["userName", "title"]);
+    assert_eq!(paths(slack), ["userName", "displayName"]);
+    assert_eq!(
+        miro.safety.max_deprovisions,
+        Some(DeprovisionLimit::Count(5))
+    );
+    assert_eq!(
+        slack.safety.max_deprovisions,
+        Some(DeprovisionLimit::Count(20))
+    );
+    assert!(
+        miro.groups.is_none(),
+        "groups: ~ turns miro's group sync off"
+    );
+    assert!(slack.groups.is_some(), "slack inherits group sync");
+    assert_eq!(miro.scope.groups, ["miro-users"]);
+    // One read covers every app: slack's scope filter and displayName are read too.
+    let SourceConfig::Ldap(l) = &c.source else {
+        panic!("ldap")
+    };
+    for attr in ["title", "cn", "department", "mail"] {
+        assert!(
+            l.attributes.iter().any(|a| a == attr),
+            "{attr}: {:?}",
+            l.attributes
+        );
+    }
+    // Groups are read for miro's scope and slack's sync: every group (slack names none).
+    assert!(c
+        .groups
+        .as_ref()
+        .is_some_and(|g| g.only.is_none() && g.nested));
+    let single = parse_text(BASE).unwrap();
+    assert_eq!(single.apps.len(), 1);
+    assert_eq!(single.apps[0].name, DEFAULT_APP);
+}
+
+#[test]
+fn an_apps_problems_are_named_under_the_app() {
+    let bad = APPS
+        .replace(
+            "    groups: ~\n",
+            "    groups: { base_dn: ou=x }\n    schedule: \"* * * * *\"\n",
+        )
+        .replace("(department=eng)", "department=eng")
+        .replace("https://slack.example.com/scim", "ftp://slack");
+    let p = problems(&bad);
+    assert!(
+        p.iter()
+            .any(|p| p.starts_with("apps.miro.schedule: not a per-app key")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|p| p.starts_with("apps.miro.groups.base_dn: shared by every app")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|p| p.starts_with("apps.slack.scope.filter:")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|p| p.starts_with("apps.slack.target.url")),
+        "{p:?}"
+    );
+    let p = problems(&APPS.replace("  miro:", "  Miro:"));
+    assert!(
+        p.iter().any(|p| p.starts_with("apps.Miro: an app's name")),
+        "{p:?}"
+    );
+    let p = problems(&APPS.replace(
+        "safety: { max_deprovisions: 20 }",
+        "safety: { min_source_users: 3 }",
+    ));
+    assert!(
+        p.iter()
+            .any(|p| p.starts_with("apps.slack.safety.min_source_users: shared")),
+        "{p:?}"
+    );
 }

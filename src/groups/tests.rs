@@ -67,11 +67,14 @@ fn account(anchor: &str, active: bool) -> (Account, Link) {
 }
 
 fn group(anchor: &str, name: &str, members: &[&str]) -> DirectoryGroup {
+    let members: BTreeSet<Anchor> = members.iter().map(|m| Anchor::new(*m)).collect();
     DirectoryGroup {
         anchor: Anchor::new(anchor),
         locator: format!("cn={name}"),
         name: name.into(),
-        members: members.iter().map(|m| Anchor::new(*m)).collect(),
+        direct: members.clone(),
+        transitive: members.clone(),
+        members,
     }
 }
 
@@ -141,6 +144,7 @@ impl World {
             links: &self.links,
             policy: &policy,
             now: Utc.with_ymd_and_hms(2026, 3, 10, 0, 0, 0).unwrap(),
+            out_of_scope: &BTreeMap::new(),
         });
         crate::safety::gate(&mut people, &self.safety);
         let mut out = plan(&Inputs {

@@ -5,6 +5,7 @@
 //! (or `held`) before its write and as `applied`/`failed` after it, in the same transaction
 //! as the link change it causes, so a crash never loses either.
 
+mod approvals;
 mod counts;
 mod links;
 mod queries;
@@ -12,7 +13,7 @@ mod remember;
 mod schema;
 mod words;
 
-use links::{upsert_group_link, upsert_link};
+use links::{upsert_group_link, upsert_link, GroupLinkChange};
 use remember::{save_cursor, save_source};
 
 pub use counts::{RunCounts, Tally};
@@ -106,13 +107,17 @@ pub struct RunRow {
     pub counts: RunCounts,
     pub outcome: Outcome,
     pub reason: Option<String>,
+    /// The app the run was for.
+    pub app: String,
 }
 
 /// What `/metrics` reports, read from the journal.
 #[derive(Debug, Default)]
 pub struct MetricsData {
-    pub runs: Vec<(String, String, i64)>,
-    pub actions: Vec<(String, String, i64)>,
+    /// (app, mode, outcome, runs)
+    pub runs: Vec<(String, String, String, i64)>,
+    /// (app, kind, status, actions)
+    pub actions: Vec<(String, String, String, i64)>,
     pub last_success: Option<DateTime<Utc>>,
 }
 
@@ -134,6 +139,17 @@ pub struct ActionRow {
 }
 
 pub struct Journal {
+    store: std::sync::Arc<Store>,
+    /// The app whose runs and links this handle reads and writes; `None` (only from
+    /// `open`): the default app's links, and every app's runs.
+    app: Option<String>,
+}
+
+/// The app of a config with a single `target:`, and of everything an older release wrote.
+pub const DEFAULT_APP: &str = "default";
+
+/// One open journal file, shared by the handles of every app.
+struct Store {
     path: PathBuf,
     conn: Mutex<Connection>,
     /// Time spent in SQLite (nanoseconds), reads and writes: what journaling costs a run.
@@ -187,9 +203,12 @@ impl Journal {
             source,
         })?;
         let journal = Journal {
-            path,
-            conn: Mutex::new(conn),
-            busy_ns: AtomicU64::new(0),
+            store: std::sync::Arc::new(Store {
+                path,
+                conn: Mutex::new(conn),
+                busy_ns: AtomicU64::new(0),
+            }),
+            app: None,
         };
         journal.with(|c| {
             c.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -214,13 +233,35 @@ impl Journal {
 
     /// How long this journal has spent in SQLite since it was opened.
     pub fn busy(&self) -> Duration {
-        Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed))
+        Duration::from_nanos(self.store.busy_ns.load(Ordering::Relaxed))
+    }
+
+    /// A handle on the same file that reads and writes `app`'s runs and links.
+    pub fn for_app(&self, app: &str) -> Journal {
+        Journal {
+            store: self.store.clone(),
+            app: Some(app.to_string()),
+        }
+    }
+
+    /// The app this handle writes for.
+    pub fn app(&self) -> &str {
+        self.app.as_deref().unwrap_or(DEFAULT_APP)
+    }
+
+    /// The app this handle's run queries are limited to (`None`: every app).
+    fn only_app(&self) -> Option<&str> {
+        self.app.as_deref()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.store.path
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A poisoned lock only means another task panicked mid-call; SQLite's own
         // transactions keep the file consistent, so carry on with the connection.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.store.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn with<T>(
@@ -230,10 +271,11 @@ impl Journal {
         let mut conn = self.lock();
         let started = Instant::now();
         let result = f(&mut conn);
-        self.busy_ns
+        self.store
+            .busy_ns
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         result.map_err(|source| JournalError::Sqlite {
-            path: self.path.clone(),
+            path: self.store.path.clone(),
             source,
         })
     }
@@ -285,21 +327,22 @@ impl Journal {
         trigger: &str,
         now: DateTime<Utc>,
     ) -> Result<i64, JournalError> {
+        let app = self.app();
         self.with(|c| {
             let tx = c.transaction()?;
             // Its actions still `planned` may or may not have reached the app: say so. The
             // next plan reads the app again, so whatever is still needed is planned anew.
             tx.execute(
-                "UPDATE actions SET status = 'failed', at = ?1, error = 'interrupted: idsync stopped before this result was recorded; the app may have it (the next run reads the app and plans what is still needed)' WHERE status = 'planned' AND run IN (SELECT id FROM runs WHERE outcome = 'running')",
-                params![ts(now)],
+                "UPDATE actions SET status = 'failed', at = ?1, error = 'interrupted: idsync stopped before this result was recorded; the app may have it (the next run reads the app and plans what is still needed)' WHERE status = 'planned' AND run IN (SELECT id FROM runs WHERE outcome = 'running' AND app = ?2)",
+                params![ts(now), app],
             )?;
             tx.execute(
-                "UPDATE runs SET outcome = 'failed', finished = ?1, reason = 'interrupted: the process stopped before the run finished' WHERE outcome = 'running'",
-                params![ts(now)],
+                "UPDATE runs SET outcome = 'failed', finished = ?1, reason = 'interrupted: the process stopped before the run finished' WHERE outcome = 'running' AND app = ?2",
+                params![ts(now), app],
             )?;
             tx.execute(
-                "INSERT INTO runs (started, mode, trigger, counts, outcome) VALUES (?1, ?2, ?3, '{}', 'running')",
-                params![ts(now), mode.as_str(), trigger],
+                "INSERT INTO runs (started, mode, trigger, counts, outcome, app) VALUES (?1, ?2, ?3, '{}', 'running', ?4)",
+                params![ts(now), mode.as_str(), trigger, app],
             )?;
             let id = tx.last_insert_rowid();
             tx.commit()?;
@@ -325,6 +368,27 @@ impl Journal {
             cursor: None,
         };
         self.finish_run_remembering(run, &end, None, now)
+    }
+
+    /// Remembers what a cycle's directory read leaves for the next incremental one: the
+    /// source's cursor and population (`users` is the whole read) and another cursor (the
+    /// groups'), in one transaction.
+    pub fn remember_read(
+        &self,
+        remember: Option<(&str, &Remember, &[DirectoryUser])>,
+        cursor: Option<(&str, &str)>,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            if let Some((source, r, users)) = remember {
+                save_source(&tx, source, r, users, now)?;
+            }
+            if let Some((source, value)) = cursor {
+                save_cursor(&tx, source, value, now)?;
+            }
+            tx.commit()
+        })
     }
 
     /// Closes a run and, in the same transaction, remembers an incremental source's new
@@ -433,50 +497,6 @@ impl Journal {
         })
     }
 
-    /// Closes the held actions of earlier apply runs: each full run re-plans from the current
-    /// state, so its own held actions are the only ones left to approve (no duplicates).
-    pub fn supersede_held(&self, run: i64, now: DateTime<Utc>) -> Result<usize, JournalError> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE actions SET status = 'skipped', error = 'superseded by run ' || ?1, at = ?2
-                 WHERE status = 'held' AND run < ?1",
-                params![run, ts(now)],
-            )
-        })
-    }
-
-    /// Held actions of apply runs, waiting for `approve` or `reject`.
-    pub fn held_actions(&self) -> Result<Vec<ActionRow>, JournalError> {
-        self.select_actions(
-            "SELECT a.run, a.seq, a.kind, a.user_name, a.anchor, a.account, a.reason, a.before, a.after, a.status, a.error, a.at
-             FROM actions a JOIN runs r ON r.id = a.run WHERE a.status = 'held' AND r.mode = 'apply' ORDER BY a.run, a.seq",
-            [],
-        )
-    }
-
-    /// Records an admin's decision on a held action; the action leaves the held list.
-    pub fn decide(
-        &self,
-        run: i64,
-        seq: i64,
-        approved: bool,
-        note: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), JournalError> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            tx.execute(
-                "UPDATE actions SET status = 'skipped', error = ?3, at = ?4 WHERE run = ?1 AND seq = ?2 AND status = 'held'",
-                params![run, seq, note, ts(now)],
-            )?;
-            tx.execute(
-                "INSERT INTO approvals (run, seq, decided, decision) VALUES (?1, ?2, ?3, ?4)",
-                params![run, seq, ts(now), if approved { "approved" } else { "rejected" }],
-            )?;
-            tx.commit()
-        })
-    }
-
     /// Records an action's result and its link change atomically.
     pub fn record_result(
         &self,
@@ -491,6 +511,7 @@ impl Journal {
             error,
             link,
         } = result;
+        let app = self.app();
         self.with(|c| {
             let tx = c.transaction()?;
             tx.prepare_cached(
@@ -499,16 +520,17 @@ impl Journal {
             .execute(params![run, seq as i64, status.as_str(), error, ts(now), account])?;
             match link {
                 LinkChange::None => {}
-                LinkChange::Upsert(l) => upsert_link(&tx, l)?,
+                LinkChange::Upsert(l) => upsert_link(&tx, app, l)?,
                 LinkChange::Remove(anchor) => {
-                    tx.prepare_cached("DELETE FROM links WHERE anchor = ?1")?
-                        .execute(params![anchor.as_str()])?;
+                    tx.prepare_cached("DELETE FROM links WHERE app = ?1 AND anchor = ?2")?
+                        .execute(params![app, anchor.as_str()])?;
                 }
                 LinkChange::GroupUpsert { anchor, group_id, name, added, removed } => {
-                    upsert_group_link(&tx, anchor, group_id, name, added, removed, now)?;
+                    let change = GroupLinkChange { anchor, group_id, name, added, removed };
+                    upsert_group_link(&tx, app, &change, now)?;
                 }
                 LinkChange::GroupRemove(anchor) => {
-                    tx.execute("DELETE FROM group_links WHERE anchor = ?1", params![anchor.as_str()])?;
+                    tx.execute("DELETE FROM group_links WHERE app = ?1 AND anchor = ?2", params![app, anchor.as_str()])?;
                 }
             }
             tx.commit()

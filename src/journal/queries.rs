@@ -20,13 +20,13 @@ impl Journal {
     /// finish time of the last apply run that ended ok or held.
     pub fn metrics(&self) -> Result<MetricsData, JournalError> {
         self.with(|c| {
-            let mut stmt = c.prepare("SELECT mode, outcome, COUNT(*) FROM runs GROUP BY mode, outcome ORDER BY mode, outcome")?;
-            let runs = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+            let mut stmt = c.prepare("SELECT app, mode, outcome, COUNT(*) FROM runs GROUP BY app, mode, outcome ORDER BY app, mode, outcome")?;
+            let runs = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<rusqlite::Result<_>>()?;
             let mut stmt = c.prepare(
-                "SELECT a.kind, a.status, COUNT(*) FROM actions a JOIN runs r ON r.id = a.run WHERE r.mode = 'apply'
-                 GROUP BY a.kind, a.status ORDER BY a.kind, a.status",
+                "SELECT r.app, a.kind, a.status, COUNT(*) FROM actions a JOIN runs r ON r.id = a.run WHERE r.mode = 'apply'
+                 GROUP BY r.app, a.kind, a.status ORDER BY r.app, a.kind, a.status",
             )?;
-            let actions = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+            let actions = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<rusqlite::Result<_>>()?;
             let last_success = c
                 .query_row(
                     "SELECT finished FROM runs WHERE mode = 'apply' AND outcome IN ('ok', 'held') ORDER BY id DESC LIMIT 1",
@@ -37,19 +37,21 @@ impl Journal {
             Ok(MetricsData { runs, actions, last_success: parse_ts(last_success) })
         })
     }
+    /// The newest runs (of this handle's app, or of every app), newest first.
     pub fn runs(&self, limit: usize) -> Result<Vec<RunRow>, JournalError> {
         self.with(|c| {
             let mut stmt = c.prepare(
-                "SELECT id, started, finished, mode, trigger, source_users, counts, outcome, reason FROM runs ORDER BY id DESC LIMIT ?1",
+                "SELECT id, started, finished, mode, trigger, source_users, counts, outcome, reason, app FROM runs
+                 WHERE (?2 IS NULL OR app = ?2) ORDER BY id DESC LIMIT ?1",
             )?;
-            let rows = stmt.query_map(params![limit as i64], run_row)?.collect();
+            let rows = stmt.query_map(params![limit as i64, self.only_app()], run_row)?.collect();
             rows
         })
     }
     pub fn run(&self, id: i64) -> Result<Option<RunRow>, JournalError> {
         self.with(|c| {
             c.query_row(
-                "SELECT id, started, finished, mode, trigger, source_users, counts, outcome, reason FROM runs WHERE id = ?1",
+                "SELECT id, started, finished, mode, trigger, source_users, counts, outcome, reason, app FROM runs WHERE id = ?1",
                 params![id],
                 run_row,
             )
@@ -57,7 +59,13 @@ impl Journal {
         })
     }
     pub fn last_run_id(&self) -> Result<Option<i64>, JournalError> {
-        self.with(|c| c.query_row("SELECT MAX(id) FROM runs", [], |r| r.get(0)))
+        self.with(|c| {
+            c.query_row(
+                "SELECT MAX(id) FROM runs WHERE (?1 IS NULL OR app = ?1)",
+                [self.only_app()],
+                |r| r.get(0),
+            )
+        })
     }
 
     /// The approvals and rejections recorded for a run's held action(s), newest first:
@@ -80,8 +88,8 @@ impl Journal {
     pub fn last_run_of(&self, mode: Mode) -> Result<Option<i64>, JournalError> {
         self.with(|c| {
             c.query_row(
-                "SELECT MAX(id) FROM runs WHERE mode = ?1",
-                [mode.as_str()],
+                "SELECT MAX(id) FROM runs WHERE mode = ?1 AND (?2 IS NULL OR app = ?2)",
+                params![mode.as_str(), self.only_app()],
                 |r| r.get(0),
             )
         })
@@ -135,6 +143,7 @@ pub(super) fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         ),
         outcome: r.get(7)?,
         reason: r.get(8)?,
+        app: r.get(9)?,
     })
 }
 

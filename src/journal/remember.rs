@@ -23,7 +23,7 @@ impl Journal {
         let mut users = Vec::with_capacity(rows.len());
         for row in rows {
             let user = serde_json::from_str(&row).map_err(|e| JournalError::Corrupt {
-                path: self.path.clone(),
+                path: self.path().to_path_buf(),
                 detail: format!("a remembered directory user of {source}: {e}"),
             })?;
             users.push(user);

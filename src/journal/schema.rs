@@ -3,7 +3,7 @@
 use super::{Journal, JournalError};
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: runs, actions, links, cursors, approvals.
     "CREATE TABLE runs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -86,6 +86,51 @@ const MIGRATIONS: &[&str] = &[
         person TEXT NOT NULL,
         PRIMARY KEY (group_anchor, person)
     );",
+    // 5: many apps. Runs, links and group links belong to an app; what an older release
+    // wrote belongs to the app `default` (a config with a single `target:`).
+    "ALTER TABLE runs ADD COLUMN app TEXT NOT NULL DEFAULT 'default';
+    CREATE INDEX runs_by_app ON runs(app, id);
+    CREATE TABLE links_v5 (
+        app TEXT NOT NULL,
+        anchor TEXT NOT NULL,
+        account TEXT NOT NULL,
+        user_name TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('active', 'suspended')),
+        suspended_at TEXT,
+        last_seen TEXT,
+        field_hash TEXT,
+        photo_hash TEXT,
+        PRIMARY KEY (app, anchor),
+        UNIQUE (app, account)
+    );
+    INSERT INTO links_v5 (app, anchor, account, user_name, state, suspended_at, last_seen, field_hash, photo_hash)
+        SELECT 'default', anchor, account, user_name, state, suspended_at, last_seen, field_hash, photo_hash FROM links;
+    DROP TABLE links;
+    ALTER TABLE links_v5 RENAME TO links;
+    CREATE TABLE group_links_v5 (
+        app TEXT NOT NULL,
+        anchor TEXT NOT NULL,
+        group_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        updated TEXT NOT NULL,
+        PRIMARY KEY (app, anchor),
+        UNIQUE (app, group_id)
+    );
+    INSERT INTO group_links_v5 (app, anchor, group_id, name, updated)
+        SELECT 'default', anchor, group_id, name, updated FROM group_links;
+    CREATE TABLE group_members_v5 (
+        app TEXT NOT NULL,
+        group_anchor TEXT NOT NULL,
+        person TEXT NOT NULL,
+        PRIMARY KEY (app, group_anchor, person),
+        FOREIGN KEY (app, group_anchor) REFERENCES group_links_v5(app, anchor) ON DELETE CASCADE
+    );
+    INSERT INTO group_members_v5 (app, group_anchor, person)
+        SELECT 'default', group_anchor, person FROM group_members;
+    DROP TABLE group_members;
+    DROP TABLE group_links;
+    ALTER TABLE group_links_v5 RENAME TO group_links;
+    ALTER TABLE group_members_v5 RENAME TO group_members;",
 ];
 
 pub fn migrate(journal: &Journal) -> Result<(), JournalError> {
@@ -106,7 +151,7 @@ pub fn migrate(journal: &Journal) -> Result<(), JournalError> {
     })?;
     if found > known {
         return Err(JournalError::TooNew {
-            path: journal.path.clone(),
+            path: journal.path().to_path_buf(),
             found,
             known,
         });

@@ -329,3 +329,94 @@ fn group_links_keep_the_members_idsync_put_there() {
     j.record_result(run, 0, &applied, now).unwrap();
     assert!(j.group_links().unwrap().is_empty());
 }
+
+#[test]
+fn a_journal_of_the_single_app_release_migrates_to_the_app_default_with_nothing_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // The schema the previous release left: migrations 1 to 4, with its rows.
+        let c = rusqlite::Connection::open(dir.path().join("journal.sqlite3")).unwrap();
+        for sql in &schema::MIGRATIONS[..4] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 4).unwrap();
+        c.execute_batch(
+            "INSERT INTO runs (started, finished, mode, trigger, source_users, counts, outcome)
+                 VALUES ('2026-11-30T10:00:00.000Z', '2026-11-30T10:01:00.000Z', 'apply', 'schedule', 2, '{\"create\":2}', 'ok');
+             INSERT INTO links (anchor, account, user_name, state, suspended_at, last_seen)
+                 VALUES ('anchor-ada', 's1', 'ada@x', 'active', NULL, '2026-11-30T10:01:00.000Z'),
+                        ('anchor-bob', 's2', 'bob@x', 'suspended', '2026-11-29T10:00:00.000Z', NULL);
+             INSERT INTO group_links (anchor, group_id, name, updated)
+                 VALUES ('g-eng', 'G1', 'eng', '2026-11-30T10:01:00.000Z');
+             INSERT INTO group_members (group_anchor, person) VALUES ('g-eng', 'anchor-ada');",
+        )
+        .unwrap();
+    }
+    let j = Journal::open(dir.path()).unwrap();
+    let links = j.links().unwrap();
+    assert_eq!(links.len(), 2);
+    assert_eq!(
+        links[&Anchor::new("anchor-bob")].state,
+        LinkState::Suspended
+    );
+    let default = j.for_app(DEFAULT_APP);
+    assert_eq!(default.links().unwrap(), links);
+    let groups = default.group_links().unwrap();
+    assert_eq!(groups[&Anchor::new("g-eng")].group_id, "G1");
+    assert!(groups[&Anchor::new("g-eng")]
+        .members
+        .contains(&Anchor::new("anchor-ada")));
+    let runs = default.runs(10).unwrap();
+    assert_eq!((runs.len(), runs[0].app.as_str()), (1, DEFAULT_APP));
+    assert_eq!(runs[0].counts.planned[&ActionKind::Create], 2);
+    // Another app starts with nothing of the default app's.
+    let miro = j.for_app("miro");
+    assert!(miro.links().unwrap().is_empty() && miro.runs(10).unwrap().is_empty());
+    assert_eq!(j.last_good_source_count().unwrap(), Some(2));
+}
+
+#[test]
+fn each_app_keeps_its_own_links_and_runs_in_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path()).unwrap();
+    let now = Utc::now();
+    let (a, b) = (j.for_app("a"), j.for_app("b"));
+    let run_a = a.begin_run(Mode::Apply, "test", now).unwrap();
+    let run_b = b.begin_run(Mode::Apply, "test", now).unwrap();
+    // Opening b's run did not close a's as interrupted.
+    assert_eq!(a.run(run_a).unwrap().unwrap().outcome, Outcome::Running);
+    let link = |account: &str| Link {
+        anchor: Anchor::new("anchor-ada"),
+        account_id: AccountId::new(account),
+        user_name: "ada@x".into(),
+        state: LinkState::Active,
+        suspended_at: None,
+        last_seen: Some(now),
+        photo_hash: None,
+    };
+    for (j, run, account) in [(&a, run_a, "A1"), (&b, run_b, "B1")] {
+        j.record_plan(run, &[action(ActionKind::Create, "ada@x")], now)
+            .unwrap();
+        let result = ActionResult {
+            status: Status::Applied,
+            account: Some(account),
+            error: None,
+            link: &LinkChange::Upsert(link(account)),
+        };
+        j.record_result(run, 0, &result, now).unwrap();
+    }
+    assert_eq!(
+        a.links().unwrap()[&Anchor::new("anchor-ada")].account_id,
+        AccountId::new("A1")
+    );
+    assert_eq!(
+        b.links().unwrap()[&Anchor::new("anchor-ada")].account_id,
+        AccountId::new("B1")
+    );
+    assert_eq!(a.runs(10).unwrap().len(), 1);
+    assert_eq!(
+        j.runs(10).unwrap().len(),
+        2,
+        "an unscoped handle lists every app's runs"
+    );
+}

@@ -94,6 +94,7 @@ fn run(
         links: &links,
         policy,
         now: now(),
+        out_of_scope: &BTreeMap::new(),
     })
 }
 
@@ -673,4 +674,36 @@ fn an_account_keeps_only_the_attributes_the_lifecycle_reads() {
     // Photos are kept only when they are synced.
     p.photos = Some(PhotoPolicy { max_bytes: 1024 });
     assert!(p.account_attributes().contains("photos"));
+}
+
+#[test]
+fn leaving_an_apps_scope_suspends_the_linked_account_with_why_and_creates_nobody() {
+    let users = vec![
+        person("a1", "ada@x.org", "Eng", false),
+        person("a2", "bob@x.org", "Eng", false),
+    ];
+    let accounts = vec![account("s1", "ada@x.org", "Eng", true)];
+    let links: BTreeMap<Anchor, Link> = [link("a1", "s1", LinkState::Active, None)]
+        .into_iter()
+        .map(|l| (l.anchor.clone(), l))
+        .collect();
+    let why = "out of scope for miro: no longer in group miro-users".to_string();
+    let outside: BTreeMap<Anchor, String> = [
+        (Anchor::new("a1"), why.clone()),
+        (Anchor::new("a2"), why.clone()),
+    ]
+    .into();
+    let p = policy();
+    let plan = plan(&Inputs {
+        users: &users,
+        accounts: &accounts,
+        links: &links,
+        policy: &p,
+        now: now(),
+        out_of_scope: &outside,
+    });
+    assert_eq!(plan.actions.len(), 1, "{:?}", plan.actions);
+    assert_eq!(plan.actions[0].kind, ActionKind::Suspend);
+    assert_eq!(plan.actions[0].user_name, "ada@x.org");
+    assert_eq!(plan.actions[0].reason, why);
 }

@@ -201,6 +201,30 @@ pub struct Action {
     pub members: Vec<MemberChange>,
 }
 
+impl Action {
+    /// An action on a person's existing account.
+    pub fn on_account(
+        kind: ActionKind,
+        user_name: &str,
+        anchor: &Anchor,
+        account: &AccountId,
+        changes: Vec<Change>,
+        reason: String,
+    ) -> Action {
+        Action {
+            kind,
+            user_name: user_name.to_string(),
+            anchor: Some(anchor.clone()),
+            account_id: Some(account.clone()),
+            previous_anchor: None,
+            changes,
+            reason,
+            held: None,
+            members: Vec::new(),
+        }
+    }
+}
+
 /// Something reported, not acted on (protected, conflicts, unreadable data, ...).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notice {

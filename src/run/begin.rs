@@ -7,7 +7,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
-use crate::config::Config;
+use crate::config::{AppConfig, Config};
 use crate::connectors::{ConnectError, Connectors};
 use crate::journal::{Journal, Mode, Outcome};
 
@@ -45,10 +45,18 @@ impl RunKind {
     }
 }
 
-/// A run just opened, handed to its body.
-pub(super) struct Opened {
+/// One app's run in a cycle.
+pub(super) struct AppRun<'c> {
+    pub(super) app: &'c AppConfig,
+    /// The journal, as this app's handle.
+    pub(super) journal: Journal,
     pub(super) run: i64,
-    /// The run's clock: every rule of the run judges time by this instant.
+}
+
+/// A cycle just opened (one run per app), handed to its body.
+pub(super) struct Opened<'c> {
+    pub(super) runs: Vec<AppRun<'c>>,
+    /// The cycle's clock: every rule of every app judges time by this instant.
     pub(super) now: DateTime<Utc>,
     pub(super) connectors: Connectors,
 }
@@ -62,19 +70,32 @@ impl From<ConnectError> for RunError {
     }
 }
 
-/// Opens a run of `kind`, hands it to `body`, and closes it: an apply run holds the run lock
-/// throughout and is stopped at `run_deadline`; a body that fails leaves its run journaled
-/// failed (aborted, for a read the safety checks refused) with the error as the reason,
-/// unless it closed the run itself.
-pub(super) async fn begin<T, F, Fut>(
-    cfg: &Config,
+/// Closes an app's run that ended on `e`, unless the run closed itself: failed, or aborted
+/// for a read the safety checks or the app's scope refused.
+pub(super) fn close(journal: &Journal, run: i64, e: &RunError) {
+    let outcome = match e {
+        RunError::Refused(_) | RunError::Scope(_) => Outcome::Aborted,
+        _ => Outcome::Failed,
+    };
+    if let Err(je) = journal.close_open_run(run, outcome, &e.to_string(), Utc::now()) {
+        tracing::error!(error = %je, "could not journal the failed run");
+    }
+}
+
+/// Opens one run of `kind` for each of `apps`, hands them to `body`, and closes them: an
+/// apply cycle holds the run lock throughout and is stopped at `run_deadline`; when the
+/// body fails as a whole (the directory read, the connectors), every run it left open is
+/// closed with that error. A body closes the runs of apps that fail on their own.
+pub(super) async fn begin<'c, T, F, Fut>(
+    cfg: &'c Config,
     journal: &Journal,
     kind: RunKind,
     trigger: &str,
+    apps: Vec<&'c AppConfig>,
     body: F,
 ) -> Result<T, RunError>
 where
-    F: FnOnce(Opened) -> Fut,
+    F: FnOnce(Opened<'c>) -> Fut,
     Fut: Future<Output = Result<T, RunError>>,
 {
     let _lock = match kind {
@@ -82,12 +103,22 @@ where
         _ => Some(RunLock::acquire(&cfg.state_dir)?),
     };
     let now = Utc::now();
-    let run = journal.begin_run(kind.mode(), trigger, now)?;
-    let span = tracing::info_span!("run", run_id = run, mode = kind.span_name());
+    let mut runs = Vec::new();
+    for app in &apps {
+        let journal = journal.for_app(&app.name);
+        let run = journal.begin_run(kind.mode(), trigger, now)?;
+        runs.push(AppRun { app, journal, run });
+    }
+    let opened: Vec<(Journal, i64)> = runs
+        .iter()
+        .map(|r| (r.journal.for_app(&r.app.name), r.run))
+        .collect();
+    let first = opened.first().map(|(_, r)| *r).unwrap_or_default();
+    let span = tracing::info_span!("run", run_id = first, mode = kind.span_name());
     let work = async {
-        let connectors = Connectors::open(cfg)?;
+        let connectors = Connectors::open(cfg, &apps)?;
         body(Opened {
-            run,
+            runs,
             now,
             connectors,
         })
@@ -103,19 +134,17 @@ where
                     "stopped after run_deadline ({}): a server stopped answering or the run cannot finish; raise run_deadline if runs are this long",
                     humantime::format_duration(cfg.run_deadline)
                 );
-                tracing::error!(run, %reason, "run stopped");
-                journal.abandon_run(run, &reason, Utc::now())?;
-                Err(RunError::Stopped { run, reason })
+                tracing::error!(run = first, %reason, "run stopped");
+                for (j, run) in &opened {
+                    j.abandon_run(*run, &reason, Utc::now())?;
+                }
+                Err(RunError::Stopped { run: first, reason })
             }
         },
     };
     if let Err(e) = &result {
-        let outcome = match e {
-            RunError::Refused(_) => Outcome::Aborted,
-            _ => Outcome::Failed,
-        };
-        if let Err(je) = journal.close_open_run(run, outcome, &e.to_string(), Utc::now()) {
-            tracing::error!(error = %je, "could not journal the failed run");
+        for (j, run) in &opened {
+            close(j, *run, e);
         }
     }
     result

@@ -17,20 +17,23 @@ use chrono::{DateTime, Utc};
 use crate::app::scim::ScimClient;
 use crate::app::{AccountReader, GroupReader, TargetError};
 use crate::apply::{self, Outcomes};
-use crate::config::Config;
+use crate::config::{AppConfig, Config};
 use crate::connectors::Connectors;
 use crate::journal::{Journal, JournalError, Outcome, RunCounts, Tally};
 use crate::model::{Account, AccountId, Anchor};
 use crate::plan::{self, Plan};
 use crate::safety::ReadRefused;
+use crate::scope::ScopeError;
 use crate::source::SourceError;
 use tokio_util::sync::CancellationToken;
 
-use begin::{begin, Opened, RunKind};
+use begin::{begin, close, AppRun, Opened, RunKind};
 pub use lock::RunLock;
 use planning::{knows, make_plan};
 pub use review::{apply_saved, approve, reject, Applied, Decision, SavedPlan, Selector};
-use snapshot::{groups_key, snapshot, source_key, warn_notices, Snapshot};
+use snapshot::{
+    groups_key, read_app, read_directory, source_key, warn_notices, DirectoryRead, Snapshot,
+};
 
 /// Why a run did not complete. Each is journaled with the run before it is returned.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,8 @@ pub enum RunError {
     Target(#[from] TargetError),
     #[error("run aborted before any write: {0}")]
     Refused(#[from] ReadRefused),
+    #[error("run aborted before any write: {0}")]
+    Scope(#[from] ScopeError),
     #[error("another idsync run holds {path}; wait for it to finish (the daemon and manual runs never overlap)")]
     Busy { path: String },
     #[error("cannot take the run lock {path}: {detail}")]
@@ -51,6 +56,15 @@ pub enum RunError {
     NoSuchUser { name: String },
     #[error("run {run} stopped: {reason}")]
     Stopped { run: i64, reason: String },
+    #[error("{detail}")]
+    NoSuchApp { detail: String },
+}
+
+/// One app's part of a cycle: its run, or why it failed (journaled with the run).
+#[derive(Debug)]
+pub struct AppSummary {
+    pub app: String,
+    pub result: Result<RunSummary, RunError>,
 }
 
 /// What a finished run reports.
@@ -83,11 +97,11 @@ fn tally(o: &Outcomes) -> Tally {
 /// (the accounts are moved out of `snap`; the people stay).
 async fn apply_actions(
     w: &Writing<'_>,
-    snap: &mut Snapshot,
+    snap: &mut Snapshot<'_>,
     actions: &[crate::plan::Action],
     now: DateTime<Utc>,
 ) -> Result<Outcomes, RunError> {
-    let (cfg, journal, run) = (w.cfg, w.journal, w.run);
+    let (app, journal, run) = (w.app, w.journal, w.run);
     journal.record_plan(run, actions, now)?;
     let accounts: BTreeMap<AccountId, Account> = std::mem::take(&mut snap.accounts)
         .into_iter()
@@ -113,38 +127,40 @@ async fn apply_actions(
         accounts: &accounts,
         links: &snap.links,
         now,
-        concurrency: cfg.target.concurrency,
-        policy: &cfg.policy,
+        concurrency: app.target.concurrency,
+        policy: &app.policy,
         photos: &photos,
         shutdown: &w.shutdown,
     };
     let bar = crate::progress::bar(
-        cfg.progress,
+        w.progress,
         actions.iter().filter(|a| a.held.is_none()).count() as u64,
         "applying",
     );
-    let outcomes = apply::apply(w.app, journal, run, actions, &ctx, &bar).await;
+    let outcomes = apply::apply(w.client, journal, run, actions, &ctx, &bar).await;
     bar.finish_and_clear();
     Ok(outcomes?)
 }
 
 /// What an apply run writes with.
 struct Writing<'a> {
-    cfg: &'a Config,
+    app: &'a AppConfig,
     journal: &'a Journal,
-    app: &'a ScimClient,
+    client: &'a ScimClient,
     run: i64,
+    progress: bool,
     /// Cancelled on shutdown; approvals and saved plans get one nobody cancels.
     shutdown: CancellationToken,
 }
 
 impl<'a> Writing<'a> {
-    fn new(cfg: &'a Config, journal: &'a Journal, connectors: &'a Connectors, run: i64) -> Self {
+    fn new(cfg: &Config, r: &'a AppRun<'_>, connectors: &'a Connectors) -> Self {
         Writing {
-            cfg,
-            journal,
-            app: &connectors.app,
-            run,
+            app: r.app,
+            journal: &r.journal,
+            client: connectors.app(&r.app.name),
+            run: r.run,
+            progress: cfg.progress,
             shutdown: CancellationToken::new(),
         }
     }
@@ -162,7 +178,7 @@ struct Subset {
 /// Applies a subset and closes its run: failed if any action failed, ok otherwise.
 async fn apply_subset(
     w: &Writing<'_>,
-    mut snap: Snapshot,
+    mut snap: Snapshot<'_>,
     subset: Subset,
     now: DateTime<Utc>,
 ) -> Result<Outcomes, RunError> {
@@ -194,34 +210,81 @@ async fn apply_subset(
     Ok(outcomes)
 }
 
-/// A dry run: reads both sides and plans; writes nothing to the app.
+/// The links whose photo hashes tell the directory read which photos an app already has:
+/// the first app's.
+fn photo_links(runs: &[AppRun<'_>]) -> Result<BTreeMap<Anchor, crate::model::Link>, RunError> {
+    Ok(match runs.first() {
+        Some(r) => r.journal.links()?,
+        None => BTreeMap::new(),
+    })
+}
+
+/// A dry run of `apps` (every app when `None`): one directory read, each app planned;
+/// writes nothing to any app.
 pub async fn dry_run(
     cfg: &Config,
     journal: &Journal,
     trigger: &str,
     full: bool,
-) -> Result<RunSummary, RunError> {
-    begin(cfg, journal, RunKind::DryRun, trigger, |o| async move {
-        let (run, now) = (o.run, o.now);
-        let snap = snapshot(cfg, journal, &o.connectors, full, now).await?;
-        let plan = make_plan(cfg, &snap, None, now);
-        journal.record_plan(run, &plan.actions, now)?;
-        journal.record_notices(run, &plan.notices)?;
-        let c = RunCounts {
-            read: Some(snap.read_kind.to_string()),
-            source_ms: Some(snap.source_ms),
-            ..counts(&plan, None)
-        };
-        let people = Some(snap.users.len());
-        journal.finish_run(run, Outcome::Ok, people, &c, None, Utc::now())?;
-        Ok(RunSummary {
-            run,
-            plan,
-            outcomes: None,
-            outcome: Outcome::Ok,
-        })
-    })
+    app: Option<&str>,
+) -> Result<Vec<AppSummary>, RunError> {
+    let apps = cfg
+        .selected(app)
+        .map_err(|detail| RunError::NoSuchApp { detail })?;
+    begin(
+        cfg,
+        journal,
+        RunKind::DryRun,
+        trigger,
+        apps,
+        |o| async move {
+            let now = o.now;
+            let links = photo_links(&o.runs)?;
+            let read =
+                read_directory(cfg, journal, &o.connectors.directory, &links, full, now).await?;
+            let mut out = Vec::new();
+            for r in &o.runs {
+                let result = dry_run_app(cfg, r, &o.connectors, &read, now).await;
+                if let Err(e) = &result {
+                    close(&r.journal, r.run, e);
+                }
+                out.push(AppSummary {
+                    app: r.app.name.clone(),
+                    result,
+                });
+            }
+            Ok(out)
+        },
+    )
     .await
+}
+
+async fn dry_run_app(
+    cfg: &Config,
+    r: &AppRun<'_>,
+    connectors: &Connectors,
+    read: &DirectoryRead,
+    now: DateTime<Utc>,
+) -> Result<RunSummary, RunError> {
+    let (journal, run) = (&r.journal, r.run);
+    let client = connectors.app(&r.app.name);
+    let snap = read_app(r.app, journal, client, read, cfg.progress).await?;
+    let plan = make_plan(r.app, &snap, None, now);
+    journal.record_plan(run, &plan.actions, now)?;
+    journal.record_notices(run, &plan.notices)?;
+    let c = RunCounts {
+        read: Some(read.read_kind.to_string()),
+        source_ms: Some(read.source_ms),
+        ..counts(&plan, None)
+    };
+    let people = Some(snap.users.len());
+    journal.finish_run(run, Outcome::Ok, people, &c, None, Utc::now())?;
+    Ok(RunSummary {
+        run,
+        plan,
+        outcomes: None,
+        outcome: Outcome::Ok,
+    })
 }
 
 /// What a sync is asked to do beyond the default.
@@ -229,6 +292,8 @@ pub async fn dry_run(
 pub struct SyncOptions<'a> {
     /// Apply only this person's actions (userName).
     pub only_user: Option<&'a str>,
+    /// Sync only this app (every app when `None`).
+    pub app: Option<&'a str>,
     /// Read the whole directory even when an incremental read is possible.
     pub full: bool,
     /// Cancelled on shutdown: writes in flight finish, the rest stay `planned`.
@@ -238,14 +303,22 @@ pub struct SyncOptions<'a> {
     pub overrides: Vec<String>,
 }
 
-/// One sync: plan, gate, apply, journal.
+/// One sync cycle: the directory read once, then every selected app planned, gated and
+/// applied concurrently, each under its own limits; one app that fails does not stop the
+/// others. The incremental source's cursor moves only when every app applied everything.
 pub async fn sync(
     cfg: &Config,
     journal: &Journal,
     trigger: &str,
     opts: SyncOptions<'_>,
-) -> Result<RunSummary, RunError> {
-    begin(cfg, journal, RunKind::Sync, trigger, |o| {
+) -> Result<Vec<AppSummary>, RunError> {
+    let apps = cfg
+        .selected(opts.app)
+        .map_err(|detail| RunError::NoSuchApp { detail })?;
+    if !opts.overrides.is_empty() {
+        tracing::warn!(overrides = %opts.overrides.join(" "), "safety gates overridden for this run");
+    }
+    begin(cfg, journal, RunKind::Sync, trigger, apps, |o| {
         sync_opened(cfg, journal, o, opts)
     })
     .await
@@ -254,22 +327,86 @@ pub async fn sync(
 async fn sync_opened(
     cfg: &Config,
     journal: &Journal,
-    o: Opened,
+    o: Opened<'_>,
     opts: SyncOptions<'_>,
-) -> Result<RunSummary, RunError> {
-    let (run, now, only_user) = (o.run, o.now, opts.only_user);
-    if !opts.overrides.is_empty() {
-        tracing::warn!(overrides = %opts.overrides.join(" "), "safety gates overridden for this run");
-    }
-    let journal_before = journal.busy();
+) -> Result<Vec<AppSummary>, RunError> {
+    let now = o.now;
     let read_started = std::time::Instant::now();
-    let mut snap = snapshot(cfg, journal, &o.connectors, opts.full, now).await?;
+    let links = photo_links(&o.runs)?;
+    let read = read_directory(
+        cfg,
+        journal,
+        &o.connectors.directory,
+        &links,
+        opts.full,
+        now,
+    )
+    .await?;
     let read_ms = read_started.elapsed().as_millis() as u64;
-    if let Some(name) = only_user.filter(|n| !knows(cfg, &snap, n)) {
+    let each = o.runs.iter().map(|r| {
+        let (read, connectors, opts) = (&read, &o.connectors, &opts);
+        async move {
+            let result = sync_app(cfg, r, connectors, read, opts, read_ms, now).await;
+            if let Err(e) = &result {
+                close(&r.journal, r.run, e);
+                tracing::error!(app = %r.app.name, run = r.run, error = %e, "app run failed");
+            }
+            AppSummary {
+                app: r.app.name.clone(),
+                result,
+            }
+        }
+    });
+    let out = futures::future::join_all(each).await;
+    // An incremental source's cursor moves only past work every app applied (or held,
+    // which the next plan holds again from the same remembered population): after a
+    // failure or an early stop the next cycle reads the same changes again.
+    let complete = opts.only_user.is_none()
+        && opts.app.is_none()
+        && out.iter().all(|a| {
+            a.result.as_ref().is_ok_and(|s| {
+                s.outcomes
+                    .as_ref()
+                    .is_some_and(|o| o.failed == 0 && o.skipped == 0 && o.fatal.is_none())
+            })
+        });
+    if complete {
+        let key = source_key(cfg);
+        let remember = read
+            .remember
+            .as_ref()
+            .map(|r| (key.as_str(), r, read.users.as_slice()));
+        let groups_key = groups_key(cfg);
+        let cursor = read
+            .groups
+            .as_ref()
+            .and_then(|g| g.cursor.as_deref())
+            .map(|c| (groups_key.as_str(), c));
+        journal.remember_read(remember, cursor, Utc::now())?;
+    }
+    Ok(out)
+}
+
+async fn sync_app(
+    cfg: &Config,
+    r: &AppRun<'_>,
+    connectors: &Connectors,
+    read: &DirectoryRead,
+    opts: &SyncOptions<'_>,
+    read_ms: u64,
+    now: DateTime<Utc>,
+) -> Result<RunSummary, RunError> {
+    let (journal, run, only_user) = (&r.journal, r.run, opts.only_user);
+    let journal_before = journal.busy();
+    let started = std::time::Instant::now();
+    let client = connectors.app(&r.app.name);
+    let mut snap = read_app(r.app, journal, client, read, cfg.progress).await?;
+    let read_ms = read_ms + started.elapsed().as_millis() as u64;
+    if let Some(name) = only_user.filter(|n| !knows(r.app, &snap, n)) {
         let name = name.to_string();
         return Err(RunError::NoSuchUser { name });
     }
-    let plan = make_plan(cfg, &snap, only_user, now);
+    let plan = make_plan(r.app, &snap, only_user, now);
     if only_user.is_none() {
         journal.supersede_held(run, now)?;
     }
@@ -285,50 +422,24 @@ async fn sync_opened(
     let apply_started = std::time::Instant::now();
     let writing = Writing {
         shutdown: opts.shutdown.clone(),
-        ..Writing::new(cfg, journal, &o.connectors, run)
+        ..Writing::new(cfg, r, connectors)
     };
     let outcomes = apply_actions(&writing, &mut snap, &plan.actions, now).await?;
     let (outcome, reason) = outcome_of(&outcomes, &plan);
     let c = RunCounts {
-        read: Some(snap.read_kind.to_string()),
+        read: Some(read.read_kind.to_string()),
         read_ms: Some(read_ms),
         apply_ms: Some(apply_started.elapsed().as_millis() as u64),
-        source_ms: Some(snap.source_ms),
+        source_ms: Some(read.source_ms),
         // Time in the journal so far (the run's closing commit below is not in it).
         journal_ms: Some((journal.busy() - journal_before).as_millis() as u64),
         overrides: (!opts.overrides.is_empty()).then(|| opts.overrides.join(" ")),
         ..counts(&plan, Some(&outcomes))
     };
-    // An incremental source's cursor moves only past work that was all applied (or held,
-    // which the next plan holds again from the same remembered population): after a
-    // failure or an early stop the next run reads the same changes again.
-    let complete = only_user.is_none()
-        && outcomes.failed == 0
-        && outcomes.skipped == 0
-        && outcomes.fatal.is_none();
-    let key = source_key(cfg);
-    let remember = snap
-        .remember
-        .as_ref()
-        .filter(|_| complete)
-        .map(|r| (key.as_str(), r, snap.users.as_slice()));
-    let groups_key = groups_key(cfg);
-    let group_cursor = snap
-        .groups
-        .as_ref()
-        .and_then(|g| g.cursor.as_deref())
-        .filter(|_| complete)
-        .map(|c| (groups_key.as_str(), c));
-    let end = crate::journal::RunEnd {
-        outcome,
-        source_users: Some(snap.users.len()),
-        counts: &c,
-        reason: reason.as_deref(),
-        cursor: group_cursor,
-    };
-    journal.finish_run_remembering(run, &end, remember, Utc::now())?;
+    let people = Some(snap.users.len());
+    journal.finish_run(run, outcome, people, &c, reason.as_deref(), Utc::now())?;
     if let (Outcome::Failed, Some(reason)) = (outcome, &reason) {
-        tracing::warn!(reason = %reason, "run finished with failures");
+        tracing::warn!(app = %r.app.name, reason = %reason, "run finished with failures");
     }
     Ok(RunSummary {
         run,
@@ -369,16 +480,24 @@ fn outcome_of(outcomes: &Outcomes, plan: &Plan) -> (Outcome, Option<String>) {
     }
 }
 
-/// `check --connect`: reaches both ends (see `Directory::probe`), then lists the app's
-/// users (and groups).
+/// `check --connect`: reaches the directory (see `Directory::probe`), then lists each
+/// app's users (and groups).
 pub async fn probe(cfg: &Config) -> Result<String, RunError> {
-    let connectors = Connectors::open(cfg)?;
-    let directory = connectors.directory.probe(cfg.groups.as_ref()).await?;
-    let accounts = connectors.app.list_accounts().await?;
-    let mut text = format!("{directory}; app: {} accounts", accounts.len());
-    if cfg.groups.is_some() {
-        let groups = connectors.app.list_groups().await?;
-        text.push_str(&format!(", {} groups", groups.len()));
+    let apps: Vec<&AppConfig> = cfg.apps.iter().collect();
+    let connectors = Connectors::open(cfg, &apps)?;
+    let mut text = connectors.directory.probe(cfg.groups.as_ref()).await?;
+    for app in &apps {
+        let client = connectors.app(&app.name);
+        let accounts = client.list_accounts().await?;
+        let name = if cfg.apps.len() > 1 {
+            format!("app {}", app.name)
+        } else {
+            "app".to_string()
+        };
+        text.push_str(&format!("; {name}: {} accounts", accounts.len()));
+        if app.groups.is_some() {
+            text.push_str(&format!(", {} groups", client.list_groups().await?.len()));
+        }
     }
     Ok(text)
 }

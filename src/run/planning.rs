@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::config::Config;
+use crate::config::AppConfig;
 use crate::model::UserName;
 use crate::plan::{self, Plan};
 use crate::safety;
@@ -11,17 +11,18 @@ use crate::safety;
 use super::snapshot::Snapshot;
 
 pub(super) fn make_plan(
-    cfg: &Config,
-    snap: &Snapshot,
+    cfg: &AppConfig,
+    snap: &Snapshot<'_>,
     only_user: Option<&str>,
     now: DateTime<Utc>,
 ) -> Plan {
     let mut plan = plan::plan(&plan::Inputs {
-        users: &snap.users,
+        users: snap.users,
         accounts: &snap.accounts,
         links: &snap.links,
         policy: &cfg.policy,
         now,
+        out_of_scope: &snap.out_of_scope,
     });
     safety::gate(&mut plan, &cfg.safety);
     if let (Some(groups), Some(gcfg)) = (&snap.groups, &cfg.groups) {
@@ -29,7 +30,7 @@ pub(super) fn make_plan(
             groups: &groups.directory,
             app_groups: &groups.app,
             group_links: &groups.links,
-            users: &snap.users,
+            users: snap.users,
             accounts: &snap.accounts,
             links: &snap.links,
             people: &plan,
@@ -59,7 +60,7 @@ pub(super) fn make_plan(
 }
 
 /// True when `name` is a person's userName (as the mapping renders it) or an account's.
-pub(super) fn knows(cfg: &Config, snap: &Snapshot, name: &str) -> bool {
+pub(super) fn knows(cfg: &AppConfig, snap: &Snapshot<'_>, name: &str) -> bool {
     let wanted = UserName::new(name);
     snap.accounts.iter().any(|a| a.user_name == wanted)
         || snap

@@ -85,21 +85,41 @@ fn selected(journal: &Journal, sel: Selector) -> Result<Vec<crate::journal::Acti
 /// only if the current plan still contains it (same kind, person and account).
 pub async fn approve(cfg: &Config, journal: &Journal, sel: Selector) -> Result<Decision, RunError> {
     let rows = selected(journal, sel)?;
-    begin(cfg, journal, RunKind::Approve, "approve", |o| {
+    // The held actions are the app's whose run held them.
+    let app = journal.run(sel.run)?.map(|r| r.app).unwrap_or_default();
+    let app = cfg
+        .app(&app)
+        .map_err(|detail| RunError::NoSuchApp { detail })?;
+    begin(cfg, journal, RunKind::Approve, "approve", vec![app], |o| {
         approve_opened(cfg, journal, o, rows)
     })
     .await
 }
 
+/// Both sides as a review cycle's one app sees them: the directory, then the app.
+async fn review_read<'o, 'c>(
+    cfg: &Config,
+    journal: &Journal,
+    o: &'o Opened<'c>,
+) -> Result<(&'o AppRun<'c>, DirectoryRead), RunError> {
+    let r = &o.runs[0];
+    let links = r.journal.links()?;
+    let read = read_directory(cfg, journal, &o.connectors.directory, &links, false, o.now).await?;
+    Ok((r, read))
+}
+
 async fn approve_opened(
     cfg: &Config,
     journal: &Journal,
-    o: Opened,
+    o: Opened<'_>,
     rows: Vec<crate::journal::ActionRow>,
 ) -> Result<Decision, RunError> {
-    let (run, now) = (o.run, o.now);
-    let snap = snapshot(cfg, journal, &o.connectors, false, now).await?;
-    let plan = make_plan(cfg, &snap, None, now);
+    let now = o.now;
+    let (r, read) = review_read(cfg, journal, &o).await?;
+    let client = o.connectors.app(&r.app.name);
+    let snap = read_app(r.app, &r.journal, client, &read, cfg.progress).await?;
+    let (run, journal) = (r.run, &r.journal);
+    let plan = make_plan(r.app, &snap, None, now);
     let mut chosen = Vec::new();
     let mut decision = Decision {
         run: Some(run),
@@ -137,7 +157,7 @@ async fn approve_opened(
         refused: None,
         note: None,
     };
-    let writing = Writing::new(cfg, journal, &o.connectors, run);
+    let writing = Writing::new(cfg, r, &o.connectors);
     let outcomes = apply_subset(&writing, snap, subset, now).await?;
     decision.applied = outcomes.applied;
     decision.failed = outcomes.failed;
@@ -151,23 +171,31 @@ pub struct SavedPlan {
     pub created: DateTime<Utc>,
     pub source: String,
     pub target: String,
+    /// The app the plan is for (plans saved before apps had names: `default`).
+    #[serde(default = "default_app")]
+    pub app: String,
     pub plan: Plan,
+}
+
+fn default_app() -> String {
+    crate::journal::DEFAULT_APP.to_string()
 }
 
 pub const SAVED_PLAN_FORMAT: u32 = 1;
 
-fn endpoints(cfg: &Config) -> (String, String) {
-    (cfg.source.describe(), cfg.target.url.to_string())
+fn endpoints(cfg: &Config, app: &AppConfig) -> (String, String) {
+    (cfg.source.describe(), app.target.url.to_string())
 }
 
 impl SavedPlan {
-    pub fn new(cfg: &Config, plan: Plan) -> SavedPlan {
-        let (source, target) = endpoints(cfg);
+    pub fn new(cfg: &Config, app: &AppConfig, plan: Plan) -> SavedPlan {
+        let (source, target) = endpoints(cfg, app);
         SavedPlan {
             format: SAVED_PLAN_FORMAT,
             created: Utc::now(),
             source,
             target,
+            app: app.name.clone(),
             plan,
         }
     }
@@ -191,27 +219,36 @@ pub async fn apply_saved(
     journal: &Journal,
     saved: SavedPlan,
 ) -> Result<Applied, RunError> {
-    begin(cfg, journal, RunKind::ApplyPlan, "apply-plan", |o| {
-        apply_saved_opened(cfg, journal, o, saved)
-    })
+    let app = cfg
+        .app(&saved.app)
+        .map_err(|detail| RunError::NoSuchApp { detail })?;
+    begin(
+        cfg,
+        journal,
+        RunKind::ApplyPlan,
+        "apply-plan",
+        vec![app],
+        |o| apply_saved_opened(cfg, journal, o, saved),
+    )
     .await
 }
 
 async fn apply_saved_opened(
     cfg: &Config,
     journal: &Journal,
-    o: Opened,
+    o: Opened<'_>,
     saved: SavedPlan,
 ) -> Result<Applied, RunError> {
-    let (run, now) = (o.run, o.now);
-    let (source, target) = endpoints(cfg);
+    let (run, now) = (o.runs[0].run, o.now);
+    let (source, target) = endpoints(cfg, o.runs[0].app);
     if saved.format != SAVED_PLAN_FORMAT || saved.source != source || saved.target != target {
         let reason = format!(
             "the saved plan was made for {} -> {} (format {}), this config reads {source} -> {target}; make a new plan",
             saved.source, saved.target, saved.format
         );
         let none = RunCounts::default();
-        journal.finish_run(
+        let j = &o.runs[0].journal;
+        j.finish_run(
             run,
             Outcome::Aborted,
             None,
@@ -221,8 +258,10 @@ async fn apply_saved_opened(
         )?;
         return Err(RunError::Stopped { run, reason });
     }
-    let snap = snapshot(cfg, journal, &o.connectors, false, now).await?;
-    let current = make_plan(cfg, &snap, None, now);
+    let (r, read) = review_read(cfg, journal, &o).await?;
+    let client = o.connectors.app(&r.app.name);
+    let snap = read_app(r.app, &r.journal, client, &read, cfg.progress).await?;
+    let current = make_plan(r.app, &snap, None, now);
     let mut out = Applied {
         run,
         ..Applied::default()
@@ -255,7 +294,7 @@ async fn apply_saved_opened(
     }
     let refused = out.refused.len();
     let note = (refused > 0).then(|| format!("{refused} reviewed action(s) refused as stale"));
-    let writing = Writing::new(cfg, journal, &o.connectors, run);
+    let writing = Writing::new(cfg, r, &o.connectors);
     let outcomes = apply_subset(
         &writing,
         snap,

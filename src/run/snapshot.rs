@@ -1,13 +1,16 @@
-//! What both sides look like now: the directory read (full or incremental, with what it
-//! remembers), the app's accounts and groups, the journal's links.
+//! What both sides look like now. The directory is read once per cycle (`read_directory`:
+//! people, full or incremental, and groups), checked against the last good read; each app's
+//! side (`read_app`: its accounts, links, groups and who is outside its scope) is read on
+//! its own, so one unreachable app fails only its own run.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use crate::app::scim::ScimClient;
 use crate::app::{AccountReader, GroupReader};
-use crate::config::Config;
-use crate::connectors::{Connectors, Directory, GroupsRead};
+use crate::config::{AppConfig, Config};
+use crate::connectors::{Directory, GroupsRead};
 use crate::journal::Journal;
 use crate::model::{Account, Anchor, AppGroup, DirectoryGroup, DirectoryUser, GroupLink, Link};
 use crate::safety;
@@ -15,18 +18,27 @@ use crate::source::{DirectoryReader, Read, ReadKind, ReadRequest, Remember};
 
 use super::RunError;
 
-/// What both sides look like now.
-pub(super) struct Snapshot {
+/// The cycle's one directory read.
+pub(super) struct DirectoryRead {
     pub(super) users: Vec<DirectoryUser>,
+    pub(super) read_kind: ReadKind,
+    /// An incremental source's state to commit, if every app applies everything.
+    pub(super) remember: Option<Remember>,
+    /// How long the directory read took.
+    pub(super) source_ms: u64,
+    /// The directory's groups, when an app syncs groups or is scoped by them.
+    pub(super) groups: Option<GroupsRead>,
+}
+
+/// What one app's plan is made from.
+pub(super) struct Snapshot<'d> {
+    pub(super) users: &'d [DirectoryUser],
     pub(super) accounts: Vec<Account>,
     pub(super) links: BTreeMap<Anchor, Link>,
-    pub(super) read_kind: ReadKind,
-    /// An incremental source's state to commit with the run, if the run applies everything.
-    pub(super) remember: Option<Remember>,
-    /// How long the directory read took (the app's read not included).
-    pub(super) source_ms: u64,
-    /// Both sides' groups, when group sync is configured.
+    /// Both sides' groups, when the app syncs groups.
     pub(super) groups: Option<Groups>,
+    /// People read but outside the app's scope, with why.
+    pub(super) out_of_scope: BTreeMap<Anchor, String>,
 }
 
 /// What group sync plans from.
@@ -34,8 +46,6 @@ pub(super) struct Groups {
     pub(super) directory: Vec<DirectoryGroup>,
     pub(super) app: Vec<AppGroup>,
     pub(super) links: BTreeMap<Anchor, GroupLink>,
-    /// The groups' incremental state to commit with the run (Graph delta).
-    pub(super) cursor: Option<String>,
 }
 
 /// The journal's key for what an incremental source remembers of the groups.
@@ -48,7 +58,51 @@ pub(super) fn source_key(cfg: &Config) -> String {
     cfg.source.describe()
 }
 
-async fn read_source(
+/// Reads the directory once for every app: people (with what the journal remembers and
+/// the photos `links` say an app already has), checked against the last good read, and the
+/// groups when an app needs them.
+pub(super) async fn read_directory(
+    cfg: &Config,
+    journal: &Journal,
+    directory: &Directory,
+    links: &BTreeMap<Anchor, Link>,
+    force_full: bool,
+    now: DateTime<Utc>,
+) -> Result<DirectoryRead, RunError> {
+    let started = std::time::Instant::now();
+    let spin = crate::progress::spinner(cfg.progress, "reading the directory");
+    let read = read_people(directory, &source_key(cfg), journal, links, force_full, now).await;
+    spin.finish_and_clear();
+    let Read {
+        users,
+        kind: read_kind,
+        remember,
+    } = read?;
+    let source_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(people = users.len(), read = %read_kind, ms = source_ms, "directory read");
+    safety::check_read(users.len(), journal.last_good_source_count()?, &cfg.safety)?;
+    let groups = match &cfg.groups {
+        None => None,
+        Some(g) => {
+            let spin = crate::progress::spinner(cfg.progress, "reading groups");
+            let remembered = journal.cursor(&groups_key(cfg))?;
+            let read = directory
+                .read_groups(g, &users, remembered.as_deref(), force_full, now)
+                .await;
+            spin.finish_and_clear();
+            Some(read?)
+        }
+    };
+    Ok(DirectoryRead {
+        users,
+        read_kind,
+        remember,
+        source_ms,
+        groups,
+    })
+}
+
+async fn read_people(
     directory: &Directory,
     key: &str,
     journal: &Journal,
@@ -74,92 +128,71 @@ async fn read_source(
     Ok(directory.read(&request).await?)
 }
 
-/// Reads both sides: the directory (with what the journal remembers), checked against the
-/// last good read, then the app's accounts and, with `groups:`, both sides' groups. Only
-/// readers are used: a dry run writes nothing.
-pub(super) async fn snapshot(
-    cfg: &Config,
+/// One app's side: its accounts, its links (from `journal`, the app's handle), its groups
+/// and who of the read is outside its scope. Only readers are used.
+pub(super) async fn read_app<'d>(
+    app: &AppConfig,
     journal: &Journal,
-    connectors: &Connectors,
-    force_full: bool,
-    now: DateTime<Utc>,
-) -> Result<Snapshot, RunError> {
-    let (directory, reader) = (&connectors.directory, &connectors.app);
+    client: &ScimClient,
+    read: &'d DirectoryRead,
+    progress: bool,
+) -> Result<Snapshot<'d>, RunError> {
     let links = journal.links()?;
+    let directory_groups = read
+        .groups
+        .as_ref()
+        .map(|g| g.groups.as_slice())
+        .unwrap_or_default();
+    let out_of_scope = app
+        .scope
+        .outside(&app.name, &read.users, directory_groups, links.len())?;
     let started = std::time::Instant::now();
-    let spin = crate::progress::spinner(cfg.progress, "reading the directory");
-    let read = read_source(
-        directory,
-        &source_key(cfg),
-        journal,
-        &links,
-        force_full,
-        now,
-    )
-    .await;
-    spin.finish_and_clear();
-    let Read {
-        users,
-        kind: read_kind,
-        remember,
-    } = read?;
-    let source_ms = started.elapsed().as_millis() as u64;
-    tracing::info!(
-        people = users.len(),
-        read = %read_kind,
-        ms = source_ms,
-        "directory read"
-    );
-    safety::check_read(users.len(), journal.last_good_source_count()?, &cfg.safety)?;
-    let started = std::time::Instant::now();
-    let spin = crate::progress::spinner(cfg.progress, "reading the app's accounts");
-    let accounts = reader.list_accounts().await;
+    let spin = crate::progress::spinner(progress, "reading the app's accounts");
+    let accounts = client.list_accounts().await;
     spin.finish_and_clear();
     let accounts = accounts?;
     tracing::info!(
+        app = %app.name,
         accounts = accounts.len(),
         ms = started.elapsed().as_millis() as u64,
         "app accounts read"
     );
-    let groups = match &cfg.groups {
+    let groups = match &app.groups {
         None => None,
         Some(g) => {
-            let spin = crate::progress::spinner(cfg.progress, "reading groups");
-            let remembered = journal.cursor(&groups_key(cfg))?;
-            let read = directory
-                .read_groups(g, &users, remembered.as_deref(), force_full, now)
-                .await;
-            let app = match &read {
-                Ok(_) => reader.list_groups().await.map_err(RunError::from),
-                Err(_) => Ok(Vec::new()),
-            };
-            spin.finish_and_clear();
-            let (
-                GroupsRead {
-                    groups: directory,
-                    cursor,
-                },
-                app,
-            ) = (read?, app?);
+            let directory: Vec<DirectoryGroup> = directory_groups
+                .iter()
+                .filter(|d| {
+                    g.only
+                        .as_ref()
+                        .is_none_or(|only| only.contains(&d.name.to_lowercase()))
+                })
+                .map(|d| DirectoryGroup {
+                    members: if g.nested {
+                        d.transitive.clone()
+                    } else {
+                        d.direct.clone()
+                    },
+                    ..d.clone()
+                })
+                .collect();
+            let app_groups = client.list_groups().await?;
             let links = journal.group_links()?;
             safety::check_groups(directory.len(), links.len())?;
-            tracing::info!(directory = directory.len(), app = app.len(), "groups read");
+            tracing::info!(app = %app.name, directory = directory.len(), app_groups = app_groups.len(), "groups read");
             Some(Groups {
                 directory,
-                app,
+                app: app_groups,
                 links,
-                cursor,
             })
         }
     };
     Ok(Snapshot {
-        users,
+        users: &read.users,
         accounts,
         links,
-        read_kind,
-        remember,
-        source_ms,
         groups,
+        out_of_scope,
     })
 }
 

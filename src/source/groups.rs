@@ -61,8 +61,9 @@ pub fn assemble(raw: Vec<RawGroup>, cfg: &GroupsConfig) -> Vec<DirectoryGroup> {
         {
             continue;
         }
+        let transitive = crate::groups::flatten(&g.anchor, &direct, &children);
         let members = if cfg.nested {
-            crate::groups::flatten(&g.anchor, &direct, &children)
+            transitive.clone()
         } else {
             g.people.clone()
         };
@@ -71,9 +72,29 @@ pub fn assemble(raw: Vec<RawGroup>, cfg: &GroupsConfig) -> Vec<DirectoryGroup> {
             locator: g.locator.clone(),
             name: name.clone(),
             members,
+            direct: g.people.clone(),
+            transitive,
         });
     }
     out
+}
+
+/// What a group search asks for: the name template's attributes, the member attributes
+/// (AD's ranged `member`), the anchor.
+fn group_attributes(cfg: &GroupsConfig) -> Vec<String> {
+    let mut attrs: Vec<String> = cfg.name.attributes().map(str::to_ascii_lowercase).collect();
+    attrs.extend(MEMBER_ATTRS.iter().map(|s| s.to_string()));
+    if cfg.anchor.eq_ignore_ascii_case("objectGUID") {
+        // Active Directory: ask for the members range by range from the start. AD caps
+        // an unranged `member` at MaxValRange (1500) anyway; Samba's AD DC does not, and
+        // answers explicit ranges the same way, so both are read by the same loop.
+        attrs.retain(|a| a != "member");
+        attrs.push(format!("member;range=0-{}", AD_MAX_VAL_RANGE - 1));
+    }
+    attrs.push(cfg.anchor.to_ascii_lowercase());
+    attrs.sort();
+    attrs.dedup();
+    attrs
 }
 
 /// A DN in a form two spellings of the same DN share (RFC 4514): lower case, no spaces
@@ -224,18 +245,7 @@ impl LdapReader {
         people: &[DirectoryUser],
     ) -> Result<Vec<DirectoryGroup>, SourceError> {
         let base = cfg.base_dn.clone().unwrap_or_default();
-        let mut attrs: Vec<String> = cfg.name.attributes().map(str::to_ascii_lowercase).collect();
-        attrs.extend(MEMBER_ATTRS.iter().map(|s| s.to_string()));
-        if cfg.anchor.eq_ignore_ascii_case("objectGUID") {
-            // Active Directory: ask for the members range by range from the start. AD caps
-            // an unranged `member` at MaxValRange (1500) anyway; Samba's AD DC does not, and
-            // answers explicit ranges the same way, so both are read by the same loop.
-            attrs.retain(|a| a != "member");
-            attrs.push(format!("member;range=0-{}", AD_MAX_VAL_RANGE - 1));
-        }
-        attrs.push(cfg.anchor.to_ascii_lowercase());
-        attrs.sort();
-        attrs.dedup();
+        let attrs = group_attributes(cfg);
         // The same reader, pointed at the groups (anchor attribute, base, filter).
         let groups_reader = LdapReader::new(LdapConfig {
             base_dn: base.clone(),

@@ -136,6 +136,41 @@ impl LdapReader {
     }
 
     /// One refreshOnly search. `Ok(None)`: the server wants a full refresh.
+    /// One entry of a sync refresh, by its SyncState: present, deleted, or added/changed
+    /// (read as a person).
+    fn sync_entry(&self, out: &mut Refresh, entry: ldap3::ResultEntry) -> Result<(), SourceError> {
+        let state = entry
+            .1
+            .iter()
+            .find(|Control(_, raw)| raw.ctype == SYNC_STATE_OID)
+            .map(|Control(_, raw)| contained("SyncState control", || raw.parse::<SyncState>()))
+            .transpose()?;
+        let Some(state) = state else {
+            return Err(SourceError::BadEntry {
+                dn: "(sync protocol)".into(),
+                detail: "an entry without its SyncState control".into(),
+            });
+        };
+        if let Some(c) = state.cookie {
+            out.cookie = Some(c);
+        }
+        let uuid = anchor(&state.entry_uuid)?;
+        match state.state {
+            EntryState::Present => {
+                out.present.insert(uuid);
+            }
+            EntryState::Delete => {
+                out.deleted.insert(uuid);
+            }
+            EntryState::Add | EntryState::Modify => {
+                let entry = contained("entry", || SearchEntry::construct(entry))?;
+                let user = self.user(entry)?;
+                out.upserts.push(user);
+            }
+        }
+        Ok(())
+    }
+
     async fn refresh(&self, cookie: Option<Vec<u8>>) -> Result<Option<Refresh>, SourceError> {
         let cfg = self.config();
         let mut ldap = self.connect().await?;
@@ -168,59 +203,10 @@ impl LdapReader {
                 continue;
             }
             if entry.is_intermediate() {
-                match contained("SyncInfo message", || parse_syncinfo(entry))? {
-                    SyncInfo::NewCookie(c) => out.cookie = Some(c),
-                    SyncInfo::RefreshDelete { cookie, .. } => out.cookie = cookie.or(out.cookie),
-                    SyncInfo::RefreshPresent { cookie, .. } => {
-                        out.cookie = cookie.or(out.cookie.take());
-                    }
-                    SyncInfo::SyncIdSet {
-                        cookie,
-                        refresh_deletes,
-                        sync_uuids,
-                    } => {
-                        out.cookie = cookie.or(out.cookie.take());
-                        let set = if refresh_deletes {
-                            &mut out.deleted
-                        } else {
-                            &mut out.present
-                        };
-                        for u in sync_uuids {
-                            set.insert(anchor(&u)?);
-                        }
-                    }
-                }
+                sync_info(&mut out, entry)?;
                 continue;
             }
-            let state = entry
-                .1
-                .iter()
-                .find(|Control(_, raw)| raw.ctype == SYNC_STATE_OID)
-                .map(|Control(_, raw)| contained("SyncState control", || raw.parse::<SyncState>()))
-                .transpose()?;
-            let Some(state) = state else {
-                return Err(SourceError::BadEntry {
-                    dn: "(sync protocol)".into(),
-                    detail: "an entry without its SyncState control".into(),
-                });
-            };
-            if let Some(c) = state.cookie {
-                out.cookie = Some(c);
-            }
-            let uuid = anchor(&state.entry_uuid)?;
-            match state.state {
-                EntryState::Present => {
-                    out.present.insert(uuid);
-                }
-                EntryState::Delete => {
-                    out.deleted.insert(uuid);
-                }
-                EntryState::Add | EntryState::Modify => {
-                    let entry = contained("entry", || SearchEntry::construct(entry))?;
-                    let user = self.user(entry)?;
-                    out.upserts.push(user);
-                }
-            }
+            self.sync_entry(&mut out, entry)?;
         }
         let res = stream.finish().await;
         let _ = ldap.unbind().await;
@@ -359,6 +345,33 @@ impl LdapReader {
             )),
         })
     }
+}
+
+/// A SyncInfo intermediate message: a new cookie, or a set of present or deleted entries.
+fn sync_info(out: &mut Refresh, entry: ldap3::ResultEntry) -> Result<(), SourceError> {
+    match contained("SyncInfo message", || parse_syncinfo(entry))? {
+        SyncInfo::NewCookie(c) => out.cookie = Some(c),
+        SyncInfo::RefreshDelete { cookie, .. } => out.cookie = cookie.or(out.cookie.take()),
+        SyncInfo::RefreshPresent { cookie, .. } => {
+            out.cookie = cookie.or(out.cookie.take());
+        }
+        SyncInfo::SyncIdSet {
+            cookie,
+            refresh_deletes,
+            sync_uuids,
+        } => {
+            out.cookie = cookie.or(out.cookie.take());
+            let set = if refresh_deletes {
+                &mut out.deleted
+            } else {
+                &mut out.present
+            };
+            for u in sync_uuids {
+                set.insert(anchor(&u)?);
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -241,6 +241,24 @@ impl LdapReader {
     }
 
     /// A USN read: incremental above the remembered high-water mark on the same DC, or full.
+    /// The objectGUIDs of the tombstones in the domain's Deleted Objects container that
+    /// `filter` selects (the Show Deleted control).
+    async fn tombstones(
+        &self,
+        ldap: &mut ldap3::Ldap,
+        dc: &DcState,
+        filter: &str,
+    ) -> Result<BTreeSet<Anchor>, SourceError> {
+        let show_deleted = RawControl {
+            ctype: SHOW_DELETED_OID.into(),
+            crit: true,
+            val: None,
+        };
+        let container = format!("<WKGUID={DELETED_OBJECTS_WKGUID},{}>", dc.naming_context);
+        self.guids(ldap, &container, filter, vec![show_deleted])
+            .await
+    }
+
     pub(super) async fn usn_read(&self, request: &ReadRequest<'_>) -> Result<Read, SourceError> {
         let cfg = self.config();
         let now = request.now;
@@ -292,15 +310,7 @@ impl LdapReader {
                 Vec::new(),
             )
             .await?;
-        let show_deleted = RawControl {
-            ctype: SHOW_DELETED_OID.into(),
-            crit: true,
-            val: None,
-        };
-        let tombstones = format!("<WKGUID={DELETED_OBJECTS_WKGUID},{}>", dc.naming_context);
-        let deleted = self
-            .guids(&mut ldap, &tombstones, &f.deleted, vec![show_deleted])
-            .await?;
+        let deleted = self.tombstones(&mut ldap, &dc, &f.deleted).await?;
         let _ = ldap.unbind().await;
         let known: BTreeSet<Anchor> = r.users.iter().map(|u| u.anchor.clone()).collect();
         let in_scope: BTreeSet<Anchor> = upserts.iter().map(|u| u.anchor.clone()).collect();

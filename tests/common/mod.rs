@@ -710,3 +710,86 @@ pub fn measured(cmd: &mut Command) -> (Output, u64) {
     };
     (output, peak)
 }
+
+/// Another scim2-server (one more app), stopped when dropped.
+pub struct ScimServer {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    stopped: bool,
+}
+
+impl ScimServer {
+    pub fn start() -> ScimServer {
+        let dir = tempfile::Builder::new()
+            .prefix("idsync-app")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        testbed(&[
+            "scim-start",
+            dir.path().to_str().unwrap(),
+            &port.to_string(),
+            TOKEN,
+        ]);
+        ScimServer {
+            dir,
+            port,
+            stopped: false,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/v2", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        testbed(&["scim-stop", self.dir.path().to_str().unwrap()]);
+        self.stopped = true;
+    }
+
+    /// Starts it again on the same port (scim2-server keeps its users in memory: empty).
+    pub fn restart(&mut self) {
+        testbed(&[
+            "scim-start",
+            self.dir.path().to_str().unwrap(),
+            &self.port.to_string(),
+            TOKEN,
+        ]);
+        self.stopped = false;
+    }
+
+    /// Every user: (userName, active).
+    pub fn users(&self) -> Vec<(String, bool)> {
+        let page: Value = reqwest::blocking::Client::new()
+            .get(format!("{}/Users?count=1000", self.url()))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let mut out: Vec<(String, bool)> = page["Resources"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|u| {
+                (
+                    u["userName"].as_str().unwrap_or_default().to_lowercase(),
+                    u["active"].as_bool().unwrap_or(true),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+impl Drop for ScimServer {
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = Command::new(repo().join("scripts/testbed.sh"))
+                .args(["scim-stop", self.dir.path().to_str().unwrap()])
+                .output();
+        }
+    }
+}

@@ -69,26 +69,20 @@ fn group_select(cfg: &GroupsConfig) -> String {
 }
 
 impl GraphReader {
-    /// The configured groups (`/groups`, each group's `/members`), members resolved to
-    /// `people`; member groups are nesting, flattened when `groups.nested` is on.
-    ///
-    /// With `incremental: delta` the group list (cheap: one page per 999 groups) is read
-    /// every run, but members only of the groups `/groups/delta` reports changed since the
-    /// remembered delta link (and of new ones); the others' members come from `remembered`.
-    /// A dead delta link, `full_every` or `--full` read every group's members again.
-    pub async fn read_groups(
+    /// What the remembered groups cursor still says: which groups changed since (`None`:
+    /// read every group's members), the delta link to remember, when the last full read was.
+    async fn groups_since(
         &self,
         cfg: &GroupsConfig,
-        people: &[DirectoryUser],
+        select: &str,
         remembered: Option<&str>,
         force_full: bool,
         now: DateTime<Utc>,
-    ) -> Result<GroupRead, SourceError> {
-        let select = group_select(cfg);
+    ) -> Result<Since, SourceError> {
         let tracked = self.cfg.incremental == Incremental::Delta;
         let cursor = remembered
             .and_then(|c| serde_json::from_str::<GroupCursor>(c).ok())
-            .filter(|c| tracked && !force_full && c.select == select && c.filter == cfg.filter)
+            .filter(|c| tracked && !force_full && c.select == *select && c.filter == cfg.filter)
             .filter(|c| {
                 let every = chrono::Duration::from_std(self.cfg.full_every)
                     .unwrap_or(chrono::Duration::MAX);
@@ -131,6 +125,38 @@ impl GraphReader {
             changed = None;
             last_full = now;
         }
+        Ok(Since {
+            cursor,
+            changed,
+            delta_link,
+            last_full,
+        })
+    }
+
+    /// The configured groups (`/groups`, each group's `/members`), members resolved to
+    /// `people`; member groups are nesting, flattened when `groups.nested` is on.
+    ///
+    /// With `incremental: delta` the group list (cheap: one page per 999 groups) is read
+    /// every run, but members only of the groups `/groups/delta` reports changed since the
+    /// remembered delta link (and of new ones); the others' members come from `remembered`.
+    /// A dead delta link, `full_every` or `--full` read every group's members again.
+    pub async fn read_groups(
+        &self,
+        cfg: &GroupsConfig,
+        people: &[DirectoryUser],
+        remembered: Option<&str>,
+        force_full: bool,
+        now: DateTime<Utc>,
+    ) -> Result<GroupRead, SourceError> {
+        let select = group_select(cfg);
+        let Since {
+            cursor,
+            changed,
+            delta_link,
+            last_full,
+        } = self
+            .groups_since(cfg, &select, remembered, force_full, now)
+            .await?;
         let known: BTreeMap<&str, &GraphGroup> = cursor
             .iter()
             .flat_map(|c| c.groups.iter())
@@ -170,26 +196,7 @@ impl GraphReader {
             });
         }
         tracing::debug!(groups = groups.len(), members_read, "graph groups read");
-        let present: BTreeSet<&Anchor> = people.iter().map(|p| &p.anchor).collect();
-        let raw = groups
-            .iter()
-            .map(|g| {
-                let as_user = user_from(&g.props).ok();
-                crate::source::groups::RawGroup {
-                    key: g.id.clone(),
-                    anchor: Anchor::new(g.id.clone()),
-                    locator: format!("group {}", g.id),
-                    name: as_user.and_then(|u| cfg.name.render(&u)),
-                    people: g
-                        .users
-                        .iter()
-                        .map(|u| Anchor::new(u.clone()))
-                        .filter(|a| present.contains(a))
-                        .collect(),
-                    groups: g.groups.clone(),
-                }
-            })
-            .collect();
+        let raw = raw_groups(&groups, people, cfg);
         let cursor = delta_link.map(|delta_link| {
             serde_json::to_string(&GroupCursor {
                 delta_link,
@@ -231,4 +238,40 @@ impl GraphReader {
         }
         Ok((users, groups))
     }
+}
+
+/// Graph groups as the group assembler takes them: members that are people read.
+fn raw_groups(
+    groups: &[GraphGroup],
+    people: &[DirectoryUser],
+    cfg: &GroupsConfig,
+) -> Vec<crate::source::groups::RawGroup> {
+    let present: BTreeSet<&Anchor> = people.iter().map(|p| &p.anchor).collect();
+    groups
+        .iter()
+        .map(|g| {
+            let as_user = user_from(&g.props).ok();
+            crate::source::groups::RawGroup {
+                key: g.id.clone(),
+                anchor: Anchor::new(g.id.clone()),
+                locator: format!("group {}", g.id),
+                name: as_user.and_then(|u| cfg.name.render(&u)),
+                people: g
+                    .users
+                    .iter()
+                    .map(|u| Anchor::new(u.clone()))
+                    .filter(|a| present.contains(a))
+                    .collect(),
+                groups: g.groups.clone(),
+            }
+        })
+        .collect()
+}
+
+/// The groups' incremental state for one read (see `groups_since`).
+struct Since {
+    cursor: Option<GroupCursor>,
+    changed: Option<BTreeSet<String>>,
+    delta_link: Option<String>,
+    last_full: DateTime<Utc>,
 }

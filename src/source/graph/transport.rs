@@ -111,9 +111,7 @@ impl GraphReader {
                 Ok(r) => r,
                 Err(e) => {
                     last = self.redact.clean(&transport_text(&e));
-                    if attempt <= self.cfg.max_retries {
-                        tokio::time::sleep(backoff(attempt)).await;
-                    }
+                    pause(attempt, self.cfg.max_retries + 1).await;
                     continue;
                 }
             };
@@ -141,9 +139,7 @@ impl GraphReader {
                 }
                 Err(e) => {
                     last = self.redact.clean(&transport_text(&e));
-                    if attempt <= self.cfg.max_retries {
-                        tokio::time::sleep(backoff(attempt)).await;
-                    }
+                    pause(attempt, self.cfg.max_retries + 1).await;
                     continue;
                 }
             };
@@ -159,21 +155,7 @@ impl GraphReader {
             if !status.is_success() {
                 return Err(err(token_refusal(status, &json, &text)));
             }
-            let value = json
-                .get("access_token")
-                .and_then(Value::as_str)
-                .filter(|t| !t.is_empty())
-                .ok_or_else(|| err("the reply has no access_token".into()))?;
-            let lifetime = json
-                .get("expires_in")
-                .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
-                .unwrap_or(3600);
-            // Fetch a new one shortly before expiry: 5 minutes early, or halfway for short lives.
-            let early = (lifetime / 2).min(300);
-            return Ok(Token {
-                value: value.to_string(),
-                refresh_at: Instant::now() + Duration::from_secs(lifetime - early),
-            });
+            return token_from(&json).map_err(err);
         }
         Err(SourceError::Api {
             url: url.to_string(),
@@ -189,40 +171,29 @@ impl GraphReader {
         if_none_match: Option<&str>,
         cap: usize,
     ) -> Result<Raw, GetError> {
-        let fail = |detail: String| {
-            GetError::Failed(SourceError::Api {
-                url: url.to_string(),
-                detail,
-            })
-        };
         let attempts = self.cfg.max_retries + 1;
-        let mut refreshed = false;
-        let mut last = String::new();
-        let mut unreachable = false;
-        let mut attempt = 0;
+        let (mut refreshed, mut unreachable) = (false, false);
+        let (mut last, mut attempt) = (String::new(), 0);
         while attempt < attempts {
             attempt += 1;
             let token = self.bearer(false).await?;
             let redact = self.redact.with(&token);
-            let mut req = self.http.get(url.clone()).bearer_auth(token);
-            if let Some(tag) = if_none_match {
-                req = req.header(reqwest::header::IF_NONE_MATCH, tag);
-            }
+            let req = self.http.get(url.clone()).bearer_auth(token);
+            let req = match if_none_match {
+                Some(tag) => req.header(reqwest::header::IF_NONE_MATCH, tag),
+                None => req,
+            };
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
                     last = redact.clean(&transport_text(&e));
                     if crate::http::is_tls(&e) {
-                        return Err(GetError::Failed(SourceError::Tls {
-                            url: url.to_string(),
-                            detail: last,
-                        }));
+                        let (url, detail) = (url.to_string(), last);
+                        return Err(GetError::Failed(SourceError::Tls { url, detail }));
                     }
                     unreachable = e.is_connect();
                     tracing::debug!(%url, attempt, error = %last, "Graph request failed, retrying");
-                    if attempt < attempts {
-                        tokio::time::sleep(backoff(attempt)).await;
-                    }
+                    pause(attempt, attempts).await;
                     continue;
                 }
             };
@@ -233,9 +204,7 @@ impl GraphReader {
                 Err(Step::Fail(e)) => return Err(e),
                 Err(Step::Again(why)) => {
                     last = why;
-                    if attempt < attempts {
-                        tokio::time::sleep(backoff(attempt)).await;
-                    }
+                    pause(attempt, attempts).await;
                     continue;
                 }
             };
@@ -248,15 +217,13 @@ impl GraphReader {
                 continue;
             }
             if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                last = format!("{status} {}", snippet(&String::from_utf8_lossy(&raw.bytes)));
                 let wait = wait.unwrap_or(backoff(attempt));
-                if wait > MAX_RETRY_WAIT {
-                    last = format!(
-                        "{status}: Retry-After asks for {}s, more than idsync waits ({}s)",
-                        wait.as_secs(),
-                        MAX_RETRY_WAIT.as_secs()
-                    );
-                    break;
+                match busy(&raw, wait) {
+                    Err(why) => {
+                        last = why;
+                        break;
+                    }
+                    Ok(why) => last = why,
                 }
                 if attempt < attempts {
                     tracing::info!(%url, %status, wait_ms = wait.as_millis() as u64, attempt, "directory busy, waiting before retry");
@@ -266,14 +233,15 @@ impl GraphReader {
             }
             return Ok(raw);
         }
-        if unreachable {
-            return Err(fail(format!(
-                "cannot connect: {last}; check source.api_url and that the server is up"
-            )));
-        }
-        Err(fail(format!(
-            "gave up after {attempts} attempts: {last}; the read is incomplete, so nothing is changed"
-        )))
+        let detail = if unreachable {
+            format!("cannot connect: {last}; check source.api_url and that the server is up")
+        } else {
+            format!("gave up after {attempts} attempts: {last}; the read is incomplete, so nothing is changed")
+        };
+        Err(GetError::Failed(SourceError::Api {
+            url: url.to_string(),
+            detail,
+        }))
     }
 
     /// A reply read to `cap`, scrubbed where it is an error (it may echo the request); a
@@ -516,4 +484,47 @@ pub(super) fn header_text(
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
+}
+
+/// A token endpoint's successful reply as a `Token`, refreshed shortly before it expires
+/// (5 minutes early, or halfway for short lives).
+fn token_from(json: &Value) -> Result<Token, String> {
+    let value = json
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| "the reply has no access_token".to_string())?;
+    let lifetime = json
+        .get("expires_in")
+        .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+        .unwrap_or(3600);
+    let early = (lifetime / 2).min(300);
+    Ok(Token {
+        value: value.to_string(),
+        refresh_at: Instant::now() + Duration::from_secs(lifetime - early),
+    })
+}
+
+/// A 429/5xx reply: why, to retry after `wait` (`Ok`), or to give up on because the server
+/// asks for a longer wait than idsync takes (`Err`).
+fn busy(raw: &Raw, wait: Duration) -> Result<String, String> {
+    let status = raw.status;
+    if wait > MAX_RETRY_WAIT {
+        return Err(format!(
+            "{status}: Retry-After asks for {}s, more than idsync waits ({}s)",
+            wait.as_secs(),
+            MAX_RETRY_WAIT.as_secs()
+        ));
+    }
+    Ok(format!(
+        "{status} {}",
+        snippet(&String::from_utf8_lossy(&raw.bytes))
+    ))
+}
+
+/// The back-off before attempt `attempt + 1` of `attempts` (none after the last).
+async fn pause(attempt: u32, attempts: u32) {
+    if attempt < attempts {
+        tokio::time::sleep(backoff(attempt)).await;
+    }
 }
