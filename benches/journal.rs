@@ -93,6 +93,7 @@ fn create(i: usize) -> Action {
             change("emails[type eq \"work\"].value", user.clone()),
         ],
         user_name: user,
+        hooks: Vec::new(),
         reason: "new upstream".into(),
         held: None,
         members: Vec::new(),

@@ -51,6 +51,7 @@ done
 
 install -m 0644 config/idsync.example.yaml "$root/etc/idsync/idsync.yaml"
 install -m 0644 config/*.example.yaml "$root/usr/share/doc/idsync/examples/"
+install -m 0755 config/hooks/offboard.sh "$root/usr/share/doc/idsync/examples/"
 install -m 0644 README.md "$root/usr/share/doc/idsync/README.md"
 cat >"$root/usr/share/doc/idsync/copyright" <<EOF
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 
 use crate::app::{AccountWriter, Created, GroupWriter, TargetError};
+use crate::hooks::{Moment, Occasion};
 use crate::journal::{ActionResult, Journal, JournalError, LinkChange, Status};
 use crate::model::{Account, AccountId, Anchor, Link, LinkState};
 use crate::photo::Photo;
@@ -28,6 +29,9 @@ pub struct Context<'a> {
     pub photos: &'a BTreeMap<Anchor, Photo>,
     /// Cancelled on shutdown: writes in flight finish, the rest are left `planned`.
     pub shutdown: &'a tokio_util::sync::CancellationToken,
+    /// The app's hooks, and the app's name they are told.
+    pub hooks: &'a crate::hooks::Runner,
+    pub app: &'a str,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -53,6 +57,18 @@ pub async fn apply<W: AccountWriter + GroupWriter>(
 ) -> Result<Outcomes, JournalError> {
     let stop = &AtomicBool::new(false);
     let linked: BTreeSet<&str> = ctx.links.values().map(|l| l.account_id.as_str()).collect();
+    for (seq, action) in actions.iter().enumerate().filter(|(_, a)| a.held.is_some()) {
+        call_hooks(journal, run, seq, action, ctx, Moment::Held).await?;
+    }
+    let step = |seq, action| Step {
+        journal,
+        run,
+        seq,
+        action,
+        ctx,
+        progress,
+        stop,
+    };
     let people = actions
         .iter()
         .enumerate()
@@ -62,14 +78,7 @@ pub async fn apply<W: AccountWriter + GroupWriter>(
         stop,
         ctx.shutdown,
         ctx.concurrency,
-        |seq, action| {
-            let linked = &linked;
-            async move {
-                let done = execute(writer, action, ctx, linked).await;
-                progress.inc(1);
-                finish(journal, run, seq, action, done, stop)
-            }
-        },
+        |seq, action| hooked(step(seq, action), execute(writer, action, ctx, &linked)),
     )
     .await;
     if actions.iter().any(|a| a.kind.is_group()) {
@@ -87,18 +96,16 @@ pub async fn apply<W: AccountWriter + GroupWriter>(
             stop,
             ctx.shutdown,
             ctx.concurrency,
-            |seq, action| {
-                let accounts = &accounts;
-                async move {
-                    let done = execute_group(writer, action, accounts).await;
-                    progress.inc(1);
-                    finish(journal, run, seq, action, done, stop)
-                }
-            },
+            |seq, action| hooked(step(seq, action), execute_group(writer, action, &accounts)),
         )
         .await;
         results.extend(more);
     }
+    tally(results)
+}
+
+/// What the actions came to.
+fn tally(results: Vec<Done>) -> Result<Outcomes, JournalError> {
     let mut out = Outcomes::default();
     for r in results {
         let (status, fatal) = r?;
@@ -113,6 +120,46 @@ pub async fn apply<W: AccountWriter + GroupWriter>(
         }
     }
     Ok(out)
+}
+
+/// One action of a run being applied, and what its step needs.
+struct Step<'s> {
+    journal: &'s Journal,
+    run: i64,
+    seq: usize,
+    action: &'s Action,
+    ctx: &'s Context<'s>,
+    progress: &'s indicatif::ProgressBar,
+    stop: &'s AtomicBool,
+}
+
+/// One action with its hooks: the `before` hooks (a required one that fails holds the
+/// action, unwritten), the write, its result journaled, then the `after` hooks.
+async fn hooked(
+    step: Step<'_>,
+    write: impl std::future::Future<Output = Result<(Option<String>, LinkChange), TargetError>>,
+) -> Done {
+    let Step {
+        journal,
+        run,
+        seq,
+        action,
+        ctx,
+        progress,
+        stop,
+    } = step;
+    if let Some(why) = call_hooks(journal, run, seq, action, ctx, Moment::Before).await? {
+        progress.inc(1);
+        return hold(journal, run, seq, action, &why);
+    }
+    let done = write.await;
+    progress.inc(1);
+    let applied = done.is_ok();
+    let result = finish(journal, run, seq, action, done, stop);
+    if applied {
+        call_hooks(journal, run, seq, action, ctx, Moment::After).await?;
+    }
+    result
 }
 
 type Done = Result<(Status, Option<String>), JournalError>;
@@ -149,6 +196,52 @@ where
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await
+}
+
+/// Calls the action's hooks of `moment`, journaling each result. `Some(why)`: a required
+/// `before` hook failed, so the action must not be written.
+async fn call_hooks(
+    journal: &Journal,
+    run: i64,
+    seq: usize,
+    action: &Action,
+    ctx: &Context<'_>,
+    moment: Moment,
+) -> Result<Option<String>, JournalError> {
+    let at = Occasion {
+        app: ctx.app,
+        run,
+        seq,
+        action,
+        now: ctx.now,
+    };
+    let mut refused = None;
+    for hook in ctx.hooks.for_action(action.kind, moment) {
+        let r = ctx.hooks.call(hook, &at).await;
+        journal.record_hook(run, seq, &r, Utc::now())?;
+        if r.ok {
+            tracing::info!(hook = %r.hook, moment = moment.as_str(), user = %action.user_name, status = %r.status, "hook ran");
+            continue;
+        }
+        let why = format!(
+            "hook {} failed ({}): {}",
+            r.hook,
+            r.status,
+            r.output.lines().next().unwrap_or("")
+        );
+        tracing::warn!(hook = %r.hook, moment = moment.as_str(), user = %action.user_name, "{why}");
+        if hook.required && moment == Moment::Before && refused.is_none() {
+            refused = Some(why);
+        }
+    }
+    Ok(refused)
+}
+
+/// An action a required hook refused: held, with the hook's reason, never written.
+fn hold(journal: &Journal, run: i64, seq: usize, action: &Action, why: &str) -> Done {
+    journal.hold_action(run, seq, why, Utc::now())?;
+    tracing::warn!(kind = %action.kind, user = %action.user_name, reason = %why, "action held");
+    Ok((Status::Held, None))
 }
 
 /// Journals one action's result; a fatal error stops the actions not yet started.

@@ -393,6 +393,7 @@ impl<'a> Planner<'a> {
             ),
             reason,
             held: None,
+            hooks: Vec::new(),
             members,
         });
     }
@@ -434,6 +435,7 @@ impl<'a> Planner<'a> {
             changes: with_members(changes, &members),
             reason,
             held: None,
+            hooks: Vec::new(),
             members,
         });
     }
@@ -461,6 +463,7 @@ impl<'a> Planner<'a> {
                     changes: with_members(Vec::new(), &leavers),
                     reason,
                     held: None,
+                    hooks: Vec::new(),
                     members: leavers,
                 });
             }
@@ -493,6 +496,7 @@ impl<'a> Planner<'a> {
                     changes: with_members(Vec::new(), &members),
                     reason,
                     held: None,
+                    hooks: Vec::new(),
                     members,
                 });
             }

@@ -11,6 +11,7 @@ pub mod connectors;
 pub mod daemon;
 pub mod files;
 pub mod groups;
+pub mod hooks;
 pub mod http;
 pub mod journal;
 pub mod mapping;

@@ -33,7 +33,13 @@ fn init_tracing(cli: &Cli) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},ldap3=warn,reqwest=warn,hyper=warn")));
+        // The libraries' own warnings ("unmatched id: 2") mean nothing to an admin; idsync
+        // reports what failed itself. RUST_LOG shows them when wanted.
+        .unwrap_or_else(|_| {
+            EnvFilter::new(format!(
+                "{level},ldap3=error,reqwest=error,hyper=error,hyper_util=error,rustls=error"
+            ))
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -259,6 +265,9 @@ async fn plan_command(config: &Config, app: Option<&str>, args: PlanArgs) -> any
     match args.output {
         Some(path) => write_atomically(&path, &text)
             .with_context(|| format!("cannot write {}", path.display()))?,
+        None if args.format == report::Format::Table && report::colour_stdout() => {
+            std::io::stdout().write_all(report::colour(&text).as_bytes())?
+        }
         None => std::io::stdout().write_all(text.as_bytes())?,
     }
     if failed.is_some() {

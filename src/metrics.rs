@@ -79,6 +79,24 @@ pub fn render(data: &MetricsData, lasts: &[RunRow]) -> String {
     out
 }
 
+/// `idsync_hooks_total{app,hook,result}`: hook calls, ok or failed.
+pub fn render_hooks(counts: &[(String, String, bool, i64)]) -> String {
+    if counts.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "# HELP idsync_hooks_total Hook calls by app, hook and result.\n# TYPE idsync_hooks_total counter\n",
+    );
+    for (app, hook, ok, n) in counts {
+        let result = if *ok { "ok" } else { "failed" };
+        let _ = writeln!(
+            out,
+            "idsync_hooks_total{{app=\"{app}\",hook=\"{hook}\",result=\"{result}\"}} {n}"
+        );
+    }
+    out
+}
+
 fn ts(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .ok()
@@ -199,9 +217,11 @@ fn router(ctx: Arc<Ctx>) -> Router {
             "/metrics",
             get(|State(c): State<Arc<Ctx>>| async move {
                 let out = query(&c, |c| {
-                    c.journal
-                        .metrics()
-                        .map(|data| render(&data, &last_applies(c)))
+                    c.journal.metrics().map(|data| {
+                        let mut text = render(&data, &last_applies(c));
+                        text.push_str(&render_hooks(&c.journal.hook_counts().unwrap_or_default()));
+                        text
+                    })
                 })
                 .await;
                 match out {
@@ -360,5 +380,18 @@ mod tests {
             metrics.contains("idsync_last_read_duration_seconds{app=\"slack\"} 1.500"),
             "{metrics}"
         );
+    }
+
+    #[test]
+    fn hook_calls_are_counted_by_app_hook_and_result() {
+        let text = render_hooks(&[
+            ("miro".into(), "revoke".into(), true, 3),
+            ("miro".into(), "revoke".into(), false, 1),
+        ]);
+        assert!(text.contains("idsync_hooks_total{app=\"miro\",hook=\"revoke\",result=\"ok\"} 3\n"));
+        assert!(
+            text.contains("idsync_hooks_total{app=\"miro\",hook=\"revoke\",result=\"failed\"} 1\n")
+        );
+        assert_eq!(render_hooks(&[]), "");
     }
 }

@@ -361,6 +361,7 @@ impl<'a> Planner<'a> {
             changes,
             reason,
             held: None,
+            hooks: Vec::new(),
             members: Vec::new(),
         };
         if account.active {
@@ -416,6 +417,7 @@ impl<'a> Planner<'a> {
                     changes,
                     reason: "unmanaged: no directory user owns or matches this account (unmanaged: suspend)".into(),
                     held: None,
+                    hooks: Vec::new(),
                     members: Vec::new(),
                 });
             }

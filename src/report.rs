@@ -99,6 +99,10 @@ fn table(plan: &Plan) -> String {
             if let Some(h) = &a.held {
                 let _ = writeln!(out, "{:<12}  {:<width$}  HELD: {h}", "", "");
             }
+            if !a.hooks.is_empty() {
+                let hooks = a.hooks.join(", ");
+                let _ = writeln!(out, "{:<12}  {:<width$}  hooks: {hooks}", "", "");
+            }
             for c in &a.changes {
                 let _ = writeln!(out, "{:<12}  {:<width$}    {}", "", "", change_line(c));
             }
@@ -176,4 +180,43 @@ fn markdown(plan: &Plan) -> String {
         }
     }
     out
+}
+
+/// A table report coloured for a terminal: what waits for a decision yellow, what takes an
+/// account away red, what gives one green. Callers colour only a terminal's output, and
+/// never when `NO_COLOR` is set.
+pub fn colour(text: &str) -> String {
+    const RED: &str = "\x1b[31m";
+    const GREEN: &str = "\x1b[32m";
+    const YELLOW: &str = "\x1b[33m";
+    const RESET: &str = "\x1b[0m";
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        let paint = if line.contains("HELD:") || line.trim_start().starts_with("held:") {
+            Some(YELLOW)
+        } else if matches!(first, "suspend" | "delete" | "group-delete") {
+            Some(RED)
+        } else if matches!(first, "create" | "reactivate" | "group-create") {
+            Some(GREEN)
+        } else {
+            None
+        };
+        match paint {
+            Some(c) => {
+                out.push_str(c);
+                out.push_str(line);
+                out.push_str(RESET);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Whether stdout gets colour: a terminal, and `NO_COLOR` unset (no-color.org).
+pub fn colour_stdout() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

@@ -270,6 +270,7 @@ mod tests {
             }],
             reason: String::new(),
             held: None,
+            hooks: Vec::new(),
             members: Vec::new(),
         }
     }
@@ -312,6 +313,7 @@ mod tests {
             changes: vec![],
             reason: String::new(),
             held: None,
+            hooks: Vec::new(),
             members: Vec::new(),
         }
     }

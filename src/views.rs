@@ -100,14 +100,23 @@ fn show(journal: &Journal, run: &str, format: ListFormat) -> anyhow::Result<u8> 
         .with_context(|| format!("no run {id} in the journal"))?;
     let actions = journal.actions(id)?;
     let notices = journal.notices(id)?;
+    let hooks = journal.hook_results(id)?;
     match format {
-        ListFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"run": row, "actions": actions, "notices": notices})
-            )?
-        ),
-        ListFormat::Table => print_show(row, actions, notices),
+        ListFormat::Json => {
+            let hooks: Vec<serde_json::Value> = hooks
+                .iter()
+                .map(|(seq, h)| {
+                    serde_json::json!({
+                        "seq": seq, "hook": h.hook, "moment": h.moment.as_str(), "ok": h.ok,
+                        "status": h.status, "duration_ms": h.duration_ms, "output": h.output,
+                        "idempotency_key": h.key,
+                    })
+                })
+                .collect();
+            let doc = serde_json::json!({"run": row, "actions": actions, "notices": notices, "hooks": hooks});
+            println!("{}", serde_json::to_string_pretty(&doc)?)
+        }
+        ListFormat::Table => print_show(row, actions, notices, &hooks),
     }
     Ok(0)
 }
@@ -117,6 +126,7 @@ fn print_show(
     row: RunRow,
     actions: Vec<idsync::journal::ActionRow>,
     notices: Vec<idsync::plan::Notice>,
+    hooks: &[(i64, idsync::hooks::HookResult)],
 ) {
     let app = if row.app == idsync::journal::DEFAULT_APP {
         String::new()
@@ -138,7 +148,7 @@ fn print_show(
             a.seq, a.kind, a.status, a.user_name, a.reason
         );
         if let (Some(b), Some(af)) = (a.before.as_object(), a.after.as_object()) {
-            for (field, after) in af {
+            for (field, after) in a.fields.iter().filter_map(|f| Some((f, af.get(f)?))) {
                 let change = idsync::plan::Change {
                     field: idsync::plan::Field::parse(field),
                     before: b.get(field).and_then(|v| v.as_str()).map(str::to_string),
@@ -152,6 +162,25 @@ fn print_show(
                     report::change_line(&change)
                 );
             }
+        }
+        for (_, h) in hooks.iter().filter(|(seq, _)| *seq == a.seq) {
+            let result = if h.ok { "ok" } else { "failed" };
+            let out = h.output.lines().next().unwrap_or("");
+            let out = if out.is_empty() {
+                String::new()
+            } else {
+                format!(": {out}")
+            };
+            println!(
+                "{:>4}  {:<12}  {:<8}    hook {} ({}): {result}, {} in {} ms{out}",
+                "",
+                "",
+                "",
+                h.hook,
+                h.moment.as_str(),
+                h.status,
+                h.duration_ms
+            );
         }
         if let Some(e) = a.error {
             let label = if a.status == Status::Held {

@@ -356,3 +356,19 @@ fn an_intended_shrink_or_cap_is_a_one_shot_override_journaled_with_its_run() {
         .count();
     assert_eq!(suspended, 6);
 }
+
+#[test]
+fn show_lists_an_actions_fields_in_the_mappings_order_as_plan_does() {
+    let tb = Testbed::start(&one());
+    let cfg = tb.config("");
+    tb.ok(&cfg, &["sync"]);
+    let show = tb.ok(&cfg, &["show", "last"]);
+    let at = |field: &str| {
+        show.find(&format!("{field}: "))
+            .unwrap_or_else(|| panic!("{field} missing: {show}"))
+    };
+    // The standard mapping's order: userName, name.givenName, name.familyName, displayName.
+    assert!(at("userName") < at("name.givenName"), "{show}");
+    assert!(at("name.givenName") < at("name.familyName"), "{show}");
+    assert!(at("name.familyName") < at("displayName"), "{show}");
+}

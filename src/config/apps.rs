@@ -33,6 +33,7 @@ const PER_APP: &[&str] = &[
     "approvals",
     "groups",
     "scope",
+    "hooks",
 ];
 
 /// Group keys that say how groups are read: shared by every app.
@@ -58,6 +59,8 @@ pub struct AppConfig {
     /// Group sync for this app (which groups, how named, what a vanished one means).
     pub groups: Option<GroupsConfig>,
     pub scope: Scope,
+    /// Calls around this app's actions.
+    pub hooks: Vec<crate::hooks::Hook>,
 }
 
 impl Resolver<'_> {
@@ -319,6 +322,7 @@ pub(super) fn combine(apps: Vec<(String, Resolved)>, warnings: Vec<String>) -> s
                 safety: r.safety,
                 groups: r.groups.filter(|_| r.sync_groups),
                 scope: r.scope,
+                hooks: r.hooks,
             })
             .collect(),
         metrics_listen: first.metrics_listen,

@@ -7,6 +7,7 @@
 
 mod app;
 mod apps;
+mod hooks;
 mod policy;
 mod raw;
 mod source;
@@ -127,6 +128,7 @@ struct Resolved {
     policy: Policy,
     safety: SafetyConfig,
     groups: Option<GroupsConfig>,
+    hooks: Vec<crate::hooks::Hook>,
     /// False when the app's block says `groups: ~`: the groups are read (for scopes) but
     /// not synced to this app.
     sync_groups: bool,
@@ -401,6 +403,7 @@ impl Resolver<'_> {
         );
         let groups = raw.groups.and_then(|g| self.groups(g, &source));
         let scope = self.scope(raw.scope.unwrap_or_default());
+        let hooks = self.hooks(raw.hooks);
         let (mut source, target, mapping, match_rule) = (source?, target?, mapping?, match_rule?);
         if let (SourceConfig::Ldap(ldap), Some(g)) = (&mut source, &groups) {
             // posixGroup members are named by this attribute of the people.
@@ -429,6 +432,7 @@ impl Resolver<'_> {
             },
             safety,
             groups,
+            hooks,
             sync_groups: true,
             scope,
             metrics_listen,

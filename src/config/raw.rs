@@ -32,6 +32,9 @@ pub struct RawConfig {
     pub run_deadline: Option<String>,
     /// Who gets an account in the app (`apps.NAME.scope`, or a default for every app).
     pub scope: Option<RawScope>,
+    /// Calls around actions (`apps.NAME.hooks`, or a default for every app).
+    #[serde(default)]
+    pub hooks: Vec<super::hooks::RawHook>,
 }
 
 /// `scope:`: who gets an account in an app.
@@ -118,7 +121,9 @@ fn split_kind(
 }
 
 /// A duration as people write it: text (`30s`, `15m`) or a bare number of seconds.
-fn text_or_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(super) fn text_or_seconds<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Given {

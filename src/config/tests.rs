@@ -364,8 +364,11 @@ fn a_broken_graph_source_names_each_key() {
 #[test]
 fn the_shipped_example_configs_are_valid() {
     let creds = tempfile::tempdir().unwrap();
-    for name in ["ldap", "scim", "graph"] {
-        std::fs::write(creds.path().join(name), "Canary-Example-Secret\n").unwrap();
+    for name in ["ldap", "scim", "graph", "app-api", "chat"] {
+        let path = creds.path().join(name);
+        std::fs::write(&path, "Canary-Example-Secret\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     let ca = creds.path().join("corp-ca.pem");
     std::fs::write(&ca, "").unwrap();
@@ -377,11 +380,13 @@ fn the_shipped_example_configs_are_valid() {
         "graph.example.yaml",
         "ad.example.yaml",
         "apps.example.yaml",
+        "hooks.example.yaml",
     ] {
         let path = root.join(file);
         let text = std::fs::read_to_string(&path)
             .unwrap()
-            .replace("/etc/idsync/corp-ca.pem", &ca.to_string_lossy());
+            .replace("/etc/idsync/corp-ca.pem", &ca.to_string_lossy())
+            .replace("/etc/idsync/secrets/", &format!("{dir}/"));
         if let Err(e) = parse(&text, &path, &env) {
             panic!("{file}: {e}");
         }
@@ -610,4 +615,39 @@ fn an_apps_problems_are_named_under_the_app() {
             .any(|p| p.starts_with("apps.slack.safety.min_source_users: shared")),
         "{p:?}"
     );
+}
+
+#[test]
+fn hooks_resolve_per_app_and_name_each_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("hook.secret");
+    std::fs::write(&secret, "Bearer Canary-Hook").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let hooks = format!(
+        "hooks:\n  - name: revoke\n    on: [suspend, group-*]\n    when: after\n    http:\n      url: \"https://idp.example.com/users/{{account_id}}/sessions\"\n      method: delete\n      header_files: {{ Authorization: {} }}\n  - on: [delete]\n    when: before\n    required: true\n    timeout: 30s\n    command: [\"/usr/local/bin/handover\", \"{{user_name}}\"]\n",
+        secret.display()
+    );
+    let c = parse_text(&format!("{BASE}{hooks}")).unwrap();
+    let h = &c.apps[0].hooks;
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[0].name, "revoke");
+    assert_eq!(h[0].kinds.len(), 5, "suspend and the four group kinds");
+    assert_eq!(h[1].name, "hook-2");
+    assert!(h[1].required && h[1].timeout == std::time::Duration::from_secs(30));
+    assert!(
+        !format!("{:?}", h[0]).contains("Canary-Hook"),
+        "the header secret is redacted"
+    );
+    let bad = "hooks:\n  - name: x\n    on: [suspendd]\n    when: later\n    required: true\n  - name: x\n    on: [create]\n    when: after\n    http: { url: \"ftp://x\" }\n";
+    let p = problems(&format!("{BASE}{bad}"));
+    for want in [
+        "hooks[0].on: `suspendd` is no action kind",
+        "hooks[0].when: `later`",
+        "hooks[0]: give either `http:`",
+        "hooks[1].name: `x` names two hooks",
+        "hooks[1].http.url: `ftp://x` is not an http(s) URL",
+    ] {
+        assert!(p.iter().any(|l| l.starts_with(want)), "{want}: {p:?}");
+    }
 }

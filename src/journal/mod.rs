@@ -7,6 +7,7 @@
 
 mod approvals;
 mod counts;
+mod hooks;
 mod links;
 mod queries;
 mod remember;
@@ -133,6 +134,9 @@ pub struct ActionRow {
     pub reason: String,
     pub before: serde_json::Value,
     pub after: serde_json::Value,
+    /// The changed fields in the order the plan had them (`after`'s keys as written).
+    #[serde(skip)]
+    pub fields: Vec<String>,
     pub status: Status,
     pub error: Option<String>,
     pub at: String,
@@ -165,20 +169,21 @@ fn parse_ts(s: Option<String>) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// `{field: value}` maps of a change list's before and after sides.
+/// `{field: value}` maps of a change list's before and after sides, the fields in the
+/// plan's order (the mapping's), which `show` keeps.
 fn sides(changes: &[Change]) -> (String, String) {
-    let before: BTreeMap<String, &Option<String>> = changes
-        .iter()
-        .map(|c| (c.field.to_string(), &c.before))
-        .collect();
-    let after: BTreeMap<String, &Option<String>> = changes
-        .iter()
-        .map(|c| (c.field.to_string(), &c.after))
-        .collect();
-    (
-        serde_json::to_string(&before).unwrap_or_default(),
-        serde_json::to_string(&after).unwrap_or_default(),
-    )
+    let side = |pick: fn(&Change) -> &Option<String>| {
+        let fields: Vec<String> = changes
+            .iter()
+            .map(|c| {
+                let key = serde_json::Value::String(c.field.to_string());
+                let value = serde_json::to_string(pick(c)).unwrap_or_else(|_| "null".into());
+                format!("{key}:{value}")
+            })
+            .collect();
+        format!("{{{}}}", fields.join(","))
+    };
+    (side(|c| &c.before), side(|c| &c.after))
 }
 
 impl Journal {

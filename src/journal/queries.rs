@@ -119,6 +119,7 @@ impl Journal {
                         reason: r.get(6)?,
                         before: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or_default(),
                         after: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or_default(),
+                        fields: keys_in_order(&r.get::<_, String>(8)?),
                         status: r.get(9)?,
                         error: r.get(10)?,
                         at: r.get(11)?,
@@ -182,3 +183,33 @@ macro_rules! shown_as_text {
 }
 
 shown_as_text!(Mode, Outcome, Status);
+
+/// The keys of a JSON object in the order they are written (serde_json's maps sort them).
+fn keys_in_order(text: &str) -> Vec<String> {
+    struct Keys(Vec<String>);
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Keys, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut m: A,
+                ) -> Result<Keys, A::Error> {
+                    let mut out = Vec::new();
+                    while let Some((k, _)) = m.next_entry::<String, serde::de::IgnoredAny>()? {
+                        out.push(k);
+                    }
+                    Ok(Keys(out))
+                }
+            }
+            d.deserialize_map(Visit)
+        }
+    }
+    serde_json::from_str::<Keys>(text)
+        .map(|k| k.0)
+        .unwrap_or_default()
+}

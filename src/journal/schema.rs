@@ -131,6 +131,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
     DROP TABLE group_links;
     ALTER TABLE group_links_v5 RENAME TO group_links;
     ALTER TABLE group_members_v5 RENAME TO group_members;",
+    // 6: what each hook call came to.
+    "CREATE TABLE hook_results (
+        run INTEGER NOT NULL REFERENCES runs(id),
+        seq INTEGER NOT NULL,
+        hook TEXT NOT NULL,
+        moment TEXT NOT NULL CHECK (moment IN ('before', 'after', 'held')),
+        ok INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        output TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX hook_results_by_run ON hook_results(run, seq);",
 ];
 
 pub fn migrate(journal: &Journal) -> Result<(), JournalError> {

@@ -16,6 +16,7 @@ fn action(kind: ActionKind, user: &str) -> Action {
         }],
         reason: "because".into(),
         held: None,
+        hooks: Vec::new(),
         members: Vec::new(),
     }
 }

@@ -43,6 +43,7 @@ impl<'a> Planner<'a> {
             changes,
             reason: format!("{prefix}new in the directory"),
             held: None,
+            hooks: Vec::new(),
             members: Vec::new(),
         });
     }
@@ -117,6 +118,7 @@ impl<'a> Planner<'a> {
             changes,
             reason,
             held: None,
+            hooks: Vec::new(),
             members: Vec::new(),
         });
     }

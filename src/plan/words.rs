@@ -199,6 +199,9 @@ pub struct Action {
     /// A group action's member changes (the `members` change says the same for people).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<MemberChange>,
+    /// The hooks the action runs, as `name (moment)` (a reviewed plan shows them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<String>,
 }
 
 impl Action {
@@ -220,6 +223,7 @@ impl Action {
             changes,
             reason,
             held: None,
+            hooks: Vec::new(),
             members: Vec::new(),
         }
     }

@@ -131,6 +131,8 @@ async fn apply_actions(
         policy: &app.policy,
         photos: &photos,
         shutdown: &w.shutdown,
+        hooks: &w.hooks,
+        app: &app.name,
     };
     let bar = crate::progress::bar(
         w.progress,
@@ -151,6 +153,7 @@ struct Writing<'a> {
     progress: bool,
     /// Cancelled on shutdown; approvals and saved plans get one nobody cancels.
     shutdown: CancellationToken,
+    hooks: crate::hooks::Runner,
 }
 
 impl<'a> Writing<'a> {
@@ -162,6 +165,7 @@ impl<'a> Writing<'a> {
             run: r.run,
             progress: cfg.progress,
             shutdown: CancellationToken::new(),
+            hooks: crate::hooks::Runner::new(r.app.hooks.clone(), &cfg.redactor()),
         }
     }
 }

@@ -41,6 +41,9 @@ pub(super) fn make_plan(
         plan.actions.extend(g.actions);
         plan.notices.extend(g.notices);
     }
+    for a in &mut plan.actions {
+        a.hooks = crate::hooks::labels(&cfg.hooks, a);
+    }
     if let Some(name) = only_user {
         let wanted = UserName::new(name);
         for a in plan.actions.iter_mut().filter(|a| a.kind.is_group()) {
@@ -117,6 +120,7 @@ mod tests {
             changes: crate::groups::with_members(vec![rename], &members),
             reason: String::new(),
             held: None,
+            hooks: Vec::new(),
             members,
         };
         only_member(&mut a, &UserName::new("BOB@x"));
