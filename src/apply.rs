@@ -137,7 +137,7 @@ struct Step<'s> {
 /// action, unwritten), the write, its result journaled, then the `after` hooks.
 async fn hooked(
     step: Step<'_>,
-    write: impl std::future::Future<Output = Result<(Option<String>, LinkChange), TargetError>>,
+    write: impl std::future::Future<Output = Result<Effect, TargetError>>,
 ) -> Done {
     let Step {
         journal,
@@ -250,19 +250,22 @@ fn finish(
     run: i64,
     seq: usize,
     action: &Action,
-    done: Result<(Option<String>, LinkChange), TargetError>,
+    done: Result<Effect, TargetError>,
     stop: &AtomicBool,
 ) -> Done {
     match done {
-        Ok((account, link)) => {
+        Ok(effect) => {
             let result = ActionResult {
                 status: Status::Applied,
-                account: account.as_deref(),
-                error: None,
-                link: &link,
+                account: effect.created.as_deref(),
+                error: effect.notice.as_deref(),
+                link: &effect.link,
             };
             journal.record_result(run, seq, &result, Utc::now())?;
             tracing::info!(kind = %action.kind, user = %action.user_name, "applied");
+            if let Some(n) = &effect.notice {
+                tracing::warn!(kind = %action.kind, user = %action.user_name, "{n}");
+            }
             Ok((Status::Applied, None))
         }
         Err(e) => {
@@ -291,7 +294,7 @@ async fn execute_group<W: GroupWriter>(
     writer: &W,
     action: &Action,
     accounts: &BTreeMap<Anchor, AccountId>,
-) -> Result<(Option<String>, LinkChange), TargetError> {
+) -> Result<Effect, TargetError> {
     let anchor = action.anchor.clone().unwrap_or_else(|| Anchor::new(""));
     let mut add = Vec::new();
     let mut added = Vec::new();
@@ -321,7 +324,7 @@ async fn execute_group<W: GroupWriter>(
         ActionKind::GroupCreate => writer.create_group(&name, &add).await?,
         ActionKind::GroupDelete => {
             writer.delete_group(target_id(action)?.as_str()).await?;
-            return Ok((None, LinkChange::GroupRemove(anchor)));
+            return Ok((None, LinkChange::GroupRemove(anchor)).into());
         }
         _ => {
             let id = target_id(action)?.to_string();
@@ -341,16 +344,14 @@ async fn execute_group<W: GroupWriter>(
         });
     }
     let created = (action.kind == ActionKind::GroupCreate).then(|| id.clone());
-    Ok((
-        created,
-        LinkChange::GroupUpsert {
-            anchor,
-            group_id: id,
-            name,
-            added,
-            removed,
-        },
-    ))
+    let link = LinkChange::GroupUpsert {
+        anchor,
+        group_id: id,
+        name,
+        added,
+        removed,
+    };
+    Ok((created, link).into())
 }
 
 /// The account (or, for a group action, the app group) an action acts on. A plan always
@@ -420,19 +421,51 @@ fn planned_photo<'c>(
     }
 }
 
-/// Uploads or removes the planned photo; returns the link's new `photo_hash`.
+/// Uploads or removes the planned photo; returns the link's new `photo_hash`. An app that
+/// refuses the photo itself (a 4xx such as a read-only `photos`, RFC 7644 3.5.2) leaves the
+/// rest of the action standing: a `notice`, and the photo is tried again next run.
 async fn sync_photo<W: AccountWriter>(
     writer: &W,
     id: &AccountId,
     current: &serde_json::Value,
     planned: Option<Option<&Photo>>,
     previous: Option<String>,
+    notice: &mut Option<String>,
 ) -> Result<Option<String>, TargetError> {
-    match planned {
-        None => Ok(previous),
-        Some(photo) => {
-            writer.set_photo(id, current, photo).await?;
-            Ok(photo.map(|p| p.sha256.clone()))
+    let Some(photo) = planned else {
+        return Ok(previous);
+    };
+    match writer.set_photo(id, current, photo).await {
+        Ok(()) => Ok(photo.map(|p| p.sha256.clone())),
+        Err(TargetError::Http { status, detail, .. }) if refuses(status) => {
+            *notice = Some(format!(
+                "the app refused the photo ({status}: {detail}); the rest of the action stands, the photo is tried again next run"
+            ));
+            Ok(previous)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A 4xx that refuses what was sent (not a token, rate or timeout problem).
+fn refuses(status: u16) -> bool {
+    (400..500).contains(&status) && !matches!(status, 401 | 404 | 408 | 429)
+}
+
+/// What an applied action leaves: the account it created, its link change, and a notice
+/// (a part the app refused that does not undo the rest, e.g. a photo).
+pub(crate) struct Effect {
+    created: Option<String>,
+    link: LinkChange,
+    notice: Option<String>,
+}
+
+impl From<(Option<String>, LinkChange)> for Effect {
+    fn from((created, link): (Option<String>, LinkChange)) -> Effect {
+        Effect {
+            created,
+            link,
+            notice: None,
         }
     }
 }
@@ -442,6 +475,22 @@ async fn execute<W: AccountWriter>(
     action: &Action,
     ctx: &Context<'_>,
     linked: &BTreeSet<&str>,
+) -> Result<Effect, TargetError> {
+    let mut notice = None;
+    let (created, link) = execute_account(writer, action, ctx, linked, &mut notice).await?;
+    Ok(Effect {
+        created,
+        link,
+        notice,
+    })
+}
+
+async fn execute_account<W: AccountWriter>(
+    writer: &W,
+    action: &Action,
+    ctx: &Context<'_>,
+    linked: &BTreeSet<&str>,
+    notice: &mut Option<String>,
 ) -> Result<(Option<String>, LinkChange), TargetError> {
     let now = ctx.now;
     let account = action
@@ -465,7 +514,8 @@ async fn execute<W: AccountWriter>(
     match (action.kind, &action.anchor) {
         (ActionKind::Create, Some(anchor)) => {
             let id = create(writer, &fields, linked, ctx.policy).await?;
-            let hash = sync_photo(writer, &id, &serde_json::Value::Null, photo, None).await?;
+            let hash =
+                sync_photo(writer, &id, &serde_json::Value::Null, photo, None, notice).await?;
             Ok((
                 Some(id.to_string()),
                 link(action, anchor, &id, fresh(hash), now),
@@ -474,7 +524,8 @@ async fn execute<W: AccountWriter>(
         (ActionKind::Reinvite, Some(anchor)) => {
             writer.delete(target_id(action)?).await?;
             let id = create(writer, &fields, linked, ctx.policy).await?;
-            let hash = sync_photo(writer, &id, &serde_json::Value::Null, photo, None).await?;
+            let hash =
+                sync_photo(writer, &id, &serde_json::Value::Null, photo, None, notice).await?;
             Ok((
                 Some(id.to_string()),
                 link(action, anchor, &id, fresh(hash), now),
@@ -489,8 +540,8 @@ async fn execute<W: AccountWriter>(
             let Some(anchor) = anchor else {
                 return Ok((None, LinkChange::None));
             };
-            let photo_hash =
-                sync_photo(writer, id, &current, photo, photo_before(action, ctx)).await?;
+            let before = photo_before(action, ctx);
+            let photo_hash = sync_photo(writer, id, &current, photo, before, notice).await?;
             let l = NewLink {
                 photo_hash,
                 ..state_after(action, previous, now)

@@ -115,11 +115,15 @@ impl Directory {
         })
     }
 
-    /// `check --connect`'s line about the directory: LDAP binds and reads the people (and
-    /// groups); Graph gets a token and the first page of `/users`.
-    pub async fn probe(&self, groups: Option<&GroupsConfig>) -> Result<String, SourceError> {
+    /// `check --connect`'s line about the directory, and the people it read: LDAP binds
+    /// and reads the people (and groups); Graph gets a token and the first page of
+    /// `/users` (no one returned).
+    pub async fn probe(
+        &self,
+        groups: Option<&GroupsConfig>,
+    ) -> Result<(String, Vec<DirectoryUser>), SourceError> {
         let reader = match self {
-            Directory::Graph(g) => return g.probe().await,
+            Directory::Graph(g) => return Ok((g.probe().await?, Vec::new())),
             Directory::Ldap(l) => l,
         };
         let request = ReadRequest {
@@ -154,7 +158,7 @@ impl Directory {
             let read = self.read_groups(g, &users, None, true, Utc::now()).await?;
             text.push_str(&format!(", {} groups", read.groups.len()));
         }
-        Ok(text)
+        Ok((text, users))
     }
 }
 

@@ -155,10 +155,30 @@ pub fn usable_id(id: &str) -> bool {
 
 /// At most 300 characters of a reply body, for error messages.
 pub fn snippet(text: &str) -> String {
-    let t = text.trim();
+    // One line: an HTML error page's tags dropped, every run of whitespace (newlines
+    // included) one space, so a reply never breaks `idsync runs` or a log line.
+    let html = text.trim_start().starts_with('<');
+    let mut flat = String::with_capacity(text.len().min(4096));
+    let mut in_tag = false;
+    for c in text.chars() {
+        match c {
+            '<' if html => in_tag = true,
+            '>' if html && in_tag => {
+                in_tag = false;
+                flat.push(' ');
+            }
+            _ if in_tag => {}
+            c if c.is_whitespace() => flat.push(' '),
+            c => flat.push(c),
+        }
+        if flat.len() > 8192 {
+            break;
+        }
+    }
+    let t = flat.split_whitespace().collect::<Vec<_>>().join(" ");
     match t.char_indices().nth(300) {
         Some((i, _)) => format!("{}...", &t[..i]),
-        None => t.to_string(),
+        None => t,
     }
 }
 
@@ -207,5 +227,14 @@ mod tests {
         assert_eq!(backoff(1), Duration::from_millis(250));
         assert_eq!(backoff(3), Duration::from_millis(1000));
         assert_eq!(backoff(40), backoff(7));
+    }
+
+    #[test]
+    fn a_reply_is_shown_on_one_line_cut_to_a_sane_length() {
+        let page = "<html>\n<head><title>500 Internal Server Error</title></head>\n<body>\n<h1>Oops</h1>\n</body></html>";
+        assert_eq!(snippet(page), "500 Internal Server Error Oops");
+        assert_eq!(snippet("{\"detail\":\n  \"bad\"}"), "{\"detail\": \"bad\"}");
+        let long = "x".repeat(1000);
+        assert_eq!(snippet(&long).chars().count(), 303);
     }
 }

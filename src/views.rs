@@ -183,10 +183,10 @@ fn print_show(
             );
         }
         if let Some(e) = a.error {
-            let label = if a.status == Status::Held {
-                "held"
-            } else {
-                "error"
+            let label = match a.status {
+                Status::Held => "held",
+                Status::Applied => "notice",
+                _ => "error",
             };
             println!("{:>4}  {:<12}  {:<8}    {label}: {e}", "", "", "");
         }
@@ -301,6 +301,20 @@ fn cut(text: &str, room: usize) -> String {
 /// Held actions grouped by why they are held: each reason once, then its actions, then the
 /// commands that decide them, with their ids.
 fn print_held(rows: Vec<idsync::journal::ActionRow>) {
+    // An APP column once more than one app holds actions.
+    let apps: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.app.as_str()).collect();
+    let app_width = if apps.len() > 1 {
+        apps.iter().map(|a| a.len()).max().unwrap_or(3).max(3)
+    } else {
+        0
+    };
+    let app_cell = |name: &str| {
+        if app_width == 0 {
+            String::new()
+        } else {
+            format!("{name:<app_width$}  ")
+        }
+    };
     let mut groups: Vec<(String, Vec<idsync::journal::ActionRow>)> = Vec::new();
     for r in rows {
         let why = r.error.clone().unwrap_or_default();
@@ -311,11 +325,18 @@ fn print_held(rows: Vec<idsync::journal::ActionRow>) {
     }
     for (why, list) in groups {
         println!("held: {why}");
-        println!("  {:<8}  {:<12}  {:<32}  REASON", "ID", "ACTION", "USER");
+        println!(
+            "  {:<8}  {}{:<12}  {:<32}  REASON",
+            "ID",
+            app_cell("APP"),
+            "ACTION",
+            "USER"
+        );
         for r in &list {
             let id = format!("{}:{}", r.run, r.seq);
             println!(
-                "  {id:<8}  {:<12}  {:<32}  {}",
+                "  {id:<8}  {}{:<12}  {:<32}  {}",
+                app_cell(&r.app),
                 r.kind,
                 r.user_name,
                 r.reason.lines().next().unwrap_or("")

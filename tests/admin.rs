@@ -137,6 +137,11 @@ fn a_template_typo_that_would_blank_a_field_for_everyone_is_held_and_says_why() 
     let cfg = tb.config("");
     tb.ok(&cfg, &["sync"]);
     retarget(&cfg, "title: \"{title}\"", "title: \"{tilte}\"");
+    let check = tb.ok(&cfg, &["check", "--connect"]);
+    assert!(
+        check.contains("warning: mapping.title reads {tilte}, which no person read has"),
+        "{check}"
+    );
     let plan = tb.ok(&cfg, &["plan"]);
     assert!(
         plan.contains("the mapping's template is empty for this person: title"),

@@ -231,3 +231,51 @@ fn photos_can_be_put_to_a_photo_url_of_the_app() {
         ("DELETE", &*format!("/api/users/{id}/photo"))
     );
 }
+
+/// An app whose `photos` is read-only answers the photo with 400 (RFC 7644 3.5.2): the
+/// account is still created and linked, the refusal is a notice, and no run fails or
+/// makes a second account.
+#[test]
+fn a_photo_the_app_refuses_is_a_notice_and_the_create_and_its_link_stand() {
+    use common::proxy::{Fault, HttpFaults, Rule};
+    let jpeg = sample_jpeg(64, 64, 2000);
+    let ldif = with_photo("ada", "Ada", &jpeg);
+    let tb = Testbed::start(&ldif);
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    proxy.add(
+        Rule::new(
+            "PATCH",
+            "/v2/Users/",
+            Fault::Status {
+                code: 400,
+                retry_after: None,
+            },
+        )
+        .body("\"photos\"")
+        .times(100),
+    );
+    let cfg = tb.write_config(&photo_source(&tb), "", "");
+    common::retarget(&cfg, &tb.scim_url(), &proxy.scim_url());
+    let out = tb.idsync(&cfg, &["sync"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("applied 1, failed 0"), "{stdout}");
+    let show = tb.ok(&cfg, &["show", "last"]);
+    assert!(
+        show.contains("notice: the app refused the photo (400"),
+        "{show}"
+    );
+    // Linked: the next run updates nothing but tries the photo again, and never creates.
+    let again = tb.idsync(&cfg, &["sync"]);
+    assert!(again.status.success());
+    assert_eq!(tb.scim_users().len(), 1, "no second account");
+    let show = tb.ok(&cfg, &["show", "last"]);
+    assert!(
+        !show.contains("create") && !show.contains("adopt"),
+        "{show}"
+    );
+}

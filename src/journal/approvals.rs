@@ -19,7 +19,7 @@ impl Journal {
     /// Held actions of apply runs, waiting for `approve` or `reject`.
     pub fn held_actions(&self) -> Result<Vec<ActionRow>, JournalError> {
         self.select_actions(
-            "SELECT a.run, a.seq, a.kind, a.user_name, a.anchor, a.account, a.reason, a.before, a.after, a.status, a.error, a.at
+            "SELECT a.run, a.seq, a.kind, a.user_name, a.anchor, a.account, a.reason, a.before, a.after, a.status, a.error, a.at, r.app
              FROM actions a JOIN runs r ON r.id = a.run WHERE a.status = 'held' AND r.mode = 'apply' AND (?1 IS NULL OR r.app = ?1) ORDER BY a.run, a.seq",
             params![self.only_app()],
         )

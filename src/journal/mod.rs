@@ -140,6 +140,8 @@ pub struct ActionRow {
     pub status: Status,
     pub error: Option<String>,
     pub at: String,
+    /// The app whose run planned it.
+    pub app: String,
 }
 
 pub struct Journal {

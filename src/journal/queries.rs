@@ -96,7 +96,8 @@ impl Journal {
     }
     pub fn actions(&self, run: i64) -> Result<Vec<ActionRow>, JournalError> {
         self.select_actions(
-            "SELECT run, seq, kind, user_name, anchor, account, reason, before, after, status, error, at FROM actions WHERE run = ?1 ORDER BY seq",
+            "SELECT run, seq, kind, user_name, anchor, account, reason, before, after, status, error, at,
+                    (SELECT app FROM runs WHERE runs.id = actions.run) FROM actions WHERE run = ?1 ORDER BY seq",
             params![run],
         )
     }
@@ -123,6 +124,7 @@ impl Journal {
                         status: r.get(9)?,
                         error: r.get(10)?,
                         at: r.get(11)?,
+                        app: r.get(12)?,
                     })
                 })?
                 .collect();

@@ -484,12 +484,41 @@ fn outcome_of(outcomes: &Outcomes, plan: &Plan) -> (Outcome, Option<String>) {
     }
 }
 
+/// The mapping's attributes that no person read has (a typo such as `{tilte}` blanks a
+/// field for everyone), each with the mapping key that reads it.
+fn unread_attributes(app: &AppConfig, users: &[crate::model::DirectoryUser]) -> Vec<String> {
+    if users.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for f in &app.policy.mapping.fields {
+        for attr in f.template.attributes() {
+            if users.iter().all(|u| u.values(attr).is_empty()) {
+                let at = match app.name.as_str() {
+                    crate::journal::DEFAULT_APP => String::new(),
+                    name => format!("apps.{name}."),
+                };
+                out.push(format!(
+                    "{at}mapping.{} reads {{{attr}}}, which no person read has; check its spelling and the bind account's read rights",
+                    f.path
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// `check --connect`: reaches the directory (see `Directory::probe`), then lists each
 /// app's users (and groups).
 pub async fn probe(cfg: &Config) -> Result<String, RunError> {
     let apps: Vec<&AppConfig> = cfg.apps.iter().collect();
     let connectors = Connectors::open(cfg, &apps)?;
-    let mut text = connectors.directory.probe(cfg.groups.as_ref()).await?;
+    let (mut text, users) = connectors.directory.probe(cfg.groups.as_ref()).await?;
+    for app in &apps {
+        for warning in unread_attributes(app, &users) {
+            text.push_str(&format!("; warning: {warning}"));
+        }
+    }
     for app in &apps {
         let client = connectors.app(&app.name);
         let accounts = client.list_accounts().await?;

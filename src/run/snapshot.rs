@@ -176,7 +176,11 @@ pub(super) async fn read_app<'d>(
                     ..d.clone()
                 })
                 .collect();
-            let app_groups = client.list_groups().await?;
+            let mut app_groups = client.list_groups().await?;
+            let named = recognise_members(&mut app_groups, &accounts);
+            if named > 0 {
+                tracing::info!(app = %app.name, members = named, "the app names group members by userName, not id: recognised");
+            }
             let links = journal.group_links()?;
             safety::check_groups(directory.len(), links.len())?;
             tracing::info!(app = %app.name, directory = directory.len(), app_groups = app_groups.len(), "groups read");
@@ -196,6 +200,41 @@ pub(super) async fn read_app<'d>(
     })
 }
 
+/// Group members an app reads back by userName (or email) instead of the account's id,
+/// translated to the id when it names exactly one account (detected per member, never
+/// assumed), so group sync converges. Returns how many were translated.
+pub(super) fn recognise_members(groups: &mut [AppGroup], accounts: &[Account]) -> usize {
+    use std::collections::BTreeSet;
+    let ids: BTreeSet<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
+    let mut by_name: BTreeMap<String, Vec<&crate::model::AccountId>> = BTreeMap::new();
+    for a in accounts {
+        by_name
+            .entry(a.user_name.as_str().to_lowercase())
+            .or_default()
+            .push(&a.id);
+    }
+    let mut translated = 0;
+    for g in groups {
+        let members = std::mem::take(&mut g.members);
+        g.members = members
+            .into_iter()
+            .map(|m| {
+                if ids.contains(m.as_str()) {
+                    return m;
+                }
+                match by_name.get(&m.as_str().to_lowercase()).map(Vec::as_slice) {
+                    Some([id]) => {
+                        translated += 1;
+                        (*id).clone()
+                    }
+                    _ => m,
+                }
+            })
+            .collect();
+    }
+    translated
+}
+
 /// What a sync leaves undone and why (a person whose data is unusable, an ambiguous match)
 /// goes to the log too, the first few in full.
 pub(super) fn warn_notices(notices: &[crate::plan::Notice]) {
@@ -209,5 +248,36 @@ pub(super) fn warn_notices(notices: &[crate::plan::Notice]) {
             "{} more notice(s): `idsync show last` lists them all",
             notices.len() - SHOWN
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AccountId, UserName};
+
+    fn account(id: &str, name: &str) -> Account {
+        Account {
+            id: AccountId::new(id),
+            user_name: UserName::new(name),
+            active: true,
+            resource: serde_json::json!({}).into(),
+        }
+    }
+
+    #[test]
+    fn members_named_by_user_name_are_recognised_as_their_accounts() {
+        let accounts = [account("A1", "ada@x.org"), account("B2", "bob@x.org")];
+        let mut groups = [AppGroup {
+            id: "G".into(),
+            display_name: "eng".into(),
+            members: ["A1", "BOB@x.org", "someone-else", "G2"]
+                .into_iter()
+                .map(AccountId::new)
+                .collect(),
+        }];
+        assert_eq!(recognise_members(&mut groups, &accounts), 1);
+        let members: Vec<&str> = groups[0].members.iter().map(AccountId::as_str).collect();
+        assert_eq!(members, ["A1", "B2", "G2", "someone-else"]);
     }
 }
