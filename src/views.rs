@@ -200,25 +200,33 @@ fn print_show(
     }
 }
 
+/// The APP column's width: none unless the rows are of more than one app (a single-app
+/// journal's tables stay as they were).
+fn app_width<'a>(apps: impl Iterator<Item = &'a str>) -> usize {
+    let apps: std::collections::BTreeSet<&str> = apps.collect();
+    if apps.len() > 1 {
+        apps.iter().map(|a| a.len()).max().unwrap_or(3).max(3)
+    } else {
+        0
+    }
+}
+
+/// One APP cell, padded (empty when the column is not shown).
+fn app_cell(width: usize, name: &str) -> String {
+    if width == 0 {
+        String::new()
+    } else {
+        format!("{name:<width$}  ")
+    }
+}
+
 /// Widest row of `runs`, so a terminal of 160 columns shows each on one line.
 const RUNS_WIDTH: usize = 160;
 
 /// `runs` as kubectl-like columns: one line per run, the full detail in `show` and JSON.
 fn print_runs(runs: &[RunRow]) {
-    // An APP column once the journal holds more than one app's runs.
-    let apps: std::collections::BTreeSet<&str> = runs.iter().map(|r| r.app.as_str()).collect();
-    let app_width = if apps.len() > 1 {
-        apps.iter().map(|a| a.len()).max().unwrap_or(3).max(3)
-    } else {
-        0
-    };
-    let app_cell = |name: &str| {
-        if app_width == 0 {
-            String::new()
-        } else {
-            format!("{name:<app_width$}  ")
-        }
-    };
+    let width = app_width(runs.iter().map(|r| r.app.as_str()));
+    let app_cell = |name: &str| app_cell(width, name);
     let head = format!(
         "{:>5}  {}{:<16}  {:<10}  {:>8}  {:<7}  {:<16}  REASON",
         "RUN",
@@ -301,20 +309,8 @@ fn cut(text: &str, room: usize) -> String {
 /// Held actions grouped by why they are held: each reason once, then its actions, then the
 /// commands that decide them, with their ids.
 fn print_held(rows: Vec<idsync::journal::ActionRow>) {
-    // An APP column once more than one app holds actions.
-    let apps: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.app.as_str()).collect();
-    let app_width = if apps.len() > 1 {
-        apps.iter().map(|a| a.len()).max().unwrap_or(3).max(3)
-    } else {
-        0
-    };
-    let app_cell = |name: &str| {
-        if app_width == 0 {
-            String::new()
-        } else {
-            format!("{name:<app_width$}  ")
-        }
-    };
+    let width = app_width(rows.iter().map(|r| r.app.as_str()));
+    let app_cell = |name: &str| app_cell(width, name);
     let mut groups: Vec<(String, Vec<idsync::journal::ActionRow>)> = Vec::new();
     for r in rows {
         let why = r.error.clone().unwrap_or_default();
