@@ -355,8 +355,11 @@ fn document(at: &Occasion<'_>, hook: &Hook, key: &str) -> Value {
         "moment": hook.moment.as_str(),
         "kind": a.kind.as_str(),
         "user_name": a.user_name,
+        // SPEC.md's short names for the two a hook needs most.
+        "user": a.user_name,
         "anchor": a.anchor,
         "account_id": a.account_id,
+        "account": a.account_id,
         "reason": a.reason,
         "held": a.held,
         "changes": a.changes,

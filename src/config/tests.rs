@@ -651,3 +651,31 @@ fn hooks_resolve_per_app_and_name_each_problem() {
         assert!(p.iter().any(|l| l.starts_with(want)), "{want}: {p:?}");
     }
 }
+
+#[test]
+fn hooks_in_the_specs_form_resolve_too() {
+    let env = |name: &str| match name {
+        "MIRO_TOKEN" => Some("Canary-Miro".to_string()),
+        other => super::tests::env(other),
+    };
+    let text = format!(
+        "{BASE}hooks:\n  - on: suspend\n    after: {{ post: \"https://api.miro.example/v2/users/{{account}}/sessions/revoke\", headers: {{ Authorization: \"Bearer ${{MIRO_TOKEN}}\" }} }}\n  - on: delete\n    required: true\n    before: {{ command: [/usr/local/bin/hand-over, \"{{user}}\"] }}\n"
+    );
+    let c = parse(&text, Path::new("/etc/idsync/idsync.yaml"), &env).unwrap();
+    let h = &c.apps[0].hooks;
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[0].moment, crate::hooks::Moment::After);
+    assert_eq!(h[0].kinds, [ActionKind::Suspend]);
+    assert!(matches!(&h[0].call, crate::hooks::Call::Http { method, .. } if method == "POST"));
+    assert!(
+        !format!("{:?}", h[0]).contains("Canary-Miro"),
+        "an env header is a secret"
+    );
+    assert!(h[1].required && h[1].moment == crate::hooks::Moment::Before);
+    let both = format!(
+        "{BASE}hooks:\n  - on: suspend\n    when: after\n    after: {{ post: \"https://x.example/\" }}\n"
+    );
+    assert!(problems(&both)
+        .iter()
+        .any(|p| p.starts_with("hooks[0]: one moment per hook")));
+}

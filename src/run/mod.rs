@@ -246,18 +246,22 @@ pub async fn dry_run(
             let links = photo_links(&o.runs)?;
             let read =
                 read_directory(cfg, journal, &o.connectors.directory, &links, full, now).await?;
-            let mut out = Vec::new();
-            for r in &o.runs {
-                let result = dry_run_app(cfg, r, &o.connectors, &read, now).await;
-                if let Err(e) = &result {
-                    close(&r.journal, r.run, e);
+            // Every app's side is read at once, as a sync does: a plan of N apps costs the
+            // slowest app's listing, not the sum.
+            let each = o.runs.iter().map(|r| {
+                let (read, connectors) = (&read, &o.connectors);
+                async move {
+                    let result = dry_run_app(cfg, r, connectors, read, now).await;
+                    if let Err(e) = &result {
+                        close(&r.journal, r.run, e);
+                    }
+                    AppSummary {
+                        app: r.app.name.clone(),
+                        result,
+                    }
                 }
-                out.push(AppSummary {
-                    app: r.app.name.clone(),
-                    result,
-                });
-            }
-            Ok(out)
+            });
+            Ok(futures::future::join_all(each).await)
         },
     )
     .await
