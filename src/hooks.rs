@@ -138,7 +138,9 @@ pub struct Occasion<'a> {
 /// Runs an app's hooks.
 pub struct Runner {
     hooks: Vec<Hook>,
-    http: reqwest::Client,
+    /// idsync's HTTP client (no redirects, no environment proxies), or why it could not
+    /// be made (HTTP hooks then fail, never with a laxer client).
+    http: Result<reqwest::Client, String>,
     redact: Redactor,
 }
 
@@ -159,8 +161,7 @@ impl Runner {
             ca_file: None,
             ca_key: "hooks",
             proxy: None,
-        })
-        .unwrap_or_default();
+        });
         Runner {
             hooks,
             http,
@@ -221,8 +222,11 @@ impl Runner {
             Some(t) => fill(t, doc, Escape::Json),
             None => doc.to_string(),
         };
-        let mut req = self
-            .http
+        let http = match &self.http {
+            Ok(c) => c,
+            Err(e) => return (false, format!("no HTTP client: {e}"), String::new(), false),
+        };
+        let mut req = http
             .request(method.clone(), &url)
             .timeout(hook.timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
