@@ -9,14 +9,15 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 
 use crate::app::{AccountWriter, Created, GroupWriter, TargetError};
-use crate::hooks::{Moment, Occasion};
+mod hooked;
+
+use crate::hooks::Moment;
 use crate::journal::{ActionResult, Journal, JournalError, LinkChange, Status};
 use crate::model::{Account, AccountId, Anchor, Link, LinkState};
 use crate::photo::Photo;
 use crate::plan::{Action, ActionKind, Change, Field, MemberChange};
+use hooked::{call_hooks, hooked, Step};
 
-/// Set (by the daemon, on SIGTERM) to stop starting new actions; the ones in flight finish
-/// and are journaled, the rest stay `planned` for the next run.
 /// What the app and the journal knew when the plan was made.
 pub struct Context<'a> {
     pub accounts: &'a BTreeMap<AccountId, Account>,
@@ -122,46 +123,6 @@ fn tally(results: Vec<Done>) -> Result<Outcomes, JournalError> {
     Ok(out)
 }
 
-/// One action of a run being applied, and what its step needs.
-struct Step<'s> {
-    journal: &'s Journal,
-    run: i64,
-    seq: usize,
-    action: &'s Action,
-    ctx: &'s Context<'s>,
-    progress: &'s indicatif::ProgressBar,
-    stop: &'s AtomicBool,
-}
-
-/// One action with its hooks: the `before` hooks (a required one that fails holds the
-/// action, unwritten), the write, its result journaled, then the `after` hooks.
-async fn hooked(
-    step: Step<'_>,
-    write: impl std::future::Future<Output = Result<Effect, TargetError>>,
-) -> Done {
-    let Step {
-        journal,
-        run,
-        seq,
-        action,
-        ctx,
-        progress,
-        stop,
-    } = step;
-    if let Some(why) = call_hooks(journal, run, seq, action, ctx, Moment::Before).await? {
-        progress.inc(1);
-        return hold(journal, run, seq, action, &why);
-    }
-    let done = write.await;
-    progress.inc(1);
-    let applied = done.is_ok();
-    let result = finish(journal, run, seq, action, done, stop);
-    if applied {
-        call_hooks(journal, run, seq, action, ctx, Moment::After).await?;
-    }
-    result
-}
-
 type Done = Result<(Status, Option<String>), JournalError>;
 
 /// Runs `run` on each action with bounded concurrency; held actions stay held, and after a
@@ -196,52 +157,6 @@ where
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await
-}
-
-/// Calls the action's hooks of `moment`, journaling each result. `Some(why)`: a required
-/// `before` hook failed, so the action must not be written.
-async fn call_hooks(
-    journal: &Journal,
-    run: i64,
-    seq: usize,
-    action: &Action,
-    ctx: &Context<'_>,
-    moment: Moment,
-) -> Result<Option<String>, JournalError> {
-    let at = Occasion {
-        app: ctx.app,
-        run,
-        seq,
-        action,
-        now: ctx.now,
-    };
-    let mut refused = None;
-    for hook in ctx.hooks.for_action(action.kind, moment) {
-        let r = ctx.hooks.call(hook, &at).await;
-        journal.record_hook(run, seq, &r, Utc::now())?;
-        if r.ok {
-            tracing::info!(hook = %r.hook, moment = moment.as_str(), user = %action.user_name, status = %r.status, "hook ran");
-            continue;
-        }
-        let why = format!(
-            "hook {} failed ({}): {}",
-            r.hook,
-            r.status,
-            r.output.lines().next().unwrap_or("")
-        );
-        tracing::warn!(hook = %r.hook, moment = moment.as_str(), user = %action.user_name, "{why}");
-        if hook.required && moment == Moment::Before && refused.is_none() {
-            refused = Some(why);
-        }
-    }
-    Ok(refused)
-}
-
-/// An action a required hook refused: held, with the hook's reason, never written.
-fn hold(journal: &Journal, run: i64, seq: usize, action: &Action, why: &str) -> Done {
-    journal.hold_action(run, seq, why, Utc::now())?;
-    tracing::warn!(kind = %action.kind, user = %action.user_name, reason = %why, "action held");
-    Ok((Status::Held, None))
 }
 
 /// Journals one action's result; a fatal error stops the actions not yet started.
@@ -512,17 +427,11 @@ async fn execute_account<W: AccountWriter>(
         photo_hash,
     };
     match (action.kind, &action.anchor) {
-        (ActionKind::Create, Some(anchor)) => {
-            let id = create(writer, &fields, linked, ctx.policy).await?;
-            let hash =
-                sync_photo(writer, &id, &serde_json::Value::Null, photo, None, notice).await?;
-            Ok((
-                Some(id.to_string()),
-                link(action, anchor, &id, fresh(hash), now),
-            ))
-        }
-        (ActionKind::Reinvite, Some(anchor)) => {
-            writer.delete(target_id(action)?).await?;
+        (ActionKind::Create | ActionKind::Reinvite, Some(anchor)) => {
+            // A re-invite deletes the old account first; both make a new one.
+            if action.kind == ActionKind::Reinvite {
+                writer.delete(target_id(action)?).await?;
+            }
             let id = create(writer, &fields, linked, ctx.policy).await?;
             let hash =
                 sync_photo(writer, &id, &serde_json::Value::Null, photo, None, notice).await?;

@@ -352,17 +352,9 @@ impl<'a> Planner<'a> {
             );
             return;
         }
-        let action = |kind, changes, reason| Action {
-            kind,
-            user_name: account.user_name.to_string(),
-            anchor: Some(link.anchor.clone()),
-            account_id: Some(account.id.clone()),
-            previous_anchor: None,
-            changes,
-            reason,
-            held: None,
-            hooks: Vec::new(),
-            members: Vec::new(),
+        let action = |kind, changes, reason| {
+            let name = account.user_name.as_str();
+            Action::on_account(kind, name, &link.anchor, &account.id, changes, reason)
         };
         if account.active {
             let seen = link

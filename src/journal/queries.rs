@@ -110,6 +110,7 @@ impl Journal {
             let mut stmt = c.prepare(sql)?;
             let rows = stmt
                 .query_map(args, |r| {
+                    let after: String = r.get(8)?;
                     Ok(ActionRow {
                         run: r.get(0)?,
                         seq: r.get(1)?,
@@ -119,8 +120,8 @@ impl Journal {
                         account: r.get(5)?,
                         reason: r.get(6)?,
                         before: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or_default(),
-                        after: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or_default(),
-                        fields: keys_in_order(&r.get::<_, String>(8)?),
+                        after: serde_json::from_str(&after).unwrap_or_default(),
+                        fields: keys_in_order(&after),
                         status: r.get(9)?,
                         error: r.get(10)?,
                         at: r.get(11)?,
