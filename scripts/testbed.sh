@@ -12,6 +12,11 @@
 #   scripts/testbed.sh slapd-stop DIR
 #   scripts/testbed.sh scim-start DIR PORT TOKEN  scim2-server on 127.0.0.1:PORT (base URL /v2)
 #   scripts/testbed.sh scim-stop DIR
+#   scripts/testbed.sh canaille-start DIR PORT TOKEN   Canaille (PyPI), an identity server whose
+#                      SCIM 2.0 API (base URL /scim/v2) is written apart from scim2-server: the
+#                      second, stricter app (no filter, read-only photos, required name parts,
+#                      members listed by userName, `$ref` required on members)
+#   scripts/testbed.sh canaille-stop DIR
 #   scripts/testbed.sh samba-start DIR [OWNER_PID]   a new Samba AD DC (domain EXAMPLE.TEST,
 #                      Administrator / "$AD_ADMIN_PW") provisioned in DIR, serving LDAP on
 #                      127.0.0.1:389 and LDAPS on 127.0.0.1:636 with a test CA (DIR/tls/ca.pem);
@@ -26,6 +31,9 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${IDSYNC_TESTBED_VENV:-$here/.testbed/venv}
 SCIM_VERSION=0.8.3
+canaille_venv=${IDSYNC_TESTBED_CANAILLE_VENV:-$here/.testbed/canaille}
+# Canaille 0.3.6 dumps with the `attributes=` keyword that scim2-models dropped after 0.9.
+CANAILLE_PINS=("canaille[scim,oidc]==0.3.6" "scim2-models==0.9.0")
 AD_ADMIN_PW='Adm1n-Secret!'
 
 die() { echo "testbed: $*" >&2; exit 1; }
@@ -55,6 +63,11 @@ install() {
     echo "testbed: installing scim2-server $SCIM_VERSION into $venv (pip)" >&2
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check "scim2-server==$SCIM_VERSION"
+  fi
+  if ! "$canaille_venv/bin/pip" freeze 2>/dev/null | grep -qx "canaille==${CANAILLE_PINS[0]##*==}"; then
+    echo "testbed: installing ${CANAILLE_PINS[*]} into $canaille_venv (pip)" >&2
+    python3 -m venv "$canaille_venv"
+    "$canaille_venv/bin/pip" install -q --disable-pip-version-check "${CANAILLE_PINS[@]}"
   fi
 }
 
@@ -178,14 +191,25 @@ scim_start() {
   wait_port "$port" 30 || { cat "$dir/scim.log" >&2; die "scim2-server did not listen on 127.0.0.1:$port"; }
 }
 
-scim_stop() {
-  local dir=$1 pid i
-  [ -f "$dir/scim.pid" ] || return 0
-  pid=$(cat "$dir/scim.pid")
+scim_stop() { # DIR [NAME]
+  local dir=$1 name=${2:-scim} pid i
+  [ -f "$dir/$name.pid" ] || return 0
+  pid=$(cat "$dir/$name.pid")
   kill "$pid" 2>/dev/null || true
   for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -9 "$pid" 2>/dev/null || true
-  rm -f "$dir/scim.pid"
+  rm -f "$dir/$name.pid"
+}
+
+canaille_start() {
+  local dir=$1 port=$2 token=$3
+  [ -n "$token" ] || die "usage: canaille-start DIR PORT TOKEN"
+  [ -x "$canaille_venv/bin/python" ] || die "Canaille is not installed; run: scripts/testbed.sh install"
+  mkdir -p "$dir"
+  setsid "$canaille_venv/bin/python" "$here/scripts/testbed/canaille_serve.py" "$port" "$token" \
+    >"$dir/canaille.log" 2>&1 </dev/null &
+  echo $! >"$dir/canaille.pid"
+  wait_port "$port" 60 || { cat "$dir/canaille.log" >&2; die "Canaille did not listen on 127.0.0.1:$port"; }
 }
 
 tls_certs() {
@@ -254,6 +278,8 @@ case "$cmd" in
   slapd-stop) slapd_stop "$@" ;;
   scim-start) scim_start "$@" ;;
   scim-stop) scim_stop "$@" ;;
+  canaille-start) canaille_start "$@" ;;
+  canaille-stop) scim_stop "$1" canaille ;;
   tls-certs) tls_certs "$@" ;;
   samba-start) samba_start "$@" ;;
   samba-stop) samba_stop "$@" ;;

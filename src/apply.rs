@@ -3,7 +3,7 @@
 //! refused token) stops the remaining actions, which stay `planned` for the next run.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
@@ -33,6 +33,37 @@ pub struct Context<'a> {
     /// The app's hooks, and the app's name they are told.
     pub hooks: &'a crate::hooks::Runner,
     pub app: &'a str,
+    /// The app's actions in escrow, by key: one that applies leaves it.
+    pub escrowed: &'a BTreeMap<String, crate::escrow::Escrowed>,
+}
+
+/// Stops a run's remaining actions: at a fatal error, or after `STRIKES` writes in a row
+/// that the app answered with a 5xx every time (then the app is failing, not one request).
+#[derive(Default)]
+pub(crate) struct Brake {
+    stop: AtomicBool,
+    strikes: AtomicUsize,
+}
+
+impl Brake {
+    const STRIKES: usize = 5;
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Counts a write the app kept failing; true when that makes `STRIKES` in a row.
+    fn strike(&self) -> bool {
+        self.strikes.fetch_add(1, Ordering::SeqCst) + 1 >= Self::STRIKES
+    }
+
+    fn clear(&self) {
+        self.strikes.store(0, Ordering::SeqCst);
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -56,7 +87,7 @@ pub async fn apply<W: AccountWriter + GroupWriter>(
     ctx: &Context<'_>,
     progress: &indicatif::ProgressBar,
 ) -> Result<Outcomes, JournalError> {
-    let stop = &AtomicBool::new(false);
+    let brake = &Brake::default();
     let linked: BTreeSet<&str> = ctx.links.values().map(|l| l.account_id.as_str()).collect();
     for (seq, action) in actions.iter().enumerate().filter(|(_, a)| a.held.is_some()) {
         call_hooks(journal, run, seq, action, ctx, Moment::Held).await?;
@@ -68,7 +99,7 @@ pub async fn apply<W: AccountWriter + GroupWriter>(
         action,
         ctx,
         progress,
-        stop,
+        brake,
     };
     let people = actions
         .iter()
@@ -76,7 +107,7 @@ pub async fn apply<W: AccountWriter + GroupWriter>(
         .filter(|(_, a)| !a.kind.is_group());
     let mut results = phase(
         people,
-        stop,
+        brake,
         ctx.shutdown,
         ctx.concurrency,
         |seq, action| hooked(step(seq, action), execute(writer, action, ctx, &linked)),
@@ -94,7 +125,7 @@ pub async fn apply<W: AccountWriter + GroupWriter>(
             .filter(|(_, a)| a.kind.is_group());
         let more = phase(
             groups,
-            stop,
+            brake,
             ctx.shutdown,
             ctx.concurrency,
             |seq, action| hooked(step(seq, action), execute_group(writer, action, &accounts)),
@@ -129,7 +160,7 @@ type Done = Result<(Status, Option<String>), JournalError>;
 /// stop (fatal error or shutdown) the rest are skipped.
 async fn phase<'a, F, Fut>(
     actions: impl Iterator<Item = (usize, &'a Action)>,
-    stop: &AtomicBool,
+    brake: &Brake,
     shutdown: &tokio_util::sync::CancellationToken,
     concurrency: usize,
     run: F,
@@ -140,16 +171,15 @@ where
 {
     stream::iter(actions)
         .map(|(seq, action)| {
-            let go =
-                (action.held.is_none() && !stop.load(Ordering::SeqCst) && !shutdown.is_cancelled())
-                    .then(|| run(seq, action));
+            let go = (action.held.is_none() && !brake.stopped() && !shutdown.is_cancelled())
+                .then(|| run(seq, action));
             async move {
                 if action.held.is_some() {
                     return Ok((Status::Held, None));
                 }
                 match go {
                     // Checked again: a fatal error may have come while this one waited.
-                    Some(f) if !stop.load(Ordering::SeqCst) && !shutdown.is_cancelled() => f.await,
+                    Some(f) if !brake.stopped() && !shutdown.is_cancelled() => f.await,
                     _ => Ok((Status::Skipped, None)),
                 }
             }
@@ -159,17 +189,26 @@ where
         .await
 }
 
-/// Journals one action's result; a fatal error stops the actions not yet started.
+/// Journals one action's result; a fatal error stops the actions not yet started. A
+/// lasting failure puts the action in escrow; one that applies leaves it.
 fn finish(
     journal: &Journal,
     run: i64,
     seq: usize,
     action: &Action,
+    ctx: &Context<'_>,
     done: Result<Effect, TargetError>,
-    stop: &AtomicBool,
+    brake: &Brake,
 ) -> Done {
+    let key = (done.is_ok() && !ctx.escrowed.is_empty()
+        || done.as_ref().is_err_and(crate::escrow::lasting))
+    .then(|| crate::escrow::key(action));
     match done {
         Ok(effect) => {
+            brake.clear();
+            if let Some(key) = key.filter(|k| ctx.escrowed.contains_key(k)) {
+                journal.escrow_clear(&key)?;
+            }
             let result = ActionResult {
                 status: Status::Applied,
                 account: effect.created.as_deref(),
@@ -193,10 +232,30 @@ fn finish(
             };
             journal.record_result(run, seq, &result, Utc::now())?;
             tracing::warn!(kind = %action.kind, user = %action.user_name, error = %text, "action failed");
-            let fatal = e.fatal();
-            if fatal {
-                stop.store(true, Ordering::SeqCst);
+            if let Some(key) = key {
+                let kind = action.kind.to_string();
+                let e =
+                    journal.escrow_failure(&key, &action.user_name, &kind, &text, Utc::now())?;
+                let next = e.next_try.format("%Y-%m-%d %H:%M UTC");
+                match e.quarantined() {
+                    true => {
+                        tracing::warn!(kind = %action.kind, user = %action.user_name, failures = e.failures, "quarantined: held for an operator from the next run on")
+                    }
+                    false => {
+                        tracing::info!(kind = %action.kind, user = %action.user_name, failures = e.failures, "in escrow: not tried again before {next}")
+                    }
+                }
             }
+            let struck =
+                matches!(&e, TargetError::Exhausted { .. }) && !e.fatal() && brake.strike();
+            let fatal = e.fatal() || struck;
+            if fatal {
+                brake.stop();
+            }
+            let text = match struck {
+                true => format!("{text} (and {} writes before it in a row: the app is failing; the rest wait for the next run)", Brake::STRIKES - 1),
+                false => text,
+            };
             Ok((Status::Failed, fatal.then_some(text)))
         }
     }
@@ -226,7 +285,12 @@ async fn execute_group<W: GroupWriter>(
     let removals: Vec<&MemberChange> = action.members.iter().filter(|m| !m.add).collect();
     let remove: Vec<AccountId> = removals
         .iter()
-        .filter_map(|m| m.account_id.clone())
+        .filter_map(|m| {
+            m.listed_as
+                .clone()
+                .map(AccountId::new)
+                .or(m.account_id.clone())
+        })
         .collect();
     let removed: Vec<Anchor> = removals.iter().filter_map(|m| m.anchor.clone()).collect();
     let rename = action

@@ -63,7 +63,11 @@ impl Connectors {
 pub fn client(app: &AppConfig) -> Result<ScimClient, TargetError> {
     let c = ScimClient::new(app.target.clone())?.keeping(app.policy.account_attributes());
     Ok(match &app.groups {
-        Some(g) => c.with_group_batch(g.batch),
+        Some(g) => c.with_group_batch(
+            app.target
+                .group_patch_max_members
+                .map_or(g.batch, |cap| g.batch.min(cap)),
+        ),
         None => c,
     })
 }

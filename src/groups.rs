@@ -306,11 +306,13 @@ impl<'a> Planner<'a> {
             };
             managed += 1;
             let name = self.name_of(anchor, Some(id.as_str()));
+            let listed_as = app.and_then(|a| a.listed_as.get(id)).cloned();
             let remove = |why: String| MemberChange {
                 add: false,
                 user_name: name.clone(),
                 anchor: Some(anchor.clone()),
                 account_id: Some(id.clone()),
+                listed_as: listed_as.clone(),
                 why,
             };
             match self.standing(anchor) {
@@ -352,6 +354,7 @@ impl<'a> Planner<'a> {
                     user_name: self.name_of(anchor, account.as_ref().map(AccountId::as_str)),
                     anchor: Some(anchor.clone()),
                     account_id: account,
+                    listed_as: None,
                     why: why.into(),
                 });
             }
@@ -479,6 +482,7 @@ impl<'a> Planner<'a> {
                             user_name: self.name_of(anchor, Some(id.as_str())),
                             anchor: Some(anchor.clone()),
                             account_id: Some(id.clone()),
+                            listed_as: app.listed_as.get(id).cloned(),
                             why: "the group is deleted".into(),
                         })
                     })

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod daemon;
+pub mod escrow;
 pub mod files;
 pub mod groups;
 pub mod hooks;

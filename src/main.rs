@@ -378,7 +378,19 @@ async fn check(config: &Config, connect: bool) -> anyhow::Result<u8> {
     }
     if connect {
         let probe = idsync::run::probe(config).await?;
-        println!("{probe}");
+        println!("{}", probe.text);
+        for f in &probe.findings {
+            println!("{f}");
+        }
+        let errors = probe
+            .findings
+            .iter()
+            .filter(|f| f.level == idsync::app::discovery::Level::Error)
+            .count();
+        if errors > 0 {
+            println!("{errors} problem(s) with the app: fix them before a sync (each line names its key and the fix)");
+            return Ok(2);
+        }
     }
     Ok(0)
 }

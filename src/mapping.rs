@@ -26,9 +26,42 @@ pub struct FieldPath {
     /// Extension schema URN (`urn:...:enterprise:2.0:User`); `None` for the core schema.
     pub schema: Option<String>,
     pub attr: String,
-    /// `[type eq "work"]` selector of a multi-valued attribute.
-    pub type_filter: Option<String>,
+    /// The element of a multi-valued attribute this path addresses.
+    pub select: Option<Select>,
     pub sub: Option<String>,
+}
+
+/// Which element of a multi-valued attribute (`emails`, `phoneNumbers`...) a path addresses.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Select {
+    /// `emails[type eq "work"].value`: the element of that type, written with its `type`.
+    Type(String),
+    /// `emails[primary eq true].value`: the primary element, written with `primary: true`
+    /// (for apps whose elements have no `type`).
+    Primary,
+    /// `emails.value` on a multi-valued attribute: the primary element, else the first;
+    /// written as a one-element list `[{"value": ...}]` when there is none (never an object).
+    First,
+}
+
+/// The multi-valued attributes of the core User schema (RFC 7643 section 4.1.2).
+pub const CORE_MULTI_VALUED: [&str; 9] = [
+    "emails",
+    "phoneNumbers",
+    "ims",
+    "photos",
+    "addresses",
+    "groups",
+    "entitlements",
+    "roles",
+    "x509Certificates",
+];
+
+/// True for a core User attribute that holds a list.
+pub fn is_core_multi_valued(attr: &str) -> bool {
+    CORE_MULTI_VALUED
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(attr))
 }
 
 impl FieldPath {
@@ -37,7 +70,7 @@ impl FieldPath {
         FieldPath {
             schema: None,
             attr: text.to_string(),
-            type_filter: None,
+            select: None,
             sub: None,
         }
     }
@@ -62,15 +95,16 @@ impl FieldPath {
             }
             _ => (rest, None),
         };
-        let (attr, type_filter) = match head.find('[') {
+        let (attr, select) = match head.find('[') {
             None => (head.to_string(), None),
             Some(open) => {
                 let inner = head[open + 1..]
                     .strip_suffix(']')
                     .ok_or_else(|| bad("a `[` needs its closing `]`"))?;
-                let value = parse_type_filter(inner)
-                    .ok_or_else(|| bad("the only selector supported is [type eq \"<value>\"]"))?;
-                (head[..open].to_string(), Some(value))
+                let select = parse_select(inner).ok_or_else(|| {
+                    bad("the selectors supported are [type eq \"<value>\"] and [primary eq true]")
+                })?;
+                (head[..open].to_string(), Some(select))
             }
         };
         let valid = |s: &str| {
@@ -87,11 +121,18 @@ impl FieldPath {
                 return Err(bad("a sub-attribute name is letters, digits, `_`, `-`"));
             }
         }
-        if type_filter.is_some() && sub.is_none() {
+        if select.is_some() && sub.is_none() {
             return Err(bad(
                 "a selected value needs its sub-attribute, e.g. `emails[type eq \"work\"].value`",
             ));
         }
+        let core_list = schema.is_none() && is_core_multi_valued(&attr);
+        if core_list && sub.is_none() {
+            return Err(bad(&format!(
+                "`{attr}` is a list (multi-valued): map one element's sub-attribute, e.g. `{attr}.value`, `{attr}[type eq \"work\"].value` or `{attr}[primary eq true].value`"
+            )));
+        }
+        let select = select.or(core_list.then_some(Select::First));
         if attr.eq_ignore_ascii_case("active")
             || attr.eq_ignore_ascii_case("id")
             || attr.eq_ignore_ascii_case("meta")
@@ -103,7 +144,7 @@ impl FieldPath {
         Ok(FieldPath {
             schema,
             attr,
-            type_filter,
+            select,
             sub,
         })
     }
@@ -126,8 +167,11 @@ impl FieldPath {
             None => resource,
         };
         let value = get_ci(container, &self.attr)?;
-        let value = match &self.type_filter {
-            Some(t) => value.as_array()?.iter().find(|e| type_is(e, t))?,
+        let value = match &self.select {
+            Some(select) => {
+                let list = value.as_array()?;
+                list.get(select.position(list)?)?
+            }
             None => value,
         };
         let value = match &self.sub {
@@ -151,7 +195,7 @@ impl FieldPath {
             None => resource,
         };
         let value = value.map(|v| Value::String(v.to_string()));
-        match (&self.type_filter, &self.sub) {
+        match (&self.select, &self.sub) {
             (None, None) => put_ci(container, &self.attr, value),
             (None, Some(sub)) => {
                 let parent = entry_ci(container, &self.attr);
@@ -160,7 +204,7 @@ impl FieldPath {
                     put_ci(container, &self.attr, None);
                 }
             }
-            (Some(t), Some(sub)) => {
+            (Some(select), Some(sub)) => {
                 let list = entry_ci(container, &self.attr);
                 if !list.is_array() {
                     *list = Value::Array(Vec::new());
@@ -168,12 +212,12 @@ impl FieldPath {
                 let Some(items) = list.as_array_mut() else {
                     return;
                 };
-                match (items.iter().position(|e| type_is(e, t)), value) {
+                match (select.position(items), value) {
                     (Some(i), Some(v)) => put_ci(&mut items[i], sub, Some(v)),
                     (Some(i), None) => {
                         items.remove(i);
                     }
-                    (None, Some(v)) => items.push(json!({ "type": t, sub.as_str(): v })),
+                    (None, Some(v)) => items.push(select.element(sub, v)),
                     (None, None) => {}
                 }
                 if items.is_empty() {
@@ -186,7 +230,7 @@ impl FieldPath {
 
     /// The top-level attribute a PATCH must replace to change this path.
     pub fn patch_target(&self) -> String {
-        match (&self.schema, &self.type_filter, &self.sub) {
+        match (&self.schema, &self.select, &self.sub) {
             (Some(urn), _, _) => format!("{urn}:{}", self.attr),
             (None, Some(_), _) => self.attr.clone(),
             (None, None, Some(sub)) => format!("{}.{sub}", self.attr),
@@ -201,7 +245,7 @@ impl FieldPath {
             None => resource,
         };
         let top = get_ci(container, &self.attr)?;
-        match (&self.schema, &self.type_filter, &self.sub) {
+        match (&self.schema, &self.select, &self.sub) {
             (None, None, Some(sub)) => get_ci(top, sub).cloned(),
             _ => Some(top.clone()),
         }
@@ -214,8 +258,10 @@ impl fmt::Display for FieldPath {
             write!(f, "{urn}:")?;
         }
         f.write_str(&self.attr)?;
-        if let Some(t) = &self.type_filter {
-            write!(f, "[type eq \"{t}\"]")?;
+        match &self.select {
+            Some(Select::Type(t)) => write!(f, "[type eq \"{t}\"]")?,
+            Some(Select::Primary) => f.write_str("[primary eq true]")?,
+            Some(Select::First) | None => {}
         }
         if let Some(sub) = &self.sub {
             write!(f, ".{sub}")?;
@@ -224,14 +270,53 @@ impl fmt::Display for FieldPath {
     }
 }
 
-fn parse_type_filter(inner: &str) -> Option<String> {
+fn parse_select(inner: &str) -> Option<Select> {
     let mut words = inner.trim().splitn(3, char::is_whitespace);
     let (attr, op, value) = (words.next()?, words.next()?, words.next()?.trim());
-    if !attr.eq_ignore_ascii_case("type") || !op.eq_ignore_ascii_case("eq") {
+    if !op.eq_ignore_ascii_case("eq") {
+        return None;
+    }
+    if attr.eq_ignore_ascii_case("primary") {
+        return value
+            .eq_ignore_ascii_case("true")
+            .then_some(Select::Primary);
+    }
+    if !attr.eq_ignore_ascii_case("type") {
         return None;
     }
     let value = value.strip_prefix('"')?.strip_suffix('"')?;
-    (!value.is_empty() && !value.contains('"')).then(|| value.to_string())
+    (!value.is_empty() && !value.contains('"')).then(|| Select::Type(value.to_string()))
+}
+
+impl Select {
+    /// The index of the element this selector addresses in a list.
+    fn position(&self, items: &[Value]) -> Option<usize> {
+        match self {
+            Select::Type(t) => items.iter().position(|e| type_is(e, t)),
+            Select::Primary => items.iter().position(is_primary),
+            Select::First => items.iter().position(is_primary).or(
+                // No primary: the first element, if there is one.
+                (!items.is_empty()).then_some(0),
+            ),
+        }
+    }
+
+    /// A new element holding `value` in `sub`, marked as this selector reads it back.
+    fn element(&self, sub: &str, value: Value) -> Value {
+        match self {
+            Select::Type(t) => json!({ "type": t, sub: value }),
+            Select::Primary => json!({ sub: value, "primary": true }),
+            Select::First => json!({ sub: value }),
+        }
+    }
+}
+
+fn is_primary(element: &Value) -> bool {
+    match get_ci(element, "primary") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
 }
 
 fn type_is(element: &Value, wanted: &str) -> bool {

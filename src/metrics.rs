@@ -79,6 +79,28 @@ pub fn render(data: &MetricsData, lasts: &[RunRow]) -> String {
     out
 }
 
+/// `idsync_escrowed_actions{app,state}`: actions in escrow, waiting for their next try or
+/// quarantined (held for an operator).
+pub fn render_escrow(counts: &[(String, i64, i64)]) -> String {
+    if counts.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "# HELP idsync_escrowed_actions Actions that failed for a lasting reason, waiting or quarantined, by app.\n# TYPE idsync_escrowed_actions gauge\n",
+    );
+    for (app, waiting, quarantined) in counts {
+        let _ = writeln!(
+            out,
+            "idsync_escrowed_actions{{app=\"{app}\",state=\"waiting\"}} {waiting}"
+        );
+        let _ = writeln!(
+            out,
+            "idsync_escrowed_actions{{app=\"{app}\",state=\"quarantined\"}} {quarantined}"
+        );
+    }
+    out
+}
+
 /// `idsync_hooks_total{app,hook,result}`: hook calls, ok or failed.
 pub fn render_hooks(counts: &[(String, String, bool, i64)]) -> String {
     if counts.is_empty() {
@@ -220,6 +242,9 @@ fn router(ctx: Arc<Ctx>) -> Router {
                     c.journal.metrics().map(|data| {
                         let mut text = render(&data, &last_applies(c));
                         text.push_str(&render_hooks(&c.journal.hook_counts().unwrap_or_default()));
+                        text.push_str(&render_escrow(
+                            &c.journal.escrow_counts().unwrap_or_default(),
+                        ));
                         text
                     })
                 })
@@ -380,6 +405,14 @@ mod tests {
             metrics.contains("idsync_last_read_duration_seconds{app=\"slack\"} 1.500"),
             "{metrics}"
         );
+    }
+
+    #[test]
+    fn escrowed_actions_are_a_gauge_by_app_and_state() {
+        let text = render_escrow(&[("miro".into(), 2, 1)]);
+        assert!(text.contains("idsync_escrowed_actions{app=\"miro\",state=\"waiting\"} 2\n"));
+        assert!(text.contains("idsync_escrowed_actions{app=\"miro\",state=\"quarantined\"} 1\n"));
+        assert!(render_escrow(&[]).is_empty());
     }
 
     #[test]

@@ -359,6 +359,9 @@ pub struct AppGroup {
     pub display_name: String,
     /// Member ids (`members[].value`): accounts, or other groups.
     pub members: BTreeSet<AccountId>,
+    /// Members the app lists by another value than their account's id (a userName), by
+    /// the account id they were recognised as: a removal must name the value the app has.
+    pub listed_as: BTreeMap<AccountId, String>,
 }
 
 /// The journal's record that directory group `anchor` owns app group `group_id`.

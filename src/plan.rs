@@ -14,12 +14,14 @@ use crate::mapping::{FieldPath, Mapping, Template};
 use crate::model::{Account, AccountId, Anchor, DirectoryUser, Link, LinkState, UserName};
 
 mod changes;
+mod deprovision;
 mod policy;
 mod unlinked;
 mod words;
 
 use changes::{active_change, create_changes, day, diff, update_reason};
 pub use changes::{adoption_changes, duration_text};
+pub use deprovision::{deprovision, Deprovision};
 pub use policy::*;
 pub use words::*;
 
@@ -94,6 +96,7 @@ impl<'a> Planner<'a> {
                     source_disabled: inp.users.iter().filter(|u| u.disabled).count(),
                     accounts: inp.accounts.len(),
                     links: inp.links.len(),
+                    escrowed: 0,
                 },
                 ..Plan::default()
             },

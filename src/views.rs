@@ -255,10 +255,15 @@ fn print_runs(runs: &[RunRow]) {
             changes(&r.counts)
         );
         let room = RUNS_WIDTH.saturating_sub(row.chars().count());
+        let escrow = r
+            .counts
+            .escrowed
+            .map(|n| format!("{n} action(s) wait in escrow (`idsync plan` says why)"));
         let reason = r
             .reason
             .as_deref()
             .and_then(|t| t.lines().next())
+            .or(escrow.as_deref())
             .unwrap_or("");
         println!("{row}{}", cut(reason, room));
     }

@@ -2,6 +2,8 @@
 //! `plan` gets), `AccountWriter` (what `sync` adds) and `GroupWriter`. Connectors live in
 //! submodules, each with its settings (`settings`), which `config` builds.
 
+pub mod discovery;
+pub mod profiles;
 pub mod scim;
 pub mod settings;
 
@@ -36,6 +38,8 @@ pub enum TargetError {
         url: String,
         attempts: u32,
         detail: String,
+        /// The app's last answer, if it answered (a 5xx every time, say).
+        status: Option<u16>,
     },
     /// A 3xx: idsync follows no redirect, so every call would meet it.
     #[error("{method} {url}: {detail}")]
@@ -53,20 +57,28 @@ pub enum TargetError {
     /// A create failed in a way that leaves unknown whether the app made the resource (the
     /// client looks for it before sending again; never seen outside the SCIM client).
     #[error("a create's outcome is unknown: {detail}")]
-    Uncertain { detail: String },
+    Uncertain {
+        detail: String,
+        /// The app's answer (a 5xx), if it answered.
+        status: Option<u16>,
+    },
 }
 
 impl TargetError {
-    /// True when every further call would fail the same way.
+    /// True when every further call would fail the same way. A write the app answered
+    /// with the same 5xx every time is that write's failure (an app that 500s on one
+    /// immutable attribute); a run stops after several in a row (`apply`).
     pub fn fatal(&self) -> bool {
-        matches!(
-            self,
+        match self {
+            TargetError::Exhausted { method, status, .. } => {
+                !(status.is_some_and(|s| s >= 500) && method != "GET")
+            }
             TargetError::Connect { .. }
-                | TargetError::Tls { .. }
-                | TargetError::Auth { .. }
-                | TargetError::Exhausted { .. }
-                | TargetError::Redirect { .. }
-        )
+            | TargetError::Tls { .. }
+            | TargetError::Auth { .. }
+            | TargetError::Redirect { .. } => true,
+            _ => false,
+        }
     }
 }
 

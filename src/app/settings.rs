@@ -16,6 +16,7 @@ pub struct ScimConfig {
     /// Writes per second, if limited.
     pub rate_limit: Option<f64>,
     pub timeout: std::time::Duration,
+    /// The `count` a list asks for; 0 asks for none (apps that fail on `count`).
     pub page_size: u32,
     pub max_retries: u32,
     pub photo: PhotoUpload,
@@ -27,6 +28,46 @@ pub struct ScimConfig {
     pub max_response_bytes: usize,
     /// A list of accounts longer than this fails the read (an app paging forever).
     pub max_accounts: u64,
+    /// The provider profile laid under these settings, if one was named.
+    pub profile: Option<String>,
+    /// How the app deprovisions a leaver.
+    pub deprovision: Deprovision,
+    /// False: never a hard DELETE of a user (the app has none, or it cannot be undone).
+    pub deletes: bool,
+    /// Members one group PATCH may add or remove at most (the app's own cap).
+    pub group_patch_max_members: Option<usize>,
+    /// `$ref` on group members: forced on or off; `None` follows the app's Group schema.
+    pub member_ref: Option<bool>,
+    /// Request rates by method, on top of `rate_limit`.
+    pub rate_limits: Vec<RateLimit>,
+}
+
+pub use crate::plan::Deprovision;
+
+/// At most `count` requests per `per`, for the requests `scope` names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateLimit {
+    pub scope: LimitScope,
+    pub count: u32,
+    pub per: std::time::Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LimitScope {
+    All,
+    /// Every method but GET.
+    Writes,
+    Method(reqwest::Method),
+}
+
+impl LimitScope {
+    pub fn covers(&self, method: &reqwest::Method) -> bool {
+        match self {
+            LimitScope::All => true,
+            LimitScope::Writes => method != reqwest::Method::GET,
+            LimitScope::Method(m) => m == method,
+        }
+    }
 }
 
 /// Default ceiling on the items one list may hold (`target.max_accounts`, `source.max_users`).

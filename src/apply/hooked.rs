@@ -2,11 +2,9 @@
 //! action, unwritten), the write and its journaled result, then `after`; and the `held`
 //! hooks of actions a run holds.
 
-use std::sync::atomic::AtomicBool;
-
 use chrono::Utc;
 
-use super::{finish, Context, Done, Effect};
+use super::{finish, Brake, Context, Done, Effect};
 use crate::app::TargetError;
 use crate::hooks::{Moment, Occasion};
 use crate::journal::{Journal, JournalError, Status};
@@ -20,7 +18,7 @@ pub(super) struct Step<'s> {
     pub(super) action: &'s Action,
     pub(super) ctx: &'s Context<'s>,
     pub(super) progress: &'s indicatif::ProgressBar,
-    pub(super) stop: &'s AtomicBool,
+    pub(super) brake: &'s Brake,
 }
 
 /// One action with its hooks: the `before` hooks (a required one that fails holds the
@@ -36,7 +34,7 @@ pub(super) async fn hooked(
         action,
         ctx,
         progress,
-        stop,
+        brake,
     } = step;
     if let Some(why) = call_hooks(journal, run, seq, action, ctx, Moment::Before).await? {
         progress.inc(1);
@@ -45,7 +43,7 @@ pub(super) async fn hooked(
     let done = write.await;
     progress.inc(1);
     let applied = done.is_ok();
-    let result = finish(journal, run, seq, action, done, stop);
+    let result = finish(journal, run, seq, action, ctx, done, brake);
     if applied {
         call_hooks(journal, run, seq, action, ctx, Moment::After).await?;
     }

@@ -28,10 +28,42 @@ impl Resolver<'_> {
             s.timeout.as_deref(),
             std::time::Duration::from_secs(30),
         );
-        let page_size = s.page_size.unwrap_or(500);
-        if !(1..=10_000).contains(&page_size) {
-            self.problem("target.page_size", "must be between 1 and 10000");
+        let mut page_size = s.page_size.unwrap_or(500);
+        if !(0..=10_000).contains(&page_size) {
+            self.problem(
+                "target.page_size",
+                "must be between 0 and 10000 (0: ask for no page size, for apps that fail on `count`)",
+            );
         }
+        match s.max_page {
+            Some(0) => self.problem(
+                "target.max_page",
+                "must be at least 1 (page_size: 0 asks for no page size)",
+            ),
+            Some(max) if page_size == 0 || page_size > max => page_size = max,
+            _ => {}
+        }
+        let deprovision = match s.deprovision.as_deref() {
+            None | Some("patch-active") => Deprovision::PatchActive,
+            Some("delete") => Deprovision::Delete,
+            Some("none") => Deprovision::None,
+            Some(other) => {
+                self.problem(
+                    "target.deprovision",
+                    format!("`{other}`: use `patch-active` (PATCH active=false), `delete` (the app has no suspension) or `none` (hold leavers for an operator)"),
+                );
+                Deprovision::PatchActive
+            }
+        };
+        if s.group_patch_max_members == Some(0) {
+            self.problem("target.group_patch_max_members", "must be at least 1");
+        }
+        let rate_limits = s
+            .rate_limits
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(scope, rate)| self.method_rate(&scope, &rate))
+            .collect();
         let photo = self.photo_upload(s.photo, url.as_ref());
         let photo_max_bytes = self.photo_max_bytes(s.photo_max_bytes);
         let proxy = self.proxy("target.proxy", s.proxy.as_deref());
@@ -59,7 +91,46 @@ impl Resolver<'_> {
             proxy,
             max_response_bytes,
             max_accounts,
+            profile: s.profile,
+            deprovision,
+            deletes: s.deletes.unwrap_or(true),
+            group_patch_max_members: s.group_patch_max_members,
+            member_ref: s.member_ref,
+            rate_limits,
         })
+    }
+
+    /// One `target.rate_limits` entry: `GET: 1000/m`, `DELETE: 20/30s`, `writes: 10/s`.
+    fn method_rate(&mut self, scope: &str, rate: &str) -> Option<RateLimit> {
+        let key = format!("target.rate_limits.{scope}");
+        let scope = match scope {
+            "all" => LimitScope::All,
+            "writes" => LimitScope::Writes,
+            m if ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&m) => {
+                LimitScope::Method(m.parse().ok()?)
+            }
+            other => {
+                self.problem(&key, format!("`{other}` is no method: use GET, POST, PUT, PATCH, DELETE, `writes` (all but GET) or `all`"));
+                return None;
+            }
+        };
+        let parsed = rate.split_once('/').and_then(|(n, per)| {
+            let count: u32 = n.trim().parse().ok().filter(|n| *n > 0)?;
+            let per = per.trim();
+            let per = match per {
+                "s" | "m" | "h" => format!("1{per}"),
+                p => p.to_string(),
+            };
+            let per = humantime::parse_duration(&per).ok()?;
+            (!per.is_zero()).then_some(RateLimit { scope, count, per })
+        });
+        if parsed.is_none() {
+            self.problem(
+                &key,
+                format!("`{rate}`: write requests per time, e.g. `20/30s`, `600/m`"),
+            );
+        }
+        parsed
     }
 
     pub(super) fn photo_upload(

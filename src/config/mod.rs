@@ -30,7 +30,9 @@ use raw::{RawConfig, RawMappingValue, RawSource, RawTarget};
 /// Default `run_deadline`.
 pub const DEFAULT_RUN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(4 * 3600);
 
-pub use crate::app::settings::{PhotoUpload, ScimConfig, DEFAULT_MAX_ITEMS};
+pub use crate::app::settings::{
+    Deprovision, LimitScope, PhotoUpload, RateLimit, ScimConfig, DEFAULT_MAX_ITEMS,
+};
 pub use crate::redact::Secret;
 pub use crate::source::settings::{
     GraphConfig, GroupsConfig, Incremental, LdapConfig, LdapIncremental, DEFAULT_MAX_VALUE_BYTES,

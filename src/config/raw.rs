@@ -91,7 +91,10 @@ impl RawSource {
 
 impl RawTarget {
     pub fn from_value(v: serde_yaml::Value) -> Result<RawTarget, String> {
-        let (_, rest) = split_kind("target", v, &["scim"])?;
+        let (_, mut rest) = split_kind("target", v, &["scim"])?;
+        if let serde_yaml::Value::Mapping(m) = &mut rest {
+            crate::app::profiles::lay_under(m)?;
+        }
         typed("target", rest).map(RawTarget::Scim)
     }
 }
@@ -249,6 +252,20 @@ pub struct RawScim {
     pub proxy: Option<String>,
     pub max_response_bytes: Option<serde_yaml::Value>,
     pub max_accounts: Option<u64>,
+    /// A provider profile (`config/profiles/NAME.yaml`), already laid under these keys.
+    pub profile: Option<String>,
+    /// Caps `page_size` (an app's own page limit).
+    pub max_page: Option<u32>,
+    /// `patch-active`, `delete` or `none`: how the app deprovisions a leaver.
+    pub deprovision: Option<String>,
+    /// False: the app has no (or no undoable) DELETE; idsync never hard-deletes there.
+    pub deletes: Option<bool>,
+    /// Caps the members one group PATCH adds or removes.
+    pub group_patch_max_members: Option<usize>,
+    /// Send `$ref` with group members (default: when the app's Group schema has it).
+    pub member_ref: Option<bool>,
+    /// Request rates by method (`GET`, `POST`, `PUT`, `PATCH`, `DELETE`), `writes` or `all`.
+    pub rate_limits: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `target.photo`: `scim`, `none`, or `{ put: URL }` / `{ post: URL }`.

@@ -83,6 +83,7 @@ fn app(id: &str, name: &str, members: &[&str]) -> AppGroup {
         id: id.into(),
         display_name: name.into(),
         members: members.iter().map(|m| AccountId::new(*m)).collect(),
+        listed_as: Default::default(),
     }
 }
 

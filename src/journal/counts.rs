@@ -35,6 +35,8 @@ pub struct RunCounts {
     pub journal_ms: Option<u64>,
     /// One-shot gate overrides the operator gave (`--allow-shrink`, ...).
     pub overrides: Option<String>,
+    /// Actions left out of the run because they wait in escrow.
+    pub escrowed: Option<usize>,
 }
 
 impl RunCounts {
@@ -75,6 +77,7 @@ impl RunCounts {
         put("source_ms", self.source_ms.map(|n| json!(n)));
         put("journal_ms", self.journal_ms.map(|n| json!(n)));
         put("override", self.overrides.as_ref().map(|o| json!(o)));
+        put("escrowed", self.escrowed.map(|n| json!(n)));
         Value::Object(m)
     }
 
@@ -103,6 +106,7 @@ impl RunCounts {
             source_ms: num("source_ms"),
             journal_ms: num("journal_ms"),
             overrides: text("override"),
+            escrowed: count("escrowed"),
         }
     }
 }
@@ -134,6 +138,7 @@ mod tests {
             source_ms: Some(5),
             journal_ms: Some(1),
             overrides: Some("--allow-shrink".into()),
+            escrowed: Some(4),
         };
         let v = c.to_json();
         assert_eq!(v["group-update"], 1);

@@ -7,6 +7,7 @@
 
 mod approvals;
 mod counts;
+mod escrow;
 mod hooks;
 mod links;
 mod queries;

@@ -145,6 +145,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
         at TEXT NOT NULL
     );
     CREATE INDEX hook_results_by_run ON hook_results(run, seq);",
+    // 7: actions that failed for a lasting reason, waiting or quarantined (`escrow`).
+    "CREATE TABLE escrow (
+        app TEXT NOT NULL,
+        key TEXT NOT NULL,
+        user_name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        failures INTEGER NOT NULL,
+        first_failed TEXT NOT NULL,
+        last_failed TEXT NOT NULL,
+        next_try TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (app, key)
+    );",
 ];
 
 pub fn migrate(journal: &Journal) -> Result<(), JournalError> {

@@ -65,7 +65,7 @@ fn paths_round_trip_through_their_text() {
     ] {
         assert_eq!(FieldPath::parse(text).unwrap().to_string(), text);
     }
-    assert!(FieldPath::parse("emails[primary eq true].value").is_err());
+    assert!(FieldPath::parse("emails[display eq \"x\"].value").is_err());
     assert!(FieldPath::parse("active").is_err());
 }
 
@@ -102,4 +102,60 @@ fn sub_attribute_get_is_case_insensitive() {
         path.get(&json!({"Name": {"GIVENNAME": "Ada"}})),
         Some("Ada".into())
     );
+}
+
+#[test]
+fn a_plain_path_on_a_multi_valued_attribute_writes_a_one_element_list() {
+    let path = FieldPath::parse("emails.value").unwrap();
+    let mut r = serde_json::json!({});
+    path.set(&mut r, Some("ada@x.org"));
+    assert_eq!(
+        r,
+        serde_json::json!({ "emails": [{ "value": "ada@x.org" }] })
+    );
+    assert_eq!(path.get(&r).as_deref(), Some("ada@x.org"));
+    assert_eq!(path.to_string(), "emails.value");
+    assert_eq!(path.patch_target(), "emails");
+}
+
+#[test]
+fn a_plain_path_reads_and_writes_the_primary_element_else_the_first() {
+    let path = FieldPath::parse("emails.value").unwrap();
+    let mut r = serde_json::json!({ "emails": [
+        { "value": "home@x.org" },
+        { "value": "work@x.org", "primary": true }
+    ] });
+    assert_eq!(path.get(&r).as_deref(), Some("work@x.org"));
+    path.set(&mut r, Some("new@x.org"));
+    assert_eq!(r["emails"][0]["value"], "home@x.org");
+    assert_eq!(r["emails"][1]["value"], "new@x.org");
+    let mut first = serde_json::json!({ "emails": [{ "value": "a@x" }, { "value": "b@x" }] });
+    assert_eq!(path.get(&first).as_deref(), Some("a@x"));
+    path.set(&mut first, None);
+    assert_eq!(first, serde_json::json!({ "emails": [{ "value": "b@x" }] }));
+}
+
+#[test]
+fn primary_selector_writes_primary_true_and_never_a_type() {
+    let path = FieldPath::parse("emails[primary eq true].value").unwrap();
+    let mut r = serde_json::json!({});
+    path.set(&mut r, Some("ada@x.org"));
+    assert_eq!(
+        r,
+        serde_json::json!({ "emails": [{ "value": "ada@x.org", "primary": true }] })
+    );
+    assert_eq!(path.to_string(), "emails[primary eq true].value");
+}
+
+#[test]
+fn a_multi_valued_attribute_without_its_sub_attribute_is_refused_with_the_forms() {
+    let err = FieldPath::parse("emails").unwrap_err().to_string();
+    assert!(err.contains("`emails.value`"), "{err}");
+    assert!(err.contains("[primary eq true]"), "{err}");
+    // A single-valued attribute with a sub-attribute stays an object.
+    let mut r = serde_json::json!({});
+    FieldPath::parse("name.givenName")
+        .unwrap()
+        .set(&mut r, Some("Ada"));
+    assert_eq!(r, serde_json::json!({ "name": { "givenName": "Ada" } }));
 }

@@ -168,6 +168,10 @@ pub struct MemberChange {
     /// looks an added person's account up again, as a create in the same run makes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<AccountId>,
+    /// A removed member as the app lists it, when that is not the account id (apps that
+    /// list members by userName): the removal names this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed_as: Option<String>,
     pub why: String,
 }
 
@@ -247,6 +251,9 @@ pub struct PlanStats {
     pub source_disabled: usize,
     pub accounts: usize,
     pub links: usize,
+    /// Actions left out because they wait in escrow (`crate::escrow`).
+    #[serde(default)]
+    pub escrowed: usize,
 }
 
 /// The full list of actions one run would take, computed before any write.

@@ -80,6 +80,7 @@ pub struct RunSummary {
 fn counts(plan: &Plan, outcomes: Option<&Outcomes>) -> RunCounts {
     RunCounts {
         tally: outcomes.map(tally),
+        escrowed: (plan.stats.escrowed > 0).then_some(plan.stats.escrowed),
         ..RunCounts::planned(plan.counts())
     }
 }
@@ -133,6 +134,7 @@ async fn apply_actions(
         shutdown: &w.shutdown,
         hooks: &w.hooks,
         app: &app.name,
+        escrowed: &snap.escrowed,
     };
     let bar = crate::progress::bar(
         w.progress,
@@ -514,7 +516,7 @@ fn unread_attributes(app: &AppConfig, users: &[crate::model::DirectoryUser]) -> 
 
 /// `check --connect`: reaches the directory (see `Directory::probe`), then lists each
 /// app's users (and groups).
-pub async fn probe(cfg: &Config) -> Result<String, RunError> {
+pub async fn probe(cfg: &Config) -> Result<Probe, RunError> {
     let apps: Vec<&AppConfig> = cfg.apps.iter().collect();
     let connectors = Connectors::open(cfg, &apps)?;
     let (mut text, users) = connectors.directory.probe(cfg.groups.as_ref()).await?;
@@ -523,10 +525,28 @@ pub async fn probe(cfg: &Config) -> Result<String, RunError> {
             text.push_str(&format!("; warning: {warning}"));
         }
     }
+    let mut findings = Vec::new();
     for app in &apps {
         let client = connectors.app(&app.name);
-        let accounts = client.list_accounts().await?;
-        let name = if cfg.apps.len() > 1 {
+        let several = cfg.apps.len() > 1;
+        let accounts = match client.list_accounts().await {
+            Ok(accounts) => accounts,
+            Err(e) => match list_without_count(app, &e).await {
+                Some(accounts) => {
+                    findings.push(crate::app::discovery::Finding {
+                        level: crate::app::discovery::Level::Error,
+                        key: match several {
+                            true => format!("apps.{}.target.page_size", app.name),
+                            false => "target.page_size".into(),
+                        },
+                        problem: format!("the app fails when a list asks for a page size (`count`: {e}) and lists fine without one; set `page_size: 0`"),
+                    });
+                    accounts
+                }
+                None => return Err(e.into()),
+            },
+        };
+        let name = if several {
             format!("app {}", app.name)
         } else {
             "app".to_string()
@@ -535,6 +555,53 @@ pub async fn probe(cfg: &Config) -> Result<String, RunError> {
         if app.groups.is_some() {
             text.push_str(&format!(", {} groups", client.list_groups().await?.len()));
         }
+        let discovery = client.discovery().await?;
+        text.push_str(&format!(" ({})", discovery.summary()));
+        let key = |path: &str| match several {
+            true => format!("apps.{}.mapping.{path}", app.name),
+            false => format!("mapping.{path}"),
+        };
+        findings.extend(discovery.check_mapping(&app.policy.mapping, &key));
+        let scim_photos = app.target.photo == crate::app::settings::PhotoUpload::Scim;
+        if app.policy.photos.is_some() && scim_photos && discovery.photos_read_only() {
+            findings.push(crate::app::discovery::Finding {
+                level: crate::app::discovery::Level::Warning,
+                key: match several {
+                    true => format!("apps.{}.target.photo", app.name),
+                    false => "target.photo".into(),
+                },
+                problem: "`photos` is read-only in this app: idsync sends it no photo; set `photo: none` here".into(),
+            });
+        }
     }
-    Ok(text)
+    Ok(Probe { text, findings })
+}
+
+/// The accounts listed with no `count`, when a list that asked for one failed with an
+/// answer from the app (not a connection or token problem) and this one works: some apps
+/// fail on `count` itself.
+async fn list_without_count(
+    app: &AppConfig,
+    failed: &crate::app::TargetError,
+) -> Option<Vec<crate::model::Account>> {
+    use crate::app::TargetError;
+    let answered = match failed {
+        TargetError::Exhausted { .. } => true,
+        TargetError::Http { status, .. } => *status == 400 || *status >= 500,
+        _ => false,
+    };
+    if !answered || app.target.page_size == 0 {
+        return None;
+    }
+    let mut target = app.target.clone();
+    target.page_size = 0;
+    let client = crate::app::scim::ScimClient::new(target).ok()?;
+    client.list_accounts().await.ok()
+}
+
+/// What `check --connect` found: one line on each end, and the mapping's mismatches with
+/// each app's schema.
+pub struct Probe {
+    pub text: String,
+    pub findings: Vec<crate::app::discovery::Finding>,
 }

@@ -16,14 +16,39 @@ pub(super) fn make_plan(
     only_user: Option<&str>,
     now: DateTime<Utc>,
 ) -> Plan {
+    let policy = match snap.photos_read_only {
+        true => std::borrow::Cow::Owned(plan::Policy {
+            photos: None,
+            ..cfg.policy.clone()
+        }),
+        false => std::borrow::Cow::Borrowed(&cfg.policy),
+    };
     let mut plan = plan::plan(&plan::Inputs {
         users: snap.users,
         accounts: &snap.accounts,
         links: &snap.links,
-        policy: &cfg.policy,
+        policy: &policy,
         now,
         out_of_scope: &snap.out_of_scope,
     });
+    if snap.photos_read_only {
+        plan.notices.push(plan::Notice {
+            user_name: None,
+            anchor: None,
+            account_id: None,
+            message: format!(
+                "photos are read-only in app {} (its /Schemas says so): no photo is sent to it; set its `target.photo: none` to silence this",
+                cfg.name
+            ),
+        });
+    }
+    // What the app can do with a leaver, then escrow, then the gates.
+    plan::deprovision(&mut plan, cfg.target.deprovision, cfg.target.deletes);
+    // Before the gates: an action waiting in escrow is no write of this run.
+    let (quarantined, waiting) = crate::escrow::apply_to_plan(&mut plan, &snap.escrowed, now);
+    if quarantined + waiting > 0 {
+        tracing::warn!(app = %cfg.name, quarantined, waiting, "actions in escrow: waiting ones are left out, quarantined ones held (`idsync approvals`)");
+    }
     safety::gate(&mut plan, &cfg.safety);
     if let (Some(groups), Some(gcfg)) = (&snap.groups, &cfg.groups) {
         let mut g = crate::groups::plan(&crate::groups::Inputs {
@@ -103,6 +128,7 @@ mod tests {
             user_name: name.into(),
             anchor: Some(Anchor::new(name)),
             account_id: None,
+            listed_as: None,
             why: "member upstream".into(),
         };
         let members = vec![member("ada@x", true), member("bob@x", false)];

@@ -39,6 +39,10 @@ pub(super) struct Snapshot<'d> {
     pub(super) groups: Option<Groups>,
     /// People read but outside the app's scope, with why.
     pub(super) out_of_scope: BTreeMap<Anchor, String>,
+    /// The app's schema makes `photos` read-only: no photo is planned for it.
+    pub(super) photos_read_only: bool,
+    /// The app's actions in escrow (failed for a lasting reason), by key.
+    pub(super) escrowed: BTreeMap<String, crate::escrow::Escrowed>,
 }
 
 /// What group sync plans from.
@@ -191,12 +195,18 @@ pub(super) async fn read_app<'d>(
             })
         }
     };
+    // Asked only of apps that sync photos: the app's own word beats a refusal per person.
+    let photos_read_only = app.policy.photos.is_some()
+        && app.target.photo == crate::app::settings::PhotoUpload::Scim
+        && client.discovery().await?.photos_read_only();
     Ok(Snapshot {
         users: &read.users,
         accounts,
         links,
         groups,
         out_of_scope,
+        photos_read_only,
+        escrowed: journal.escrowed()?,
     })
 }
 
@@ -225,6 +235,7 @@ pub(super) fn recognise_members(groups: &mut [AppGroup], accounts: &[Account]) -
                 match by_name.get(&m.as_str().to_lowercase()).map(Vec::as_slice) {
                     Some([id]) => {
                         translated += 1;
+                        g.listed_as.insert((*id).clone(), m.as_str().to_string());
                         (*id).clone()
                     }
                     _ => m,
@@ -275,9 +286,12 @@ mod tests {
                 .into_iter()
                 .map(AccountId::new)
                 .collect(),
+            listed_as: Default::default(),
         }];
         assert_eq!(recognise_members(&mut groups, &accounts), 1);
         let members: Vec<&str> = groups[0].members.iter().map(AccountId::as_str).collect();
         assert_eq!(members, ["A1", "B2", "G2", "someone-else"]);
+        // A removal names the member as the app lists it.
+        assert_eq!(groups[0].listed_as[&AccountId::new("B2")], "BOB@x.org");
     }
 }

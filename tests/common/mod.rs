@@ -711,46 +711,77 @@ pub fn measured(cmd: &mut Command) -> (Output, u64) {
     (output, peak)
 }
 
-/// Another scim2-server (one more app), stopped when dropped.
+/// Which SCIM server a `ScimServer` is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Server {
+    /// scim2-server (PyPI), the reference.
+    Scim2,
+    /// Canaille (PyPI), an identity server with its own SCIM API.
+    Canaille,
+}
+
+/// Another SCIM app (scim2-server, or Canaille), stopped when dropped.
 pub struct ScimServer {
     dir: tempfile::TempDir,
     pub port: u16,
     stopped: bool,
+    server: Server,
 }
 
 impl ScimServer {
     pub fn start() -> ScimServer {
+        Self::start_kind(Server::Scim2)
+    }
+
+    /// Canaille's SCIM API: filters nothing, takes no photo, requires `name.formatted`,
+    /// `name.familyName` and `$ref` on members, lists members by userName.
+    pub fn canaille() -> ScimServer {
+        Self::start_kind(Server::Canaille)
+    }
+
+    fn start_kind(server: Server) -> ScimServer {
         let dir = tempfile::Builder::new()
             .prefix("idsync-app")
             .tempdir()
             .unwrap();
-        let port = free_port();
-        testbed(&[
-            "scim-start",
-            dir.path().to_str().unwrap(),
-            &port.to_string(),
-            TOKEN,
-        ]);
-        ScimServer {
+        let mut s = ScimServer {
             dir,
-            port,
-            stopped: false,
-        }
+            port: free_port(),
+            stopped: true,
+            server,
+        };
+        s.restart();
+        s
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/v2", self.port)
+        format!("http://127.0.0.1:{}{}", self.port, self.base_path())
+    }
+
+    /// The SCIM base's path (`/v2`, Canaille's `/scim/v2`).
+    pub fn base_path(&self) -> &'static str {
+        match self.server {
+            Server::Scim2 => "/v2",
+            Server::Canaille => "/scim/v2",
+        }
+    }
+
+    fn verbs(&self) -> (&'static str, &'static str) {
+        match self.server {
+            Server::Scim2 => ("scim-start", "scim-stop"),
+            Server::Canaille => ("canaille-start", "canaille-stop"),
+        }
     }
 
     pub fn stop(&mut self) {
-        testbed(&["scim-stop", self.dir.path().to_str().unwrap()]);
+        testbed(&[self.verbs().1, self.dir.path().to_str().unwrap()]);
         self.stopped = true;
     }
 
-    /// Starts it again on the same port (scim2-server keeps its users in memory: empty).
+    /// Starts it again on the same port (both keep their users in memory: empty).
     pub fn restart(&mut self) {
         testbed(&[
-            "scim-start",
+            self.verbs().0,
             self.dir.path().to_str().unwrap(),
             &self.port.to_string(),
             TOKEN,
@@ -758,19 +789,46 @@ impl ScimServer {
         self.stopped = false;
     }
 
-    /// Every user: (userName, active).
-    pub fn users(&self) -> Vec<(String, bool)> {
-        let page: Value = reqwest::blocking::Client::new()
-            .get(format!("{}/Users?count=1000", self.url()))
+    /// GET a path under the SCIM base, as JSON.
+    pub fn get(&self, path: &str) -> Value {
+        reqwest::blocking::Client::new()
+            .get(format!("{}/{path}", self.url()))
             .bearer_auth(TOKEN)
             .send()
             .unwrap()
             .json()
-            .unwrap();
-        let mut out: Vec<(String, bool)> = page["Resources"]
+            .unwrap()
+    }
+
+    /// Every resource of an endpoint (`Users`, `Groups`), in one page.
+    fn all(&self, endpoint: &str) -> Value {
+        match self.server {
+            Server::Scim2 => self.get(&format!("{endpoint}?count=1000")),
+            // Canaille fails on `count` and sends everything without it.
+            Server::Canaille => self.get(endpoint),
+        }
+    }
+
+    /// Every user resource.
+    pub fn user_resources(&self) -> Vec<Value> {
+        self.all("Users")["Resources"]
             .as_array()
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Every group resource.
+    pub fn group_resources(&self) -> Vec<Value> {
+        self.all("Groups")["Resources"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every user: (userName, active).
+    pub fn users(&self) -> Vec<(String, bool)> {
+        let mut out: Vec<(String, bool)> = self
+            .user_resources()
             .iter()
             .map(|u| {
                 (
@@ -788,7 +846,7 @@ impl Drop for ScimServer {
     fn drop(&mut self) {
         if !self.stopped {
             let _ = Command::new(repo().join("scripts/testbed.sh"))
-                .args(["scim-stop", self.dir.path().to_str().unwrap()])
+                .args([self.verbs().1, self.dir.path().to_str().unwrap()])
                 .output();
         }
     }

@@ -46,6 +46,9 @@ pub enum Fault {
     /// A hostile app: a full list page of accounts never seen before, on every page, with
     /// `totalResults` as given (or none).
     FreshPage { total: Option<u64> },
+    /// An app with a size cap (Miro's group PATCH): a body naming more than this many
+    /// `"value"`s is answered 413 without forwarding; a smaller one is forwarded.
+    TooLarge(usize),
 }
 
 /// Which requests a fault hits: the method (empty = any, `WRITE` = any but GET), a substring of the path and
@@ -354,6 +357,18 @@ fn serve_conn(
                 return reset(&conn);
             }
             Some(Fault::Slow(d)) => std::thread::sleep(*d),
+            Some(Fault::TooLarge(max))
+                if String::from_utf8_lossy(&req.body)
+                    .matches("\"value\"")
+                    .count()
+                    > *max =>
+            {
+                let body = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":"413","detail":"Request Entity Too Large"}"#;
+                if !respond(&mut conn, 413, &[], body.as_bytes()) {
+                    return;
+                }
+                continue;
+            }
             _ => {}
         }
         let Ok(resp) = forward(http, upstream, &req) else {

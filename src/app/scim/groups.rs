@@ -12,27 +12,37 @@ use crate::model::{AccountId, AppGroup};
 
 impl ScimClient {
     /// POST /Groups with the first batch of members; a 409 (the name is taken meanwhile)
-    /// finds that group instead. Returns the group's id and the members not yet sent.
+    /// finds that group instead; a 413 (too many members at once) creates it with none, the
+    /// PATCHes add them. Returns the group's id and the members not yet sent.
     pub(super) async fn post_group<'m>(
         &self,
         name: &str,
         members: &'m [AccountId],
     ) -> Result<(String, &'m [AccountId]), TargetError> {
         let url = self.url("Groups");
-        let (first, rest) = members.split_at(members.len().min(self.group_batch));
-        let body = json!({
-            "schemas": [GROUP_SCHEMA],
-            "displayName": name,
-            "members": first.iter().map(|id| json!({ "value": id })).collect::<Vec<_>>(),
-        });
-        let reply = match self
-            .send_create(&url, &body, || self.find_group(name))
-            .await?
-        {
-            Ok(reply) => reply,
-            // The create that timed out did reach the app, with the first batch.
-            Err(id) => return Ok((id, rest)),
+        let mut cut = members.len().min(self.batch());
+        let reply = loop {
+            let (first, rest) = members.split_at(cut);
+            let body = json!({
+                "schemas": [GROUP_SCHEMA],
+                "displayName": name,
+                "members": self.members(first).await?,
+            });
+            match self
+                .send_create(&url, &body, || self.find_group(name))
+                .await?
+            {
+                Ok(reply) if reply.status == StatusCode::PAYLOAD_TOO_LARGE && cut > 0 => {
+                    self.learnt_batch
+                        .fetch_min((cut / 2).max(1), std::sync::atomic::Ordering::SeqCst);
+                    cut = 0;
+                }
+                Ok(reply) => break reply,
+                // The create that timed out did reach the app, with the first batch.
+                Err(id) => return Ok((id, rest)),
+            }
         };
+        let rest = &members[cut..];
         if reply.status.is_success() {
             return Ok((group_from(&url, reply.body)?.id, rest));
         }
@@ -46,16 +56,48 @@ impl ScimClient {
     }
 
     pub(super) async fn find_group(&self, name: &str) -> Result<Option<String>, TargetError> {
-        let (url, resources) = self.filter_eq("Groups", "displayName", name).await?;
-        let found = resources
+        let groups = if self.discovery().await?.filter {
+            let (url, resources) = self.filter_eq("Groups", "displayName", name).await?;
+            resources
+                .into_iter()
+                .filter_map(|r| group_from(&url, r).ok())
+                .collect()
+        } else {
+            self.list_all("Groups", group_from).await?
+        };
+        let found = groups
             .into_iter()
-            .filter_map(|r| group_from(&url, r).ok())
             .find(|g| g.display_name.eq_ignore_ascii_case(name));
         Ok(found.map(|g| g.id))
     }
 
+    /// A member as the app takes it: `value`, and `$ref` (the account's URL) where the
+    /// app's Group schema has it.
+    async fn member(&self, id: &AccountId) -> Result<Value, TargetError> {
+        let with_ref = match self.cfg.member_ref {
+            Some(forced) => forced,
+            None => self.discovery().await?.member_ref(),
+        };
+        Ok(if with_ref {
+            let url = self.url(&format!("Users/{}", path_segment(id.as_str())));
+            json!({ "value": id, "$ref": url.as_str() })
+        } else {
+            json!({ "value": id })
+        })
+    }
+
+    async fn members(&self, ids: &[AccountId]) -> Result<Vec<Value>, TargetError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.member(id).await?);
+        }
+        Ok(out)
+    }
+
     /// PATCHes a group: rename, then members added and removed, `group_batch` members per
-    /// request (the rename rides with the first).
+    /// request (the rename rides with the first). A PATCH the app finds too large (413) is
+    /// sent again in halves, and the rest of this client's group PATCHes keep the smaller
+    /// size: the app's cap is learnt, not guessed.
     pub(super) async fn patch_group(
         &self,
         id: &str,
@@ -64,26 +106,26 @@ impl ScimClient {
         remove: &[AccountId],
     ) -> Result<(), TargetError> {
         let url = self.url(&format!("Groups/{}", path_segment(id)));
-        let mut ops: Vec<Value> = rename
-            .map(|n| json!({ "op": "replace", "path": "displayName", "value": n }))
-            .into_iter()
-            .collect();
+        let mut rename =
+            rename.map(|n| json!({ "op": "replace", "path": "displayName", "value": n }));
         let changes: Vec<(bool, &AccountId)> = add
             .iter()
             .map(|m| (true, m))
             .chain(remove.iter().map(|m| (false, m)))
             .collect();
-        let mut chunks = changes.chunks(self.group_batch.max(1)).peekable();
-        if chunks.peek().is_none() && ops.is_empty() {
-            return Ok(());
+        let mut todo: std::collections::VecDeque<&[(bool, &AccountId)]> =
+            changes.chunks(self.batch()).collect();
+        if todo.is_empty() && rename.is_some() {
+            todo.push_back(&[]);
         }
-        loop {
-            let chunk = chunks.next().unwrap_or_default();
-            let adds: Vec<Value> = chunk
+        while let Some(chunk) = todo.pop_front() {
+            let mut ops: Vec<Value> = rename.clone().into_iter().collect();
+            let added: Vec<AccountId> = chunk
                 .iter()
                 .filter(|(a, _)| *a)
-                .map(|(_, m)| json!({ "value": m }))
+                .map(|(_, m)| (*m).clone())
                 .collect();
+            let adds = self.members(&added).await?;
             if !adds.is_empty() {
                 ops.push(json!({ "op": "add", "path": "members", "value": adds }));
             }
@@ -91,15 +133,35 @@ impl ScimClient {
                 let literal = serde_json::to_string(m).unwrap_or_default();
                 ops.push(json!({ "op": "remove", "path": format!("members[value eq {literal}]") }));
             }
-            let body = json!({ "schemas": [PATCH_OP], "Operations": std::mem::take(&mut ops) });
+            let body = json!({ "schemas": [PATCH_OP], "Operations": ops });
             let reply = self.send(Method::PATCH, url.clone(), Some(&body)).await?;
+            if reply.status == StatusCode::PAYLOAD_TOO_LARGE && chunk.len() > 1 {
+                let (first, second) = chunk.split_at(chunk.len() / 2);
+                self.learnt_batch
+                    .fetch_min(first.len(), std::sync::atomic::Ordering::SeqCst);
+                tracing::info!(
+                    group = id,
+                    members = chunk.len(),
+                    "the app found a group PATCH too large (413); sending it in halves"
+                );
+                todo.push_front(second);
+                todo.push_front(first);
+                continue;
+            }
             if !reply.status.is_success() {
                 return Err(Self::http_error("PATCH", &url, &reply));
             }
-            if chunks.peek().is_none() {
-                return Ok(());
-            }
+            rename = None;
         }
+        Ok(())
+    }
+
+    /// Members per group PATCH: `group_batch`, or less once the app said 413.
+    fn batch(&self) -> usize {
+        self.learnt_batch
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .min(self.group_batch)
+            .max(1)
     }
 
     pub(super) async fn remove_group(&self, id: &str) -> Result<(), TargetError> {
@@ -171,5 +233,6 @@ pub(super) fn group_from(url: &Url, r: Value) -> Result<AppGroup, TargetError> {
         id,
         display_name,
         members,
+        listed_as: Default::default(),
     })
 }

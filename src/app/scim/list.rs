@@ -42,8 +42,17 @@ impl ScimClient {
         &self,
         user_name: &str,
     ) -> Result<Option<Account>, TargetError> {
-        let (url, resources) = self.filter_eq("Users", "userName", user_name).await?;
         let wanted = UserName::new(user_name);
+        if !self.discovery().await?.filter {
+            // The app does not filter (its ServiceProviderConfig says so): a filtered GET
+            // would answer with everyone, or a first page of anyone.
+            return Ok(self
+                .list()
+                .await?
+                .into_iter()
+                .find(|a| a.user_name == wanted));
+        }
+        let (url, resources) = self.filter_eq("Users", "userName", user_name).await?;
         for r in resources {
             let account = self.account(&url, r)?;
             if account.user_name == wanted {
@@ -111,9 +120,30 @@ impl ScimClient {
         loop {
             let mut url = self.url(endpoint);
             url.query_pairs_mut()
-                .append_pair("startIndex", &start.to_string())
-                .append_pair("count", &self.cfg.page_size.to_string());
-            let reply = self.send(Method::GET, url.clone(), None).await?;
+                .append_pair("startIndex", &start.to_string());
+            if self.cfg.page_size > 0 {
+                url.query_pairs_mut()
+                    .append_pair("count", &self.cfg.page_size.to_string());
+            }
+            let first = start == 1 && self.cfg.page_size > 0;
+            let reply = match self.send(Method::GET, url.clone(), None).await {
+                Err(TargetError::Exhausted {
+                    method,
+                    url,
+                    attempts,
+                    detail,
+                    status,
+                }) if first => {
+                    return Err(TargetError::Exhausted {
+                        method,
+                        url,
+                        attempts,
+                        status,
+                        detail: format!("{detail} (`idsync check --connect` tells whether the app fails on the page size asked, `count`; target.page_size: 0 asks for none)"),
+                    })
+                }
+                other => other?,
+            };
             if reply.status == reqwest::StatusCode::NOT_FOUND {
                 return Err(TargetError::Http {
                     method: "GET".into(),
@@ -158,7 +188,8 @@ impl ScimClient {
             // on could go forever. A short page ends the list unless totalResults says more
             // (an app that caps `count` below ours sends short pages all along); a full one
             // never does, whatever totalResults says.
-            let short = count < self.cfg.page_size as usize;
+            // With no `count` asked (page_size 0) only totalResults or an empty page ends it.
+            let short = count < self.cfg.page_size as usize || self.cfg.page_size == 0;
             if new == 0 || (short && total.is_none_or(|t| start as u64 > t)) {
                 break;
             }
@@ -178,7 +209,7 @@ impl ScimClient {
         read: u64,
         announced: Option<u64>,
     ) -> Result<(), TargetError> {
-        let page = u64::from(self.cfg.page_size);
+        let page = u64::from(self.cfg.page_size.max(100));
         let detail = if read > self.cfg.max_accounts {
             format!("the list goes on past target.max_accounts ({}); nothing was written: raise it if the app really has that many accounts", self.cfg.max_accounts)
         } else if let Some(total) = announced.filter(|t| read > (t * 4).max(t + 10 * page)) {

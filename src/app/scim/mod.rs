@@ -22,6 +22,7 @@ use crate::model::{Account, AccountId, AppGroup, UserName};
 use crate::photo::Photo;
 use crate::plan::{Change, Field};
 
+mod discover;
 mod groups;
 mod list;
 mod transport;
@@ -37,12 +38,18 @@ pub struct ScimClient {
     base: Url,
     cfg: ScimConfig,
     limiter: Option<DefaultDirectRateLimiter>,
+    /// `target.rate_limits`: each request waits on every limiter covering its method.
+    method_limiters: Vec<(super::settings::LimitScope, DefaultDirectRateLimiter)>,
     /// Members added or removed per group PATCH.
     group_batch: usize,
+    /// The smallest group PATCH size the app answered 413 above, halved (usize::MAX: none).
+    learnt_batch: std::sync::atomic::AtomicUsize,
     /// The accounts' top-level attributes kept once read (lower-cased); `None` keeps all.
     keep: Option<BTreeSet<String>>,
     /// Scrubs the token (and anything credential-shaped) out of the app's replies.
     redact: Redactor,
+    /// What the app says of itself, read on first need (`discover`).
+    discovered: tokio::sync::OnceCell<crate::app::discovery::Discovery>,
 }
 
 /// A listed resource's id, for de-duplicating pages.
@@ -86,14 +93,28 @@ impl ScimClient {
                 .allow_burst(NonZeroU32::MIN);
             RateLimiter::direct(quota)
         });
+        let method_limiters = cfg
+            .rate_limits
+            .iter()
+            .map(|r| {
+                let count = NonZeroU32::new(r.count).unwrap_or(NonZeroU32::MIN);
+                let quota = Quota::with_period(r.per / count.get())
+                    .unwrap_or_else(|| Quota::per_second(count))
+                    .allow_burst(count);
+                (r.scope.clone(), RateLimiter::direct(quota))
+            })
+            .collect();
         Ok(ScimClient {
             http,
             base,
             cfg,
             limiter,
+            method_limiters,
             group_batch: 100,
+            learnt_batch: std::sync::atomic::AtomicUsize::new(usize::MAX),
             keep: None,
             redact,
+            discovered: tokio::sync::OnceCell::new(),
         })
     }
 

@@ -21,6 +21,8 @@ pub(super) enum Attempt {
     Again {
         wait: Option<std::time::Duration>,
         why: String,
+        /// The app's answer, when it answered (429, 5xx).
+        status: Option<u16>,
     },
     /// Not worth waiting for (a Retry-After beyond what idsync waits).
     GiveUp(String),
@@ -85,7 +87,7 @@ impl ScimClient {
                 )
                 .await
             {
-                Err(TargetError::Uncertain { detail }) => {
+                Err(TargetError::Uncertain { detail, status }) => {
                     looked += 1;
                     tracing::info!(%url, error = %detail, "a create may have reached the app; looking for it before sending it again");
                     if let Some(found) = find().await? {
@@ -97,6 +99,7 @@ impl ScimClient {
                             url: url.to_string(),
                             attempts: looked,
                             detail,
+                            status,
                         });
                     }
                     tokio::time::sleep(backoff(looked)).await;
@@ -115,9 +118,15 @@ impl ScimClient {
     ) -> Result<Reply, TargetError> {
         let attempts = self.cfg.max_retries + 1;
         let mut last = String::new();
+        let mut last_status = None;
         for attempt in 1..=attempts {
             if let Some(l) = &self.limiter {
                 l.until_ready().await;
+            }
+            for (scope, l) in &self.method_limiters {
+                if scope.covers(&method) {
+                    l.until_ready().await;
+                }
             }
             let outcome = match self.request(&method, &url, body).send().await {
                 Err(e) => self.transport_failure(e, &url, replay, attempt == attempts),
@@ -130,7 +139,10 @@ impl ScimClient {
                     last = why;
                     break;
                 }
-                Attempt::Again { wait, why } => (wait.unwrap_or(backoff(attempt)), why),
+                Attempt::Again { wait, why, status } => {
+                    last_status = status;
+                    (wait.unwrap_or(backoff(attempt)), why)
+                }
             };
             last = why;
             if attempt == attempts {
@@ -144,6 +156,7 @@ impl ScimClient {
             url: url.to_string(),
             attempts,
             detail: last,
+            status: last_status,
         })
     }
 
@@ -186,11 +199,15 @@ impl ScimClient {
         } else if e.is_connect() && last {
             Attempt::Fail(TargetError::Connect { url, detail })
         } else if !e.is_connect() && matches!(replay, Replay::Create) {
-            Attempt::Fail(TargetError::Uncertain { detail })
+            Attempt::Fail(TargetError::Uncertain {
+                detail,
+                status: None,
+            })
         } else {
             Attempt::Again {
                 wait: None,
                 why: detail,
+                status: None,
             }
         }
     }
@@ -232,6 +249,7 @@ impl ScimClient {
         if status.is_server_error() && matches!(replay, Replay::Create) {
             return Attempt::Fail(TargetError::Uncertain {
                 detail: format!("{status} {}", snippet(&text)),
+                status: Some(status.as_u16()),
             });
         }
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
@@ -244,6 +262,7 @@ impl ScimClient {
                 wait => Attempt::Again {
                     wait,
                     why: format!("{status} {}", snippet(&text)),
+                    status: Some(status.as_u16()),
                 },
             };
         }
@@ -281,10 +300,14 @@ impl ScimClient {
             Err(e) => {
                 let detail = self.redact.clean(&transport_text(&e));
                 Err(match replay {
-                    Replay::Create => Attempt::Fail(TargetError::Uncertain { detail }),
+                    Replay::Create => Attempt::Fail(TargetError::Uncertain {
+                        detail,
+                        status: None,
+                    }),
                     Replay::Safe => Attempt::Again {
                         wait: None,
                         why: detail,
+                        status: None,
                     },
                 })
             }

@@ -1,0 +1,84 @@
+//! Escrowed actions (`crate::escrow`): per app, by action key, how often and why each
+//! failed and when it may be tried again.
+
+use super::*;
+use crate::escrow::Escrowed;
+
+impl Journal {
+    /// This app's escrowed actions, by key.
+    pub fn escrowed(&self) -> Result<BTreeMap<String, Escrowed>, JournalError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT key, user_name, kind, failures, first_failed, last_failed, next_try, reason
+                 FROM escrow WHERE app = ?1",
+            )?;
+            let rows = stmt.query_map(params![self.app()], |r| {
+                let at = |i: usize| -> rusqlite::Result<DateTime<Utc>> {
+                    let text: String = r.get(i)?;
+                    parse_ts(Some(text.clone())).ok_or_else(|| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            i,
+                            rusqlite::types::Type::Text,
+                            format!("escrow time `{text}` is not RFC 3339").into(),
+                        )
+                    })
+                };
+                Ok(Escrowed {
+                    key: r.get(0)?,
+                    user_name: r.get(1)?,
+                    kind: r.get(2)?,
+                    failures: r.get(3)?,
+                    first_failed: at(4)?,
+                    last_failed: at(5)?,
+                    next_try: at(6)?,
+                    reason: r.get(7)?,
+                })
+            })?;
+            rows.map(|r| r.map(|e| (e.key.clone(), e))).collect()
+        })
+    }
+
+    /// Counts a lasting failure of the action with this key; returns the record.
+    pub fn escrow_failure(
+        &self,
+        key: &str,
+        user_name: &str,
+        kind: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Escrowed, JournalError> {
+        let failures = self.escrowed()?.get(key).map_or(0, |e| e.failures) + 1;
+        let next = crate::escrow::next_try(failures, now);
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO escrow (app, key, user_name, kind, failures, first_failed, last_failed, next_try, reason)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5, ?6, ?7)
+                 ON CONFLICT (app, key) DO UPDATE SET failures = failures + 1, last_failed = ?5,
+                     next_try = ?6, reason = ?7, user_name = ?3",
+                params![self.app(), key, user_name, kind, ts(now), ts(next), reason],
+            )
+        })?;
+        Ok(self.escrowed()?.remove(key).expect("just written"))
+    }
+
+    /// Escrowed actions of every app, by app: (waiting, quarantined).
+    pub fn escrow_counts(&self) -> Result<Vec<(String, i64, i64)>, JournalError> {
+        let quarantine = i64::from(crate::escrow::QUARANTINE_AFTER);
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT app, SUM(failures < ?1), SUM(failures >= ?1) FROM escrow GROUP BY app ORDER BY app",
+            )?;
+            let rows = stmt.query_map(params![quarantine], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })
+    }
+
+    /// Forgets the action with this key: it applied.
+    pub fn escrow_clear(&self, key: &str) -> Result<(), JournalError> {
+        self.with(|c| {
+            c.prepare_cached("DELETE FROM escrow WHERE app = ?1 AND key = ?2")?
+                .execute(params![self.app(), key])
+                .map(|_| ())
+        })
+    }
+}

@@ -1,0 +1,193 @@
+//! Real providers' documented quirks, played by a fault proxy in front of the real
+//! scim2-server or named by a shipped profile (`config/profiles/`): 50 accounts a page
+//! (AWS IAM Identity Center), a 413 on a large group PATCH (Miro), no DELETE (Canva), a
+//! suspension that deletes (PagerDuty), no deprovisioning over SCIM at all, a 500 on a
+//! create. Each converges with no duplicate and a quiet next run; what cannot be applied
+//! is visible and bounded.
+
+mod common;
+
+use common::proxy::{Fault, HttpFaults, Rule};
+use common::*;
+
+const GROUPS_OU: &str =
+    "dn: ou=groups,dc=example,dc=org\nobjectClass: organizationalUnit\nou: groups\n\n";
+
+fn writes(proxy: &HttpFaults) -> usize {
+    proxy.seen().iter().filter(|s| s.method != "GET").count()
+}
+
+/// The standard config, through `proxy`, with lines added under `target:` and at the top.
+fn config(tb: &Testbed, proxy: &HttpFaults, target_extra: &str, extra: &str) -> std::path::PathBuf {
+    let path = tb.write_config(&tb.base_source(), target_extra, extra);
+    retarget(&path, &tb.scim_url(), &proxy.scim_url());
+    path
+}
+
+const DISABLE_ALAN: &str = "dn: uid=alan,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: employeeType\nemployeeType: disabled\n";
+
+#[test]
+fn the_aws_profile_reads_50_accounts_a_page_and_converges() {
+    let tb = Testbed::start(&people(120));
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    let cfg = config(&tb, &proxy, "  profile: aws-identity-center\n", "");
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(tb.scim_users().len(), 120);
+    proxy.clear();
+    let out = tb.ok(&cfg, &["sync"]);
+    assert_eq!(writes(&proxy), 0, "a second sync wrote: {out}");
+    let pages: Vec<String> = proxy
+        .seen()
+        .iter()
+        .filter(|s| s.path.contains("/Users?startIndex="))
+        .map(|s| s.path.clone())
+        .collect();
+    assert_eq!(pages.len(), 3, "{pages:?}");
+    assert!(pages.iter().all(|p| p.contains("count=50")), "{pages:?}");
+}
+
+#[test]
+fn a_group_patch_the_app_finds_too_large_is_sent_in_halves_and_converges() {
+    let members: String = (0..10)
+        .map(|i| format!("member: uid=user{i:04},ou=people,dc=example,dc=org\n"))
+        .collect();
+    let ldif = format!(
+        "{}{GROUPS_OU}dn: cn=all,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: all\n{members}\n",
+        people(10)
+    );
+    let tb = Testbed::start(&ldif);
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    // Miro answers 413 above its cap: here, more than 4 members in one request.
+    proxy.add(Rule::new("WRITE", "/v2/Groups", Fault::TooLarge(4)).times(usize::MAX));
+    let cfg = config(
+        &tb,
+        &proxy,
+        "  profile: miro\n",
+        "groups:\n  base_dn: ou=groups,dc=example,dc=org\n",
+    );
+    tb.ok(&cfg, &["sync"]);
+    let group = tb.scim_group("all").expect("group all");
+    assert_eq!(tb.member_names(&group).len(), 10);
+    assert!(
+        proxy
+            .seen()
+            .iter()
+            .any(|s| s.fault.as_deref().is_some_and(|f| f.contains("TooLarge"))),
+        "the cap was never hit"
+    );
+    proxy.clear();
+    proxy.add(Rule::new("WRITE", "/v2/Groups", Fault::TooLarge(4)).times(usize::MAX));
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(writes(&proxy), 0, "a second sync wrote");
+    assert_eq!(tb.scim_groups().len(), 1, "no duplicate group");
+}
+
+#[test]
+fn an_app_without_delete_keeps_leavers_suspended_with_a_notice() {
+    let tb = Testbed::start(&trio());
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    let cfg = config(
+        &tb,
+        &proxy,
+        "  profile: canva\n",
+        "lifecycle: { delete_after: 1s }\n",
+    );
+    tb.ok(&cfg, &["sync"]);
+    // Alan leaves the directory: suspended, and past `delete_after` due for a delete.
+    tb.ldapmodify("dn: uid=alan,ou=people,dc=example,dc=org\nchangetype: delete\n");
+    tb.ok(&cfg, &["sync"]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let plan = tb.ok(&cfg, &["plan"]);
+    assert!(
+        plan.contains("not deleted: this app takes no DELETE"),
+        "{plan}"
+    );
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(proxy.count("DELETE", "/Users/"), 0);
+    assert!(tb
+        .scim_users()
+        .iter()
+        .any(|u| u["userName"] == "alan@example.org" && u["active"] == false));
+}
+
+#[test]
+fn an_app_whose_suspension_deletes_gets_a_delete_and_a_returner_is_created_anew() {
+    let tb = Testbed::start(&trio());
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    let cfg = config(&tb, &proxy, "  profile: pagerduty\n", "");
+    tb.ok(&cfg, &["sync"]);
+    tb.ldapmodify(DISABLE_ALAN);
+    let plan = tb.ok(&cfg, &["plan"]);
+    assert!(plan.contains("target.deprovision: delete"), "{plan}");
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(proxy.count("DELETE", "/Users/"), 1);
+    assert!(tb.scim_user("alan@example.org").is_none());
+    tb.ldapmodify(&DISABLE_ALAN.replace("employeeType: disabled", "employeeType: staff"));
+    tb.ok(&cfg, &["sync"]);
+    let alan = tb.scim_user("alan@example.org").expect("alan created anew");
+    assert_eq!(alan["active"], true);
+    proxy.clear();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(writes(&proxy), 0, "a quiet run wrote");
+}
+
+#[test]
+fn an_app_that_cannot_deprovision_holds_leavers_for_an_operator() {
+    let tb = Testbed::start(&trio());
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    let cfg = config(&tb, &proxy, "  deprovision: none\n", "");
+    tb.ok(&cfg, &["sync"]);
+    tb.ldapmodify(DISABLE_ALAN);
+    proxy.clear();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        writes(&proxy),
+        0,
+        "a leaver was written to an app that takes none"
+    );
+    let held = tb.ok(&cfg, &["approvals"]);
+    assert!(held.contains("alan@example.org"), "{held}");
+    assert!(held.contains("target.deprovision: none"), "{held}");
+}
+
+#[test]
+fn a_create_the_app_answers_500_every_time_is_escrowed_and_the_rest_converge() {
+    let tb = Testbed::start(&trio());
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    // An app that 500s on a duplicate (say, a userName held by a hidden account).
+    proxy.add(
+        Rule::new(
+            "POST",
+            "/v2/Users",
+            Fault::Status {
+                code: 500,
+                retry_after: None,
+            },
+        )
+        .body("grace@example.org")
+        .times(usize::MAX),
+    );
+    let cfg = config(&tb, &proxy, "  max_retries: 1\n", "");
+    let out = tb.idsync(&cfg, &["sync"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed create fails the exit code"
+    );
+    let names: Vec<String> = tb
+        .scim_users()
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 2, "the rest of the run proceeds: {names:?}");
+    let posts = proxy.count("POST", "/v2/Users");
+    let out = tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        proxy.count("POST", "/v2/Users"),
+        posts,
+        "sent again at once: {out}"
+    );
+    let plan = tb.ok(&cfg, &["plan"]);
+    assert!(plan.contains("escrowed create: failed 1 time(s)"), "{plan}");
+    assert_eq!(tb.scim_users().len(), 2, "no duplicate");
+}
