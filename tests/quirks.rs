@@ -36,6 +36,11 @@ fn the_aws_profile_reads_50_accounts_a_page_and_converges() {
     proxy.clear();
     let out = tb.ok(&cfg, &["sync"]);
     assert_eq!(writes(&proxy), 0, "a second sync wrote: {out}");
+    assert_eq!(
+        proxy.count("GET", "/ServiceProviderConfig"),
+        0,
+        "discovery is kept a day, not asked every cycle"
+    );
     let pages: Vec<String> = proxy
         .seen()
         .iter()
@@ -190,4 +195,71 @@ fn a_create_the_app_answers_500_every_time_is_escrowed_and_the_rest_converge() {
     let plan = tb.ok(&cfg, &["plan"]);
     assert!(plan.contains("escrowed create: failed 1 time(s)"), "{plan}");
     assert_eq!(tb.scim_users().len(), 2, "no duplicate");
+}
+
+#[test]
+fn a_list_that_hides_deactivated_accounts_does_not_lose_them() {
+    let tb = Testbed::start(&trio());
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    proxy.add(Rule::new("GET", "/v2/Users?startIndex=", Fault::HideInactive).times(usize::MAX));
+    let cfg = config(&tb, &proxy, "  profile: atlassian\n", "");
+    tb.ok(&cfg, &["sync"]);
+    tb.ldapmodify(DISABLE_ALAN);
+    tb.ok(&cfg, &["sync"]);
+    // Alan's suspended account is no longer listed: read by id, it is still his.
+    proxy.clear();
+    proxy.add(Rule::new("GET", "/v2/Users?startIndex=", Fault::HideInactive).times(usize::MAX));
+    let out = tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        writes(&proxy),
+        0,
+        "a hidden account was taken for gone: {out}"
+    );
+    assert!(
+        proxy.count("GET", "/Users/") >= 1,
+        "the hidden account was not read by id"
+    );
+    assert_eq!(tb.scim_users().len(), 3, "no duplicate");
+    // Alan comes back: his account is reactivated, not created again.
+    tb.ldapmodify(&DISABLE_ALAN.replace("employeeType: disabled", "employeeType: staff"));
+    let plan = tb.ok(&cfg, &["plan"]);
+    assert!(plan.contains("reactivate"), "{plan}");
+}
+
+#[test]
+fn an_app_that_cannot_be_listed_is_read_account_by_account_and_converges() {
+    let tb = Testbed::start(&trio());
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    // No list at all: a listing GET is refused.
+    let refuse_lists = || {
+        Rule::new(
+            "GET",
+            "/v2/Users?startIndex=",
+            Fault::Status {
+                code: 403,
+                retry_after: None,
+            },
+        )
+        .times(usize::MAX)
+    };
+    proxy.add(refuse_lists());
+    // Alan's account exists already: matched by userName, adopted, not duplicated.
+    tb.scim_create(serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "alan@example.org",
+        "active": true
+    }));
+    let cfg = config(&tb, &proxy, "  list: filter-only\n", "");
+    let plan = tb.ok(&cfg, &["plan"]);
+    assert!(plan.contains("adopt"), "{plan}");
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(tb.scim_users().len(), 3);
+    proxy.clear();
+    proxy.add(refuse_lists());
+    let out = tb.ok(&cfg, &["sync"]);
+    assert_eq!(writes(&proxy), 0, "a second sync wrote: {out}");
+    assert!(
+        !proxy.seen().iter().any(|s| s.path.contains("startIndex=")),
+        "it listed"
+    );
 }

@@ -12,6 +12,10 @@ pub const PROFILES: &[(&str, &str)] = &[
         include_str!("../../config/profiles/aws-identity-center.yaml"),
     ),
     (
+        "atlassian",
+        include_str!("../../config/profiles/atlassian.yaml"),
+    ),
+    (
         "canaille",
         include_str!("../../config/profiles/canaille.yaml"),
     ),
@@ -74,6 +78,19 @@ mod tests {
         for (name, text) in PROFILES {
             assert!(keys(name).is_some_and(|m| !m.is_empty()), "{name}");
             assert!(text.contains("Source"), "{name} cites no source");
+        }
+    }
+
+    #[test]
+    fn every_profile_file_is_shipped() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/profiles");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_stem().unwrap().to_string_lossy().to_string();
+            assert!(
+                PROFILES.iter().any(|(n, _)| *n == name),
+                "config/profiles/{name}.yaml is not in PROFILES"
+            );
         }
     }
 

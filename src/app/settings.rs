@@ -40,6 +40,22 @@ pub struct ScimConfig {
     pub member_ref: Option<bool>,
     /// Request rates by method, on top of `rate_limit`.
     pub rate_limits: Vec<RateLimit>,
+    /// How the app's accounts are read.
+    pub list: ListMode,
+}
+
+/// How an app's accounts are read (`target.list`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ListMode {
+    /// `GET /Users`, paged: every account.
+    #[default]
+    Full,
+    /// The list hides deactivated accounts (Atlassian): a linked account missing from it
+    /// is read by id before it is judged gone.
+    ActiveOnly,
+    /// The app cannot be listed: linked accounts are read by id, people without a link
+    /// looked up by the match rule (`userName eq ...`). Unlinked accounts are never seen.
+    FilterOnly,
 }
 
 pub use crate::plan::Deprovision;

@@ -55,6 +55,18 @@ impl Resolver<'_> {
                 Deprovision::PatchActive
             }
         };
+        let list = match s.list.as_deref() {
+            None | Some("full") => ListMode::Full,
+            Some("active-only") => ListMode::ActiveOnly,
+            Some("filter-only") => ListMode::FilterOnly,
+            Some(other) => {
+                self.problem(
+                    "target.list",
+                    format!("`{other}`: use `full` (GET /Users lists every account), `active-only` (it hides deactivated ones) or `filter-only` (accounts are looked up one by one)"),
+                );
+                ListMode::Full
+            }
+        };
         if s.group_patch_max_members == Some(0) {
             self.problem("target.group_patch_max_members", "must be at least 1");
         }
@@ -97,6 +109,7 @@ impl Resolver<'_> {
             group_patch_max_members: s.group_patch_max_members,
             member_ref: s.member_ref,
             rate_limits,
+            list,
         })
     }
 

@@ -31,7 +31,7 @@ use raw::{RawConfig, RawMappingValue, RawSource, RawTarget};
 pub const DEFAULT_RUN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(4 * 3600);
 
 pub use crate::app::settings::{
-    Deprovision, LimitScope, PhotoUpload, RateLimit, ScimConfig, DEFAULT_MAX_ITEMS,
+    Deprovision, LimitScope, ListMode, PhotoUpload, RateLimit, ScimConfig, DEFAULT_MAX_ITEMS,
 };
 pub use crate::redact::Secret;
 pub use crate::source::settings::{
@@ -407,6 +407,9 @@ impl Resolver<'_> {
         let scope = self.scope(raw.scope.unwrap_or_default());
         let hooks = self.hooks(raw.hooks);
         let (mut source, target, mapping, match_rule) = (source?, target?, mapping?, match_rule?);
+        if target.list == ListMode::FilterOnly && lifecycle.unmanaged != Unmanaged::Ignore {
+            self.problem("lifecycle.unmanaged", "an app read with target.list: filter-only shows idsync no account it has not linked or matched, so none can be judged unmanaged; set `unmanaged: ignore`");
+        }
         if let (SourceConfig::Ldap(ldap), Some(g)) = (&mut source, &groups) {
             // posixGroup members are named by this attribute of the people.
             ldap.attributes.push(g.member_uid.clone());

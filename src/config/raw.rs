@@ -266,6 +266,8 @@ pub struct RawScim {
     pub member_ref: Option<bool>,
     /// Request rates by method (`GET`, `POST`, `PUT`, `PATCH`, `DELETE`), `writes` or `all`.
     pub rate_limits: Option<std::collections::BTreeMap<String, String>>,
+    /// `full`, `active-only` or `filter-only`: how the app's accounts are read.
+    pub list: Option<String>,
 }
 
 /// `target.photo`: `scim`, `none`, or `{ put: URL }` / `{ post: URL }`.

@@ -7,6 +7,7 @@
 
 mod approvals;
 mod counts;
+mod discovery;
 mod escrow;
 mod hooks;
 mod links;

@@ -158,6 +158,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL,
         PRIMARY KEY (app, key)
     );",
+    // 8: what each app said of itself, kept a day.
+    "CREATE TABLE discovery (
+        app TEXT PRIMARY KEY,
+        fetched TEXT NOT NULL,
+        documents TEXT NOT NULL
+    );",
 ];
 
 pub fn migrate(journal: &Journal) -> Result<(), JournalError> {

@@ -421,3 +421,50 @@ fn each_app_keeps_its_own_links_and_runs_in_one_file() {
         "an unscoped handle lists every app's runs"
     );
 }
+
+#[test]
+fn escrow_counts_failures_per_app_and_forgets_an_action_that_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path()).unwrap();
+    let miro = j.for_app("miro");
+    let now = Utc::now();
+    let e = miro
+        .escrow_failure("k1", "ada@x", "update", "PATCH answered 400", now)
+        .unwrap();
+    assert_eq!(
+        (e.failures, e.next_try),
+        (1, now_ms(now) + chrono::Duration::hours(1))
+    );
+    let e = miro
+        .escrow_failure("k1", "ada@x", "update", "PATCH answered 400", now)
+        .unwrap();
+    assert_eq!(e.failures, 2);
+    assert!(j.escrowed().unwrap().is_empty(), "escrow is per app");
+    assert_eq!(j.escrow_counts().unwrap(), vec![("miro".to_string(), 1, 0)]);
+    miro.escrow_clear("k1").unwrap();
+    assert!(miro.escrowed().unwrap().is_empty());
+}
+
+#[test]
+fn discovery_documents_are_kept_per_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path()).unwrap();
+    let now = Utc::now();
+    assert!(j.for_app("miro").discovery_documents().unwrap().is_none());
+    j.for_app("miro")
+        .save_discovery("{\"config\":null}", now)
+        .unwrap();
+    j.for_app("miro")
+        .save_discovery("{\"config\":{}}", now)
+        .unwrap();
+    let (_, text) = j.for_app("miro").discovery_documents().unwrap().unwrap();
+    assert_eq!(text, "{\"config\":{}}");
+    assert!(j.discovery_documents().unwrap().is_none());
+}
+
+/// A time as the journal keeps it (milliseconds).
+fn now_ms(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap()
+        .with_timezone(&Utc)
+}

@@ -4,6 +4,7 @@
 //! the gated plan, and only apply runs write. The run lock (`lock`) keeps apply runs apart;
 //! `review` holds what comes after a plan was looked at (approve, reject, saved plans).
 
+mod accounts;
 mod begin;
 mod lock;
 mod planning;
@@ -529,7 +530,11 @@ pub async fn probe(cfg: &Config) -> Result<Probe, RunError> {
     for app in &apps {
         let client = connectors.app(&app.name);
         let several = cfg.apps.len() > 1;
-        let accounts = match client.list_accounts().await {
+        let listed = match app.target.list {
+            crate::app::settings::ListMode::FilterOnly => Ok(Vec::new()),
+            _ => client.list_accounts().await,
+        };
+        let accounts = match listed {
             Ok(accounts) => accounts,
             Err(e) => match list_without_count(app, &e).await {
                 Some(accounts) => {
@@ -551,7 +556,12 @@ pub async fn probe(cfg: &Config) -> Result<Probe, RunError> {
         } else {
             "app".to_string()
         };
-        text.push_str(&format!("; {name}: {} accounts", accounts.len()));
+        match app.target.list {
+            crate::app::settings::ListMode::FilterOnly => {
+                text.push_str(&format!("; {name}: not listed (target.list: filter-only)"))
+            }
+            _ => text.push_str(&format!("; {name}: {} accounts", accounts.len())),
+        }
         if app.groups.is_some() {
             text.push_str(&format!(", {} groups", client.list_groups().await?.len()));
         }

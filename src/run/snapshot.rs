@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use crate::app::scim::ScimClient;
-use crate::app::{AccountReader, GroupReader};
+use crate::app::GroupReader;
 use crate::config::{AppConfig, Config};
 use crate::connectors::{Directory, GroupsRead};
 use crate::journal::Journal;
@@ -150,9 +150,11 @@ pub(super) async fn read_app<'d>(
     let out_of_scope = app
         .scope
         .outside(&app.name, &read.users, directory_groups, links.len())?;
+    discover(journal, client).await?;
     let started = std::time::Instant::now();
     let spin = crate::progress::spinner(progress, "reading the app's accounts");
-    let accounts = client.list_accounts().await;
+    let accounts =
+        super::accounts::read_accounts(app, client, &links, &read.users, &out_of_scope).await;
     spin.finish_and_clear();
     let accounts = accounts?;
     tracing::info!(
@@ -208,6 +210,26 @@ pub(super) async fn read_app<'d>(
         photos_read_only,
         escrowed: journal.escrowed()?,
     })
+}
+
+/// What the app says of itself: the journal's copy when read less than a day ago (handed
+/// to the client: no request), else read now and kept for a day.
+async fn discover(journal: &Journal, client: &ScimClient) -> Result<(), RunError> {
+    let now = Utc::now();
+    let kept = journal.discovery_documents()?.and_then(|(at, text)| {
+        let fresh = now - at < chrono::Duration::hours(24) && at <= now;
+        fresh.then(|| serde_json::from_str(&text).ok()).flatten()
+    });
+    match kept {
+        Some(documents) => client.preload(documents),
+        None => {
+            if let Some(documents) = client.fetched_documents().await? {
+                let text = serde_json::to_string(documents).unwrap_or_default();
+                journal.save_discovery(&text, now)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Group members an app reads back by userName (or email) instead of the account's id,

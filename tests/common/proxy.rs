@@ -49,6 +49,9 @@ pub enum Fault {
     /// An app with a size cap (Miro's group PATCH): a body naming more than this many
     /// `"value"`s is answered 413 without forwarding; a smaller one is forwarded.
     TooLarge(usize),
+    /// Atlassian's list: a page without its deactivated accounts (`totalResults` counts
+    /// the rest). (Use with a page size above the population: pages are cut, not re-cut.)
+    HideInactive,
 }
 
 /// Which requests a fault hits: the method (empty = any, `WRITE` = any but GET), a substring of the path and
@@ -503,6 +506,17 @@ fn rewrite_page(state: &Mutex<State>, path: &str, body: &[u8], fault: Option<&Fa
             page["Resources"] = Value::Array(shifted);
         }
         Some(Fault::TotalResults(t)) => page["totalResults"] = (*t).into(),
+        Some(Fault::HideInactive) => {
+            let shown: Vec<Value> = resources
+                .iter()
+                .filter(|r| r["active"] != false)
+                .cloned()
+                .collect();
+            let hidden = resources.len() - shown.len();
+            let total = page["totalResults"].as_u64().unwrap_or(0);
+            page["totalResults"] = total.saturating_sub(hidden as u64).into();
+            page["Resources"] = Value::Array(shown);
+        }
         _ => {}
     }
     st.last_page.insert(endpoint, resources);

@@ -10,7 +10,8 @@ use url::Url;
 
 use super::{HasId, ScimClient};
 use crate::app::TargetError;
-use crate::model::{Account, UserName};
+use crate::mapping::FieldPath;
+use crate::model::{Account, AccountId, UserName};
 
 impl ScimClient {
     /// The resources of `endpoint` whose `attr` equals `value` (a SCIM `eq` filter), with the
@@ -60,6 +61,37 @@ impl ScimClient {
             }
         }
         Ok(None)
+    }
+
+    /// The account with this id, or `None` when the app says it is gone (404).
+    pub async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, TargetError> {
+        let url = self.url(&format!("Users/{}", crate::http::path_segment(id.as_str())));
+        let reply = self.send(Method::GET, url.clone(), None).await?;
+        if reply.status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !reply.status.is_success() {
+            return Err(Self::http_error("GET", &url, &reply));
+        }
+        self.account(&url, reply.body).map(Some)
+    }
+
+    /// The accounts whose `path` (the match rule's, e.g. `userName` or `externalId`) equals
+    /// `value` (case-insensitively), by a SCIM `eq` filter: for apps that cannot be listed.
+    pub async fn find_accounts(
+        &self,
+        path: &FieldPath,
+        value: &str,
+    ) -> Result<Vec<Account>, TargetError> {
+        let (url, resources) = self.filter_eq("Users", &path.to_string(), value).await?;
+        let mut out = Vec::new();
+        for r in resources {
+            let same = path.get(&r).is_some_and(|v| v.eq_ignore_ascii_case(value));
+            if same {
+                out.push(self.account(&url, r)?);
+            }
+        }
+        Ok(out)
     }
 
     pub(super) async fn list(&self) -> Result<Vec<Account>, TargetError> {

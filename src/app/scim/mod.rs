@@ -23,6 +23,7 @@ use crate::photo::Photo;
 use crate::plan::{Change, Field};
 
 mod discover;
+pub use discover::Documents;
 mod groups;
 mod list;
 mod transport;
@@ -49,7 +50,7 @@ pub struct ScimClient {
     /// Scrubs the token (and anything credential-shaped) out of the app's replies.
     redact: Redactor,
     /// What the app says of itself, read on first need (`discover`).
-    discovered: tokio::sync::OnceCell<crate::app::discovery::Discovery>,
+    discovered: tokio::sync::OnceCell<discover::Discovered>,
 }
 
 /// A listed resource's id, for de-duplicating pages.

@@ -1,0 +1,31 @@
+//! What each app said of itself (`/ServiceProviderConfig`, `/Schemas`, `/ResourceTypes`),
+//! kept a day so a cycle does not ask again.
+
+use super::*;
+
+impl Journal {
+    /// This app's discovery documents and when they were read, if kept.
+    pub fn discovery_documents(&self) -> Result<Option<(DateTime<Utc>, String)>, JournalError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT fetched, documents FROM discovery WHERE app = ?1",
+                params![self.app()],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()
+        })
+        .map(|row| row.and_then(|(at, docs)| Some((parse_ts(Some(at))?, docs))))
+    }
+
+    /// Keeps this app's discovery documents (JSON), read at `now`.
+    pub fn save_discovery(&self, documents: &str, now: DateTime<Utc>) -> Result<(), JournalError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO discovery (app, fetched, documents) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (app) DO UPDATE SET fetched = ?2, documents = ?3",
+                params![self.app(), ts(now), documents],
+            )
+            .map(|_| ())
+        })
+    }
+}

@@ -1,0 +1,68 @@
+//! An app's accounts, read as `target.list` says the app allows: listed whole (`full`);
+//! listed, then each linked account the list left out read by id (`active-only`: apps whose
+//! list hides deactivated accounts); or never listed (`filter-only`): linked accounts read
+//! by id, people without a link looked up by the match rule. An account read by id that
+//! the app answers 404 for is gone; nothing is inferred from a list that cannot be read.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use crate::app::scim::ScimClient;
+use crate::app::settings::ListMode;
+use crate::app::{AccountReader, TargetError};
+use crate::config::AppConfig;
+use crate::model::{Account, AccountId, Anchor, DirectoryUser, Link};
+
+pub(super) async fn read_accounts(
+    app: &AppConfig,
+    client: &ScimClient,
+    links: &BTreeMap<Anchor, Link>,
+    users: &[DirectoryUser],
+    out_of_scope: &BTreeMap<Anchor, String>,
+) -> Result<Vec<Account>, TargetError> {
+    let mode = app.target.list;
+    let mut accounts = match mode {
+        ListMode::Full | ListMode::ActiveOnly => client.list_accounts().await?,
+        ListMode::FilterOnly => Vec::new(),
+    };
+    if mode == ListMode::Full {
+        return Ok(accounts);
+    }
+    let width = app.target.concurrency.max(1);
+    let listed: BTreeSet<&AccountId> = accounts.iter().map(|a| &a.id).collect();
+    let unlisted: BTreeSet<&AccountId> = links
+        .values()
+        .map(|l| &l.account_id)
+        .filter(|id| !listed.contains(id))
+        .collect();
+    let by_id: Vec<Option<Account>> = stream::iter(unlisted)
+        .map(|id| client.get_account(id))
+        .buffer_unordered(width)
+        .try_collect()
+        .await?;
+    accounts.extend(by_id.into_iter().flatten());
+    if mode == ListMode::FilterOnly {
+        // Only people who may get an account: in scope, enabled, without a link.
+        let rule = &app.policy.match_rule;
+        let wanted: BTreeSet<String> = users
+            .iter()
+            .filter(|u| !u.disabled && !links.contains_key(&u.anchor))
+            .filter(|u| !out_of_scope.contains_key(&u.anchor))
+            .filter_map(|u| rule.source.render(u))
+            .map(|v| v.to_lowercase())
+            .collect();
+        let found: Vec<Vec<Account>> = stream::iter(wanted)
+            .map(|v| async move { client.find_accounts(&rule.target, &v).await })
+            .buffer_unordered(width)
+            .try_collect()
+            .await?;
+        let mut seen: BTreeSet<AccountId> = accounts.iter().map(|a| a.id.clone()).collect();
+        for a in found.into_iter().flatten() {
+            if seen.insert(a.id.clone()) {
+                accounts.push(a);
+            }
+        }
+    }
+    Ok(accounts)
+}
