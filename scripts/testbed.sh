@@ -2,8 +2,9 @@
 # The real servers idsync's tests and demo run against, as private loopback processes:
 # OpenLDAP slapd (Debian package, syncprov overlay) and scim2-server (PyPI, in a venv).
 #
-#   scripts/testbed.sh install                    install slapd, ldap-utils, scim2-server (and
-#                                                 systemd-analyze, to score our units)
+#   scripts/testbed.sh install                    install slapd, ldap-utils, scim2-server,
+#                                                 Canaille, chromium + chromium-driver (the
+#                                                 console's browser tests) and systemd-analyze
 #   scripts/testbed.sh slapd-start DIR PORT [LDIF...]   new slapd in DIR, LDIFs loaded offline
 #                      (SLAPD_SYNC_LIMITS overrides the sync account's `limits`;
 #                      SLAPD_TLS_DIR with ca.pem, server.pem, server.key enables StartTLS)
@@ -55,6 +56,12 @@ install() {
     echo "testbed: installing systemd (for systemd-analyze security on our units)" >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
   fi
+  if ! command -v chromedriver >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then
+    echo "testbed: installing chromium and chromium-driver (apt-get), for the console's browser tests" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
   if ! command -v man >/dev/null 2>&1; then
     echo "testbed: installing man-db (the package test looks its man pages up)" >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq man-db >/dev/null
@@ -64,7 +71,7 @@ install() {
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check "scim2-server==$SCIM_VERSION"
   fi
-  if ! "$canaille_venv/bin/pip" freeze 2>/dev/null | grep -qx "canaille==${CANAILLE_PINS[0]##*==}"; then
+  if ! "$canaille_venv/bin/pip" freeze 2>/dev/null | grep -qix "canaille==${CANAILLE_PINS[0]##*==}"; then
     echo "testbed: installing ${CANAILLE_PINS[*]} into $canaille_venv (pip)" >&2
     python3 -m venv "$canaille_venv"
     "$canaille_venv/bin/pip" install -q --disable-pip-version-check "${CANAILLE_PINS[@]}"

@@ -3,12 +3,12 @@
 //! refused token) stops the remaining actions, which stay `planned` for the next run.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 
 use crate::app::{AccountWriter, Created, GroupWriter, TargetError};
+mod brake;
 mod hooked;
 
 use crate::hooks::Moment;
@@ -16,6 +16,7 @@ use crate::journal::{ActionResult, Journal, JournalError, LinkChange, Status};
 use crate::model::{Account, AccountId, Anchor, Link, LinkState};
 use crate::photo::Photo;
 use crate::plan::{Action, ActionKind, Change, Field, MemberChange};
+use brake::Brake;
 use hooked::{call_hooks, hooked, Step};
 
 /// What the app and the journal knew when the plan was made.
@@ -35,35 +36,6 @@ pub struct Context<'a> {
     pub app: &'a str,
     /// The app's actions in escrow, by key: one that applies leaves it.
     pub escrowed: &'a BTreeMap<String, crate::escrow::Escrowed>,
-}
-
-/// Stops a run's remaining actions: at a fatal error, or after `STRIKES` writes in a row
-/// that the app answered with a 5xx every time (then the app is failing, not one request).
-#[derive(Default)]
-pub(crate) struct Brake {
-    stop: AtomicBool,
-    strikes: AtomicUsize,
-}
-
-impl Brake {
-    const STRIKES: usize = 5;
-
-    fn stopped(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
-    }
-
-    fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-
-    /// Counts a write the app kept failing; true when that makes `STRIKES` in a row.
-    fn strike(&self) -> bool {
-        self.strikes.fetch_add(1, Ordering::SeqCst) + 1 >= Self::STRIKES
-    }
-
-    fn clear(&self) {
-        self.strikes.store(0, Ordering::SeqCst);
-    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

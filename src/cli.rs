@@ -102,15 +102,30 @@ pub enum Command {
         format: ListFormat,
     },
     /// Apply held actions (`RUN` or `RUN:SEQ`) after re-checking them against the current state.
-    Approve { selector: crate::run::Selector },
+    Approve {
+        selector: crate::run::Selector,
+        /// Why, journaled with the decision and your login name.
+        #[arg(long)]
+        comment: Option<String>,
+    },
     /// Drop held actions (`RUN` or `RUN:SEQ`); nothing is written to the app.
-    Reject { selector: crate::run::Selector },
+    Reject {
+        selector: crate::run::Selector,
+        /// Why, journaled with the decision and your login name.
+        #[arg(long)]
+        comment: Option<String>,
+    },
     /// Show one run's actions: a run id or `last`.
     Show {
         run: String,
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
         format: ListFormat,
     },
+    /// The operator console (`console:` in the config): runs, diffs and held actions in the
+    /// browser.
+    Serve,
+    /// Read a password on stdin and print its argon2 hash (for `console.users`).
+    Passwd,
     /// Man pages and shell completions from this CLI (for packagers).
     #[command(hide = true)]
     Generate {

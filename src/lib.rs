@@ -8,6 +8,7 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod connectors;
+pub mod console;
 pub mod daemon;
 pub mod escrow;
 pub mod files;

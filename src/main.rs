@@ -60,6 +60,18 @@ fn main() -> ExitCode {
         }
     }
     init_tracing(&cli);
+    if let Command::Passwd = &cli.command {
+        return match passwd() {
+            Ok(hash) => {
+                println!("{hash}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("idsync: error: {e}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        };
+    }
     if let Command::Generate { what } = &cli.command {
         return match idsync::cli::generate(what) {
             Ok(()) => ExitCode::SUCCESS,
@@ -170,37 +182,21 @@ async fn dispatch(command: Command, config: Config, app: Option<String>) -> anyh
             };
             sync_command(config, app.as_deref(), args).await
         }
-        Command::Apply { file } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let saved: run::SavedPlan = serde_json::from_str(&text).with_context(|| {
-                format!(
-                    "{} is not a plan saved by `idsync plan --save`",
-                    file.display()
-                )
-            })?;
-            let journal = Journal::open(&config.state_dir)?;
-            let a = run::apply_saved(&config, &journal, saved).await?;
-            println!(
-                "run {}: applied {}, failed {}, refused {}",
-                a.run,
-                a.applied,
-                a.failed,
-                a.refused.len()
-            );
-            for (user, why) in &a.refused {
-                println!("  refused {user}: {why}");
-            }
-            Ok(if a.failed > 0 { EXIT_FAILED } else { 0 })
-        }
+        Command::Apply { file } => apply_command(&config, &file).await,
         Command::Run => {
             let path = config.path.clone();
             idsync::daemon::run(path, config).await?;
             Ok(0)
         }
-        Command::Approve { selector } => {
+        Command::Serve => {
             let journal = Journal::open(&config.state_dir)?;
-            let d = run::approve(&config, &journal, selector).await?;
+            idsync::console::serve(config, journal).await?;
+            Ok(0)
+        }
+        Command::Approve { selector, comment } => {
+            let journal = Journal::open(&config.state_dir)?;
+            let by = idsync::journal::Decider::cli(comment.as_deref());
+            let d = run::approve(&config, &journal, selector, &by).await?;
             println!(
                 "approved: {} applied, {} failed, {} no longer planned (state changed){}",
                 d.applied,
@@ -212,6 +208,31 @@ async fn dispatch(command: Command, config: Config, app: Option<String>) -> anyh
         }
         journal_only => views::journal_command(journal_only, &config.state_dir, app.as_deref()),
     }
+}
+
+/// `idsync apply FILE`: a reviewed plan, applied where it still holds.
+async fn apply_command(config: &Config, file: &std::path::Path) -> anyhow::Result<u8> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let saved: run::SavedPlan = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a plan saved by `idsync plan --save`",
+            file.display()
+        )
+    })?;
+    let journal = Journal::open(&config.state_dir)?;
+    let a = run::apply_saved(config, &journal, saved).await?;
+    println!(
+        "run {}: applied {}, failed {}, refused {}",
+        a.run,
+        a.applied,
+        a.failed,
+        a.refused.len()
+    );
+    for (user, why) in &a.refused {
+        println!("  refused {user}: {why}");
+    }
+    Ok(if a.failed > 0 { EXIT_FAILED } else { 0 })
 }
 
 /// `plan`'s options.
@@ -393,6 +414,26 @@ async fn check(config: &Config, connect: bool) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// `idsync passwd`: a password from stdin (not echoed on a terminal), its argon2id hash.
+fn passwd() -> Result<String, String> {
+    use std::io::IsTerminal;
+    let password = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("password: ").map_err(|e| e.to_string())?
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if password.is_empty() {
+        return Err(
+            "an empty password: give one on stdin (`printf %s 'PASSWORD' | idsync passwd`)".into(),
+        );
+    }
+    idsync::console::auth::hash(&password)
 }
 
 /// Writes a report or saved plan (personal data): 0600, via a random temporary file and a

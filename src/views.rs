@@ -68,9 +68,10 @@ pub fn journal_command(
             }
             Ok(0)
         }
-        Command::Reject { selector } => {
+        Command::Reject { selector, comment } => {
             let journal = open()?;
-            let d = run::reject(&journal, selector)?;
+            let by = idsync::journal::Decider::cli(comment.as_deref());
+            let d = run::reject(&journal, selector, &by)?;
             println!(
                 "rejected {} held action(s); nothing was written to the app",
                 d.rejected

@@ -295,95 +295,28 @@ impl std::fmt::Display for Finding {
 
 /// What is wrong with one mapped path, if anything.
 fn check_path(user: &ResourceSchema, path: &FieldPath, set_once: bool) -> Option<(Level, String)> {
-    let (list, place) = match &path.schema {
-        None => (&user.attributes, "the app's User schema".to_string()),
-        Some(urn) => match user
-            .extensions
-            .iter()
-            .find(|(u, _)| u.eq_ignore_ascii_case(urn))
-        {
-            Some((_, attrs)) => (attrs, format!("the app's `{urn}` extension")),
-            None => {
-                let known: Vec<&str> = user.extensions.iter().map(|(u, _)| u.as_str()).collect();
-                return Some((
-                    Level::Error,
-                    format!(
-                        "the app's Users have no schema extension `{urn}` (it has: {}); remove the entry or use a schema the app lists",
-                        list_or_none(&known)
-                    ),
-                ));
-            }
-        },
-    };
-    let Some(attr) = find(list, &path.attr) else {
-        // RFC 7643 section 3.1: `externalId` (like `id` and `meta`) is common to every
-        // resource, and schemas need not list it.
-        if path.schema.is_none() && path.attr.eq_ignore_ascii_case("externalId") {
-            return None;
-        }
-        let names: Vec<&str> = list.iter().map(|a| a.name.as_str()).collect();
-        let hint = closest(&path.attr, &names)
-            .map(|n| format!("did you mean `{n}`? "))
-            .unwrap_or_default();
-        return Some((
-            Level::Error,
-            format!(
-                "{place} has no attribute `{}`: every write of it fails; {hint}remove the entry or map one the app has",
-                path.attr
-            ),
-        ));
+    let error = |problem: String| Some((Level::Error, problem));
+    let attr = match attribute_of(user, path) {
+        Ok(Some(attr)) => attr,
+        Ok(None) => return None,
+        Err(problem) => return error(problem),
     };
     if attr.mutability == Mutability::ReadOnly {
-        return Some((
-            Level::Error,
-            format!(
-                "`{}` is read-only in this app: every write of it fails; remove the entry",
-                attr.name
-            ),
+        return error(format!(
+            "`{}` is read-only in this app: every write of it fails; remove the entry",
+            attr.name
         ));
     }
-    let target = match (&path.sub, attr.multi_valued) {
-        (None, true) => {
-            return Some((
-                Level::Error,
-                format!(
-                    "`{}` is a list (multi-valued) in this app: map one element's sub-attribute, e.g. `{}.value`",
-                    attr.name, attr.name
-                ),
-            ))
-        }
-        (Some(sub), _) => match attr.sub(sub) {
-            Some(s) => s,
-            None if attr.sub.is_empty() && attr.kind != "complex" => {
-                return Some((
-                    Level::Error,
-                    format!(
-                        "`{}` has no sub-attributes in this app: map `{}` itself",
-                        attr.name, attr.name
-                    ),
-                ))
-            }
-            None => {
-                let names: Vec<&str> = attr.sub.iter().map(|a| a.name.as_str()).collect();
-                return Some((
-                    Level::Error,
-                    format!(
-                        "`{}` has no sub-attribute `{sub}` in this app (it has: {}); map one of those",
-                        attr.name,
-                        list_or_none(&names)
-                    ),
-                ));
-            }
-        },
-        (None, false) => attr,
+    let target = match sub_of(attr, path) {
+        Ok(target) => target,
+        Err(problem) => return error(problem),
     };
     if let Some(problem) = check_select(attr, path) {
-        return Some((Level::Error, problem));
+        return error(problem);
     }
     if target.mutability == Mutability::ReadOnly {
-        return Some((
-            Level::Error,
-            format!("`{path}` is read-only in this app: every write of it fails; remove the entry"),
+        return error(format!(
+            "`{path}` is read-only in this app: every write of it fails; remove the entry"
         ));
     }
     let immutable =
@@ -400,6 +333,73 @@ fn check_path(user: &ResourceSchema, path: &FieldPath, set_once: bool) -> Option
         ));
     }
     None
+}
+
+/// The attribute a path names, in the core schema or its extension; `None` for a common
+/// attribute the schema need not list; an error says what is missing.
+fn attribute_of<'s>(
+    user: &'s ResourceSchema,
+    path: &FieldPath,
+) -> Result<Option<&'s Attribute>, String> {
+    let (list, place) = match &path.schema {
+        None => (&user.attributes, "the app's User schema".to_string()),
+        Some(urn) => match user
+            .extensions
+            .iter()
+            .find(|(u, _)| u.eq_ignore_ascii_case(urn))
+        {
+            Some((_, attrs)) => (attrs, format!("the app's `{urn}` extension")),
+            None => {
+                let known: Vec<&str> = user.extensions.iter().map(|(u, _)| u.as_str()).collect();
+                return Err(format!(
+                    "the app's Users have no schema extension `{urn}` (it has: {}); remove the entry or use a schema the app lists",
+                    list_or_none(&known)
+                ));
+            }
+        },
+    };
+    if let Some(attr) = find(list, &path.attr) {
+        return Ok(Some(attr));
+    }
+    // RFC 7643 section 3.1: `externalId` (like `id` and `meta`) is common to every
+    // resource, and schemas need not list it.
+    if path.schema.is_none() && path.attr.eq_ignore_ascii_case("externalId") {
+        return Ok(None);
+    }
+    let names: Vec<&str> = list.iter().map(|a| a.name.as_str()).collect();
+    let hint = closest(&path.attr, &names)
+        .map(|n| format!("did you mean `{n}`? "))
+        .unwrap_or_default();
+    Err(format!(
+        "{place} has no attribute `{}`: every write of it fails; {hint}remove the entry or map one the app has",
+        path.attr
+    ))
+}
+
+/// The sub-attribute a path writes (the attribute itself when it names none).
+fn sub_of<'a>(attr: &'a Attribute, path: &FieldPath) -> Result<&'a Attribute, String> {
+    match (&path.sub, attr.multi_valued) {
+        (None, true) => Err(format!(
+            "`{}` is a list (multi-valued) in this app: map one element's sub-attribute, e.g. `{}.value`",
+            attr.name, attr.name
+        )),
+        (None, false) => Ok(attr),
+        (Some(sub), _) => match attr.sub(sub) {
+            Some(s) => Ok(s),
+            None if attr.sub.is_empty() && attr.kind != "complex" => Err(format!(
+                "`{}` has no sub-attributes in this app: map `{}` itself",
+                attr.name, attr.name
+            )),
+            None => {
+                let names: Vec<&str> = attr.sub.iter().map(|a| a.name.as_str()).collect();
+                Err(format!(
+                    "`{}` has no sub-attribute `{sub}` in this app (it has: {}); map one of those",
+                    attr.name,
+                    list_or_none(&names)
+                ))
+            }
+        },
+    }
 }
 
 /// A selector the attribute cannot honour.

@@ -3,7 +3,7 @@
 use super::*;
 
 impl Resolver<'_> {
-    pub(super) fn scim(&mut self, s: raw::RawScim) -> Option<ScimConfig> {
+    pub(super) fn scim(&mut self, mut s: raw::RawScim) -> Option<ScimConfig> {
         let url = self.url("target.url", &s.url, &["http", "https"]);
         let token = self.required_secret(
             "target.token",
@@ -28,50 +28,15 @@ impl Resolver<'_> {
             s.timeout.as_deref(),
             std::time::Duration::from_secs(30),
         );
-        let mut page_size = s.page_size.unwrap_or(500);
-        if !(0..=10_000).contains(&page_size) {
-            self.problem(
-                "target.page_size",
-                "must be between 0 and 10000 (0: ask for no page size, for apps that fail on `count`)",
-            );
-        }
-        match s.max_page {
-            Some(0) => self.problem(
-                "target.max_page",
-                "must be at least 1 (page_size: 0 asks for no page size)",
-            ),
-            Some(max) if page_size == 0 || page_size > max => page_size = max,
-            _ => {}
-        }
-        let deprovision = match s.deprovision.as_deref() {
-            None | Some("patch-active") => Deprovision::PatchActive,
-            Some("delete") => Deprovision::Delete,
-            Some("none") => Deprovision::None,
-            Some(other) => {
-                self.problem(
-                    "target.deprovision",
-                    format!("`{other}`: use `patch-active` (PATCH active=false), `delete` (the app has no suspension) or `none` (hold leavers for an operator)"),
-                );
-                Deprovision::PatchActive
-            }
-        };
-        let list = match s.list.as_deref() {
-            None | Some("full") => ListMode::Full,
-            Some("active-only") => ListMode::ActiveOnly,
-            Some("filter-only") => ListMode::FilterOnly,
-            Some(other) => {
-                self.problem(
-                    "target.list",
-                    format!("`{other}`: use `full` (GET /Users lists every account), `active-only` (it hides deactivated ones) or `filter-only` (accounts are looked up one by one)"),
-                );
-                ListMode::Full
-            }
-        };
+        let page_size = self.page_size(s.page_size, s.max_page);
+        let deprovision = self.deprovision(s.deprovision.as_deref());
+        let list = self.list_mode(s.list.as_deref());
         if s.group_patch_max_members == Some(0) {
             self.problem("target.group_patch_max_members", "must be at least 1");
         }
         let rate_limits = s
             .rate_limits
+            .take()
             .unwrap_or_default()
             .into_iter()
             .filter_map(|(scope, rate)| self.method_rate(&scope, &rate))
@@ -111,6 +76,58 @@ impl Resolver<'_> {
             rate_limits,
             list,
         })
+    }
+
+    /// `target.page_size` capped by the app's `max_page` (a profile's, say).
+    fn page_size(&mut self, page_size: Option<u32>, max_page: Option<u32>) -> u32 {
+        let page_size = page_size.unwrap_or(500);
+        if !(0..=10_000).contains(&page_size) {
+            self.problem(
+                "target.page_size",
+                "must be between 0 and 10000 (0: ask for no page size, for apps that fail on `count`)",
+            );
+        }
+        match max_page {
+            Some(0) => {
+                self.problem(
+                    "target.max_page",
+                    "must be at least 1 (page_size: 0 asks for no page size)",
+                );
+                page_size
+            }
+            Some(max) if page_size == 0 || page_size > max => max,
+            _ => page_size,
+        }
+    }
+
+    fn deprovision(&mut self, text: Option<&str>) -> Deprovision {
+        match text {
+            None | Some("patch-active") => Deprovision::PatchActive,
+            Some("delete") => Deprovision::Delete,
+            Some("none") => Deprovision::None,
+            Some(other) => {
+                self.problem(
+                    "target.deprovision",
+                    format!("`{other}`: use `patch-active` (PATCH active=false), `delete` (the app has no suspension) or `none` (hold leavers for an operator)"),
+                );
+                Deprovision::PatchActive
+            }
+        }
+    }
+
+    fn list_mode(&mut self, text: Option<&str>) -> ListMode {
+        match text {
+            None | Some("full") => ListMode::Full,
+            Some("active-only") => ListMode::ActiveOnly,
+            Some("filter-only") => ListMode::FilterOnly,
+            Some(other) => {
+                self.problem(
+                    "target.list",
+                    format!("`{other}`: use `full` (GET /Users lists every account), `active-only` (it hides deactivated ones) or `filter-only` (accounts are looked up one by one)"),
+                );
+                ListMode::Full
+            }
+        }
     }
 
     /// One `target.rate_limits` entry: `GET: 1000/m`, `DELETE: 20/30s`, `writes: 10/s`.

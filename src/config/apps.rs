@@ -327,6 +327,7 @@ pub(super) fn combine(apps: Vec<(String, Resolved)>, warnings: Vec<String>) -> s
             .collect(),
         metrics_listen: first.metrics_listen,
         run_deadline: first.run_deadline,
+        console: first.console,
         warnings,
         progress: false,
     }

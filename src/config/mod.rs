@@ -7,6 +7,8 @@
 
 mod app;
 mod apps;
+mod console;
+pub use console::{ConsoleConfig, ConsoleUser, Role};
 mod hooks;
 mod policy;
 mod raw;
@@ -116,6 +118,8 @@ pub struct Config {
     /// Show progress on the terminal (set by the CLI for an interactive stderr; never
     /// read from the file).
     pub progress: bool,
+    /// The operator console (`idsync serve`), if configured.
+    pub console: Option<ConsoleConfig>,
 }
 
 /// One app's block resolved with what it inherits: what `resolve` makes of one YAML
@@ -137,6 +141,7 @@ struct Resolved {
     scope: crate::scope::Scope,
     metrics_listen: Option<std::net::SocketAddr>,
     run_deadline: std::time::Duration,
+    console: Option<ConsoleConfig>,
 }
 
 /// What the directory read asks for: every attribute the mapping, `match` and the scope
@@ -406,6 +411,7 @@ impl Resolver<'_> {
         let groups = raw.groups.and_then(|g| self.groups(g, &source));
         let scope = self.scope(raw.scope.unwrap_or_default());
         let hooks = self.hooks(raw.hooks);
+        let console = raw.console.and_then(|c| self.console(c));
         let (mut source, target, mapping, match_rule) = (source?, target?, mapping?, match_rule?);
         if target.list == ListMode::FilterOnly && lifecycle.unmanaged != Unmanaged::Ignore {
             self.problem("lifecycle.unmanaged", "an app read with target.list: filter-only shows idsync no account it has not linked or matched, so none can be judged unmanaged; set `unmanaged: ignore`");
@@ -442,6 +448,7 @@ impl Resolver<'_> {
             scope,
             metrics_listen,
             run_deadline,
+            console,
         })
     }
 }

@@ -35,6 +35,8 @@ pub struct RawConfig {
     /// Calls around actions (`apps.NAME.hooks`, or a default for every app).
     #[serde(default)]
     pub hooks: Vec<super::hooks::RawHook>,
+    /// The operator console (`idsync serve`): shared by every app.
+    pub console: Option<super::console::RawConsole>,
 }
 
 /// `scope:`: who gets an account in an app.

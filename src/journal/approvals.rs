@@ -25,15 +25,23 @@ impl Journal {
         )
     }
 
-    /// Records an admin's decision on a held action; the action leaves the held list.
+    /// Records a decision on a held action, by whom and why; the action leaves the held
+    /// list, its note naming the decider.
     pub fn decide(
         &self,
         run: i64,
         seq: i64,
         approved: bool,
         note: &str,
+        by: &Decider,
         now: DateTime<Utc>,
     ) -> Result<(), JournalError> {
+        let word = if approved { "approved" } else { "rejected" };
+        let comment = match by.comment.trim() {
+            "" => String::new(),
+            c => format!(" (comment: {c})"),
+        };
+        let note = format!("{word} by {}: {note}{comment}", by.who);
         self.with(|c| {
             let tx = c.transaction()?;
             tx.execute(
@@ -41,10 +49,31 @@ impl Journal {
                 params![run, seq, note, ts(now)],
             )?;
             tx.execute(
-                "INSERT INTO approvals (run, seq, decided, decision) VALUES (?1, ?2, ?3, ?4)",
-                params![run, seq, ts(now), if approved { "approved" } else { "rejected" }],
+                "INSERT INTO approvals (run, seq, decided, decision, who, comment) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![run, seq, ts(now), word, by.who, by.comment.trim()],
             )?;
             tx.commit()
         })
+    }
+}
+
+/// Who decides a held action (`cli:root`, `console:abe`) and their comment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decider {
+    pub who: String,
+    pub comment: String,
+}
+
+impl Decider {
+    /// The operator at the command line: their login name.
+    pub fn cli(comment: Option<&str>) -> Decider {
+        let user = std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into());
+        Decider {
+            who: format!("cli:{user}"),
+            comment: comment.unwrap_or_default().to_string(),
+        }
     }
 }

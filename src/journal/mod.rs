@@ -19,6 +19,7 @@ mod words;
 use links::{upsert_group_link, upsert_link, GroupLinkChange};
 use remember::{save_cursor, save_source};
 
+pub use approvals::Decider;
 pub use counts::{RunCounts, Tally};
 pub use words::{Mode, Outcome, Status};
 

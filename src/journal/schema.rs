@@ -164,6 +164,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
         fetched TEXT NOT NULL,
         documents TEXT NOT NULL
     );",
+    // 9: who decided a held action (`cli:USER`, `console:NAME`) and their comment.
+    "ALTER TABLE approvals ADD COLUMN who TEXT;
+    ALTER TABLE approvals ADD COLUMN comment TEXT;",
 ];
 
 pub fn migrate(journal: &Journal) -> Result<(), JournalError> {

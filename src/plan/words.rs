@@ -251,7 +251,7 @@ pub struct PlanStats {
     pub source_disabled: usize,
     pub accounts: usize,
     pub links: usize,
-    /// Actions left out because they wait in escrow (`crate::escrow`).
+    /// Actions left out because they wait for a retry after a lasting failure.
     #[serde(default)]
     pub escrowed: usize,
 }

@@ -2,6 +2,7 @@
 //! Each re-reads both sides and applies only what the current plan still has.
 
 use super::*;
+use crate::journal::Decider;
 
 /// Which held actions an `approve`/`reject` names: `RUN` (all of that run's) or `RUN:SEQ`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,10 +45,10 @@ pub struct Decision {
 }
 
 /// Rejects held actions: they are dropped, nothing is written to the app.
-pub fn reject(journal: &Journal, sel: Selector) -> Result<Decision, RunError> {
+pub fn reject(journal: &Journal, sel: Selector, by: &Decider) -> Result<Decision, RunError> {
     let rows = selected(journal, sel)?;
     for r in &rows {
-        journal.decide(r.run, r.seq, false, "rejected by an admin", Utc::now())?;
+        journal.decide(r.run, r.seq, false, "nothing written", by, Utc::now())?;
     }
     Ok(Decision {
         rejected: rows.len(),
@@ -83,7 +84,12 @@ fn selected(journal: &Journal, sel: Selector) -> Result<Vec<crate::journal::Acti
 
 /// Approves held actions: re-reads both sides, re-plans, and applies each approved action
 /// only if the current plan still contains it (same kind, person and account).
-pub async fn approve(cfg: &Config, journal: &Journal, sel: Selector) -> Result<Decision, RunError> {
+pub async fn approve(
+    cfg: &Config,
+    journal: &Journal,
+    sel: Selector,
+    by: &Decider,
+) -> Result<Decision, RunError> {
     let rows = selected(journal, sel)?;
     // The held actions are the app's whose run held them.
     let app = journal.run(sel.run)?.map(|r| r.app).unwrap_or_default();
@@ -91,7 +97,7 @@ pub async fn approve(cfg: &Config, journal: &Journal, sel: Selector) -> Result<D
         .app(&app)
         .map_err(|detail| RunError::NoSuchApp { detail })?;
     begin(cfg, journal, RunKind::Approve, "approve", vec![app], |o| {
-        approve_opened(cfg, journal, o, rows)
+        approve_opened(cfg, journal, o, rows, by)
     })
     .await
 }
@@ -113,6 +119,7 @@ async fn approve_opened(
     journal: &Journal,
     o: Opened<'_>,
     rows: Vec<crate::journal::ActionRow>,
+    by: &Decider,
 ) -> Result<Decision, RunError> {
     let now = o.now;
     let (r, read) = review_read(cfg, journal, &o).await?;
@@ -141,14 +148,16 @@ async fn approve_opened(
                     r.run,
                     r.seq,
                     true,
-                    &format!("approved: applied by run {run}"),
+                    &format!("applied by run {run}"),
+                    by,
                     Utc::now(),
                 )?;
             }
             None => {
                 decision.stale += 1;
-                let note = "approved, but no longer planned: the person or account changed since; nothing written";
-                journal.decide(r.run, r.seq, true, note, Utc::now())?;
+                let note =
+                    "no longer planned: the person or account changed since; nothing written";
+                journal.decide(r.run, r.seq, true, note, by, Utc::now())?;
             }
         }
     }

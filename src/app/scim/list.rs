@@ -158,24 +158,10 @@ impl ScimClient {
                     .append_pair("count", &self.cfg.page_size.to_string());
             }
             let first = start == 1 && self.cfg.page_size > 0;
-            let reply = match self.send(Method::GET, url.clone(), None).await {
-                Err(TargetError::Exhausted {
-                    method,
-                    url,
-                    attempts,
-                    detail,
-                    status,
-                }) if first => {
-                    return Err(TargetError::Exhausted {
-                        method,
-                        url,
-                        attempts,
-                        status,
-                        detail: format!("{detail} (`idsync check --connect` tells whether the app fails on the page size asked, `count`; target.page_size: 0 asks for none)"),
-                    })
-                }
-                other => other?,
-            };
+            let reply = self
+                .send(Method::GET, url.clone(), None)
+                .await
+                .map_err(|e| if first { count_hint(e) } else { e })?;
             if reply.status == reqwest::StatusCode::NOT_FOUND {
                 return Err(TargetError::Http {
                     method: "GET".into(),
@@ -253,5 +239,25 @@ impl ScimClient {
             url: url.to_string(),
             detail,
         })
+    }
+}
+
+/// A first page that kept failing: the app may fail on `count` itself (Canaille does).
+fn count_hint(e: TargetError) -> TargetError {
+    match e {
+        TargetError::Exhausted {
+            method,
+            url,
+            attempts,
+            detail,
+            status,
+        } => TargetError::Exhausted {
+            method,
+            url,
+            attempts,
+            status,
+            detail: format!("{detail} (`idsync check --connect` tells whether the app fails on the page size asked, `count`; target.page_size: 0 asks for none)"),
+        },
+        other => other,
     }
 }

@@ -1,0 +1,288 @@
+//! The console's pages, rendered on the server (maud escapes every value). No script: links
+//! and forms work from the keyboard; one stylesheet, embedded, reads at 1280 px and at
+//! phone width. Nothing here reads a secret: pages show what the journal holds.
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use maud::{html, Markup, DOCTYPE};
+
+use crate::config::{ConsoleUser, Role};
+use crate::journal::{ActionRow, RunRow};
+
+const STYLE: &str = r#"
+*{box-sizing:border-box}
+body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d232a;background:#f6f7f9}
+header{background:#1d3557;color:#fff;padding:.6rem 1rem;display:flex;flex-wrap:wrap;gap:.4rem 1.2rem;align-items:center}
+header a{color:#fff}
+header .who{margin-left:auto}
+main{max-width:1200px;margin:0 auto;padding:1rem}
+a{color:#1d4ed8}
+a:focus,button:focus,input:focus,textarea:focus{outline:3px solid #f59e0b;outline-offset:2px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(280px,1fr));gap:1rem}
+.card{background:#fff;border:1px solid #d6dbe1;border-radius:6px;padding:1rem}
+.scroll{overflow-x:auto;background:#fff;border:1px solid #d6dbe1;border-radius:6px}
+table{border-collapse:collapse;width:100%}
+th,td{text-align:left;padding:.4rem .6rem;border-bottom:1px solid #e5e8ec;vertical-align:top}
+th{background:#eef1f5;font-weight:600}
+.ok{color:#166534}.failed,.aborted{color:#b91c1c}.held{color:#92400e}
+.diff{font-family:ui-monospace,monospace;font-size:13px;white-space:pre-wrap;word-break:break-word}
+.bars{display:flex;gap:2px;align-items:flex-end;height:48px;margin:.5rem 0}
+.bars span{display:block;width:10px;background:#60a5fa}
+.bars span.bad{background:#f87171}
+form.inline{display:inline}
+textarea{width:100%;min-height:3rem}
+button{font:inherit;padding:.3rem .8rem;border-radius:4px;border:1px solid #1d3557;background:#fff;cursor:pointer}
+button.approve{background:#166534;color:#fff;border-color:#166534}
+button.reject{background:#b91c1c;color:#fff;border-color:#b91c1c}
+.msg{background:#fff;border-left:4px solid #1d4ed8;padding:.6rem 1rem;margin-bottom:1rem}
+@media (max-width:600px){main{padding:.5rem}th,td{padding:.3rem}header{font-size:14px}}
+"#;
+
+/// The stylesheet, from the binary.
+pub async fn style() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css")], STYLE)
+}
+
+fn page(title: &str, user: Option<(&ConsoleUser, &str)>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " - idsync" }
+                link rel="stylesheet" href="/style.css";
+            }
+            body {
+                header {
+                    strong { "idsync" }
+                    @if let Some((u, csrf)) = user {
+                        nav {
+                            a href="/" { "Apps" } " · "
+                            a href="/runs" { "Runs" } " · "
+                            a href="/approvals" { "Held actions" }
+                        }
+                        span.who {
+                            (u.name) " (" (u.role.as_str()) ") "
+                            form.inline method="post" action="/logout" {
+                                input type="hidden" name="authenticity_token" value=(csrf);
+                                button type="submit" { "Log out" }
+                            }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+/// An error or notice page.
+pub fn message(code: StatusCode, text: &str) -> Markup {
+    page(
+        code.canonical_reason().unwrap_or("Error"),
+        None,
+        html! { p.msg { (text) } p { a href="/" { "Back" } } },
+    )
+}
+
+pub fn login(csrf: &str, problem: Option<&str>) -> Markup {
+    page(
+        "Log in",
+        None,
+        html! {
+            @if let Some(p) = problem { p.msg role="alert" { (p) } }
+            form.card method="post" action="/login" {
+                input type="hidden" name="authenticity_token" value=(csrf);
+                p { label { "Name" br; input name="name" autocomplete="username" required autofocus; } }
+                p { label { "Password" br; input name="password" type="password" autocomplete="current-password" required; } }
+                button type="submit" { "Log in" }
+            }
+        },
+    )
+}
+
+/// One app on the overview: its recent runs (newest first) and held actions.
+pub struct AppCard {
+    pub name: String,
+    pub runs: Vec<RunRow>,
+    pub held: usize,
+    /// The daemon's next scheduled run, if it has a schedule.
+    pub next: Option<String>,
+}
+
+fn outcome_class(r: &RunRow) -> &'static str {
+    match r.outcome.to_string().as_str() {
+        "ok" => "ok",
+        "held" => "held",
+        "failed" => "failed",
+        _ => "aborted",
+    }
+}
+
+fn actions_of(r: &RunRow) -> usize {
+    r.counts.planned.values().sum()
+}
+
+pub fn overview(user: &ConsoleUser, csrf: &str, apps: &[AppCard]) -> Markup {
+    page(
+        "Apps",
+        Some((user, csrf)),
+        html! {
+            @if apps.is_empty() { p.msg { "This login sees no app." } }
+            div.cards {
+                @for a in apps {
+                    section.card aria-label=(a.name) {
+                        h2 { (a.name) }
+                        @if let Some(last) = a.runs.first() {
+                            p {
+                                "Last run " a href={ "/runs/" (last.id) } { (last.id) }
+                                ", " (last.started.get(..16).unwrap_or(&last.started).replace('T', " "))
+                                ": " span class=(outcome_class(last)) { (last.outcome.to_string()) }
+                            }
+                        } @else { p { "No run yet." } }
+                        @if let Some(next) = &a.next { p { "Next run " (next) } }
+                        p {
+                            a href="/approvals" { (a.held) " held action(s)" }
+                            " · " a href={ "/runs?app=" (a.name) } { "runs" }
+                        }
+                        // Recent runs, oldest left: bar height = actions planned, red = not ok.
+                        div.bars aria-label="recent runs: actions per run" {
+                            @let most = a.runs.iter().map(actions_of).max().unwrap_or(0).max(1);
+                            @for r in a.runs.iter().rev() {
+                                span class=(if outcome_class(r) == "ok" { "" } else { "bad" })
+                                    style={ "height:" (4 + 44 * actions_of(r) / most) "px" }
+                                    title={ "run " (r.id) ": " (actions_of(r)) " action(s), " (r.outcome.to_string()) } {}
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn runs(user: &ConsoleUser, csrf: &str, rows: &[RunRow]) -> Markup {
+    page(
+        "Runs",
+        Some((user, csrf)),
+        html! {
+            div.scroll { table {
+                thead { tr { th { "Run" } th { "App" } th { "Started" } th { "Mode" } th { "Outcome" } th { "Actions" } th { "Reason" } } }
+                tbody {
+                    @for r in rows {
+                        tr {
+                            td { a href={ "/runs/" (r.id) } { (r.id) } }
+                            td { (r.app) }
+                            td { (r.started.get(..16).unwrap_or(&r.started).replace('T', " ")) }
+                            td { (r.mode.to_string()) }
+                            td class=(outcome_class(r)) { (r.outcome.to_string()) }
+                            td { (actions_of(r)) }
+                            td { (r.reason.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            } }
+        },
+    )
+}
+
+/// True when an action's user, kind, reason, status or fields contain `needle` (any case).
+pub fn matches(a: &ActionRow, needle: &str) -> bool {
+    let n = needle.trim().to_lowercase();
+    n.is_empty()
+        || [
+            a.user_name.as_str(),
+            a.kind.as_str(),
+            a.reason.as_str(),
+            &a.status.to_string(),
+            &a.before.to_string(),
+            &a.after.to_string(),
+        ]
+        .iter()
+        .any(|t| t.to_lowercase().contains(&n))
+}
+
+fn diff(a: &ActionRow) -> Markup {
+    let show = |v: Option<&serde_json::Value>| match v {
+        None | Some(serde_json::Value::Null) => "(none)".to_string(),
+        Some(serde_json::Value::String(s)) => format!("\"{s}\""),
+        Some(v) => v.to_string(),
+    };
+    html! {
+        div.diff {
+            @for f in &a.fields {
+                (f) ": " (show(a.before.get(f))) " -> " (show(a.after.get(f))) "\n"
+            }
+        }
+    }
+}
+
+pub fn run(
+    user: &ConsoleUser,
+    csrf: &str,
+    r: &RunRow,
+    actions: &[ActionRow],
+    needle: &str,
+) -> Markup {
+    page(
+        &format!("Run {}", r.id),
+        Some((user, csrf)),
+        html! {
+            p {
+                "App " strong { (r.app) } ", " (r.mode.to_string()) " run started "
+                (r.started.get(..19).unwrap_or(&r.started).replace('T', " "))
+                ", " span class=(outcome_class(r)) { (r.outcome.to_string()) }
+                @if let Some(reason) = &r.reason { ": " (reason) }
+            }
+            form method="get" {
+                label { "Filter " input name="q" value=(needle) placeholder="user, kind, field..."; }
+                " " button type="submit" { "Filter" }
+            }
+            div.scroll { table {
+                thead { tr { th { "#" } th { "Action" } th { "User" } th { "Status" } th { "Why" } th { "Changes" } } }
+                tbody {
+                    @for a in actions {
+                        tr {
+                            td { (a.seq) }
+                            td { (a.kind.as_str()) }
+                            td { (a.user_name) }
+                            td class=(a.status.to_string()) { (a.status.to_string()) }
+                            td { (a.reason) @if let Some(e) = &a.error { br; em { (e) } } }
+                            td { (diff(a)) }
+                        }
+                    }
+                }
+            } }
+        },
+    )
+}
+
+pub fn approvals(user: &ConsoleUser, csrf: &str, held: &[ActionRow]) -> Markup {
+    page(
+        "Held actions",
+        Some((user, csrf)),
+        html! {
+            @if held.is_empty() { p.msg { "Nothing waits for a decision." } }
+            @for h in held {
+                section.card aria-label={ "held action " (h.run) ":" (h.seq) } {
+                    h2 { (h.kind.as_str()) " " (h.user_name) }
+                    p { "App " strong { (h.app) } ", run " a href={ "/runs/" (h.run) } { (h.run) } ":" (h.seq) }
+                    p { (h.reason) }
+                    @if let Some(why) = &h.error { p.held { "Held: " (why) } }
+                    (diff(h))
+                    @if user.may_decide(&h.app, &h.user_name) {
+                        form method="post" action={ "/approvals/" (h.run) "/" (h.seq) } {
+                            input type="hidden" name="authenticity_token" value=(csrf);
+                            p { label { "Comment (journaled with your name)" br; textarea name="comment" {} } }
+                            button.approve type="submit" name="decision" value="approve" { "Approve" } " "
+                            button.reject type="submit" name="decision" value="reject" { "Reject" }
+                        }
+                    } @else if user.role == Role::Viewer {
+                        p { em { "Viewers see held actions; an approver decides them." } }
+                    }
+                }
+            }
+        },
+    )
+}
