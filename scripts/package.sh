@@ -44,7 +44,7 @@ install -m 0755 "$bin" "$root/usr/bin/idsync"
 strip --strip-unneeded "$root/usr/bin/idsync" 2>/dev/null || true
 
 # The units, run from where the package puts the binary.
-for unit in idsync.service idsync-plan.service idsync-plan.timer; do
+for unit in idsync.service idsync-plan.service idsync-plan.timer idsync-console.service; do
   sed 's|/usr/local/bin/idsync|/usr/bin/idsync|g' "systemd/$unit" >"$root/lib/systemd/system/$unit"
   chmod 0644 "$root/lib/systemd/system/$unit"
 done
@@ -99,9 +99,9 @@ if [ "$1" = configure ]; then
   if [ -z "$2" ]; then
     echo "idsync: edit /etc/idsync/idsync.yaml, put the secrets in /etc/idsync/secrets/ (ldap, scim),"
     echo "idsync: run 'idsync check --connect', then 'systemctl enable --now idsync'."
-  elif [ -d /run/systemd/system ] && systemctl is-active --quiet idsync.service; then
-    # An upgrade: the running daemon picks up the new binary.
-    systemctl try-restart idsync.service >/dev/null 2>&1 || true
+  elif [ -d /run/systemd/system ]; then
+    # An upgrade: the running daemon and console pick up the new binary.
+    systemctl try-restart idsync.service idsync-console.service >/dev/null 2>&1 || true
   fi
 fi
 exit 0
@@ -111,8 +111,8 @@ cat >"$root/DEBIAN/prerm" <<'EOF'
 #!/bin/sh
 set -e
 if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
-  systemctl stop idsync.service idsync-plan.timer idsync-plan.service >/dev/null 2>&1 || true
-  systemctl disable idsync.service idsync-plan.timer >/dev/null 2>&1 || true
+  systemctl stop idsync.service idsync-plan.timer idsync-plan.service idsync-console.service >/dev/null 2>&1 || true
+  systemctl disable idsync.service idsync-plan.timer idsync-console.service >/dev/null 2>&1 || true
 fi
 exit 0
 EOF

@@ -152,6 +152,28 @@ fn reload(
 }
 
 /// Runs until SIGTERM or SIGINT.
+/// The apps whose scheduled runs rest now, after runs that all failed (each logged with
+/// until when and why).
+fn resting_apps(cfg: &Config, journal: &Journal) -> std::collections::BTreeSet<String> {
+    let period = cfg
+        .schedule
+        .as_ref()
+        .and_then(|s| {
+            let mut next = s.upcoming(Utc);
+            Some(next.nth(1)? - next.next()?)
+        })
+        .map(|p| p.abs())
+        .unwrap_or(chrono::Duration::hours(1));
+    let names: Vec<String> = cfg.apps.iter().map(|a| a.name.clone()).collect();
+    let resting = journal
+        .resting_apps(&names, period, Utc::now())
+        .unwrap_or_default();
+    for (app, why) in &resting {
+        tracing::warn!(app = %app, "app resting: {why}");
+    }
+    resting.into_iter().map(|(app, _)| app).collect()
+}
+
 pub async fn run(config_path: PathBuf, mut cfg: Config) -> Result<(), DaemonError> {
     if cfg.schedule.is_none() {
         return Err(DaemonError::NoSchedule);
@@ -203,6 +225,7 @@ pub async fn run(config_path: PathBuf, mut cfg: Config) -> Result<(), DaemonErro
         }
         let opts = run::SyncOptions {
             shutdown: shutdown.clone(),
+            resting: resting_apps(&cfg, &journal),
             ..run::SyncOptions::default()
         };
         let started = std::time::Instant::now();

@@ -139,5 +139,44 @@ pub fn apply_to_plan(
     (held, waiting)
 }
 
+/// Failed runs in a row after which an app rests.
+pub const APP_REST_AFTER: usize = 3;
+
+/// One of an app's recent apply runs, newest first: whether it failed, when it ended, why.
+pub struct RecentRun<'r> {
+    pub failed: bool,
+    pub finished: DateTime<Utc>,
+    pub reason: &'r str,
+}
+
+/// An app whose last `APP_REST_AFTER` or more scheduled runs all failed (down, token
+/// revoked) rests: its scheduled cycles are skipped until two schedule periods after the
+/// last failure, then four, eight... at most a day. `Some((until, why))` while it rests. A
+/// manual `idsync sync` always runs; one good run ends the rest.
+pub fn app_rest(
+    recent: &[RecentRun<'_>],
+    period: Duration,
+    now: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, String)> {
+    let failed = recent.iter().take_while(|r| r.failed).count();
+    if failed < APP_REST_AFTER {
+        return None;
+    }
+    let last = &recent[0];
+    let doublings = (failed - APP_REST_AFTER + 1).min(16) as u32;
+    let wait = (period * 2i32.saturating_pow(doublings)).min(Duration::hours(24));
+    let until = last.finished + wait;
+    (now < until).then(|| {
+        (
+            until,
+            format!(
+                "its last {failed} runs failed (last: {}); scheduled runs rest until {}",
+                last.reason,
+                until.format("%Y-%m-%d %H:%M UTC")
+            ),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests;

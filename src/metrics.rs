@@ -101,6 +101,23 @@ pub fn render_escrow(counts: &[(String, i64, i64)]) -> String {
     out
 }
 
+/// `idsync_app_resting{app}`: 1 while an app's scheduled runs rest after failed runs.
+fn render_resting(c: &Ctx) -> String {
+    let period = c.period;
+    let resting = c
+        .journal
+        .resting_apps(&c.apps, period, Utc::now())
+        .unwrap_or_default();
+    let mut out = String::from(
+        "# HELP idsync_app_resting 1 while an app's scheduled runs rest after runs that all failed.\n# TYPE idsync_app_resting gauge\n",
+    );
+    for app in &c.apps {
+        let on = resting.iter().any(|(a, _)| a == app);
+        let _ = writeln!(out, "idsync_app_resting{{app=\"{app}\"}} {}", u8::from(on));
+    }
+    out
+}
+
 /// `idsync_hooks_total{app,hook,result}`: hook calls, ok or failed.
 pub fn render_hooks(counts: &[(String, String, bool, i64)]) -> String {
     if counts.is_empty() {
@@ -245,6 +262,7 @@ fn router(ctx: Arc<Ctx>) -> Router {
                         text.push_str(&render_escrow(
                             &c.journal.escrow_counts().unwrap_or_default(),
                         ));
+                        text.push_str(&render_resting(c));
                         text
                     })
                 })

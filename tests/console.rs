@@ -146,8 +146,21 @@ async fn login(c: &Client, base: &str, name: &str, password: &str) {
         .click()
         .await
         .unwrap();
-    let text = c.source().await.unwrap();
+    let text = page_with(c, "Log out").await;
     assert!(text.contains("Log out"), "{name} did not get in: {text}");
+}
+
+/// The page once it says `text` (a click's navigation may still be under way), or as it
+/// is after 10 s.
+async fn page_with(c: &Client, text: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = c.source().await.unwrap();
+        if page.contains(text) || std::time::Instant::now() > deadline {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// POSTs a decision from the page's own origin (the browser sends the session cookie):
@@ -250,6 +263,7 @@ fn a_viewer_sees_runs_and_diffs_but_cannot_approve_and_a_post_without_its_token_
             .click()
             .await
             .unwrap();
+        page_with(&c, "<h1>Log in</h1>").await;
         login(&c, &base, "abe", "abe-password").await;
         c.goto(&format!("{base}/approvals")).await.unwrap();
         assert_eq!(
@@ -311,7 +325,7 @@ fn a_scoped_approver_sees_only_their_people_and_approving_applies_exactly_that_a
             .click()
             .await
             .unwrap();
-        let after = c.source().await.unwrap();
+        let after = page_with(&c, "Nothing waits for a decision").await;
         assert!(after.contains("Nothing waits for a decision"), "{after}");
         // Grace's action is not his to decide, even forged.
         let grace = waiting
@@ -323,6 +337,27 @@ fn a_scoped_approver_sees_only_their_people_and_approving_applies_exactly_that_a
             post_decision(&c, run, grace["seq"].as_i64().unwrap(), true).await,
             403
         );
+        // The accounts page: Alan suspended, his reactivation window counting down; only
+        // the people this login sees.
+        c.goto(&format!("{base}/links")).await.unwrap();
+        let accounts = c.source().await.unwrap();
+        assert!(
+            accounts.contains("suspended") && accounts.contains("day(s), until"),
+            "{accounts}"
+        );
+        assert!(!accounts.contains("grace@example.org"), "{accounts}");
+        screenshot(&c, "accounts").await;
+        // Alan's timeline: why he is suspended, and who decided.
+        c.find(Locator::LinkText("alan@example.org"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let timeline = page_with(&c, "approved by console:abe").await;
+        assert!(timeline.contains("suspend (applied)"), "{timeline}");
+        assert!(timeline.contains("approved by console:abe"), "{timeline}");
+        screenshot(&c, "person").await;
         c.close().await.unwrap();
     });
     let active: Vec<(String, bool)> = tb

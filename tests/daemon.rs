@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -318,4 +319,56 @@ fn idle_and_slow_metrics_clients_cannot_starve_the_scheduled_run() {
     assert_eq!(health.status().as_u16(), 200);
     signal(&daemon, "-TERM");
     assert!(wait_exit(&mut daemon, 30).success());
+}
+
+#[test]
+fn an_app_whose_runs_keep_failing_rests_between_scheduled_runs_and_says_so() {
+    let mut tb = Testbed::start(&people(3));
+    let port = free_port();
+    // Every 2 s, failing fast (no retry) against an app that is down.
+    let cfg = tb.write_config(
+        &tb.base_source(),
+        "  max_retries: 0\n",
+        &format!("schedule: \"*/2 * * * * *\"\nmetrics: {{ listen: \"127.0.0.1:{port}\" }}\n"),
+    );
+    tb.stop_scim();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_idsync"))
+        .args(["--config", cfg.to_str().unwrap(), "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let failed = || -> usize {
+        let runs: Value = serde_json::from_str(&tb.ok(&cfg, &["runs", "--format", "json"]))
+            .unwrap_or(Value::Null);
+        runs.as_array()
+            .map(|r| r.iter().filter(|r| r["outcome"] == "failed").count())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while failed() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(failed(), 3, "three failed runs first");
+    // Resting: two periods (4 s) after the third failure before the next try.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(failed(), 3, "a resting app ran");
+    let metrics = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("idsync_app_resting{app=\"default\"} 1"),
+        "{metrics}"
+    );
+    signal(&daemon, "-TERM");
+    assert!(wait_exit(&mut daemon, 20).success());
+    let mut err = String::new();
+    daemon
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("app resting: its last 3 runs failed"), "{err}");
 }

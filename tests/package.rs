@@ -73,6 +73,7 @@ fn check_installed() {
         "/lib/systemd/system/idsync.service",
         "/lib/systemd/system/idsync-plan.service",
         "/lib/systemd/system/idsync-plan.timer",
+        "/lib/systemd/system/idsync-console.service",
     ] {
         let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert!(!text.is_empty(), "{file}");
@@ -88,6 +89,7 @@ fn check_installed() {
             "/lib/systemd/system/idsync.service",
             "/lib/systemd/system/idsync-plan.service",
             "/lib/systemd/system/idsync-plan.timer",
+            "/lib/systemd/system/idsync-console.service",
         ],
     );
     // The conffile is the commented example; the secrets folder is root's alone.

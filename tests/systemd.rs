@@ -38,10 +38,20 @@ fn the_dry_run_report_unit_is_hardened() {
 }
 
 #[test]
+fn the_console_unit_is_hardened() {
+    assert!(exposure("idsync-console.service") <= 2.0);
+}
+
+#[test]
 fn the_units_pass_systemd_analyze_verify() {
     let dir = tempfile::tempdir().unwrap();
     let mut units = Vec::new();
-    for unit in ["idsync.service", "idsync-plan.service", "idsync-plan.timer"] {
+    for unit in [
+        "idsync.service",
+        "idsync-plan.service",
+        "idsync-plan.timer",
+        "idsync-console.service",
+    ] {
         let text = std::fs::read_to_string(common::repo().join("systemd").join(unit)).unwrap();
         // Point ExecStart at the binary under test: verify checks that it is executable.
         let text = text.replace("/usr/local/bin/idsync", env!("CARGO_BIN_EXE_idsync"));
@@ -63,7 +73,11 @@ fn the_units_pass_systemd_analyze_verify() {
 
 #[test]
 fn the_daemon_and_the_nightly_plan_share_one_dynamic_user() {
-    for unit in ["idsync.service", "idsync-plan.service"] {
+    for unit in [
+        "idsync.service",
+        "idsync-plan.service",
+        "idsync-console.service",
+    ] {
         let text = std::fs::read_to_string(common::repo().join("systemd").join(unit)).unwrap();
         assert!(text.contains("\nDynamicUser=yes\n"), "{unit}");
         assert!(text.contains("\nUser=idsync\n"), "{unit}");

@@ -679,3 +679,76 @@ fn hooks_in_the_specs_form_resolve_too() {
         .iter()
         .any(|p| p.starts_with("hooks[0]: one moment per hook")));
 }
+
+#[test]
+fn a_profile_lays_its_keys_under_the_target_and_the_target_wins() {
+    let text = BASE.replace(
+        "  rate_limit: 20/s\n",
+        "  rate_limit: 20/s\n  profile: miro\n  rate_limits: { GET: 100/m }\n",
+    );
+    let cfg = parse_text(&text).unwrap();
+    let t = &cfg.apps[0].target;
+    assert_eq!(t.profile.as_deref(), Some("miro"));
+    assert_eq!(t.group_patch_max_members, Some(8000));
+    // The target's own `rate_limits` replaces the profile's whole.
+    assert_eq!(
+        t.rate_limits,
+        vec![RateLimit {
+            scope: LimitScope::Method(reqwest::Method::GET),
+            count: 100,
+            per: std::time::Duration::from_secs(60),
+        }]
+    );
+    let aws = parse_text(&BASE.replace("  rate_limit: 20/s\n", "  profile: aws-identity-center\n"))
+        .unwrap();
+    assert_eq!(aws.apps[0].target.page_size, 50);
+}
+
+#[test]
+fn profile_keys_are_checked_with_their_key_path() {
+    let text = BASE.replace(
+        "  rate_limit: 20/s\n",
+        "  rate_limits: { DELETE: 20/30s, FETCH: 1/s, writes: ten/s }\n  deprovision: archive\n  list: some\n",
+    );
+    let found = problems(&text);
+    let has = |key: &str| found.iter().any(|p| p.contains(key));
+    assert!(has("target.rate_limits.FETCH"), "{found:?}");
+    assert!(has("target.rate_limits.writes"), "{found:?}");
+    assert!(!has("target.rate_limits.DELETE"), "{found:?}");
+    assert!(has("target.deprovision"), "{found:?}");
+    assert!(has("target.list"), "{found:?}");
+    let unknown = parse_text(&BASE.replace("  rate_limit: 20/s\n", "  profile: myspace\n"));
+    assert!(
+        matches!(unknown, Err(ConfigError::Syntax { ref message, .. }) if message.contains("no profile `myspace`")),
+        "{unknown:?}"
+    );
+}
+
+#[test]
+fn filter_only_apps_cannot_judge_unmanaged_accounts() {
+    let text = BASE.replace("  rate_limit: 20/s\n", "  list: filter-only\n")
+        + "lifecycle: { unmanaged: report }\n";
+    assert!(problems(&text)
+        .iter()
+        .any(|p| p.contains("lifecycle.unmanaged") && p.contains("filter-only")));
+}
+
+#[test]
+fn console_logins_need_argon2_hashes_and_known_roles() {
+    let text = BASE.to_string()
+        + "console:\n  users:\n    - { name: vera, password_hash: plain, role: viewer }\n    - { name: vera, password_hash: \"$argon2id$v=19$x\", role: boss }\n";
+    let found = problems(&text);
+    let has = |key: &str| found.iter().any(|p| p.contains(key));
+    assert!(has("console.users[0].password_hash"), "{found:?}");
+    assert!(has("console.users[1].name"), "{found:?}");
+    assert!(has("console.users[1].role"), "{found:?}");
+    let ok = parse_text(
+        &(BASE.to_string()
+            + "console:\n  listen: 0.0.0.0:8443\n  users:\n    - { name: abe, password_hash: \"$argon2id$v=19$x\", role: approver, apps: [default] }\n"),
+    )
+    .unwrap();
+    let console = ok.console.unwrap();
+    assert!(console.cookie_secure, "off loopback, cookies are Secure");
+    assert!(console.users[0].may_decide("default", "anyone@x"));
+    assert!(!console.users[0].may_decide("other", "anyone@x"));
+}

@@ -71,6 +71,13 @@ impl FromRef<Shared> for CsrfConfig {
     }
 }
 
+/// A page with the request's CSRF token in its forms (and the token's cookie set).
+fn render(token: CsrfToken, page: impl FnOnce(&str) -> maud::Markup) -> Response {
+    let csrf = token.authenticity_token().unwrap_or_default();
+    let markup = page(&csrf);
+    (token, markup).into_response()
+}
+
 fn error(code: StatusCode, text: &str) -> Response {
     (code, pages::message(code, text)).into_response()
 }
@@ -125,6 +132,8 @@ pub async fn serve(cfg: Config, journal: Journal) -> anyhow::Result<()> {
         .route("/runs", get(runs))
         .route("/runs/{id}", get(run))
         .route("/approvals", get(approvals))
+        .route("/links", get(links))
+        .route("/people/{user_name}", get(person))
         .route("/approvals/{run}/{seq}", post(decide))
         .route("/style.css", get(pages::style))
         .layer(sessions)
@@ -140,8 +149,7 @@ pub async fn serve(cfg: Config, journal: Journal) -> anyhow::Result<()> {
 }
 
 async fn login_page(token: CsrfToken) -> Response {
-    let csrf = token.authenticity_token().unwrap_or_default();
-    (token, pages::login(&csrf, None)).into_response()
+    render(token, |csrf| pages::login(csrf, None))
 }
 
 #[derive(Deserialize)]
@@ -258,8 +266,7 @@ async fn overview(State(c): State<Shared>, Login(user): Login, token: CsrfToken)
             next: next.clone(),
         })
         .collect();
-    let csrf = token.authenticity_token().unwrap_or_default();
-    (token, pages::overview(&user, &csrf, &apps)).into_response()
+    render(token, |csrf| pages::overview(&user, csrf, &apps))
 }
 
 #[derive(Deserialize)]
@@ -282,8 +289,7 @@ async fn runs(
         .filter(|r| user.sees_app(&r.app))
         .filter(|r| q.app.as_ref().is_none_or(|a| *a == r.app))
         .collect();
-    let csrf = token.authenticity_token().unwrap_or_default();
-    (token, pages::runs(&user, &csrf, &rows)).into_response()
+    render(token, |csrf| pages::runs(&user, csrf, &rows))
 }
 
 #[derive(Deserialize)]
@@ -315,8 +321,81 @@ async fn run(
         .filter(|a| user.sees_person(&a.user_name))
         .filter(|a| pages::matches(a, &needle))
         .collect();
-    let csrf = token.authenticity_token().unwrap_or_default();
-    (token, pages::run(&user, &csrf, &row, &actions, &needle)).into_response()
+    render(token, |csrf| {
+        pages::run(&user, csrf, &row, &actions, &needle)
+    })
+}
+
+#[derive(Deserialize)]
+struct LinksQuery {
+    app: Option<String>,
+    q: Option<String>,
+}
+
+async fn links(
+    State(c): State<Shared>,
+    Login(user): Login,
+    token: CsrfToken,
+    Query(q): Query<LinksQuery>,
+) -> Response {
+    let apps: Vec<crate::config::AppConfig> = c
+        .cfg
+        .apps
+        .iter()
+        .filter(|a| user.sees_app(&a.name))
+        .filter(|a| q.app.as_ref().is_none_or(|n| *n == a.name))
+        .cloned()
+        .collect();
+    let names: Vec<String> = apps.iter().map(|a| a.name.clone()).collect();
+    let found = c
+        .read(move |j| {
+            names
+                .into_iter()
+                .map(|n| Ok((n.clone(), j.for_app(&n).links()?)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+    let per_app = match found {
+        Ok(l) => l,
+        Err(e) => return e,
+    };
+    let needle = q.q.unwrap_or_default().to_lowercase();
+    let now = chrono::Utc::now();
+    let rows: Vec<pages::LinkRow> = per_app
+        .into_iter()
+        .flat_map(|(app, links)| {
+            let lifecycle = apps
+                .iter()
+                .find(|a| a.name == app)
+                .map(|a| a.policy.lifecycle.clone())
+                .unwrap_or_default();
+            links
+                .into_values()
+                .filter(|l| user.sees_person(&l.user_name))
+                .filter(|l| needle.is_empty() || l.user_name.to_lowercase().contains(&needle))
+                .map(|l| pages::LinkRow::new(&app, l, &lifecycle, now))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    render(token, |csrf| pages::links(&user, csrf, &rows))
+}
+
+async fn person(
+    State(c): State<Shared>,
+    Login(user): Login,
+    token: CsrfToken,
+    Path(name): Path<String>,
+) -> Response {
+    if !user.sees_person(&name) {
+        return error(StatusCode::NOT_FOUND, "no such person for this login");
+    }
+    let wanted = name.clone();
+    let rows = match c.read(move |j| j.actions_of_person(&wanted, 200)).await {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let rows: Vec<_> = rows.into_iter().filter(|r| user.sees_app(&r.app)).collect();
+    render(token, |csrf| pages::person(&user, csrf, &name, &rows))
 }
 
 async fn approvals(State(c): State<Shared>, Login(user): Login, token: CsrfToken) -> Response {
@@ -328,8 +407,7 @@ async fn approvals(State(c): State<Shared>, Login(user): Login, token: CsrfToken
         .into_iter()
         .filter(|h| user.sees_app(&h.app) && user.sees_person(&h.user_name))
         .collect();
-    let csrf = token.authenticity_token().unwrap_or_default();
-    (token, pages::approvals(&user, &csrf, &held)).into_response()
+    render(token, |csrf| pages::approvals(&user, csrf, &held))
 }
 
 #[derive(Deserialize)]

@@ -60,7 +60,8 @@ fn page(title: &str, user: Option<(&ConsoleUser, &str)>, body: Markup) -> Markup
                         nav {
                             a href="/" { "Apps" } " · "
                             a href="/runs" { "Runs" } " · "
-                            a href="/approvals" { "Held actions" }
+                            a href="/approvals" { "Held actions" } " · "
+                            a href="/links" { "Accounts" }
                         }
                         span.who {
                             (u.name) " (" (u.role.as_str()) ") "
@@ -254,6 +255,99 @@ pub fn run(
                     }
                 }
             } }
+        },
+    )
+}
+
+/// One link for the accounts page: who, where, in what state, and what comes next.
+pub struct LinkRow {
+    pub app: String,
+    pub user_name: String,
+    pub account: String,
+    pub state: &'static str,
+    pub suspended_since: Option<String>,
+    /// Until when a return reactivates the same account.
+    pub window_left: Option<String>,
+    /// When the suspended account is deleted (`delete_after`).
+    pub retention: Option<String>,
+}
+
+impl LinkRow {
+    pub fn new(
+        app: &str,
+        l: crate::model::Link,
+        lifecycle: &crate::plan::Lifecycle,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> LinkRow {
+        let day = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d").to_string();
+        let since = l
+            .suspended_at
+            .filter(|_| l.state == crate::model::LinkState::Suspended);
+        LinkRow {
+            app: app.to_string(),
+            user_name: l.user_name,
+            account: l.account_id.as_str().to_string(),
+            state: l.state.as_str(),
+            suspended_since: since.map(day),
+            window_left: since.map(|s| {
+                let end = s + lifecycle.reactivation_window;
+                match (end - now).num_days() {
+                    _ if end <= now => "over".to_string(),
+                    d => format!("{d} day(s), until {}", day(end)),
+                }
+            }),
+            retention: since.and_then(|s| lifecycle.delete_after.map(|keep| day(s + keep))),
+        }
+    }
+}
+
+pub fn links(user: &ConsoleUser, csrf: &str, rows: &[LinkRow]) -> Markup {
+    page(
+        "Accounts",
+        Some((user, csrf)),
+        html! {
+            form method="get" {
+                label { "Person " input name="q" placeholder="userName"; }
+                " " button type="submit" { "Find" }
+            }
+            div.scroll { table {
+                thead { tr { th { "App" } th { "Person" } th { "Account" } th { "State" } th { "Suspended since" } th { "Reactivation window" } th { "Deleted on" } } }
+                tbody {
+                    @for r in rows {
+                        tr {
+                            td { (r.app) }
+                            td { a href={ "/people/" (r.user_name) } { (r.user_name) } }
+                            td { (r.account) }
+                            td class=(if r.state == "active" { "ok" } else { "held" }) { (r.state) }
+                            td { (r.suspended_since.as_deref().unwrap_or("")) }
+                            td { (r.window_left.as_deref().unwrap_or("")) }
+                            td { (r.retention.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            } }
+        },
+    )
+}
+
+/// One person's timeline across apps, newest first.
+pub fn person(user: &ConsoleUser, csrf: &str, name: &str, rows: &[ActionRow]) -> Markup {
+    page(
+        name,
+        Some((user, csrf)),
+        html! {
+            @if rows.is_empty() { p.msg { "No action on this person in any app this login sees." } }
+            ol {
+                @for a in rows {
+                    li {
+                        (a.at.get(..16).unwrap_or(&a.at).replace('T', " ")) " · " strong { (a.app) } " · "
+                        (a.kind.as_str()) " (" (a.status.to_string()) "), run "
+                        a href={ "/runs/" (a.run) } { (a.run) } ": " (a.reason)
+                        @if let Some(e) = &a.error { " — " em { (e) } }
+                        (diff(a))
+                    }
+                }
+            }
         },
     )
 }

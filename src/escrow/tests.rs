@@ -119,3 +119,34 @@ fn after_four_failures_the_action_is_held_for_an_operator() {
     );
     assert!(plan.actions[1].held.is_none(), "another write is not held");
 }
+
+fn runs(failed: &[bool]) -> Vec<RecentRun<'static>> {
+    failed
+        .iter()
+        .enumerate()
+        .map(|(i, f)| RecentRun {
+            failed: *f,
+            finished: at(-(i as i64)),
+            reason: "cannot reach the app",
+        })
+        .collect()
+}
+
+#[test]
+fn an_app_rests_after_three_failed_runs_in_a_row_and_longer_each_time() {
+    let hour = Duration::hours(1);
+    assert!(app_rest(&runs(&[true, true, false]), hour, at(0)).is_none());
+    let (until, why) = app_rest(&runs(&[true, true, true]), hour, at(0)).unwrap();
+    assert_eq!(until, at(2));
+    assert!(
+        why.contains("its last 3 runs failed (last: cannot reach the app)"),
+        "{why}"
+    );
+    assert_eq!(app_rest(&runs(&[true; 4]), hour, at(0)).unwrap().0, at(4));
+    assert!(
+        app_rest(&runs(&[true, true, true]), hour, at(3)).is_none(),
+        "rested enough"
+    );
+    let day = app_rest(&runs(&[true; 12]), hour, at(0)).unwrap().0;
+    assert_eq!(day, at(24), "never more than a day");
+}

@@ -73,6 +73,34 @@ impl Journal {
         })
     }
 
+    /// The apps among `apps` whose scheduled runs rest now (`escrow::app_rest`), with why.
+    pub fn resting_apps(
+        &self,
+        apps: &[String],
+        period: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>, JournalError> {
+        let mut out = Vec::new();
+        for app in apps {
+            let rows = self.for_app(app).runs(20)?;
+            let recent: Vec<crate::escrow::RecentRun<'_>> = rows
+                .iter()
+                .filter(|r| r.mode == Mode::Apply && r.outcome != Outcome::Running)
+                .filter_map(|r| {
+                    Some(crate::escrow::RecentRun {
+                        failed: r.outcome == Outcome::Failed,
+                        finished: parse_ts(r.finished.clone())?,
+                        reason: r.reason.as_deref().unwrap_or("no reason journaled"),
+                    })
+                })
+                .collect();
+            if let Some((_, why)) = crate::escrow::app_rest(&recent, period, now) {
+                out.push((app.clone(), why));
+            }
+        }
+        Ok(out)
+    }
+
     /// Forgets the action with this key: it applied.
     pub fn escrow_clear(&self, key: &str) -> Result<(), JournalError> {
         self.with(|c| {

@@ -101,6 +101,21 @@ impl Journal {
             params![run],
         )
     }
+    /// One person's actions in apply runs across every app, newest first (a timeline: "why
+    /// is Alice suspended in Miro?"). Matched by userName, any case.
+    pub fn actions_of_person(
+        &self,
+        user_name: &str,
+        limit: usize,
+    ) -> Result<Vec<ActionRow>, JournalError> {
+        self.select_actions(
+            "SELECT a.run, a.seq, a.kind, a.user_name, a.anchor, a.account, a.reason, a.before, a.after, a.status, a.error, a.at, r.app
+             FROM actions a JOIN runs r ON r.id = a.run
+             WHERE a.user_name = ?1 COLLATE NOCASE AND r.mode = 'apply'
+             ORDER BY a.run DESC, a.seq DESC LIMIT ?2",
+            params![user_name, limit as i64],
+        )
+    }
     pub(super) fn select_actions(
         &self,
         sql: &str,

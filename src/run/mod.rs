@@ -314,6 +314,8 @@ pub struct SyncOptions<'a> {
     /// One-shot gate overrides the operator gave (`--allow-shrink`, ...), journaled with
     /// the run.
     pub overrides: Vec<String>,
+    /// Apps left out of this cycle: resting after failed runs (`escrow::app_rest`).
+    pub resting: std::collections::BTreeSet<String>,
 }
 
 /// One sync cycle: the directory read once, then every selected app planned, gated and
@@ -325,9 +327,13 @@ pub async fn sync(
     trigger: &str,
     opts: SyncOptions<'_>,
 ) -> Result<Vec<AppSummary>, RunError> {
-    let apps = cfg
+    let mut apps = cfg
         .selected(opts.app)
         .map_err(|detail| RunError::NoSuchApp { detail })?;
+    apps.retain(|a| !opts.resting.contains(&a.name));
+    if apps.is_empty() {
+        return Ok(Vec::new());
+    }
     if !opts.overrides.is_empty() {
         tracing::warn!(overrides = %opts.overrides.join(" "), "safety gates overridden for this run");
     }
