@@ -242,6 +242,19 @@ fn a_viewer_sees_runs_and_diffs_but_cannot_approve_and_a_post_without_its_token_
         let filtered = c.source().await.unwrap();
         assert!(filtered.contains("grace@example.org") && !filtered.contains("alan@example.org"));
 
+        // The current dry-run plan, on demand: Alan's suspension, still held; a second
+        // plan within 30 s is refused.
+        c.goto(&format!("{base}/plan")).await.unwrap();
+        let plan = page_with(&c, "Dry-run plan").await;
+        assert!(
+            plan.contains("alan@example.org") && plan.contains("HELD: approvals.suspend: manual"),
+            "{plan}"
+        );
+        screenshot(&c, "plan").await;
+        c.goto(&format!("{base}/plan")).await.unwrap();
+        let again = page_with(&c, "less than 30 seconds ago").await;
+        assert!(again.contains("less than 30 seconds ago"), "{again}");
+
         c.goto(&format!("{base}/approvals")).await.unwrap();
         let page = c.source().await.unwrap();
         assert!(page.contains("alan@example.org"), "{page}");

@@ -338,9 +338,10 @@ fn an_app_whose_runs_keep_failing_rests_between_scheduled_runs_and_says_so() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // (No journal yet while the daemon starts: no run.)
     let failed = || -> usize {
-        let runs: Value = serde_json::from_str(&tb.ok(&cfg, &["runs", "--format", "json"]))
-            .unwrap_or(Value::Null);
+        let out = tb.idsync(&cfg, &["runs", "--format", "json"]);
+        let runs: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         runs.as_array()
             .map(|r| r.iter().filter(|r| r["outcome"] == "failed").count())
             .unwrap_or(0)

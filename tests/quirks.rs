@@ -263,3 +263,69 @@ fn an_app_that_cannot_be_listed_is_read_account_by_account_and_converges() {
         "it listed"
     );
 }
+
+#[test]
+fn an_app_without_patch_gets_whole_resources_put_and_keeps_what_idsync_does_not_manage() {
+    let ldif = format!(
+        "{}{GROUPS_OU}dn: cn=eng,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: eng\nmember: uid=ada,ou=people,dc=example,dc=org\nmember: uid=alan,ou=people,dc=example,dc=org\n\n",
+        trio()
+    );
+    let tb = Testbed::start(&ldif);
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    // The app says it has no PATCH, and refuses one.
+    proxy.add(
+        Rule::new(
+            "GET",
+            "/v2/ServiceProviderConfig",
+            Fault::Answer(r#"{"patch":{"supported":false},"filter":{"supported":true},"etag":{"supported":false},"bulk":{"supported":false}}"#.into()),
+        )
+        .times(usize::MAX),
+    );
+    let no_patch = || {
+        Rule::new(
+            "PATCH",
+            "/v2/",
+            Fault::Status {
+                code: 501,
+                retry_after: None,
+            },
+        )
+        .times(usize::MAX)
+    };
+    proxy.add(no_patch());
+    let cfg = config(
+        &tb,
+        &proxy,
+        "",
+        "groups:\n  base_dn: ou=groups,dc=example,dc=org\n",
+    );
+    tb.ok(&cfg, &["sync"]);
+    // Someone sets a nickname in the app: not idsync's to touch.
+    let alan = tb.scim_user("alan@example.org").unwrap();
+    let id = alan["id"].as_str().unwrap().to_string();
+    let mut edited = alan.clone();
+    edited["nickName"] = "turing".into();
+    reqwest::blocking::Client::new()
+        .put(format!("{}/Users/{id}", tb.scim_url()))
+        .bearer_auth(TOKEN)
+        .json(&edited)
+        .send()
+        .unwrap();
+    tb.ldapmodify("dn: uid=alan,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: title\ntitle: Codebreaker\n");
+    tb.ldapmodify("dn: cn=eng,ou=groups,dc=example,dc=org\nchangetype: modify\ndelete: member\nmember: uid=ada,ou=people,dc=example,dc=org\n");
+    tb.ok(&cfg, &["sync"]);
+    let alan = tb.scim_user("alan@example.org").unwrap();
+    assert_eq!(alan["title"], "Codebreaker");
+    assert_eq!(
+        alan["nickName"], "turing",
+        "a PUT lost what idsync does not manage"
+    );
+    let eng = tb.scim_group("eng").unwrap();
+    assert_eq!(tb.member_names(&eng), ["alan@example.org"]);
+    assert_eq!(proxy.count("PATCH", "/v2/"), 0, "a PATCH was sent");
+    assert!(proxy.count("PUT", "/v2/Users/") >= 1 && proxy.count("PUT", "/v2/Groups/") >= 1);
+    proxy.clear();
+    proxy.add(no_patch());
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(writes(&proxy), 0, "a quiet run wrote");
+}

@@ -13,6 +13,9 @@ pub struct ConsoleConfig {
     /// Session cookies carry `Secure` (default: unless `listen` is loopback, where the
     /// console is reached over plain HTTP or through a TLS-terminating proxy).
     pub cookie_secure: bool,
+    /// The client's address (login throttling, logs) is the last `X-Forwarded-For` hop
+    /// (set only behind a proxy that sets it: anyone can send the header).
+    pub trust_forwarded: bool,
 }
 
 /// One local login.
@@ -94,6 +97,9 @@ pub struct RawConsole {
     #[serde(default)]
     pub users: Vec<RawConsoleUser>,
     pub cookie_secure: Option<bool>,
+    /// Behind a reverse proxy: the client's address is the last `X-Forwarded-For` hop.
+    #[serde(default)]
+    pub trust_forwarded: bool,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -186,6 +192,7 @@ impl Resolver<'_> {
             listen,
             users,
             cookie_secure: raw.cookie_secure.unwrap_or(!listen.ip().is_loopback()),
+            trust_forwarded: raw.trust_forwarded,
         })
     }
 }

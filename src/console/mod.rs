@@ -32,6 +32,9 @@ pub struct Console {
     journal: Journal,
     csrf: CsrfConfig,
     throttle: Throttle,
+    /// Dry-run plans on demand: one every 30 s for the whole console (each reads both
+    /// sides in full).
+    plans: governor::DefaultDirectRateLimiter,
     /// Verified when a login name is unknown, so timing does not tell names apart.
     decoy: ConsoleUser,
 }
@@ -82,6 +85,21 @@ fn error(code: StatusCode, text: &str) -> Response {
     (code, pages::message(code, text)).into_response()
 }
 
+/// The client's address: the peer's, or behind a trusted proxy the last hop it names.
+fn client_addr(
+    console: &ConsoleConfig,
+    peer: SocketAddr,
+    headers: &axum::http::HeaderMap,
+) -> SocketAddr {
+    let forwarded = console
+        .trust_forwarded
+        .then(|| headers.get("x-forwarded-for")?.to_str().ok())
+        .flatten()
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok());
+    forwarded.map_or(peer, |ip| SocketAddr::new(ip, 0))
+}
+
 /// Serves the console until the process ends.
 pub async fn serve(cfg: Config, journal: Journal) -> anyhow::Result<()> {
     let console = cfg
@@ -115,6 +133,9 @@ pub async fn serve(cfg: Config, journal: Journal) -> anyhow::Result<()> {
         journal,
         csrf,
         throttle: Throttle::default(),
+        plans: governor::RateLimiter::direct(
+            governor::Quota::with_period(std::time::Duration::from_secs(30)).expect("30 s > 0"),
+        ),
         decoy,
     });
     let sessions = SessionManagerLayer::new(MemoryStore::default())
@@ -133,6 +154,7 @@ pub async fn serve(cfg: Config, journal: Journal) -> anyhow::Result<()> {
         .route("/runs/{id}", get(run))
         .route("/approvals", get(approvals))
         .route("/links", get(links))
+        .route("/plan", get(plan))
         .route("/people/{user_name}", get(person))
         .route("/approvals/{run}/{seq}", post(decide))
         .route("/style.css", get(pages::style))
@@ -162,11 +184,13 @@ struct LoginForm {
 
 async fn login(
     State(c): State<Shared>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     session: Session,
     token: CsrfToken,
     Form(f): Form<LoginForm>,
 ) -> Response {
+    let addr = client_addr(&c.console, peer, &headers);
     if token.verify(&f.authenticity_token).is_err() {
         return error(
             StatusCode::FORBIDDEN,
@@ -324,6 +348,65 @@ async fn run(
     render(token, |csrf| {
         pages::run(&user, csrf, &row, &actions, &needle)
     })
+}
+
+#[derive(Deserialize)]
+struct PlanQuery {
+    app: Option<String>,
+}
+
+/// The current dry-run plan of one app (or of every app, for a login that sees them all):
+/// both sides read, nothing written to an app, the plan journaled as a dry run.
+async fn plan(
+    State(c): State<Shared>,
+    Login(user): Login,
+    token: CsrfToken,
+    Query(q): Query<PlanQuery>,
+) -> Response {
+    let every = c.cfg.apps.iter().all(|a| user.sees_app(&a.name));
+    let app = match q.app {
+        Some(a) if user.sees_app(&a) => Some(a),
+        Some(_) => return error(StatusCode::NOT_FOUND, "no such app for this login"),
+        None if every => None,
+        None => return error(StatusCode::BAD_REQUEST, "name the app: /plan?app=NAME"),
+    };
+    if c.plans.check().is_err() {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "a plan was made less than 30 seconds ago (each reads both sides in full): try again shortly",
+        );
+    }
+    let me = Arc::clone(&c);
+    let made = tokio::task::spawn_blocking(move || {
+        tokio::runtime::Handle::current().block_on(crate::run::dry_run(
+            &me.cfg,
+            &me.journal,
+            "console",
+            false,
+            app.as_deref(),
+        ))
+    })
+    .await;
+    let summaries = match made {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return error(StatusCode::BAD_GATEWAY, &format!("{e}")),
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "the plan stopped"),
+    };
+    let plans: Vec<pages::AppPlan> = summaries
+        .into_iter()
+        .map(|s| pages::AppPlan {
+            app: s.app,
+            plan: s
+                .result
+                .map(|r| {
+                    let mut plan = r.plan;
+                    plan.actions.retain(|a| user.sees_person(&a.user_name));
+                    plan
+                })
+                .map_err(|e| e.to_string()),
+        })
+        .collect();
+    render(token, |csrf| pages::plan(&user, csrf, &plans))
 }
 
 #[derive(Deserialize)]
@@ -489,5 +572,35 @@ async fn decide(
             Redirect::to(&format!("/approvals?done={run}:{seq}")).into_response()
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn console(trust: bool) -> ConsoleConfig {
+        ConsoleConfig {
+            listen: "127.0.0.1:8080".parse().unwrap(),
+            users: Vec::new(),
+            cookie_secure: false,
+            trust_forwarded: trust,
+        }
+    }
+
+    #[test]
+    fn the_forwarded_address_counts_only_behind_a_trusted_proxy() {
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 198.51.100.7".parse().unwrap(),
+        );
+        assert_eq!(client_addr(&console(false), peer, &h), peer);
+        assert_eq!(
+            client_addr(&console(true), peer, &h).ip().to_string(),
+            "198.51.100.7"
+        );
+        assert_eq!(client_addr(&console(true), peer, &Default::default()), peer);
     }
 }

@@ -61,7 +61,8 @@ fn page(title: &str, user: Option<(&ConsoleUser, &str)>, body: Markup) -> Markup
                             a href="/" { "Apps" } " · "
                             a href="/runs" { "Runs" } " · "
                             a href="/approvals" { "Held actions" } " · "
-                            a href="/links" { "Accounts" }
+                            a href="/links" { "Accounts" } " · "
+                            a href="/plan" { "Plan" }
                         }
                         span.who {
                             (u.name) " (" (u.role.as_str()) ") "
@@ -146,6 +147,7 @@ pub fn overview(user: &ConsoleUser, csrf: &str, apps: &[AppCard]) -> Markup {
                         p {
                             a href="/approvals" { (a.held) " held action(s)" }
                             " · " a href={ "/runs?app=" (a.name) } { "runs" }
+                            " · " a href={ "/plan?app=" (a.name) } { "dry-run plan" }
                         }
                         // Recent runs, oldest left: bar height = actions planned, red = not ok.
                         div.bars aria-label="recent runs: actions per run" {
@@ -255,6 +257,48 @@ pub fn run(
                     }
                 }
             } }
+        },
+    )
+}
+
+/// One app's dry-run plan, or why it could not be made.
+pub struct AppPlan {
+    pub app: String,
+    pub plan: Result<crate::plan::Plan, String>,
+}
+
+pub fn plan(user: &ConsoleUser, csrf: &str, plans: &[AppPlan]) -> Markup {
+    page(
+        "Dry-run plan",
+        Some((user, csrf)),
+        html! {
+            p { "Both sides read now; nothing was written to any app." }
+            @for p in plans {
+                section.card aria-label={ "plan of " (p.app) } {
+                    h2 { (p.app) }
+                    @match &p.plan {
+                        Err(e) => { p.failed { (e) } }
+                        Ok(plan) => {
+                            p { (crate::report::summary(plan)) }
+                            @if !plan.actions.is_empty() {
+                                div.scroll { table {
+                                    thead { tr { th { "Action" } th { "User" } th { "Why" } th { "Changes" } } }
+                                    tbody {
+                                        @for a in &plan.actions {
+                                            tr {
+                                                td { (a.kind.as_str()) }
+                                                td { (a.user_name) }
+                                                td { (a.reason) @if let Some(h) = &a.held { br; span.held { "HELD: " (h) } } }
+                                                td { div.diff { @for c in &a.changes { (crate::report::change_line(c)) "\n" } } }
+                                            }
+                                        }
+                                    }
+                                } }
+                            }
+                        }
+                    }
+                }
+            }
         },
     )
 }

@@ -49,6 +49,9 @@ pub enum Fault {
     /// An app with a size cap (Miro's group PATCH): a body naming more than this many
     /// `"value"`s is answered 413 without forwarding; a smaller one is forwarded.
     TooLarge(usize),
+    /// Answers 200 with this JSON body without forwarding (an app's own
+    /// ServiceProviderConfig, say).
+    Answer(String),
     /// Atlassian's list: a page without its deactivated accounts (`totalResults` counts
     /// the rest). (Use with a page size above the population: pages are cut, not re-cut.)
     HideInactive,
@@ -360,6 +363,16 @@ fn serve_conn(
                 return reset(&conn);
             }
             Some(Fault::Slow(d)) => std::thread::sleep(*d),
+            Some(Fault::Answer(body)) => {
+                let h = [(
+                    "content-type".to_string(),
+                    "application/scim+json".to_string(),
+                )];
+                if !respond(&mut conn, 200, &h, body.as_bytes()) {
+                    return;
+                }
+                continue;
+            }
             Some(Fault::TooLarge(max))
                 if String::from_utf8_lossy(&req.body)
                     .matches("\"value\"")

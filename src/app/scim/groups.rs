@@ -106,6 +106,9 @@ impl ScimClient {
         remove: &[AccountId],
     ) -> Result<(), TargetError> {
         let url = self.url(&format!("Groups/{}", path_segment(id)));
+        if !self.discovery().await?.patch {
+            return self.put_group(&url, rename, add, remove).await;
+        }
         let mut rename =
             rename.map(|n| json!({ "op": "replace", "path": "displayName", "value": n }));
         let changes: Vec<(bool, &AccountId)> = add
@@ -154,6 +157,45 @@ impl ScimClient {
             rename = None;
         }
         Ok(())
+    }
+
+    /// For an app without PATCH: the group read afresh, renamed and its members changed,
+    /// and PUT back whole.
+    async fn put_group(
+        &self,
+        url: &Url,
+        rename: Option<&str>,
+        add: &[AccountId],
+        remove: &[AccountId],
+    ) -> Result<(), TargetError> {
+        let reply = self.send(Method::GET, url.clone(), None).await?;
+        if !reply.status.is_success() {
+            return Err(Self::http_error("GET", url, &reply));
+        }
+        let mut group = reply.body;
+        let gone = |m: &Value| {
+            m.get("value")
+                .and_then(Value::as_str)
+                .is_some_and(|v| remove.iter().any(|r| r.as_str() == v))
+        };
+        let mut members: Vec<Value> = group
+            .get("members")
+            .and_then(Value::as_array)
+            .map(|l| l.iter().filter(|m| !gone(m)).cloned().collect())
+            .unwrap_or_default();
+        members.extend(self.members(add).await?);
+        if let Some(map) = group.as_object_mut() {
+            map.remove("meta");
+            map.insert("members".into(), Value::Array(members));
+            if let Some(name) = rename {
+                map.insert("displayName".into(), Value::String(name.into()));
+            }
+        }
+        let reply = self.send(Method::PUT, url.clone(), Some(&group)).await?;
+        if reply.status.is_success() {
+            return Ok(());
+        }
+        Err(Self::http_error("PUT", url, &reply))
     }
 
     /// Members per group PATCH: `group_batch`, or less once the app said 413.
