@@ -6,6 +6,7 @@
 
 pub mod auth;
 mod pages;
+mod read;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -149,13 +150,13 @@ pub async fn serve(cfg: Config, journal: Journal) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
-        .route("/", get(overview))
-        .route("/runs", get(runs))
-        .route("/runs/{id}", get(run))
+        .route("/", get(read::overview))
+        .route("/runs", get(read::runs))
+        .route("/runs/{id}", get(read::run))
         .route("/approvals", get(approvals))
-        .route("/links", get(links))
-        .route("/plan", get(plan))
-        .route("/people/{user_name}", get(person))
+        .route("/links", get(read::links))
+        .route("/plan", get(read::plan))
+        .route("/people/{user_name}", get(read::person))
         .route("/approvals/{run}/{seq}", post(decide))
         .route("/style.css", get(pages::style))
         .layer(sessions)
@@ -254,231 +255,6 @@ async fn logout(session: Session, token: CsrfToken, Form(f): Form<TokenOnly>) ->
     }
     auth::end(&session).await;
     Redirect::to("/login").into_response()
-}
-
-async fn overview(State(c): State<Shared>, Login(user): Login, token: CsrfToken) -> Response {
-    let runs = match c.read(|j| j.runs(500)).await {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    let held = match c.read(|j| j.held_actions()).await {
-        Ok(h) => h,
-        Err(e) => return e,
-    };
-    let next = c.cfg.schedule.as_ref().and_then(|s| {
-        s.upcoming(chrono::Local)
-            .next()
-            .map(|t| t.format("%Y-%m-%d %H:%M %Z").to_string())
-    });
-    let apps: Vec<pages::AppCard> = c
-        .cfg
-        .apps
-        .iter()
-        .filter(|a| user.sees_app(&a.name))
-        .map(|a| pages::AppCard {
-            name: a.name.clone(),
-            runs: runs
-                .iter()
-                .filter(|r| r.app == a.name)
-                .take(20)
-                .cloned()
-                .collect(),
-            held: held
-                .iter()
-                .filter(|h| h.app == a.name && user.sees_person(&h.user_name))
-                .count(),
-            next: next.clone(),
-        })
-        .collect();
-    render(token, |csrf| pages::overview(&user, csrf, &apps))
-}
-
-#[derive(Deserialize)]
-struct RunsQuery {
-    app: Option<String>,
-}
-
-async fn runs(
-    State(c): State<Shared>,
-    Login(user): Login,
-    token: CsrfToken,
-    Query(q): Query<RunsQuery>,
-) -> Response {
-    let rows = match c.read(|j| j.runs(200)).await {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    let rows: Vec<_> = rows
-        .into_iter()
-        .filter(|r| user.sees_app(&r.app))
-        .filter(|r| q.app.as_ref().is_none_or(|a| *a == r.app))
-        .collect();
-    render(token, |csrf| pages::runs(&user, csrf, &rows))
-}
-
-#[derive(Deserialize)]
-struct RunQuery {
-    /// Text an action's user, kind, reason or fields must contain.
-    q: Option<String>,
-}
-
-async fn run(
-    State(c): State<Shared>,
-    Login(user): Login,
-    token: CsrfToken,
-    Path(id): Path<i64>,
-    Query(q): Query<RunQuery>,
-) -> Response {
-    let found = match c.read(move |j| Ok((j.run(id)?, j.actions(id)?))).await {
-        Ok(f) => f,
-        Err(e) => return e,
-    };
-    let (Some(row), actions) = found else {
-        return error(StatusCode::NOT_FOUND, &format!("no run {id}"));
-    };
-    if !user.sees_app(&row.app) {
-        return error(StatusCode::NOT_FOUND, &format!("no run {id}"));
-    }
-    let needle = q.q.unwrap_or_default();
-    let actions: Vec<_> = actions
-        .into_iter()
-        .filter(|a| user.sees_person(&a.user_name))
-        .filter(|a| pages::matches(a, &needle))
-        .collect();
-    render(token, |csrf| {
-        pages::run(&user, csrf, &row, &actions, &needle)
-    })
-}
-
-#[derive(Deserialize)]
-struct PlanQuery {
-    app: Option<String>,
-}
-
-/// The current dry-run plan of one app (or of every app, for a login that sees them all):
-/// both sides read, nothing written to an app, the plan journaled as a dry run.
-async fn plan(
-    State(c): State<Shared>,
-    Login(user): Login,
-    token: CsrfToken,
-    Query(q): Query<PlanQuery>,
-) -> Response {
-    let every = c.cfg.apps.iter().all(|a| user.sees_app(&a.name));
-    let app = match q.app {
-        Some(a) if user.sees_app(&a) => Some(a),
-        Some(_) => return error(StatusCode::NOT_FOUND, "no such app for this login"),
-        None if every => None,
-        None => return error(StatusCode::BAD_REQUEST, "name the app: /plan?app=NAME"),
-    };
-    if c.plans.check().is_err() {
-        return error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "a plan was made less than 30 seconds ago (each reads both sides in full): try again shortly",
-        );
-    }
-    let me = Arc::clone(&c);
-    let made = tokio::task::spawn_blocking(move || {
-        tokio::runtime::Handle::current().block_on(crate::run::dry_run(
-            &me.cfg,
-            &me.journal,
-            "console",
-            false,
-            app.as_deref(),
-        ))
-    })
-    .await;
-    let summaries = match made {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return error(StatusCode::BAD_GATEWAY, &format!("{e}")),
-        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "the plan stopped"),
-    };
-    let plans: Vec<pages::AppPlan> = summaries
-        .into_iter()
-        .map(|s| pages::AppPlan {
-            app: s.app,
-            plan: s
-                .result
-                .map(|r| {
-                    let mut plan = r.plan;
-                    plan.actions.retain(|a| user.sees_person(&a.user_name));
-                    plan
-                })
-                .map_err(|e| e.to_string()),
-        })
-        .collect();
-    render(token, |csrf| pages::plan(&user, csrf, &plans))
-}
-
-#[derive(Deserialize)]
-struct LinksQuery {
-    app: Option<String>,
-    q: Option<String>,
-}
-
-async fn links(
-    State(c): State<Shared>,
-    Login(user): Login,
-    token: CsrfToken,
-    Query(q): Query<LinksQuery>,
-) -> Response {
-    let apps: Vec<crate::config::AppConfig> = c
-        .cfg
-        .apps
-        .iter()
-        .filter(|a| user.sees_app(&a.name))
-        .filter(|a| q.app.as_ref().is_none_or(|n| *n == a.name))
-        .cloned()
-        .collect();
-    let names: Vec<String> = apps.iter().map(|a| a.name.clone()).collect();
-    let found = c
-        .read(move |j| {
-            names
-                .into_iter()
-                .map(|n| Ok((n.clone(), j.for_app(&n).links()?)))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await;
-    let per_app = match found {
-        Ok(l) => l,
-        Err(e) => return e,
-    };
-    let needle = q.q.unwrap_or_default().to_lowercase();
-    let now = chrono::Utc::now();
-    let rows: Vec<pages::LinkRow> = per_app
-        .into_iter()
-        .flat_map(|(app, links)| {
-            let lifecycle = apps
-                .iter()
-                .find(|a| a.name == app)
-                .map(|a| a.policy.lifecycle.clone())
-                .unwrap_or_default();
-            links
-                .into_values()
-                .filter(|l| user.sees_person(&l.user_name))
-                .filter(|l| needle.is_empty() || l.user_name.to_lowercase().contains(&needle))
-                .map(|l| pages::LinkRow::new(&app, l, &lifecycle, now))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    render(token, |csrf| pages::links(&user, csrf, &rows))
-}
-
-async fn person(
-    State(c): State<Shared>,
-    Login(user): Login,
-    token: CsrfToken,
-    Path(name): Path<String>,
-) -> Response {
-    if !user.sees_person(&name) {
-        return error(StatusCode::NOT_FOUND, "no such person for this login");
-    }
-    let wanted = name.clone();
-    let rows = match c.read(move |j| j.actions_of_person(&wanted, 200)).await {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    let rows: Vec<_> = rows.into_iter().filter(|r| user.sees_app(&r.app)).collect();
-    render(token, |csrf| pages::person(&user, csrf, &name, &rows))
 }
 
 async fn approvals(State(c): State<Shared>, Login(user): Login, token: CsrfToken) -> Response {

@@ -1,0 +1,233 @@
+//! The console's read-only pages: apps, runs, one run, the dry-run plan, accounts and a
+//! person's timeline, each limited to what the login sees.
+
+use super::*;
+
+pub(super) async fn overview(
+    State(c): State<Shared>,
+    Login(user): Login,
+    token: CsrfToken,
+) -> Response {
+    let runs = match c.read(|j| j.runs(500)).await {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let held = match c.read(|j| j.held_actions()).await {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    let next = c.cfg.schedule.as_ref().and_then(|s| {
+        s.upcoming(chrono::Local)
+            .next()
+            .map(|t| t.format("%Y-%m-%d %H:%M %Z").to_string())
+    });
+    let apps: Vec<pages::AppCard> = c
+        .cfg
+        .apps
+        .iter()
+        .filter(|a| user.sees_app(&a.name))
+        .map(|a| pages::AppCard {
+            name: a.name.clone(),
+            runs: runs
+                .iter()
+                .filter(|r| r.app == a.name)
+                .take(20)
+                .cloned()
+                .collect(),
+            held: held
+                .iter()
+                .filter(|h| h.app == a.name && user.sees_person(&h.user_name))
+                .count(),
+            next: next.clone(),
+        })
+        .collect();
+    render(token, |csrf| pages::overview(&user, csrf, &apps))
+}
+
+#[derive(Deserialize)]
+pub(super) struct RunsQuery {
+    app: Option<String>,
+}
+
+pub(super) async fn runs(
+    State(c): State<Shared>,
+    Login(user): Login,
+    token: CsrfToken,
+    Query(q): Query<RunsQuery>,
+) -> Response {
+    let rows = match c.read(|j| j.runs(200)).await {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| user.sees_app(&r.app))
+        .filter(|r| q.app.as_ref().is_none_or(|a| *a == r.app))
+        .collect();
+    render(token, |csrf| pages::runs(&user, csrf, &rows))
+}
+
+#[derive(Deserialize)]
+pub(super) struct RunQuery {
+    /// Text an action's user, kind, reason or fields must contain.
+    q: Option<String>,
+}
+
+pub(super) async fn run(
+    State(c): State<Shared>,
+    Login(user): Login,
+    token: CsrfToken,
+    Path(id): Path<i64>,
+    Query(q): Query<RunQuery>,
+) -> Response {
+    let found = match c.read(move |j| Ok((j.run(id)?, j.actions(id)?))).await {
+        Ok(f) => f,
+        Err(e) => return e,
+    };
+    let (Some(row), actions) = found else {
+        return error(StatusCode::NOT_FOUND, &format!("no run {id}"));
+    };
+    if !user.sees_app(&row.app) {
+        return error(StatusCode::NOT_FOUND, &format!("no run {id}"));
+    }
+    let needle = q.q.unwrap_or_default();
+    let actions: Vec<_> = actions
+        .into_iter()
+        .filter(|a| user.sees_person(&a.user_name))
+        .filter(|a| pages::matches(a, &needle))
+        .collect();
+    render(token, |csrf| {
+        pages::run(&user, csrf, &row, &actions, &needle)
+    })
+}
+
+#[derive(Deserialize)]
+pub(super) struct PlanQuery {
+    app: Option<String>,
+}
+
+/// The current dry-run plan of one app (or of every app, for a login that sees them all):
+/// both sides read, nothing written to an app, the plan journaled as a dry run.
+pub(super) async fn plan(
+    State(c): State<Shared>,
+    Login(user): Login,
+    token: CsrfToken,
+    Query(q): Query<PlanQuery>,
+) -> Response {
+    let every = c.cfg.apps.iter().all(|a| user.sees_app(&a.name));
+    let app = match q.app {
+        Some(a) if user.sees_app(&a) => Some(a),
+        Some(_) => return error(StatusCode::NOT_FOUND, "no such app for this login"),
+        None if every => None,
+        None => return error(StatusCode::BAD_REQUEST, "name the app: /plan?app=NAME"),
+    };
+    if c.plans.check().is_err() {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "a plan was made less than 30 seconds ago (each reads both sides in full): try again shortly",
+        );
+    }
+    let me = Arc::clone(&c);
+    let made = tokio::task::spawn_blocking(move || {
+        tokio::runtime::Handle::current().block_on(crate::run::dry_run(
+            &me.cfg,
+            &me.journal,
+            "console",
+            false,
+            app.as_deref(),
+        ))
+    })
+    .await;
+    let summaries = match made {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return error(StatusCode::BAD_GATEWAY, &format!("{e}")),
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "the plan stopped"),
+    };
+    let plans: Vec<pages::AppPlan> = summaries
+        .into_iter()
+        .map(|s| pages::AppPlan {
+            app: s.app,
+            plan: s
+                .result
+                .map(|r| {
+                    let mut plan = r.plan;
+                    plan.actions.retain(|a| user.sees_person(&a.user_name));
+                    plan
+                })
+                .map_err(|e| e.to_string()),
+        })
+        .collect();
+    render(token, |csrf| pages::plan(&user, csrf, &plans))
+}
+
+#[derive(Deserialize)]
+pub(super) struct LinksQuery {
+    app: Option<String>,
+    q: Option<String>,
+}
+
+pub(super) async fn links(
+    State(c): State<Shared>,
+    Login(user): Login,
+    token: CsrfToken,
+    Query(q): Query<LinksQuery>,
+) -> Response {
+    let apps: Vec<crate::config::AppConfig> = c
+        .cfg
+        .apps
+        .iter()
+        .filter(|a| user.sees_app(&a.name))
+        .filter(|a| q.app.as_ref().is_none_or(|n| *n == a.name))
+        .cloned()
+        .collect();
+    let names: Vec<String> = apps.iter().map(|a| a.name.clone()).collect();
+    let found = c
+        .read(move |j| {
+            names
+                .into_iter()
+                .map(|n| Ok((n.clone(), j.for_app(&n).links()?)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+    let per_app = match found {
+        Ok(l) => l,
+        Err(e) => return e,
+    };
+    let needle = q.q.unwrap_or_default().to_lowercase();
+    let now = chrono::Utc::now();
+    let rows: Vec<pages::LinkRow> = per_app
+        .into_iter()
+        .flat_map(|(app, links)| {
+            let lifecycle = apps
+                .iter()
+                .find(|a| a.name == app)
+                .map(|a| a.policy.lifecycle.clone())
+                .unwrap_or_default();
+            links
+                .into_values()
+                .filter(|l| user.sees_person(&l.user_name))
+                .filter(|l| needle.is_empty() || l.user_name.to_lowercase().contains(&needle))
+                .map(|l| pages::LinkRow::new(&app, l, &lifecycle, now))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    render(token, |csrf| pages::links(&user, csrf, &rows))
+}
+
+pub(super) async fn person(
+    State(c): State<Shared>,
+    Login(user): Login,
+    token: CsrfToken,
+    Path(name): Path<String>,
+) -> Response {
+    if !user.sees_person(&name) {
+        return error(StatusCode::NOT_FOUND, "no such person for this login");
+    }
+    let wanted = name.clone();
+    let rows = match c.read(move |j| j.actions_of_person(&wanted, 200)).await {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let rows: Vec<_> = rows.into_iter().filter(|r| user.sees_app(&r.app)).collect();
+    render(token, |csrf| pages::person(&user, csrf, &name, &rows))
+}
