@@ -1,5 +1,5 @@
 //! Escrow (Entra's word): an action that failed for a reason that will not pass by itself
-//! (the app refused it with a 4xx other than 408/429, or answered the same 5xx to every
+//! (the app refused it with a 4xx other than 408/429, or answered a 500-like error to every
 //! try) is not sent again every cycle. It waits with a growing back-off (1 h, 4 h, 16 h),
 //! and after `QUARANTINE_AFTER` failures it is quarantined: held for an operator
 //! (`idsync approve` tries it again, `reject` drops it for that run). Waiting and
@@ -67,16 +67,20 @@ pub fn key(action: &Action) -> String {
         .collect()
 }
 
-/// True for a failure that sending the same request again will not cure.
+/// True for a failure that sending the same request again will not cure: a refusal (4xx
+/// but 408 and 429), or an error the app gave this request every time. 502, 503 and 504
+/// say the app (or its gateway) is unavailable, not that the request is wrong: those pass
+/// by themselves, and an app that keeps giving them rests as a whole (`app_rest`).
 pub fn lasting(e: &TargetError) -> bool {
+    let server_error = |s: u16| s >= 500 && ![502, 503, 504].contains(&s);
     match e {
         TargetError::Http { status, .. } => {
-            (400..500).contains(status) && ![408, 429].contains(status) || *status >= 500
+            (400..500).contains(status) && ![408, 429].contains(status) || server_error(*status)
         }
         // Every try answered the same 5xx (a 429 or a transport error passes by itself).
         TargetError::Exhausted {
             status: Some(s), ..
-        } => *s >= 500,
+        } => server_error(*s),
         TargetError::Taken { .. } => true,
         _ => false,
     }

@@ -51,7 +51,7 @@ fn refusals_and_repeated_server_errors_last_throttling_and_timeouts_pass() {
     for s in [400, 403, 404, 409, 413, 422, 500] {
         assert!(lasting(&http(s)), "{s}");
     }
-    for s in [408, 429] {
+    for s in [408, 429, 502, 503, 504] {
         assert!(!lasting(&http(s)), "{s}");
     }
     let exhausted = |status| TargetError::Exhausted {
@@ -63,6 +63,10 @@ fn refusals_and_repeated_server_errors_last_throttling_and_timeouts_pass() {
     };
     assert!(lasting(&exhausted(Some(500))));
     assert!(!lasting(&exhausted(Some(429))));
+    assert!(
+        !lasting(&exhausted(Some(503))),
+        "an app unavailable: not this request"
+    );
     assert!(!lasting(&exhausted(None)), "no answer: may pass by itself");
 }
 
