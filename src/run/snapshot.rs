@@ -224,8 +224,18 @@ async fn discover(journal: &Journal, client: &ScimClient) -> Result<(), RunError
         Some(documents) => client.preload(documents),
         None => {
             if let Some(documents) = client.fetched_documents().await? {
+                // Real schemas are tens of KiB; an app sending megabytes is not kept (each
+                // run then asks again).
+                const MAX_KEPT: usize = 4 << 20;
                 let text = serde_json::to_string(documents).unwrap_or_default();
-                journal.save_discovery(&text, now)?;
+                if text.len() <= MAX_KEPT {
+                    journal.save_discovery(&text, now)?;
+                } else {
+                    tracing::warn!(
+                        bytes = text.len(),
+                        "the app's discovery documents are too large to keep in the journal"
+                    );
+                }
             }
         }
     }
