@@ -185,17 +185,25 @@ slapd_stop() {
   rm -f "$dir/slapd.pid"
 }
 
+# Starts CMD... in the background, logging to DIR/NAME.log (pid in DIR/NAME.pid), and waits
+# SECS for it to listen on PORT.
+start_server() { # NAME DIR PORT SECS LABEL CMD...
+  local name=$1 dir=$2 port=$3 secs=$4 label=$5
+  shift 5
+  mkdir -p "$dir"
+  # Started from a non-interactive shell, Python would inherit SIGINT ignored; setsid +
+  # SIGTERM on stop is enough since the servers keep nothing we need on disk.
+  setsid "$@" >"$dir/$name.log" 2>&1 </dev/null &
+  echo $! >"$dir/$name.pid"
+  wait_port "$port" "$secs" || { cat "$dir/$name.log" >&2; die "$label did not listen on 127.0.0.1:$port"; }
+}
+
 scim_start() {
   local dir=$1 port=$2 token=$3
   [ -n "$token" ] || die "usage: scim-start DIR PORT TOKEN"
   [ -x "$venv/bin/scim2-server" ] || die "scim2-server is not installed; run: scripts/testbed.sh install"
-  mkdir -p "$dir"
-  # Started from a non-interactive shell, Python would inherit SIGINT ignored; setsid +
-  # SIGTERM on stop is enough since the server keeps nothing we need on disk.
-  setsid "$venv/bin/scim2-server" --hostname 127.0.0.1 --port "$port" --bearer-token "$token" \
-    >"$dir/scim.log" 2>&1 </dev/null &
-  echo $! >"$dir/scim.pid"
-  wait_port "$port" 30 || { cat "$dir/scim.log" >&2; die "scim2-server did not listen on 127.0.0.1:$port"; }
+  start_server scim "$dir" "$port" 30 scim2-server \
+    "$venv/bin/scim2-server" --hostname 127.0.0.1 --port "$port" --bearer-token "$token"
 }
 
 scim_stop() { # DIR [NAME]
@@ -212,11 +220,8 @@ canaille_start() {
   local dir=$1 port=$2 token=$3
   [ -n "$token" ] || die "usage: canaille-start DIR PORT TOKEN"
   [ -x "$canaille_venv/bin/python" ] || die "Canaille is not installed; run: scripts/testbed.sh install"
-  mkdir -p "$dir"
-  setsid "$canaille_venv/bin/python" "$here/scripts/testbed/canaille_serve.py" "$port" "$token" \
-    >"$dir/canaille.log" 2>&1 </dev/null &
-  echo $! >"$dir/canaille.pid"
-  wait_port "$port" 60 || { cat "$dir/canaille.log" >&2; die "Canaille did not listen on 127.0.0.1:$port"; }
+  start_server canaille "$dir" "$port" 60 Canaille \
+    "$canaille_venv/bin/python" "$here/scripts/testbed/canaille_serve.py" "$port" "$token"
 }
 
 tls_certs() {

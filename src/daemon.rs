@@ -87,11 +87,7 @@ fn serve_metrics(cfg: &Config) -> Result<(), DaemonError> {
     let (Some(addr), Some(schedule)) = (cfg.metrics_listen, cfg.schedule.as_ref()) else {
         return Ok(());
     };
-    let mut ticks = schedule.upcoming(Utc);
-    let period = match (ticks.next(), ticks.next()) {
-        (Some(a), Some(b)) => b - a,
-        _ => chrono::Duration::hours(24),
-    };
+    let period = schedule_period(schedule);
     let reader = Journal::open(&cfg.state_dir)?;
     let apps = cfg.apps.iter().map(|a| a.name.clone()).collect();
     tokio::spawn(async move {
@@ -151,19 +147,22 @@ fn reload(
     Ok(())
 }
 
-/// Runs until SIGTERM or SIGINT.
+/// The time between the schedule's next two runs (a day when it has no two).
+fn schedule_period(schedule: &cron::Schedule) -> chrono::Duration {
+    let mut ticks = schedule.upcoming(Utc);
+    match (ticks.next(), ticks.next()) {
+        (Some(a), Some(b)) => b - a,
+        _ => chrono::Duration::hours(24),
+    }
+}
+
 /// The apps whose scheduled runs rest now, after runs that all failed (each logged with
 /// until when and why).
 fn resting_apps(cfg: &Config, journal: &Journal) -> std::collections::BTreeSet<String> {
-    let period = cfg
-        .schedule
-        .as_ref()
-        .and_then(|s| {
-            let mut next = s.upcoming(Utc);
-            Some(next.nth(1)? - next.next()?)
-        })
-        .map(|p| p.abs())
-        .unwrap_or(chrono::Duration::hours(1));
+    let Some(schedule) = cfg.schedule.as_ref() else {
+        return Default::default();
+    };
+    let period = schedule_period(schedule);
     let names: Vec<String> = cfg.apps.iter().map(|a| a.name.clone()).collect();
     let resting = journal
         .resting_apps(&names, period, Utc::now())
@@ -174,6 +173,7 @@ fn resting_apps(cfg: &Config, journal: &Journal) -> std::collections::BTreeSet<S
     resting.into_iter().map(|(app, _)| app).collect()
 }
 
+/// Runs until SIGTERM or SIGINT.
 pub async fn run(config_path: PathBuf, mut cfg: Config) -> Result<(), DaemonError> {
     if cfg.schedule.is_none() {
         return Err(DaemonError::NoSchedule);

@@ -17,8 +17,6 @@ pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub struct Discovery {
     /// `filter.supported`: false means lookups read the list instead.
     pub filter: bool,
-    /// `filter.maxResults`, when the app gives one above 0.
-    pub max_results: Option<u32>,
     pub patch: bool,
     pub etag: bool,
     pub bulk: bool,
@@ -32,7 +30,6 @@ impl Default for Discovery {
     fn default() -> Self {
         Discovery {
             filter: true,
-            max_results: None,
             patch: true,
             etag: false,
             bulk: false,
@@ -140,12 +137,6 @@ impl Discovery {
             d.patch = supported("patch", true);
             d.etag = supported("etag", false);
             d.bulk = supported("bulk", false);
-            d.max_results = c
-                .get("filter")
-                .and_then(|f| f.get("maxResults"))
-                .and_then(Value::as_u64)
-                .filter(|n| *n > 0)
-                .map(|n| n.min(u64::from(u32::MAX)) as u32);
         }
         let Some(schemas) = schemas else {
             return d;

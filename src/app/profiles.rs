@@ -62,16 +62,16 @@ pub fn lay_under(target: &mut Mapping) -> Result<(), String> {
     Ok(())
 }
 
-/// One shipped profile's keys (for `idsync check` and the tests).
-pub fn keys(name: &str) -> Option<Mapping> {
-    let (_, text) = PROFILES.iter().find(|(n, _)| *n == name)?;
-    serde_yaml::from_str(text).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_yaml::Value;
+
+    /// One shipped profile's keys.
+    fn keys(name: &str) -> Option<Mapping> {
+        let (_, text) = PROFILES.iter().find(|(n, _)| *n == name)?;
+        serde_yaml::from_str(text).ok()
+    }
 
     #[test]
     fn every_shipped_profile_parses_and_cites_a_source() {

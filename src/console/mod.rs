@@ -75,6 +75,9 @@ impl FromRef<Shared> for CsrfConfig {
     }
 }
 
+/// A handler's answer: the page, or an error page (`?` on a journal read).
+type Page = Result<Response, Response>;
+
 /// A page with the request's CSRF token in its forms (and the token's cookie set).
 fn render(token: CsrfToken, page: impl FnOnce(&str) -> maud::Markup) -> Response {
     let csrf = token.authenticity_token().unwrap_or_default();
@@ -257,16 +260,13 @@ async fn logout(session: Session, token: CsrfToken, Form(f): Form<TokenOnly>) ->
     Redirect::to("/login").into_response()
 }
 
-async fn approvals(State(c): State<Shared>, Login(user): Login, token: CsrfToken) -> Response {
-    let held = match c.read(|j| j.held_actions()).await {
-        Ok(h) => h,
-        Err(e) => return e,
-    };
+async fn approvals(State(c): State<Shared>, Login(user): Login, token: CsrfToken) -> Page {
+    let held = c.read(|j| j.held_actions()).await?;
     let held: Vec<_> = held
         .into_iter()
         .filter(|h| user.sees_app(&h.app) && user.sees_person(&h.user_name))
         .collect();
-    render(token, |csrf| pages::approvals(&user, csrf, &held))
+    Ok(render(token, |csrf| pages::approvals(&user, csrf, &held)))
 }
 
 #[derive(Deserialize)]
@@ -284,29 +284,26 @@ async fn decide(
     token: CsrfToken,
     Path((run, seq)): Path<(i64, i64)>,
     Form(f): Form<DecideForm>,
-) -> Response {
+) -> Page {
     if token.verify(&f.authenticity_token).is_err() {
-        return error(
+        return Err(error(
             StatusCode::FORBIDDEN,
             "the form's CSRF token is missing or wrong: nothing was decided",
-        );
+        ));
     }
-    let held = match c.read(|j| j.held_actions()).await {
-        Ok(h) => h,
-        Err(e) => return e,
-    };
+    let held = c.read(|j| j.held_actions()).await?;
     let Some(row) = held.into_iter().find(|h| h.run == run && h.seq == seq) else {
-        return error(
+        return Err(error(
             StatusCode::NOT_FOUND,
             &format!("no held action {run}:{seq} (decided already?)"),
-        );
+        ));
     };
     if !user.may_decide(&row.app, &row.user_name) {
         tracing::warn!(user = %user.name, run, seq, "console decision refused: not this login's to make");
-        return error(
+        return Err(error(
             StatusCode::FORBIDDEN,
             "this login may not decide this action",
-        );
+        ));
     }
     let by = Decider {
         who: format!("console:{}", user.name),
@@ -320,10 +317,10 @@ async fn decide(
         "approve" => true,
         "reject" => false,
         other => {
-            return error(
+            return Err(error(
                 StatusCode::BAD_REQUEST,
                 &format!("`{other}` is no decision: approve or reject"),
-            )
+            ))
         }
     };
     let me = Arc::clone(&c);
@@ -340,14 +337,17 @@ async fn decide(
     })
     .await;
     let Ok(outcome) = outcome else {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "the decision stopped");
+        return Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the decision stopped",
+        ));
     };
     match outcome {
         Ok(d) => {
             tracing::info!(user = %user.name, run, seq, decision = %f.decision, applied = d.applied, "console decision");
-            Redirect::to(&format!("/approvals?done={run}:{seq}")).into_response()
+            Ok(Redirect::to(&format!("/approvals?done={run}:{seq}")).into_response())
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}")),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}"))),
     }
 }
 

@@ -7,15 +7,9 @@ pub(super) async fn overview(
     State(c): State<Shared>,
     Login(user): Login,
     token: CsrfToken,
-) -> Response {
-    let runs = match c.read(|j| j.runs(500)).await {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    let held = match c.read(|j| j.held_actions()).await {
-        Ok(h) => h,
-        Err(e) => return e,
-    };
+) -> Page {
+    let runs = c.read(|j| j.runs(500)).await?;
+    let held = c.read(|j| j.held_actions()).await?;
     let next = c.cfg.schedule.as_ref().and_then(|s| {
         s.upcoming(chrono::Local)
             .next()
@@ -41,7 +35,7 @@ pub(super) async fn overview(
             next: next.clone(),
         })
         .collect();
-    render(token, |csrf| pages::overview(&user, csrf, &apps))
+    Ok(render(token, |csrf| pages::overview(&user, csrf, &apps)))
 }
 
 #[derive(Deserialize)]
@@ -54,17 +48,14 @@ pub(super) async fn runs(
     Login(user): Login,
     token: CsrfToken,
     Query(q): Query<RunsQuery>,
-) -> Response {
-    let rows = match c.read(|j| j.runs(200)).await {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
+) -> Page {
+    let rows = c.read(|j| j.runs(200)).await?;
     let rows: Vec<_> = rows
         .into_iter()
         .filter(|r| user.sees_app(&r.app))
         .filter(|r| q.app.as_ref().is_none_or(|a| *a == r.app))
         .collect();
-    render(token, |csrf| pages::runs(&user, csrf, &rows))
+    Ok(render(token, |csrf| pages::runs(&user, csrf, &rows)))
 }
 
 #[derive(Deserialize)]
@@ -79,16 +70,13 @@ pub(super) async fn run(
     token: CsrfToken,
     Path(id): Path<i64>,
     Query(q): Query<RunQuery>,
-) -> Response {
-    let found = match c.read(move |j| Ok((j.run(id)?, j.actions(id)?))).await {
-        Ok(f) => f,
-        Err(e) => return e,
-    };
+) -> Page {
+    let found = c.read(move |j| Ok((j.run(id)?, j.actions(id)?))).await?;
     let (Some(row), actions) = found else {
-        return error(StatusCode::NOT_FOUND, &format!("no run {id}"));
+        return Err(error(StatusCode::NOT_FOUND, &format!("no run {id}")));
     };
     if !user.sees_app(&row.app) {
-        return error(StatusCode::NOT_FOUND, &format!("no run {id}"));
+        return Err(error(StatusCode::NOT_FOUND, &format!("no run {id}")));
     }
     let needle = q.q.unwrap_or_default();
     let actions: Vec<_> = actions
@@ -96,9 +84,9 @@ pub(super) async fn run(
         .filter(|a| user.sees_person(&a.user_name))
         .filter(|a| pages::matches(a, &needle))
         .collect();
-    render(token, |csrf| {
+    Ok(render(token, |csrf| {
         pages::run(&user, csrf, &row, &actions, &needle)
-    })
+    }))
 }
 
 #[derive(Deserialize)]
@@ -171,47 +159,39 @@ pub(super) async fn links(
     Login(user): Login,
     token: CsrfToken,
     Query(q): Query<LinksQuery>,
-) -> Response {
-    let apps: Vec<crate::config::AppConfig> = c
+) -> Page {
+    let apps: Vec<&crate::config::AppConfig> = c
         .cfg
         .apps
         .iter()
         .filter(|a| user.sees_app(&a.name))
         .filter(|a| q.app.as_ref().is_none_or(|n| *n == a.name))
-        .cloned()
         .collect();
     let names: Vec<String> = apps.iter().map(|a| a.name.clone()).collect();
-    let found = c
+    // Each app's links, in the order of `apps`.
+    let per_app = c
         .read(move |j| {
             names
-                .into_iter()
-                .map(|n| Ok((n.clone(), j.for_app(&n).links()?)))
+                .iter()
+                .map(|n| j.for_app(n).links())
                 .collect::<Result<Vec<_>, _>>()
         })
-        .await;
-    let per_app = match found {
-        Ok(l) => l,
-        Err(e) => return e,
-    };
+        .await?;
     let needle = q.q.unwrap_or_default().to_lowercase();
     let now = chrono::Utc::now();
-    let rows: Vec<pages::LinkRow> = per_app
-        .into_iter()
+    let rows: Vec<pages::LinkRow> = apps
+        .iter()
+        .zip(per_app)
         .flat_map(|(app, links)| {
-            let lifecycle = apps
-                .iter()
-                .find(|a| a.name == app)
-                .map(|a| a.policy.lifecycle.clone())
-                .unwrap_or_default();
             links
                 .into_values()
                 .filter(|l| user.sees_person(&l.user_name))
                 .filter(|l| needle.is_empty() || l.user_name.to_lowercase().contains(&needle))
-                .map(|l| pages::LinkRow::new(&app, l, &lifecycle, now))
+                .map(|l| pages::LinkRow::new(&app.name, l, &app.policy.lifecycle, now))
                 .collect::<Vec<_>>()
         })
         .collect();
-    render(token, |csrf| pages::links(&user, csrf, &rows))
+    Ok(render(token, |csrf| pages::links(&user, csrf, &rows)))
 }
 
 pub(super) async fn person(
@@ -219,15 +199,17 @@ pub(super) async fn person(
     Login(user): Login,
     token: CsrfToken,
     Path(name): Path<String>,
-) -> Response {
+) -> Page {
     if !user.sees_person(&name) {
-        return error(StatusCode::NOT_FOUND, "no such person for this login");
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "no such person for this login",
+        ));
     }
     let wanted = name.clone();
-    let rows = match c.read(move |j| j.actions_of_person(&wanted, 200)).await {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
+    let rows = c.read(move |j| j.actions_of_person(&wanted, 200)).await?;
     let rows: Vec<_> = rows.into_iter().filter(|r| user.sees_app(&r.app)).collect();
-    render(token, |csrf| pages::person(&user, csrf, &name, &rows))
+    Ok(render(token, |csrf| {
+        pages::person(&user, csrf, &name, &rows)
+    }))
 }

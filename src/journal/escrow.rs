@@ -7,12 +7,21 @@ use crate::escrow::Escrowed;
 impl Journal {
     /// This app's escrowed actions, by key.
     pub fn escrowed(&self) -> Result<BTreeMap<String, Escrowed>, JournalError> {
+        Ok(self
+            .escrow_rows(None)?
+            .into_iter()
+            .map(|e| (e.key.clone(), e))
+            .collect())
+    }
+
+    /// This app's escrow records: all of them, or the one with this key.
+    fn escrow_rows(&self, key: Option<&str>) -> Result<Vec<Escrowed>, JournalError> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT key, user_name, kind, failures, first_failed, last_failed, next_try, reason
-                 FROM escrow WHERE app = ?1",
+                 FROM escrow WHERE app = ?1 AND (?2 IS NULL OR key = ?2)",
             )?;
-            let rows = stmt.query_map(params![self.app()], |r| {
+            let rows = stmt.query_map(params![self.app(), key], |r| {
                 let at = |i: usize| -> rusqlite::Result<DateTime<Utc>> {
                     let text: String = r.get(i)?;
                     parse_ts(Some(text.clone())).ok_or_else(|| {
@@ -34,7 +43,7 @@ impl Journal {
                     reason: r.get(7)?,
                 })
             })?;
-            rows.map(|r| r.map(|e| (e.key.clone(), e))).collect()
+            rows.collect()
         })
     }
 
@@ -47,18 +56,30 @@ impl Journal {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<Escrowed, JournalError> {
-        let failures = self.escrowed()?.get(key).map_or(0, |e| e.failures) + 1;
+        let before = self.escrow_rows(Some(key))?.into_iter().next();
+        let failures = before.as_ref().map_or(0, |e| e.failures) + 1;
         let next = crate::escrow::next_try(failures, now);
         self.with(|c| {
             c.execute(
                 "INSERT INTO escrow (app, key, user_name, kind, failures, first_failed, last_failed, next_try, reason)
-                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5, ?6, ?7)
-                 ON CONFLICT (app, key) DO UPDATE SET failures = failures + 1, last_failed = ?5,
-                     next_try = ?6, reason = ?7, user_name = ?3",
-                params![self.app(), key, user_name, kind, ts(now), ts(next), reason],
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)
+                 ON CONFLICT (app, key) DO UPDATE SET failures = ?5, last_failed = ?6,
+                     next_try = ?7, reason = ?8, user_name = ?3",
+                params![self.app(), key, user_name, kind, failures, ts(now), ts(next), reason],
             )
         })?;
-        Ok(self.escrowed()?.remove(key).expect("just written"))
+        // The record as the journal keeps it (times to the millisecond).
+        let kept = |t: DateTime<Utc>| parse_ts(Some(ts(t))).unwrap_or(t);
+        Ok(Escrowed {
+            key: key.to_string(),
+            user_name: user_name.to_string(),
+            kind: kind.to_string(),
+            failures,
+            first_failed: before.map_or(kept(now), |e| e.first_failed),
+            last_failed: kept(now),
+            next_try: kept(next),
+            reason: reason.to_string(),
+        })
     }
 
     /// Escrowed actions of every app, by app: (waiting, quarantined).

@@ -41,6 +41,11 @@ pub async fn probe(cfg: &Config) -> Result<Probe, RunError> {
     for app in &apps {
         let client = connectors.app(&app.name);
         let several = cfg.apps.len() > 1;
+        // A config key as the file names it: under `apps.NAME.` when there are several apps.
+        let key = |k: &str| match several {
+            true => format!("apps.{}.{k}", app.name),
+            false => k.to_string(),
+        };
         let listed = match app.target.list {
             crate::app::settings::ListMode::FilterOnly => Ok(Vec::new()),
             _ => client.list_accounts().await,
@@ -51,10 +56,7 @@ pub async fn probe(cfg: &Config) -> Result<Probe, RunError> {
                 Some(accounts) => {
                     findings.push(crate::app::discovery::Finding {
                         level: crate::app::discovery::Level::Error,
-                        key: match several {
-                            true => format!("apps.{}.target.page_size", app.name),
-                            false => "target.page_size".into(),
-                        },
+                        key: key("target.page_size"),
                         problem: format!("the app fails when a list asks for a page size (`count`: {e}) and lists fine without one; set `page_size: 0`"),
                     });
                     accounts
@@ -78,19 +80,13 @@ pub async fn probe(cfg: &Config) -> Result<Probe, RunError> {
         }
         let discovery = client.discovery().await?;
         text.push_str(&format!(" ({})", discovery.summary()));
-        let key = |path: &str| match several {
-            true => format!("apps.{}.mapping.{path}", app.name),
-            false => format!("mapping.{path}"),
-        };
-        findings.extend(discovery.check_mapping(&app.policy.mapping, &key));
+        let mapping_key = |path: &str| key(&format!("mapping.{path}"));
+        findings.extend(discovery.check_mapping(&app.policy.mapping, &mapping_key));
         let scim_photos = app.target.photo == crate::app::settings::PhotoUpload::Scim;
         if app.policy.photos.is_some() && scim_photos && discovery.photos_read_only() {
             findings.push(crate::app::discovery::Finding {
                 level: crate::app::discovery::Level::Warning,
-                key: match several {
-                    true => format!("apps.{}.target.photo", app.name),
-                    false => "target.photo".into(),
-                },
+                key: key("target.photo"),
                 problem: "`photos` is read-only in this app: idsync sends it no photo; set `photo: none` here".into(),
             });
         }

@@ -71,27 +71,23 @@ impl ScimClient {
         Ok(found.map(|g| g.id))
     }
 
-    /// A member as the app takes it: `value`, and `$ref` (the account's URL) where the
-    /// app's Group schema has it.
-    async fn member(&self, id: &AccountId) -> Result<Value, TargetError> {
+    /// Members as the app takes them: `value`, and `$ref` (the account's URL) where the
+    /// app's Group schema has it (or `target.member_ref` says so).
+    async fn members(&self, ids: &[AccountId]) -> Result<Vec<Value>, TargetError> {
         let with_ref = match self.cfg.member_ref {
             Some(forced) => forced,
             None => self.discovery().await?.member_ref(),
         };
-        Ok(if with_ref {
-            let url = self.url(&format!("Users/{}", path_segment(id.as_str())));
-            json!({ "value": id, "$ref": url.as_str() })
-        } else {
-            json!({ "value": id })
-        })
-    }
-
-    async fn members(&self, ids: &[AccountId]) -> Result<Vec<Value>, TargetError> {
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(self.member(id).await?);
-        }
-        Ok(out)
+        Ok(ids
+            .iter()
+            .map(|id| match with_ref {
+                true => {
+                    let url = self.url(&format!("Users/{}", path_segment(id.as_str())));
+                    json!({ "value": id, "$ref": url.as_str() })
+                }
+                false => json!({ "value": id }),
+            })
+            .collect())
     }
 
     /// PATCHes a group: rename, then members added and removed, `group_batch` members per

@@ -53,14 +53,12 @@ impl ScimClient {
                 .into_iter()
                 .find(|a| a.user_name == wanted));
         }
-        let (url, resources) = self.filter_eq("Users", "userName", user_name).await?;
-        for r in resources {
-            let account = self.account(&url, r)?;
-            if account.user_name == wanted {
-                return Ok(Some(account));
-            }
-        }
-        Ok(None)
+        let path = FieldPath::verbatim("userName");
+        Ok(self
+            .find_accounts(&path, user_name)
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// The account with this id, or `None` when the app says it is gone (404).
@@ -77,7 +75,8 @@ impl ScimClient {
     }
 
     /// The accounts whose `path` (the match rule's, e.g. `userName` or `externalId`) equals
-    /// `value` (case-insensitively), by a SCIM `eq` filter: for apps that cannot be listed.
+    /// `value` (without case, as `UserName` compares), by a SCIM `eq` filter; what the app
+    /// sends that does not match is dropped.
     pub async fn find_accounts(
         &self,
         path: &FieldPath,
@@ -86,7 +85,9 @@ impl ScimClient {
         let (url, resources) = self.filter_eq("Users", &path.to_string(), value).await?;
         let mut out = Vec::new();
         for r in resources {
-            let same = path.get(&r).is_some_and(|v| v.eq_ignore_ascii_case(value));
+            let same = path
+                .get(&r)
+                .is_some_and(|v| v.to_lowercase() == value.to_lowercase());
             if same {
                 out.push(self.account(&url, r)?);
             }
