@@ -13,10 +13,12 @@
 #   scripts/testbed.sh slapd-stop DIR
 #   scripts/testbed.sh scim-start DIR PORT TOKEN  scim2-server on 127.0.0.1:PORT (base URL /v2)
 #   scripts/testbed.sh scim-stop DIR
-#   scripts/testbed.sh canaille-start DIR PORT TOKEN   Canaille (PyPI), an identity server whose
+#   scripts/testbed.sh canaille-start DIR PORT TOKEN [OIDC_SPEC_JSON]   Canaille (PyPI), an identity server whose
 #                      SCIM 2.0 API (base URL /scim/v2) is written apart from scim2-server: the
 #                      second, stricter app (no filter, read-only photos, required name parts,
-#                      members listed by userName, `$ref` required on members)
+#                      members listed by userName, `$ref` required on members); with
+#                      OIDC_SPEC_JSON also the console's OpenID Connect provider (see
+#                      scripts/testbed/canaille_serve.py)
 #   scripts/testbed.sh canaille-stop DIR
 #   scripts/testbed.sh samba-start DIR [OWNER_PID]   a new Samba AD DC (domain EXAMPLE.TEST,
 #                      Administrator / "$AD_ADMIN_PW") provisioned in DIR, serving LDAP on
@@ -217,11 +219,11 @@ scim_stop() { # DIR [NAME]
 }
 
 canaille_start() {
-  local dir=$1 port=$2 token=$3
-  [ -n "$token" ] || die "usage: canaille-start DIR PORT TOKEN"
+  local dir=$1 port=$2 token=$3 oidc=${4:-}
+  [ -n "$token" ] || die "usage: canaille-start DIR PORT TOKEN [OIDC_SPEC_JSON]"
   [ -x "$canaille_venv/bin/python" ] || die "Canaille is not installed; run: scripts/testbed.sh install"
   start_server canaille "$dir" "$port" 60 Canaille \
-    "$canaille_venv/bin/python" "$here/scripts/testbed/canaille_serve.py" "$port" "$token"
+    "$canaille_venv/bin/python" "$here/scripts/testbed/canaille_serve.py" "$port" "$token" ${oidc:+"$oidc"}
 }
 
 tls_certs() {

@@ -24,6 +24,7 @@ pub mod plan;
 pub mod progress;
 pub mod redact;
 pub mod report;
+pub mod roster;
 pub mod run;
 pub mod safety;
 pub mod scope;

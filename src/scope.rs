@@ -103,7 +103,7 @@ impl Scope {
 }
 
 /// Whether `wanted` (a name, DN or id) names `g`.
-fn names(g: &DirectoryGroup, wanted: &str) -> bool {
+pub(crate) fn names(g: &DirectoryGroup, wanted: &str) -> bool {
     g.name.eq_ignore_ascii_case(wanted.trim())
         || g.anchor.as_str() == wanted.trim()
         || (wanted.contains('=') && normal_dn(wanted) == normal_dn(&g.locator))

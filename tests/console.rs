@@ -126,28 +126,35 @@ async fn screenshot(c: &Client, name: &str) {
     c.set_window_size(1280, 900).await.unwrap();
 }
 
+/// Logs in from the keyboard alone: the name field has the focus, Tab moves to the
+/// password, Enter sends the form.
 async fn login(c: &Client, base: &str, name: &str, password: &str) {
+    const TAB: &str = "\u{e004}";
+    const ENTER: &str = "\u{e007}";
     c.goto(&format!("{base}/login")).await.unwrap();
-    c.find(Locator::Css("input[name=name]"))
-        .await
-        .unwrap()
-        .send_keys(name)
+    let focused = c.active_element().await.unwrap();
+    assert_eq!(focused.attr("name").await.unwrap().as_deref(), Some("name"));
+    focused.send_keys(&format!("{name}{TAB}")).await.unwrap();
+    let focused = c.active_element().await.unwrap();
+    assert_eq!(
+        focused.attr("name").await.unwrap().as_deref(),
+        Some("password")
+    );
+    focused
+        .send_keys(&format!("{password}{ENTER}"))
         .await
         .unwrap();
-    c.find(Locator::Css("input[name=password]"))
-        .await
-        .unwrap()
-        .send_keys(password)
-        .await
-        .unwrap();
-    c.find(Locator::Css("form button[type=submit]"))
+    let text = page_with(c, "Log out").await;
+    assert!(text.contains("Log out"), "{name} did not get in: {text}");
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
-    let text = page_with(c, "Log out").await;
-    assert!(text.contains("Log out"), "{name} did not get in: {text}");
 }
 
 /// The page once it says `text` (a click's navigation may still be under way), or as it
@@ -242,16 +249,19 @@ fn a_viewer_sees_runs_and_diffs_but_cannot_approve_and_a_post_without_its_token_
         let filtered = c.source().await.unwrap();
         assert!(filtered.contains("grace@example.org") && !filtered.contains("alan@example.org"));
 
-        // The current dry-run plan, on demand: Alan's suspension, still held; a second
-        // plan within 30 s is refused.
+        // The current dry-run plan, on demand (a form: a plan is no link to follow):
+        // Alan's suspension, still held; a second plan within 30 s is refused.
         c.goto(&format!("{base}/plan")).await.unwrap();
-        let plan = page_with(&c, "Dry-run plan").await;
+        screenshot(&c, "plan-form").await;
+        click(&c, "button.make").await;
+        let plan = page_with(&c, "HELD: approvals.suspend: manual").await;
         assert!(
             plan.contains("alan@example.org") && plan.contains("HELD: approvals.suspend: manual"),
             "{plan}"
         );
         screenshot(&c, "plan").await;
         c.goto(&format!("{base}/plan")).await.unwrap();
+        click(&c, "button.make").await;
         let again = page_with(&c, "less than 30 seconds ago").await;
         assert!(again.contains("less than 30 seconds ago"), "{again}");
 
@@ -318,38 +328,8 @@ fn a_scoped_approver_sees_only_their_people_and_approving_applies_exactly_that_a
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let (_driver, c) = browser().await;
         login(&c, &base, "abe", "abe-password").await;
-        c.goto(&format!("{base}/approvals")).await.unwrap();
-        let page = c.source().await.unwrap();
-        assert!(page.contains("alan@example.org"), "{page}");
-        assert!(
-            !page.contains("grace@example.org"),
-            "a scoped approver saw someone else: {page}"
-        );
-        screenshot(&c, "approvals-approver").await;
-        c.find(Locator::Css("textarea[name=comment]"))
-            .await
-            .unwrap()
-            .send_keys("Alan left on Friday")
-            .await
-            .unwrap();
-        c.find(Locator::Css("button.approve"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        let after = page_with(&c, "Nothing waits for a decision").await;
-        assert!(after.contains("Nothing waits for a decision"), "{after}");
-        // Grace's action is not his to decide, even forged.
-        let grace = waiting
-            .iter()
-            .find(|w| w["user_name"] == "grace@example.org")
-            .unwrap();
-        c.goto(&format!("{base}/runs/{run}")).await.unwrap();
-        assert_eq!(
-            post_decision(&c, run, grace["seq"].as_i64().unwrap(), true).await,
-            403
-        );
+        approve_alan_not_grace(&c, &base, "approvals-approver", "Alan left on Friday").await;
+        refused_grace(&c, &base, &waiting).await;
         // The accounts page: Alan suspended, his reactivation window counting down; only
         // the people this login sees.
         c.goto(&format!("{base}/links")).await.unwrap();
@@ -373,27 +353,210 @@ fn a_scoped_approver_sees_only_their_people_and_approving_applies_exactly_that_a
         screenshot(&c, "person").await;
         c.close().await.unwrap();
     });
-    let active: Vec<(String, bool)> = tb
-        .scim_users()
+    only_alan_suspended(&tb, &cfg, run, "console:abe", "Alan left on Friday");
+}
+
+/// On the held actions page: Alan's suspension and not Grace's; Alan's approved with
+/// `comment`.
+async fn approve_alan_not_grace(c: &Client, base: &str, shot: &str, comment: &str) {
+    c.goto(&format!("{base}/approvals")).await.unwrap();
+    let page = c.source().await.unwrap();
+    assert!(page.contains("alan@example.org"), "{page}");
+    assert!(
+        !page.contains("grace@example.org"),
+        "a scoped approver saw someone outside their scope: {page}"
+    );
+    screenshot(c, shot).await;
+    c.find(Locator::Css("textarea[name=comment]"))
+        .await
+        .unwrap()
+        .send_keys(comment)
+        .await
+        .unwrap();
+    click(c, "button.approve").await;
+    let after = page_with(c, "Nothing waits for a decision").await;
+    assert!(after.contains("Nothing waits for a decision"), "{after}");
+}
+
+/// Grace's held action is not this login's: not in her run's page, and refused when
+/// forged.
+async fn refused_grace(c: &Client, base: &str, waiting: &[Value]) {
+    let grace = waiting
         .iter()
-        .map(|u| {
-            (
-                u["userName"].as_str().unwrap().to_string(),
-                u["active"] == true,
-            )
-        })
+        .find(|w| w["user_name"] == "grace@example.org")
+        .unwrap();
+    let (run, seq) = (
+        grace["run"].as_i64().unwrap(),
+        grace["seq"].as_i64().unwrap(),
+    );
+    c.goto(&format!("{base}/runs/{run}")).await.unwrap();
+    let actions = c.source().await.unwrap();
+    assert!(!actions.contains("grace@example.org"), "{actions}");
+    assert_eq!(post_decision(c, run, seq, true).await, 403);
+}
+
+/// In the app, Alan is suspended and Grace is not; Grace's action stays held; the audit
+/// of `run` names the approver and their comment.
+fn only_alan_suspended(tb: &Testbed, cfg: &std::path::Path, run: i64, who: &str, comment: &str) {
+    let users = tb.scim_users();
+    let active = |name: &str| {
+        users
+            .iter()
+            .find(|u| u["userName"] == name)
+            .map(|u| u["active"] == true)
+    };
+    assert_eq!(active("alan@example.org"), Some(false));
+    assert_eq!(active("grace@example.org"), Some(true));
+    assert_eq!(held(tb, cfg).len(), 1, "grace's stays held");
+    let shown = tb.ok(cfg, &["show", &run.to_string()]);
+    assert!(shown.contains(&format!("approved by {who}")), "{shown}");
+    assert!(shown.contains(comment), "{shown}");
+}
+
+/// The directory's `research` group: Alan alone.
+const RESEARCH: &str = "dn: ou=groups,dc=example,dc=org\nobjectClass: organizationalUnit\nou: groups\n\ndn: cn=research,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: research\nmember: uid=alan,ou=people,dc=example,dc=org\n\n";
+
+#[test]
+fn an_oidc_approver_scoped_to_a_directory_group_sees_and_approves_only_that_groups_people() {
+    let tb = Testbed::start(&(trio() + RESEARCH));
+    let port = free_port();
+    // Canaille (PyPI) as the OpenID Connect provider: abe is in its research-leads group.
+    let idp = ScimServer::canaille_provider(&json!({
+        "client_id": "idsync-console",
+        "client_secret": "console-secret",
+        "redirect_uri": format!("http://127.0.0.1:{port}/oidc/callback"),
+        "users": [{ "user_name": "abe", "password": "abe-idp-password", "groups": ["research-leads", "staff"] }],
+    }));
+    write_secret(&tb.dir.path().join("oidc.secret"), "console-secret");
+    let cfg = tb.config(&format!(
+        "groups:\n  base_dn: ou=groups,dc=example,dc=org\napprovals: {{ suspend: manual }}\nconsole:\n  listen: 127.0.0.1:{port}\n  oidc:\n    issuer: {}\n    client_id: idsync-console\n    client_secret_file: oidc.secret\n    roles:\n      - {{ claim: research-leads, role: approver, apps: [default], people: {{ groups: [research] }} }}\n",
+        idp.origin()
+    ));
+    tb.ok(&cfg, &["sync"]);
+    disable(&tb, "alan");
+    disable(&tb, "grace");
+    tb.ok(&cfg, &["sync"]);
+    let waiting = held(&tb, &cfg);
+    assert_eq!(waiting.len(), 2, "{waiting:?}");
+    let run = waiting[0]["run"].as_i64().unwrap();
+    let _server = serve(&cfg, port);
+    let base = format!("http://127.0.0.1:{port}");
+
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let (_driver, c) = browser().await;
+        c.goto(&format!("{base}/login")).await.unwrap();
+        screenshot(&c, "login-oidc").await;
+        c.find(Locator::LinkText("Log in with 127.0.0.1"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        // Canaille's own login pages: name, then password.
+        page_with(&c, "name=\"login\"").await;
+        c.find(Locator::Css("input[name=login]"))
+            .await
+            .unwrap()
+            .send_keys("abe")
+            .await
+            .unwrap();
+        click(&c, "button[type=submit]").await;
+        page_with(&c, "name=\"password\"").await;
+        c.find(Locator::Css("input[name=password]"))
+            .await
+            .unwrap()
+            .send_keys("abe-idp-password")
+            .await
+            .unwrap();
+        click(&c, "button[type=submit]").await;
+        let home = page_with(&c, "Log out").await;
+        assert!(home.contains("oidc:abe (approver)"), "{home}");
+        assert!(c.current_url().await.unwrap().as_str().starts_with(&base));
+
+        approve_alan_not_grace(&c, &base, "approvals-oidc", "research offboarding").await;
+        refused_grace(&c, &base, &waiting).await;
+        // Grace's timeline is not this login's to read.
+        c.goto(&format!("{base}/people/grace@example.org"))
+            .await
+            .unwrap();
+        let hidden = c.source().await.unwrap();
+        assert!(hidden.contains("no such person for this login"), "{hidden}");
+        c.close().await.unwrap();
+    });
+    only_alan_suspended(&tb, &cfg, run, "console:oidc:abe", "research offboarding");
+}
+
+/// A client trusting the CA in `dir` (from `tls_certs`).
+fn trusting(dir: &std::path::Path) -> reqwest::blocking::Client {
+    let ca = std::fs::read(dir.join("ca.pem")).unwrap();
+    reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn the_console_serves_https_itself_with_secure_cookies_and_reloads_its_certificate_on_sighup() {
+    let tb = Testbed::start(&one());
+    let port = free_port();
+    let first = tb.dir.path().join("tls-1");
+    let second = tb.dir.path().join("tls-2");
+    tls_certs(&first, "IP:127.0.0.1");
+    tls_certs(&second, "IP:127.0.0.1");
+    let live = tb.dir.path().join("live");
+    std::fs::create_dir_all(&live).unwrap();
+    for f in ["server.pem", "server.key"] {
+        std::fs::copy(first.join(f), live.join(f)).unwrap();
+    }
+    let users = format!(
+        "  tls: {{ cert_file: live/server.pem, key_file: live/server.key }}\n  users:\n    - {{ name: vera, password_hash: \"{}\", role: viewer }}\n",
+        hash("vera-password")
+    );
+    let cfg = tb.config(&format!("console:\n  listen: 127.0.0.1:{port}\n{users}"));
+    let server = serve(&cfg, port);
+    let url = format!("https://127.0.0.1:{port}/login");
+    let page = trusting(&first).get(&url).send().unwrap();
+    assert_eq!(page.status(), 200);
+    let cookies: Vec<String> = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
         .collect();
     assert!(
-        active.contains(&("alan@example.org".into(), false)),
-        "{active:?}"
+        !cookies.is_empty()
+            && cookies
+                .iter()
+                .all(|c| c.contains("Secure") && c.contains("HttpOnly")),
+        "{cookies:?}"
     );
+    assert!(page.text().unwrap().contains("Log in"));
+    // Plain HTTP gets no page.
+    let plain = reqwest::blocking::get(format!("http://127.0.0.1:{port}/login"));
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    // A renewed certificate (another CA here) is served after SIGHUP, without a restart.
+    for f in ["server.pem", "server.key"] {
+        std::fs::copy(second.join(f), live.join(f)).unwrap();
+    }
+    assert!(Command::new("kill")
+        .args(["-HUP", &server.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if trusting(&second).get(&url).send().is_ok() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new certificate was not served"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
-        active.contains(&("grace@example.org".into(), true)),
-        "{active:?}"
+        trusting(&first).get(&url).send().is_err(),
+        "the old certificate is still served"
     );
-    assert_eq!(held(&tb, &cfg).len(), 1, "grace's stays held");
-    // The audit names the approver and their comment.
-    let shown = tb.ok(&cfg, &["show", &run.to_string()]);
-    assert!(shown.contains("approved by console:abe"), "{shown}");
-    assert!(shown.contains("Alan left on Friday"), "{shown}");
 }

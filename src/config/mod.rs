@@ -8,7 +8,9 @@
 mod app;
 mod apps;
 mod console;
-pub use console::{ConsoleConfig, ConsoleUser, Role};
+pub use console::{
+    Access, ConsoleConfig, ConsoleTls, ConsoleUser, OidcBinding, OidcConfig, People, Role,
+};
 mod hooks;
 mod policy;
 mod raw;
@@ -411,7 +413,11 @@ impl Resolver<'_> {
         let groups = raw.groups.and_then(|g| self.groups(g, &source));
         let scope = self.scope(raw.scope.unwrap_or_default());
         let hooks = self.hooks(raw.hooks);
-        let console = raw.console.and_then(|c| self.console(c));
+        let dir = console::Directory {
+            groups: groups.is_some(),
+            dns: matches!(source, Some(SourceConfig::Ldap(_))),
+        };
+        let console = raw.console.and_then(|c| self.console(c, dir));
         let (mut source, target, mapping, match_rule) = (source?, target?, mapping?, match_rule?);
         if target.list == ListMode::FilterOnly && lifecycle.unmanaged != Unmanaged::Ignore {
             self.problem("lifecycle.unmanaged", "an app read with target.list: filter-only shows idsync no account it has not linked or matched, so none can be judged unmanaged; set `unmanaged: ignore`");

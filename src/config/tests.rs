@@ -749,6 +749,105 @@ fn console_logins_need_argon2_hashes_and_known_roles() {
     .unwrap();
     let console = ok.console.unwrap();
     assert!(console.cookie_secure, "off loopback, cookies are Secure");
-    assert!(console.users[0].may_decide("default", "anyone@x"));
-    assert!(!console.users[0].may_decide("other", "anyone@x"));
+    let access = &console.users[0].access;
+    assert!(access.sees_app("default") && !access.sees_app("other"));
+    assert_eq!(access.role, Role::Approver);
+}
+
+#[test]
+fn console_people_by_group_need_the_groups_section_and_ous_need_dns() {
+    let scoped = "console:\n  users:\n    - { name: abe, password_hash: \"$argon2id$v=19$x\", role: approver, people: { groups: [research], ous: [\"research\"] } }\n";
+    let found = problems(&(BASE.to_string() + scoped));
+    assert!(
+        found.iter().any(
+            |p| p.contains("console.users[0].people.groups") && p.contains("`groups:` section")
+        ),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("console.users[0].people.ous[0]") && p.contains("not a DN")),
+        "{found:?}"
+    );
+    let ok = BASE.to_string()
+        + "groups:\n  base_dn: ou=groups,dc=example,dc=org\n"
+        + &scoped.replace("\"research\"]", "\"ou=research,dc=example,dc=org\"]");
+    let console = parse_text(&ok).unwrap().console.unwrap();
+    let keys: Vec<String> = console.roster_units().iter().map(|u| u.key()).collect();
+    assert_eq!(keys, ["group:research", "ou:ou=research,dc=example,dc=org"]);
+}
+
+#[test]
+fn console_oidc_binds_claim_values_to_scoped_roles_first_match_wins() {
+    let text = BASE.to_string()
+        + "groups:\n  base_dn: ou=groups,dc=example,dc=org\n"
+        + "console:\n  oidc:\n    issuer: https://login.example.org\n    client_id: idsync\n    client_secret: \"${SCIM_TOKEN}\"\n    roles:\n      - { claim: research-leads, role: approver, apps: [default], people: { groups: [research] } }\n      - { claim: staff, role: viewer }\n";
+    let console = parse_text(&text).unwrap().console.unwrap();
+    let oidc = console.oidc.as_ref().unwrap();
+    assert_eq!(oidc.roles_claim, "groups");
+    assert_eq!(oidc.username_claim, "preferred_username");
+    assert!(oidc.scopes.contains(&"groups".to_string()));
+    let (claim, access) = oidc
+        .access_for(&["staff".into(), "research-leads".into()])
+        .unwrap();
+    assert_eq!(
+        (claim.as_str(), access.role),
+        ("research-leads", Role::Approver)
+    );
+    assert_eq!(
+        oidc.access_for(&["staff".into()]).unwrap().1.role,
+        Role::Viewer
+    );
+    assert!(oidc.access_for(&["guests".into()]).is_none());
+    assert!(
+        console.users.is_empty(),
+        "an OIDC-only console needs no local login"
+    );
+    // Without bindings, a claim value that is a role's name grants it, the highest first.
+    let plain = text.split("    roles:").next().unwrap().to_string();
+    let console = parse_text(&plain).unwrap().console.unwrap();
+    let oidc = console.oidc.unwrap();
+    let (_, access) = oidc
+        .access_for(&["viewer".into(), "approver".into(), "x".into()])
+        .unwrap();
+    assert_eq!(access.role, Role::Approver);
+    // A literal secret, a missing claim and a bad role are each named.
+    let bad = text
+        .replace("\"${SCIM_TOKEN}\"", "hunter2")
+        .replace("claim: staff, role: viewer", "claim: \"\", role: boss");
+    let found = problems(&bad);
+    for key in [
+        "console.oidc.client_secret",
+        "console.oidc.roles[1].claim",
+        "console.oidc.roles[1].role",
+    ] {
+        assert!(found.iter().any(|p| p.contains(key)), "{key}: {found:?}");
+    }
+}
+
+#[test]
+fn console_tls_needs_its_files_and_makes_cookies_secure() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert, "x").unwrap();
+    std::fs::write(&key, "x").unwrap();
+    let users =
+        "  users:\n    - { name: vera, password_hash: \"$argon2id$v=19$x\", role: viewer }\n";
+    let text = format!(
+        "{BASE}console:\n  tls: {{ cert_file: {}, key_file: {} }}\n{users}",
+        cert.display(),
+        key.display()
+    );
+    let console = parse_text(&text).unwrap().console.unwrap();
+    assert!(console.tls.is_some() && console.cookie_secure);
+    let missing = format!(
+        "{BASE}console:\n  tls: {{ cert_file: /nonexistent/c.pem, key_file: {} }}\n{users}",
+        key.display()
+    );
+    let found = problems(&missing);
+    assert!(
+        found.iter().any(|p| p.contains("console.tls.cert_file")),
+        "{found:?}"
+    );
 }

@@ -5,8 +5,11 @@
 //! with the login's name and comment. Every form carries a CSRF token (axum_csrf).
 
 pub mod auth;
+mod login;
+mod oidc;
 mod pages;
 mod read;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +25,7 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, MemoryStore, Session, SessionManagerLayer};
 
 use crate::config::Config;
-use crate::config::{ConsoleConfig, ConsoleUser, Role};
+use crate::config::{Access, ConsoleConfig, ConsoleUser, Role};
 use crate::journal::{Decider, Journal};
 use auth::{Login, Throttle};
 
@@ -38,6 +41,8 @@ pub struct Console {
     plans: governor::DefaultDirectRateLimiter,
     /// Verified when a login name is unknown, so timing does not tell names apart.
     decoy: ConsoleUser,
+    /// The OpenID Connect provider, when `console.oidc` is set.
+    oidc: Option<oidc::Provider>,
 }
 
 impl Console {
@@ -104,6 +109,36 @@ fn client_addr(
     forwarded.map_or(peer, |ip| SocketAddr::new(ip, 0))
 }
 
+/// The console's own URL as the browser reaches it (OIDC's callback is built on it):
+/// `public_url`, else the scheme and host a trusted proxy names, else the request's.
+fn own_url(console: &ConsoleConfig, headers: &axum::http::HeaderMap) -> String {
+    if let Some(u) = &console.public_url {
+        return u.as_str().trim_end_matches('/').to_string();
+    }
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').next().unwrap_or(v).trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let forwarded = |name: &str| console.trust_forwarded.then(|| header(name)).flatten();
+    let scheme = forwarded("x-forwarded-proto")
+        .filter(|p| p == "https" || p == "http")
+        .unwrap_or_else(|| {
+            if console.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            }
+            .into()
+        });
+    let host = forwarded("x-forwarded-host")
+        .or_else(|| header("host"))
+        .unwrap_or_else(|| console.listen.to_string());
+    format!("{scheme}://{host}")
+}
+
 /// Serves the console until the process ends.
 pub async fn serve(cfg: Config, journal: Journal) -> anyhow::Result<()> {
     let console = cfg
@@ -111,26 +146,22 @@ pub async fn serve(cfg: Config, journal: Journal) -> anyhow::Result<()> {
         .clone()
         .ok_or_else(|| anyhow::anyhow!("no `console:` section in the config: add one with `listen:` and `users:` (`idsync passwd` makes a password_hash)"))?;
     let secure = console.cookie_secure;
-    let mut salt = [0u8; 32];
-    {
-        use argon2::password_hash::rand_core::{OsRng, RngCore};
-        OsRng.fill_bytes(&mut salt);
-    }
-    let csrf = CsrfConfig::default()
-        .with_key(Some(Key::generate()))
-        .with_salt(salt.iter().map(|b| format!("{b:02x}")).collect::<String>())
-        .with_secure(secure)
-        .with_http_only(true)
-        .with_cookie_same_site(axum_csrf::SameSite::Strict)
-        .with_cookie_name("idsync_csrf");
+    let csrf = csrf_config(secure);
     let decoy = ConsoleUser {
         name: String::new(),
         password_hash: auth::hash("-").map_err(|e| anyhow::anyhow!(e))?,
-        role: Role::Viewer,
-        apps: Some(Default::default()),
-        people: Vec::new(),
+        access: Access {
+            role: Role::Viewer,
+            apps: Some(Default::default()),
+            people: Default::default(),
+        },
     };
     let listen = console.listen;
+    let provider = match &console.oidc {
+        Some(o) => Some(oidc::Provider::new(o.clone()).map_err(|e| anyhow::anyhow!(e))?),
+        None => None,
+    };
+    let tls = console.tls.clone();
     let state = Arc::new(Console {
         cfg,
         console,
@@ -141,130 +172,72 @@ pub async fn serve(cfg: Config, journal: Journal) -> anyhow::Result<()> {
             governor::Quota::with_period(std::time::Duration::from_secs(30)).expect("30 s > 0"),
         ),
         decoy,
+        oidc: provider,
     });
+    let service = router(Shared(state), secure).into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        Some(t) => tls::serve(listen, &t, service).await,
+        None => {
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            tracing::info!(%listen, "serving the console (HTTP)");
+            axum::serve(listener, service).await?;
+            Ok(())
+        }
+    }
+}
+
+/// CSRF tokens: an HMAC with a key and salt made at start, in a Strict, HttpOnly cookie.
+fn csrf_config(secure: bool) -> CsrfConfig {
+    let mut salt = [0u8; 32];
+    {
+        use argon2::password_hash::rand_core::{OsRng, RngCore};
+        OsRng.fill_bytes(&mut salt);
+    }
+    CsrfConfig::default()
+        .with_key(Some(Key::generate()))
+        .with_salt(salt.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        .with_secure(secure)
+        .with_http_only(true)
+        .with_cookie_same_site(axum_csrf::SameSite::Strict)
+        .with_cookie_name("idsync_csrf")
+}
+
+/// Every page and form, behind the session layer.
+fn router(state: Shared, secure: bool) -> Router {
     let sessions = SessionManagerLayer::new(MemoryStore::default())
         .with_name("idsync_session")
         .with_secure(secure)
         .with_http_only(true)
-        .with_same_site(SameSite::Strict)
+        // Lax, not Strict: the provider's redirect back to /oidc/callback is a cross-site
+        // navigation that must carry the session. Every form has its CSRF token, and no
+        // GET changes anything.
+        .with_same_site(SameSite::Lax)
         .with_expiry(Expiry::OnInactivity(
             tower_sessions::cookie::time::Duration::hours(8),
         ));
-    let app = Router::new()
-        .route("/login", get(login_page).post(login))
-        .route("/logout", post(logout))
+    Router::new()
+        .route("/login", get(login::login_page).post(login::login))
+        .route("/logout", post(login::logout))
         .route("/", get(read::overview))
         .route("/runs", get(read::runs))
         .route("/runs/{id}", get(read::run))
         .route("/approvals", get(approvals))
         .route("/links", get(read::links))
-        .route("/plan", get(read::plan))
+        .route("/plan", get(read::plan_form).post(read::plan))
+        .route("/oidc/login", get(login::oidc_login))
+        .route("/oidc/callback", get(login::oidc_callback))
         .route("/people/{user_name}", get(read::person))
         .route("/approvals/{run}/{seq}", post(decide))
         .route("/style.css", get(pages::style))
         .layer(sessions)
-        .with_state(Shared(state));
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(%listen, "serving the console");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn login_page(token: CsrfToken) -> Response {
-    render(token, |csrf| pages::login(csrf, None))
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    name: String,
-    password: String,
-    #[serde(default)]
-    authenticity_token: String,
-}
-
-async fn login(
-    State(c): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: axum::http::HeaderMap,
-    session: Session,
-    token: CsrfToken,
-    Form(f): Form<LoginForm>,
-) -> Response {
-    let addr = client_addr(&c.console, peer, &headers);
-    if token.verify(&f.authenticity_token).is_err() {
-        return error(
-            StatusCode::FORBIDDEN,
-            "the form's CSRF token is missing or wrong: reload the page and try again",
-        );
-    }
-    if !c.throttle.allows(&f.name, addr.ip()) {
-        tracing::warn!(name = %f.name, addr = %addr.ip(), "console login attempts throttled");
-        return error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many login attempts: wait a minute",
-        );
-    }
-    let (name, password) = (f.name.clone(), f.password.clone());
-    let me = Arc::clone(&c);
-    // argon2 takes tens of milliseconds: off the async threads.
-    let found = tokio::task::spawn_blocking(move || {
-        let users: Vec<ConsoleUser> = me.console.users.clone();
-        let decoy = std::slice::from_ref(&me.decoy);
-        match auth::check(&users, &name, &password) {
-            Some(u) => Some(u.clone()),
-            None => {
-                // Same cost for an unknown name.
-                let _ = auth::check(decoy, "", &password);
-                None
-            }
-        }
-    })
-    .await
-    .ok()
-    .flatten();
-    let Some(user) = found else {
-        tracing::warn!(name = %f.name, addr = %addr.ip(), "console login refused");
-        let csrf = token.authenticity_token().unwrap_or_default();
-        return (
-            StatusCode::UNAUTHORIZED,
-            token,
-            pages::login(&csrf, Some("wrong name or password")),
-        )
-            .into_response();
-    };
-    if let Err(code) = auth::start(&session, &user).await {
-        return error(code, "the session could not start");
-    }
-    tracing::info!(user = %user.name, role = user.role.as_str(), "console login");
-    Redirect::to("/").into_response()
-}
-
-#[derive(Deserialize)]
-struct TokenOnly {
-    #[serde(default)]
-    authenticity_token: String,
-}
-
-async fn logout(session: Session, token: CsrfToken, Form(f): Form<TokenOnly>) -> Response {
-    if token.verify(&f.authenticity_token).is_err() {
-        return error(
-            StatusCode::FORBIDDEN,
-            "the form's CSRF token is missing or wrong",
-        );
-    }
-    auth::end(&session).await;
-    Redirect::to("/login").into_response()
+        .with_state(state)
 }
 
 async fn approvals(State(c): State<Shared>, Login(user): Login, token: CsrfToken) -> Page {
     let held = c.read(|j| j.held_actions()).await?;
     let held: Vec<_> = held
         .into_iter()
-        .filter(|h| user.sees_app(&h.app) && user.sees_person(&h.user_name))
+        .filter(|h| user.sees_app(&h.app) && user.sees_person(&h.user_name, h.anchor.as_deref()))
         .collect();
     Ok(render(token, |csrf| pages::approvals(&user, csrf, &held)))
 }
@@ -298,7 +271,7 @@ async fn decide(
             &format!("no held action {run}:{seq} (decided already?)"),
         ));
     };
-    if !user.may_decide(&row.app, &row.user_name) {
+    if !user.may_decide(&row.app, &row.user_name, row.anchor.as_deref()) {
         tracing::warn!(user = %user.name, run, seq, "console decision refused: not this login's to make");
         return Err(error(
             StatusCode::FORBIDDEN,
@@ -361,7 +334,23 @@ mod tests {
             users: Vec::new(),
             cookie_secure: false,
             trust_forwarded: trust,
+            public_url: None,
+            tls: None,
+            oidc: None,
         }
+    }
+
+    #[test]
+    fn the_callback_url_comes_from_public_url_then_a_trusted_proxy_then_the_request() {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert("host", "10.0.0.5:8080".parse().unwrap());
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        h.insert("x-forwarded-host", "idsync.example.org".parse().unwrap());
+        assert_eq!(own_url(&console(false), &h), "http://10.0.0.5:8080");
+        assert_eq!(own_url(&console(true), &h), "https://idsync.example.org");
+        let mut set = console(true);
+        set.public_url = Some("https://console.example.org/".parse().unwrap());
+        assert_eq!(own_url(&set, &h), "https://console.example.org");
     }
 
     #[test]

@@ -6,7 +6,8 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use maud::{html, Markup, DOCTYPE};
 
-use crate::config::{ConsoleUser, Role};
+use super::auth::Viewer;
+use crate::config::Role;
 use crate::journal::{ActionRow, RunRow};
 
 const STYLE: &str = r#"
@@ -43,7 +44,7 @@ pub async fn style() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css")], STYLE)
 }
 
-fn page(title: &str, user: Option<(&ConsoleUser, &str)>, body: Markup) -> Markup {
+fn page(title: &str, user: Option<(&Viewer, &str)>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -65,7 +66,7 @@ fn page(title: &str, user: Option<(&ConsoleUser, &str)>, body: Markup) -> Markup
                             a href="/plan" { "Plan" }
                         }
                         span.who {
-                            (u.name) " (" (u.role.as_str()) ") "
+                            (u.name) " (" (u.role().as_str()) ") "
                             form.inline method="post" action="/logout" {
                                 input type="hidden" name="authenticity_token" value=(csrf);
                                 button type="submit" { "Log out" }
@@ -88,18 +89,23 @@ pub fn message(code: StatusCode, text: &str) -> Markup {
     )
 }
 
-pub fn login(csrf: &str, problem: Option<&str>) -> Markup {
+/// The login page: the provider's button when OIDC is set up (`provider`: its name), and
+/// the local login form when there are local logins.
+pub fn login(csrf: &str, problem: Option<&str>, provider: Option<&str>, local: bool) -> Markup {
     page(
         "Log in",
         None,
         html! {
             @if let Some(p) = problem { p.msg role="alert" { (p) } }
-            form.card method="post" action="/login" {
+            @if let Some(name) = provider {
+                p.card { a.button href="/oidc/login" { "Log in with " (name) } }
+            }
+            @if local { form.card method="post" action="/login" {
                 input type="hidden" name="authenticity_token" value=(csrf);
                 p { label { "Name" br; input name="name" autocomplete="username" required autofocus; } }
                 p { label { "Password" br; input name="password" type="password" autocomplete="current-password" required; } }
                 button type="submit" { "Log in" }
-            }
+            } }
         },
     )
 }
@@ -126,7 +132,7 @@ fn actions_of(r: &RunRow) -> usize {
     r.counts.planned.values().sum()
 }
 
-pub fn overview(user: &ConsoleUser, csrf: &str, apps: &[AppCard]) -> Markup {
+pub fn overview(user: &Viewer, csrf: &str, apps: &[AppCard]) -> Markup {
     page(
         "Apps",
         Some((user, csrf)),
@@ -165,7 +171,7 @@ pub fn overview(user: &ConsoleUser, csrf: &str, apps: &[AppCard]) -> Markup {
     )
 }
 
-pub fn runs(user: &ConsoleUser, csrf: &str, rows: &[RunRow]) -> Markup {
+pub fn runs(user: &Viewer, csrf: &str, rows: &[RunRow]) -> Markup {
     page(
         "Runs",
         Some((user, csrf)),
@@ -221,13 +227,7 @@ fn diff(a: &ActionRow) -> Markup {
     }
 }
 
-pub fn run(
-    user: &ConsoleUser,
-    csrf: &str,
-    r: &RunRow,
-    actions: &[ActionRow],
-    needle: &str,
-) -> Markup {
+pub fn run(user: &Viewer, csrf: &str, r: &RunRow, actions: &[ActionRow], needle: &str) -> Markup {
     page(
         &format!("Run {}", r.id),
         Some((user, csrf)),
@@ -267,7 +267,36 @@ pub struct AppPlan {
     pub plan: Result<crate::plan::Plan, String>,
 }
 
-pub fn plan(user: &ConsoleUser, csrf: &str, plans: &[AppPlan]) -> Markup {
+/// The form that asks for a dry-run plan (a POST: each plan reads both sides in full).
+pub fn plan_form(
+    user: &Viewer,
+    csrf: &str,
+    apps: &[String],
+    chosen: Option<&str>,
+    every: bool,
+) -> Markup {
+    page(
+        "Dry-run plan",
+        Some((user, csrf)),
+        html! {
+            p { "A plan reads the directory and the app now and shows what a sync would do; nothing is written to any app. One plan every 30 seconds." }
+            form.card method="post" action="/plan" {
+                input type="hidden" name="authenticity_token" value=(csrf);
+                p { label { "App" br;
+                    select name="app" {
+                        @if every { option value="" { "every app" } }
+                        @for a in apps {
+                            option value=(a) selected[chosen == Some(a.as_str())] { (a) }
+                        }
+                    }
+                } }
+                button.make type="submit" { "Make the plan" }
+            }
+        },
+    )
+}
+
+pub fn plan(user: &Viewer, csrf: &str, plans: &[AppPlan]) -> Markup {
     page(
         "Dry-run plan",
         Some((user, csrf)),
@@ -345,7 +374,7 @@ impl LinkRow {
     }
 }
 
-pub fn links(user: &ConsoleUser, csrf: &str, rows: &[LinkRow]) -> Markup {
+pub fn links(user: &Viewer, csrf: &str, rows: &[LinkRow]) -> Markup {
     page(
         "Accounts",
         Some((user, csrf)),
@@ -375,7 +404,7 @@ pub fn links(user: &ConsoleUser, csrf: &str, rows: &[LinkRow]) -> Markup {
 }
 
 /// One person's timeline across apps, newest first.
-pub fn person(user: &ConsoleUser, csrf: &str, name: &str, rows: &[ActionRow]) -> Markup {
+pub fn person(user: &Viewer, csrf: &str, name: &str, rows: &[ActionRow]) -> Markup {
     page(
         name,
         Some((user, csrf)),
@@ -396,7 +425,7 @@ pub fn person(user: &ConsoleUser, csrf: &str, name: &str, rows: &[ActionRow]) ->
     )
 }
 
-pub fn approvals(user: &ConsoleUser, csrf: &str, held: &[ActionRow]) -> Markup {
+pub fn approvals(user: &Viewer, csrf: &str, held: &[ActionRow]) -> Markup {
     page(
         "Held actions",
         Some((user, csrf)),
@@ -409,14 +438,14 @@ pub fn approvals(user: &ConsoleUser, csrf: &str, held: &[ActionRow]) -> Markup {
                     p { (h.reason) }
                     @if let Some(why) = &h.error { p.held { "Held: " (why) } }
                     (diff(h))
-                    @if user.may_decide(&h.app, &h.user_name) {
+                    @if user.may_decide(&h.app, &h.user_name, h.anchor.as_deref()) {
                         form method="post" action={ "/approvals/" (h.run) "/" (h.seq) } {
                             input type="hidden" name="authenticity_token" value=(csrf);
                             p { label { "Comment (journaled with your name)" br; textarea name="comment" {} } }
                             button.approve type="submit" name="decision" value="approve" { "Approve" } " "
                             button.reject type="submit" name="decision" value="reject" { "Reject" }
                         }
-                    } @else if user.role == Role::Viewer {
+                    } @else if user.role() == Role::Viewer {
                         p { em { "Viewers see held actions; an approver decides them." } }
                     }
                 }

@@ -30,7 +30,7 @@ pub(super) async fn overview(
                 .collect(),
             held: held
                 .iter()
-                .filter(|h| h.app == a.name && user.sees_person(&h.user_name))
+                .filter(|h| h.app == a.name && user.sees_person(&h.user_name, h.anchor.as_deref()))
                 .count(),
             next: next.clone(),
         })
@@ -81,7 +81,7 @@ pub(super) async fn run(
     let needle = q.q.unwrap_or_default();
     let actions: Vec<_> = actions
         .into_iter()
-        .filter(|a| user.sees_person(&a.user_name))
+        .filter(|a| user.sees_person(&a.user_name, a.anchor.as_deref()))
         .filter(|a| pages::matches(a, &needle))
         .collect();
     Ok(render(token, |csrf| {
@@ -94,20 +94,54 @@ pub(super) struct PlanQuery {
     app: Option<String>,
 }
 
+/// The form asking for a plan (the overview links here with the app chosen).
+pub(super) async fn plan_form(
+    State(c): State<Shared>,
+    Login(user): Login,
+    token: CsrfToken,
+    Query(q): Query<PlanQuery>,
+) -> Response {
+    let apps: Vec<String> = c
+        .cfg
+        .apps
+        .iter()
+        .filter(|a| user.sees_app(&a.name))
+        .map(|a| a.name.clone())
+        .collect();
+    let every = apps.len() == c.cfg.apps.len();
+    render(token, |csrf| {
+        pages::plan_form(&user, csrf, &apps, q.app.as_deref(), every)
+    })
+}
+
+#[derive(Deserialize)]
+pub(super) struct PlanForm {
+    #[serde(default)]
+    authenticity_token: String,
+    #[serde(default)]
+    app: String,
+}
+
 /// The current dry-run plan of one app (or of every app, for a login that sees them all):
 /// both sides read, nothing written to an app, the plan journaled as a dry run.
 pub(super) async fn plan(
     State(c): State<Shared>,
     Login(user): Login,
     token: CsrfToken,
-    Query(q): Query<PlanQuery>,
+    Form(f): Form<PlanForm>,
 ) -> Response {
+    if token.verify(&f.authenticity_token).is_err() {
+        return error(
+            StatusCode::FORBIDDEN,
+            "the form's CSRF token is missing or wrong: reload the page and try again",
+        );
+    }
     let every = c.cfg.apps.iter().all(|a| user.sees_app(&a.name));
-    let app = match q.app {
+    let app = match Some(f.app).filter(|a| !a.is_empty()) {
         Some(a) if user.sees_app(&a) => Some(a),
         Some(_) => return error(StatusCode::NOT_FOUND, "no such app for this login"),
         None if every => None,
-        None => return error(StatusCode::BAD_REQUEST, "name the app: /plan?app=NAME"),
+        None => return error(StatusCode::BAD_REQUEST, "choose the app"),
     };
     if c.plans.check().is_err() {
         return error(
@@ -139,7 +173,9 @@ pub(super) async fn plan(
                 .result
                 .map(|r| {
                     let mut plan = r.plan;
-                    plan.actions.retain(|a| user.sees_person(&a.user_name));
+                    plan.actions.retain(|a| {
+                        user.sees_person(&a.user_name, a.anchor.as_ref().map(|x| x.as_str()))
+                    });
                     plan
                 })
                 .map_err(|e| e.to_string()),
@@ -184,8 +220,9 @@ pub(super) async fn links(
         .zip(per_app)
         .flat_map(|(app, links)| {
             links
-                .into_values()
-                .filter(|l| user.sees_person(&l.user_name))
+                .into_iter()
+                .filter(|(anchor, l)| user.sees_person(&l.user_name, Some(anchor.as_str())))
+                .map(|(_, l)| l)
                 .filter(|l| needle.is_empty() || l.user_name.to_lowercase().contains(&needle))
                 .map(|l| pages::LinkRow::new(&app.name, l, &app.policy.lifecycle, now))
                 .collect::<Vec<_>>()
@@ -200,14 +237,18 @@ pub(super) async fn person(
     token: CsrfToken,
     Path(name): Path<String>,
 ) -> Page {
-    if !user.sees_person(&name) {
+    let wanted = name.clone();
+    let rows = c.read(move |j| j.actions_of_person(&wanted, 200)).await?;
+    let seen = user.sees_person(&name, None)
+        || rows
+            .iter()
+            .any(|r| user.sees_person(&name, r.anchor.as_deref()));
+    if !seen {
         return Err(error(
             StatusCode::NOT_FOUND,
             "no such person for this login",
         ));
     }
-    let wanted = name.clone();
-    let rows = c.read(move |j| j.actions_of_person(&wanted, 200)).await?;
     let rows: Vec<_> = rows.into_iter().filter(|r| user.sees_app(&r.app)).collect();
     Ok(render(token, |csrf| {
         pages::person(&user, csrf, &name, &rows)

@@ -13,6 +13,7 @@ mod hooks;
 mod links;
 mod queries;
 mod remember;
+mod roster;
 mod schema;
 mod words;
 

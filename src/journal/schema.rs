@@ -167,6 +167,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 9: who decided a held action (`cli:USER`, `console:NAME`) and their comment.
     "ALTER TABLE approvals ADD COLUMN who TEXT;
     ALTER TABLE approvals ADD COLUMN comment TEXT;",
+    // 10: who is in the groups and subtrees the console's people scopes name, as of the
+    // last sync's directory read.
+    "CREATE TABLE roster (
+        unit TEXT NOT NULL,
+        anchor TEXT NOT NULL,
+        PRIMARY KEY (unit, anchor)
+    );",
 ];
 
 pub fn migrate(journal: &Journal) -> Result<(), JournalError> {

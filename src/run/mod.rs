@@ -362,6 +362,7 @@ async fn sync_opened(
     )
     .await?;
     let read_ms = read_started.elapsed().as_millis() as u64;
+    record_roster(cfg, journal, &read)?;
     let each = o.runs.iter().map(|r| {
         let (read, connectors, opts) = (&read, &o.connectors, &opts);
         async move {
@@ -404,6 +405,34 @@ async fn sync_opened(
         journal.remember_read(remember, cursor, Utc::now())?;
     }
     Ok(out)
+}
+
+/// Records who is in the groups and subtrees the console's people scopes name, as of this
+/// read (a group missing from it keeps what was recorded before).
+fn record_roster(cfg: &Config, journal: &Journal, read: &DirectoryRead) -> Result<(), RunError> {
+    let Some(console) = &cfg.console else {
+        return Ok(());
+    };
+    let groups = read
+        .groups
+        .as_ref()
+        .map_or(&[][..], |g| g.groups.as_slice());
+    let mut found = Vec::new();
+    for unit in console.roster_units() {
+        match crate::roster::members(&unit, &read.users, groups) {
+            Some(people) => {
+                let anchors = people.iter().map(|a| a.as_str().to_string()).collect();
+                found.push((unit.key(), anchors));
+            }
+            None => {
+                tracing::warn!(unit = ?unit, "a console people scope names a group this read does not have: its people stay as last recorded")
+            }
+        }
+    }
+    if !found.is_empty() {
+        journal.save_roster(&found)?;
+    }
+    Ok(())
 }
 
 async fn sync_app(

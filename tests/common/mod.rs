@@ -726,6 +726,8 @@ pub struct ScimServer {
     pub port: u16,
     stopped: bool,
     server: Server,
+    /// Canaille's OpenID Connect setup (`canaille_serve.py`'s spec file), if any.
+    oidc: Option<PathBuf>,
 }
 
 impl ScimServer {
@@ -739,19 +741,42 @@ impl ScimServer {
         Self::start_kind(Server::Canaille)
     }
 
+    /// Canaille as the console's OpenID Connect provider too: `spec` names the console's
+    /// client (`client_id`, `client_secret`, `redirect_uri`) and the provider's people
+    /// (`users`: `user_name`, `password`, `groups`). The issuer is `origin()`.
+    pub fn canaille_provider(spec: &Value) -> ScimServer {
+        let dir = tempfile::Builder::new()
+            .prefix("idsync-idp")
+            .tempdir()
+            .unwrap();
+        let file = dir.path().join("oidc.json");
+        std::fs::write(&file, spec.to_string()).unwrap();
+        Self::start_in(dir, Server::Canaille, Some(file))
+    }
+
     fn start_kind(server: Server) -> ScimServer {
         let dir = tempfile::Builder::new()
             .prefix("idsync-app")
             .tempdir()
             .unwrap();
+        Self::start_in(dir, server, None)
+    }
+
+    fn start_in(dir: tempfile::TempDir, server: Server, oidc: Option<PathBuf>) -> ScimServer {
         let mut s = ScimServer {
             dir,
             port: free_port(),
             stopped: true,
             server,
+            oidc,
         };
         s.restart();
         s
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn origin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 
     pub fn url(&self) -> String {
@@ -780,12 +805,17 @@ impl ScimServer {
 
     /// Starts it again on the same port (both keep their users in memory: empty).
     pub fn restart(&mut self) {
-        testbed(&[
+        let port = self.port.to_string();
+        let mut args = vec![
             self.verbs().0,
             self.dir.path().to_str().unwrap(),
-            &self.port.to_string(),
+            &port,
             TOKEN,
-        ]);
+        ];
+        if let Some(spec) = &self.oidc {
+            args.push(spec.to_str().unwrap());
+        }
+        testbed(&args);
         self.stopped = false;
     }
 
