@@ -13,7 +13,11 @@
 #      read and with `incremental: syncrepl` (the read's cost is the run's read_ms);
 #   4. photo bytes moved by a no-change sync;
 #   5. initial provisioning of BENCH_PROVISION people into an empty app: writes/s at the
-#      configured concurrency, and with rate_limit 50/s.
+#      configured concurrency, and with rate_limit 50/s;
+#   6. the quiet cycle, incremental on both sides (syncrepl + the accounts the journal
+#      remembers): wall time and CPU against a full plan's, requests to the app; the 1%
+#      churn sync against a full plan plus its writes at the measured write rate; a full
+#      reconciliation (`sync --full`) against max(raw directory read, raw app list).
 # Ratios (idsync / baseline) are the headline; absolute seconds depend on the machine.
 # BENCH_HEAPTRACK=1 also runs the no-change plan under heaptrack (where the memory goes:
 # .testbed/bench/plan.heaptrack.zst, summary at the end; timings are not affected).
@@ -95,17 +99,18 @@ STATE=steady config full "$scim_port" none
 STATE=steady config syncrepl "$scim_port" syncrepl
 
 now() { date +%s.%N; }
-# Runs a command under /usr/bin/time; sets SECS and RSS_MB.
+# Runs a command under /usr/bin/time; sets SECS, RSS_MB and CPU (user + system seconds).
 measure() {
   local t0 t1
   t0=$(now)
-  /usr/bin/time -f '%M' -o "$work/rss" "$@" >"$work/last.out" 2>"$work/last.err" || {
+  /usr/bin/time -f '%M %U %S' -o "$work/rss" "$@" >"$work/last.out" 2>"$work/last.err" || {
     cat "$work/last.err" >&2; return 1; }
   t1=$(now)
   SECS=$(python3 -c "print(f'{$t1 - $t0:.2f}')")
-  RSS_MB=$(python3 -c "print(f'{int(open(\"$work/rss\").read().split()[-1]) / 1024:.0f}')")
+  read -r RSS_MB CPU < <(python3 -c "m, u, s = open('$work/rss').read().split()[-3:]; print(f'{int(m) / 1024:.0f} {float(u) + float(s):.2f}')")
 }
 scim_gets() { grep -c '"GET ' "$work/scim/scim.log" || true; }
+scim_all() { grep -cE '"(GET|POST|PUT|PATCH|DELETE) ' "$work/scim/scim.log" || true; }
 scim_writes() { grep -cE '"(POST|PUT|PATCH|DELETE) ' "$work/scim/scim.log" || true; }
 source_ms() { # CONFIG: how long the last run's directory read took
   "$idsync" --config "$work/$1.yaml" runs --limit 1 --format json |
@@ -134,7 +139,7 @@ base_secs=$(python3 -c "print(f'{$ldap_secs + $scim_secs:.2f}')")
 echo "== 2. idsync plan, no changes" >&2
 g0=$(scim_gets)
 measure "$idsync" --config "$work/full.yaml" plan
-plan_secs=$SECS plan_rss=$RSS_MB
+plan_secs=$SECS plan_rss=$RSS_MB plan_cpu=$CPU
 plan_gets=$(( $(scim_gets) - g0 ))
 plan_pending=$(head -1 "$work/last.out")
 if [ -n "${BENCH_HEAPTRACK:-}" ]; then
@@ -183,6 +188,22 @@ measure "$idsync" --config "$work/syncrepl.yaml" sync
 churn_sync_inc_secs=$SECS churn_sync_inc_rss=$RSS_MB
 churn_writes=$(( $(scim_writes) - w0 ))
 churn_read_ms=$(source_ms syncrepl)
+churn_apply_ms=$("$idsync" --config "$work/syncrepl.yaml" runs --limit 1 --format json |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["counts"].get("apply_ms", 0))')
+
+echo "== 6. quiet cycle, incremental on both sides; full reconciliation" >&2
+r0=$(scim_all)
+measure "$idsync" --config "$work/syncrepl.yaml" sync
+quiet_secs=$SECS quiet_rss=$RSS_MB quiet_cpu=$CPU
+quiet_requests=$(( $(scim_all) - r0 ))
+quiet_read=$("$idsync" --config "$work/syncrepl.yaml" runs --limit 1 --format json |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["counts"].get("read", ""))')
+measure "$idsync" --config "$work/full.yaml" sync --full
+recon_secs=$SECS recon_rss=$RSS_MB
+raw_max=$(python3 -c "print(max($ldap_secs, $scim_secs))")
+# The churn sync's budget: 5% of a full plan, plus its writes at the rate measured while
+# it wrote (apply_ms covers the writes and their read-backs).
+churn_budget=$(python3 -c "print(f'{0.05 * $plan_secs + $churn_apply_ms / 1000:.2f}')")
 
 echo "== 5. initial provisioning of $P people" >&2
 provision() { # NAME TARGET_EXTRA -> writes/s, 429s
@@ -229,8 +250,12 @@ idsync benchmark: $N people ($(nproc) cores, $(date -u +%Y-%m-%d)); steady state
 | journaling in the steady-state sync ($steady_actions actions applied, one transaction each): journal time vs the rest of the run | $(python3 -c "print(f'{$steady_journal_ms / 1000:.2f}')")s | $(python3 -c "print(f'{$steady_secs - $steady_journal_ms / 1000:.2f}')")s | $(python3 -c "print(f'+{100 * $steady_journal_ms / 1000 / ($steady_secs - $steady_journal_ms / 1000):.1f}%')") |
 | initial provisioning ($prov_n writes: creates + photo uploads), concurrency 8: writes/s while writing (whole run) | ${prov_rate}/s (${prov_wall}/s), ${prov_429} x 429 | - | - |
 | initial provisioning, rate_limit 50/s: writes/s while writing (whole run) | ${prov50_rate}/s (${prov50_wall}/s), ${prov50_429} x 429 | 50/s | $(ratio "$prov50_rate" 50) |
+| quiet cycle, incremental on both sides: wall time vs a full plan (goal <= 0.02x) | ${quiet_secs}s, CPU ${quiet_cpu}s, peak RSS ${quiet_rss} MB, ${quiet_requests} app requests | ${plan_secs}s, CPU ${plan_cpu}s | $(ratio "$quiet_secs" "$plan_secs") |
+| sync, 1% churn, incremental both sides vs 5% of a full plan + its writes (${churn_apply_ms} ms applying) | ${churn_sync_inc_secs}s | ${churn_budget}s | $(ratio "$churn_sync_inc_secs" "$churn_budget") |
+| full reconciliation (sync --full) vs max(raw directory read, raw app list) (goal <= 1.1x) | ${recon_secs}s, peak RSS ${recon_rss} MB | ${raw_max}s | $(ratio "$recon_secs" "$raw_max") |
 
 plan with no changes said: $plan_pending
+the quiet cycle read: $quiet_read
 scim2-server never answers 429 (it does not throttle), so the zero-429 row shows the
 limiter's pace, not a server's limit.
 TABLE

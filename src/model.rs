@@ -273,6 +273,16 @@ impl Resource {
         Resource(value.to_string().into_boxed_str())
     }
 
+    /// A resource from JSON text `new` wrote (the journal's remembered accounts).
+    pub fn from_text(text: String) -> Resource {
+        Resource(text.into_boxed_str())
+    }
+
+    /// The resource's JSON text.
+    pub fn text(&self) -> &str {
+        &self.0
+    }
+
     /// The resource as JSON (`null` for an empty one).
     pub fn value(&self) -> serde_json::Value {
         if self.0.is_empty() {

@@ -277,3 +277,62 @@ fn a_rename_canaille_refuses_is_escrowed_then_quarantined_and_never_fails_the_ru
     assert!(held.contains("ada"), "{held}");
     assert_eq!(app.user_resources().len(), 3, "no duplicate account");
 }
+
+#[test]
+fn an_edit_made_in_an_app_that_cannot_filter_is_repaired_at_the_full_read_full_every_makes() {
+    let tb = Testbed::start(&trio());
+    let app = ScimServer::canaille();
+    let cfg = with_target(
+        &tb,
+        &app.url(),
+        "  page_size: 0\n  full_every: 3s\n",
+        &FITS.replace("groups:\n  base_dn: ou=groups,dc=example,dc=org\n", ""),
+    );
+    tb.ok(&cfg, &["sync"]);
+    // An admin changes Grace's title in Canaille itself (a whole-resource PUT).
+    let grace = app
+        .user_resources()
+        .into_iter()
+        .find(|u| u["userName"] == "grace@example.org")
+        .unwrap();
+    let mut edited = grace.clone();
+    edited["title"] = "Commodore".into();
+    let status = reqwest::blocking::Client::new()
+        .put(format!(
+            "{}/Users/{}",
+            app.url(),
+            grace["id"].as_str().unwrap()
+        ))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/scim+json")
+        .body(edited.to_string())
+        .send()
+        .unwrap()
+        .status();
+    assert!(status.is_success(), "{status}");
+    let title = |app: &ScimServer| {
+        app.user_resources()
+            .into_iter()
+            .find(|u| u["userName"] == "grace@example.org")
+            .unwrap()["title"]
+            .clone()
+    };
+    // Canaille cannot say what changed: the next cycle plans against what it remembers.
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(title(&app), "Commodore");
+    assert!(
+        tb.last_app_read(&cfg).contains("app remembered"),
+        "{}",
+        tb.last_app_read(&cfg)
+    );
+    // The full read full_every makes sees the edit and repairs it.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    tb.ok(&cfg, &["sync"]);
+    assert!(
+        tb.last_app_read(&cfg)
+            .contains("app listed in full (target.full_every: 3s)"),
+        "{}",
+        tb.last_app_read(&cfg)
+    );
+    assert_eq!(title(&app), "Admiral");
+}

@@ -225,7 +225,7 @@ fn secrets_echoed_by_a_server_are_never_repeated() {
     assert!(text(&out).contains("<redacted>"), "{}", text(&out));
     p.clear();
     p.add(Rule::new("GET", "/Users?", Fault::Echo(500)).times(99));
-    let (out2, _) = run(&cfg, &["sync"]);
+    let (out2, _) = run(&cfg, &["sync", "--full"]);
     assert_eq!(out2.status.code(), Some(1), "{}", text(&out2));
 
     // A token endpoint that echoes the form (client secret included) in its refusal.

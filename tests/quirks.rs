@@ -30,7 +30,13 @@ const DISABLE_ALAN: &str = "dn: uid=alan,ou=people,dc=example,dc=org\nchangetype
 fn the_aws_profile_reads_50_accounts_a_page_and_converges() {
     let tb = Testbed::start(&people(120));
     let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
-    let cfg = config(&tb, &proxy, "  profile: aws-identity-center\n", "");
+    // Every cycle lists the app whole (what the profile's page cap is about).
+    let cfg = config(
+        &tb,
+        &proxy,
+        "  profile: aws-identity-center\n  full_every: 0s\n",
+        "",
+    );
     tb.ok(&cfg, &["sync"]);
     assert_eq!(tb.scim_users().len(), 120);
     proxy.clear();
@@ -202,7 +208,8 @@ fn a_list_that_hides_deactivated_accounts_does_not_lose_them() {
     let tb = Testbed::start(&trio());
     let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
     proxy.add(Rule::new("GET", "/v2/Users?startIndex=", Fault::HideInactive).times(usize::MAX));
-    let cfg = config(&tb, &proxy, "  profile: atlassian\n", "");
+    // Every cycle lists the app whole (the list's gap is what this is about).
+    let cfg = config(&tb, &proxy, "  profile: atlassian\n  full_every: 0s\n", "");
     tb.ok(&cfg, &["sync"]);
     tb.ldapmodify(DISABLE_ALAN);
     tb.ok(&cfg, &["sync"]);

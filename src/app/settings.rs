@@ -42,7 +42,13 @@ pub struct ScimConfig {
     pub rate_limits: Vec<RateLimit>,
     /// How the app's accounts are read.
     pub list: ListMode,
+    /// How often the app is listed whole; between, cycles plan against the accounts the
+    /// journal remembers (zero: every cycle lists it).
+    pub full_every: std::time::Duration,
 }
+
+/// Default `target.full_every`: a day.
+pub const DEFAULT_FULL_EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// How an app's accounts are read (`target.list`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -31,6 +31,11 @@ impl Resolver<'_> {
         let page_size = self.page_size(s.page_size, s.max_page);
         let deprovision = self.deprovision(s.deprovision.as_deref());
         let list = self.list_mode(s.list.as_deref());
+        let full_every = self.duration(
+            "target.full_every",
+            s.full_every.as_deref(),
+            crate::app::settings::DEFAULT_FULL_EVERY,
+        );
         if s.group_patch_max_members == Some(0) {
             self.problem("target.group_patch_max_members", "must be at least 1");
         }
@@ -75,6 +80,7 @@ impl Resolver<'_> {
             member_ref: s.member_ref,
             rate_limits,
             list,
+            full_every,
         })
     }
 

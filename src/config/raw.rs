@@ -270,6 +270,9 @@ pub struct RawScim {
     pub rate_limits: Option<std::collections::BTreeMap<String, String>>,
     /// `full`, `active-only` or `filter-only`: how the app's accounts are read.
     pub list: Option<String>,
+    /// How often the app is listed whole (`24h`; `0s`: every cycle).
+    #[serde(default, deserialize_with = "text_or_seconds")]
+    pub full_every: Option<String>,
 }
 
 /// `target.photo`: `scim`, `none`, or `{ put: URL }` / `{ post: URL }`.

@@ -28,6 +28,8 @@ pub struct RunCounts {
     pub refused: Option<usize>,
     /// What kind of directory read the run made (`full read (...)`, `incremental read: ...`).
     pub read: Option<String>,
+    /// How the app's accounts were read (`app listed in full (...)`, `app remembered: ...`).
+    pub app_read: Option<String>,
     /// Reading both sides, applying, the directory read alone, time in the journal.
     pub read_ms: Option<u64>,
     pub apply_ms: Option<u64>,
@@ -72,6 +74,7 @@ impl RunCounts {
         };
         put("refused", self.refused.map(|n| json!(n)));
         put("read", self.read.as_ref().map(|r| json!(r)));
+        put("app_read", self.app_read.as_ref().map(|r| json!(r)));
         put("read_ms", self.read_ms.map(|n| json!(n)));
         put("apply_ms", self.apply_ms.map(|n| json!(n)));
         put("source_ms", self.source_ms.map(|n| json!(n)));
@@ -101,6 +104,7 @@ impl RunCounts {
             tally,
             refused: count("refused"),
             read: text("read"),
+            app_read: text("app_read"),
             read_ms: num("read_ms"),
             apply_ms: num("apply_ms"),
             source_ms: num("source_ms"),
@@ -133,6 +137,7 @@ mod tests {
             }),
             refused: Some(2),
             read: Some("full read (first run)".into()),
+            app_read: Some("app listed in full (nothing remembered yet)".into()),
             read_ms: Some(10),
             apply_ms: Some(20),
             source_ms: Some(5),

@@ -5,6 +5,7 @@
 //! (or `held`) before its write and as `applied`/`failed` after it, in the same transaction
 //! as the link change it causes, so a crash never loses either.
 
+mod accounts;
 mod approvals;
 mod counts;
 mod discovery;
@@ -20,6 +21,7 @@ mod words;
 use links::{upsert_group_link, upsert_link, GroupLinkChange};
 use remember::{save_cursor, save_source};
 
+pub use accounts::{AppReadMarks, RememberedAccounts, Watermark};
 pub use approvals::Decider;
 pub use counts::{RunCounts, Tally};
 pub use words::{Mode, Outcome, Status};

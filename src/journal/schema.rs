@@ -174,6 +174,22 @@ pub(super) const MIGRATIONS: &[&str] = &[
         anchor TEXT NOT NULL,
         PRIMARY KEY (unit, anchor)
     );",
+    // 11: every app's accounts as last read (a quiet cycle plans against them), and when
+    // each app was last listed whole.
+    "CREATE TABLE app_accounts (
+        app TEXT NOT NULL,
+        id TEXT NOT NULL,
+        user_name TEXT NOT NULL,
+        active INTEGER NOT NULL,
+        resource TEXT NOT NULL,
+        stale INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (app, id)
+    );
+    CREATE TABLE app_reads (
+        app TEXT PRIMARY KEY,
+        full_at TEXT NOT NULL,
+        watermark TEXT
+    );",
 ];
 
 pub fn migrate(journal: &Journal) -> Result<(), JournalError> {

@@ -9,6 +9,7 @@ mod begin;
 mod lock;
 mod planning;
 mod probe;
+mod remembered;
 mod review;
 pub use probe::{probe, Probe};
 mod snapshot;
@@ -35,7 +36,8 @@ pub use lock::RunLock;
 use planning::{knows, make_plan};
 pub use review::{apply_saved, approve, reject, Applied, Decision, SavedPlan, Selector};
 use snapshot::{
-    groups_key, read_app, read_directory, source_key, warn_notices, DirectoryRead, Snapshot,
+    groups_key, read_app, read_directory, source_key, warn_notices, AppSource, DirectoryRead,
+    Snapshot,
 };
 
 /// Why a run did not complete. Each is journaled with the run before it is returned.
@@ -146,7 +148,17 @@ async fn apply_actions(
     );
     let outcomes = apply::apply(w.client, journal, run, actions, &ctx, &bar).await;
     bar.finish_and_clear();
-    Ok(outcomes?)
+    let outcomes = outcomes?;
+    if outcomes.applied + outcomes.failed > 0 {
+        let side = remembered::AppSide {
+            app,
+            journal,
+            client: w.client,
+        };
+        side.after_writes(remembered::written_accounts(journal, actions)?)
+            .await?;
+    }
+    Ok(outcomes)
 }
 
 /// What an apply run writes with.
@@ -281,7 +293,7 @@ async fn dry_run_app(
 ) -> Result<RunSummary, RunError> {
     let (journal, run) = (&r.journal, r.run);
     let client = connectors.app(&r.app.name);
-    let snap = read_app(r.app, journal, client, read, cfg.progress).await?;
+    let snap = read_app(r.app, journal, client, read, cfg.progress, AppSource::List).await?;
     let plan = make_plan(r.app, &snap, None, now);
     journal.record_plan(run, &plan.actions, now)?;
     journal.record_notices(run, &plan.notices)?;
@@ -362,7 +374,7 @@ async fn sync_opened(
     )
     .await?;
     let read_ms = read_started.elapsed().as_millis() as u64;
-    record_roster(cfg, journal, &read)?;
+    snapshot::record_roster(cfg, journal, &read)?;
     let each = o.runs.iter().map(|r| {
         let (read, connectors, opts) = (&read, &o.connectors, &opts);
         async move {
@@ -407,34 +419,6 @@ async fn sync_opened(
     Ok(out)
 }
 
-/// Records who is in the groups and subtrees the console's people scopes name, as of this
-/// read (a group missing from it keeps what was recorded before).
-fn record_roster(cfg: &Config, journal: &Journal, read: &DirectoryRead) -> Result<(), RunError> {
-    let Some(console) = &cfg.console else {
-        return Ok(());
-    };
-    let groups = read
-        .groups
-        .as_ref()
-        .map_or(&[][..], |g| g.groups.as_slice());
-    let mut found = Vec::new();
-    for unit in console.roster_units() {
-        match crate::roster::members(&unit, &read.users, groups) {
-            Some(people) => {
-                let anchors = people.iter().map(|a| a.as_str().to_string()).collect();
-                found.push((unit.key(), anchors));
-            }
-            None => {
-                tracing::warn!(unit = ?unit, "a console people scope names a group this read does not have: its people stay as last recorded")
-            }
-        }
-    }
-    if !found.is_empty() {
-        journal.save_roster(&found)?;
-    }
-    Ok(())
-}
-
 async fn sync_app(
     cfg: &Config,
     r: &AppRun<'_>,
@@ -448,13 +432,25 @@ async fn sync_app(
     let journal_before = journal.busy();
     let started = std::time::Instant::now();
     let client = connectors.app(&r.app.name);
-    let mut snap = read_app(r.app, journal, client, read, cfg.progress).await?;
+    let source = AppSource::Remembered {
+        force_full: opts.full,
+        now,
+    };
+    let mut snap = read_app(r.app, journal, client, read, cfg.progress, source).await?;
     let read_ms = read_ms + started.elapsed().as_millis() as u64;
     if let Some(name) = only_user.filter(|n| !knows(r.app, &snap, n)) {
         let name = name.to_string();
         return Err(RunError::NoSuchUser { name });
     }
-    let plan = make_plan(r.app, &snap, only_user, now);
+    let mut plan = make_plan(r.app, &snap, only_user, now);
+    if !snap.app_read.is_full() {
+        let side = remembered::AppSide {
+            app: r.app,
+            journal,
+            client,
+        };
+        plan = remembered::verified(&side, plan, &mut snap, only_user, now).await?;
+    }
     if only_user.is_none() {
         journal.supersede_held(run, now)?;
     }
@@ -476,6 +472,7 @@ async fn sync_app(
     let (outcome, reason) = outcome_of(&outcomes, &plan);
     let c = RunCounts {
         read: Some(read.read_kind.to_string()),
+        app_read: Some(snap.app_read.to_string()),
         read_ms: Some(read_ms),
         apply_ms: Some(apply_started.elapsed().as_millis() as u64),
         source_ms: Some(read.source_ms),

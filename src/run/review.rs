@@ -102,6 +102,25 @@ pub async fn approve(
     .await
 }
 
+/// The app as a review reads it: listed whole (a decision is made on what the app has).
+async fn listed<'d>(
+    cfg: &Config,
+    r: &AppRun<'_>,
+    o: &Opened<'_>,
+    read: &'d DirectoryRead,
+) -> Result<Snapshot<'d>, RunError> {
+    let client = o.connectors.app(&r.app.name);
+    read_app(
+        r.app,
+        &r.journal,
+        client,
+        read,
+        cfg.progress,
+        AppSource::List,
+    )
+    .await
+}
+
 /// Both sides as a review cycle's one app sees them: the directory, then the app.
 async fn review_read<'o, 'c>(
     cfg: &Config,
@@ -123,8 +142,7 @@ async fn approve_opened(
 ) -> Result<Decision, RunError> {
     let now = o.now;
     let (r, read) = review_read(cfg, journal, &o).await?;
-    let client = o.connectors.app(&r.app.name);
-    let snap = read_app(r.app, &r.journal, client, &read, cfg.progress).await?;
+    let snap = listed(cfg, r, &o, &read).await?;
     let (run, journal) = (r.run, &r.journal);
     let plan = make_plan(r.app, &snap, None, now);
     let mut chosen = Vec::new();
@@ -268,39 +286,13 @@ async fn apply_saved_opened(
         return Err(RunError::Stopped { run, reason });
     }
     let (r, read) = review_read(cfg, journal, &o).await?;
-    let client = o.connectors.app(&r.app.name);
-    let snap = read_app(r.app, &r.journal, client, &read, cfg.progress).await?;
+    let snap = listed(cfg, r, &o, &read).await?;
     let current = make_plan(r.app, &snap, None, now);
     let mut out = Applied {
         run,
         ..Applied::default()
     };
-    let mut chosen = Vec::new();
-    for reviewed in saved.plan.actions {
-        if let Some(why) = &reviewed.held {
-            out.refused.push((
-                reviewed.user_name.clone(),
-                format!("held when reviewed ({why}); use `idsync approve`"),
-            ));
-            continue;
-        }
-        let same = current.actions.iter().find(|a| {
-            a.kind == reviewed.kind
-                && a.anchor == reviewed.anchor
-                && a.account_id == reviewed.account_id
-                && a.changes == reviewed.changes
-        });
-        match same {
-            Some(a) if a.held.is_some() => {
-                out.refused.push((reviewed.user_name.clone(), format!("held now: {}", a.held.as_deref().unwrap_or_default())))
-            }
-            Some(_) => chosen.push(reviewed),
-            None => out.refused.push((
-                reviewed.user_name.clone(),
-                format!("{} refused: the person or the account changed since the plan was reviewed (or it was already applied)", reviewed.kind),
-            )),
-        }
-    }
+    let chosen = still_current(saved.plan.actions, &current, &mut out.refused);
     let refused = out.refused.len();
     let note = (refused > 0).then(|| format!("{refused} reviewed action(s) refused as stale"));
     let writing = Writing::new(cfg, r, &o.connectors);
@@ -318,4 +310,40 @@ async fn apply_saved_opened(
     out.applied = outcomes.applied;
     out.failed = outcomes.failed;
     Ok(out)
+}
+
+/// The reviewed actions the current plan still makes, as reviewed; the others refused,
+/// each with why.
+fn still_current(
+    reviewed_actions: Vec<crate::plan::Action>,
+    current: &Plan,
+    refused: &mut Vec<(String, String)>,
+) -> Vec<crate::plan::Action> {
+    let mut chosen = Vec::new();
+    for reviewed in reviewed_actions {
+        if let Some(why) = &reviewed.held {
+            refused.push((
+                reviewed.user_name.clone(),
+                format!("held when reviewed ({why}); use `idsync approve`"),
+            ));
+            continue;
+        }
+        let same = current.actions.iter().find(|a| {
+            a.kind == reviewed.kind
+                && a.anchor == reviewed.anchor
+                && a.account_id == reviewed.account_id
+                && a.changes == reviewed.changes
+        });
+        match same {
+            Some(a) if a.held.is_some() => {
+                refused.push((reviewed.user_name.clone(), format!("held now: {}", a.held.as_deref().unwrap_or_default())))
+            }
+            Some(_) => chosen.push(reviewed),
+            None => refused.push((
+                reviewed.user_name.clone(),
+                format!("{} refused: the person or the account changed since the plan was reviewed (or it was already applied)", reviewed.kind),
+            )),
+        }
+    }
+    chosen
 }

@@ -16,7 +16,20 @@ use crate::model::{Account, Anchor, AppGroup, DirectoryGroup, DirectoryUser, Gro
 use crate::safety;
 use crate::source::{DirectoryReader, Read, ReadKind, ReadRequest, Remember};
 
+use super::remembered::{AppRead, AppSide};
 use super::RunError;
+
+/// How a run reads an app's accounts.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum AppSource {
+    /// Listed as `target.list` says (dry runs, approvals, saved plans).
+    List,
+    /// A sync: the accounts the journal remembers, listed whole when due (`remembered`).
+    Remembered {
+        force_full: bool,
+        now: DateTime<Utc>,
+    },
+}
 
 /// The cycle's one directory read.
 pub(super) struct DirectoryRead {
@@ -43,6 +56,8 @@ pub(super) struct Snapshot<'d> {
     pub(super) photos_read_only: bool,
     /// The app's actions in escrow (failed for a lasting reason), by key.
     pub(super) escrowed: BTreeMap<String, crate::escrow::Escrowed>,
+    /// How the accounts were read.
+    pub(super) app_read: AppRead,
 }
 
 /// What group sync plans from.
@@ -140,6 +155,7 @@ pub(super) async fn read_app<'d>(
     client: &ScimClient,
     read: &'d DirectoryRead,
     progress: bool,
+    source: AppSource,
 ) -> Result<Snapshot<'d>, RunError> {
     let links = journal.links()?;
     let directory_groups = read
@@ -153,10 +169,28 @@ pub(super) async fn read_app<'d>(
     discover(journal, client).await?;
     let started = std::time::Instant::now();
     let spin = crate::progress::spinner(progress, "reading the app's accounts");
-    let accounts =
-        super::accounts::read_accounts(app, client, &links, &read.users, &out_of_scope).await;
+    let accounts = match source {
+        AppSource::List => {
+            super::accounts::read_accounts(app, client, &links, &read.users, &out_of_scope)
+                .await
+                .map(|a| {
+                    let why = "listed".to_string();
+                    (a, AppRead::Full { why })
+                })
+                .map_err(RunError::from)
+        }
+        AppSource::Remembered { force_full, now } => {
+            let side = AppSide {
+                app,
+                journal,
+                client,
+            };
+            side.accounts(&links, &read.users, &out_of_scope, force_full, now)
+                .await
+        }
+    };
     spin.finish_and_clear();
-    let accounts = accounts?;
+    let (accounts, app_read) = accounts?;
     tracing::info!(
         app = %app.name,
         accounts = accounts.len(),
@@ -165,37 +199,7 @@ pub(super) async fn read_app<'d>(
     );
     let groups = match &app.groups {
         None => None,
-        Some(g) => {
-            let directory: Vec<DirectoryGroup> = directory_groups
-                .iter()
-                .filter(|d| {
-                    g.only
-                        .as_ref()
-                        .is_none_or(|only| only.contains(&d.name.to_lowercase()))
-                })
-                .map(|d| DirectoryGroup {
-                    members: if g.nested {
-                        d.transitive.clone()
-                    } else {
-                        d.direct.clone()
-                    },
-                    ..d.clone()
-                })
-                .collect();
-            let mut app_groups = client.list_groups().await?;
-            let named = recognise_members(&mut app_groups, &accounts);
-            if named > 0 {
-                tracing::info!(app = %app.name, members = named, "the app names group members by userName, not id: recognised");
-            }
-            let links = journal.group_links()?;
-            safety::check_groups(directory.len(), links.len())?;
-            tracing::info!(app = %app.name, directory = directory.len(), app_groups = app_groups.len(), "groups read");
-            Some(Groups {
-                directory,
-                app: app_groups,
-                links,
-            })
-        }
+        Some(g) => Some(app_groups(app, g, journal, client, directory_groups, &accounts).await?),
     };
     // Asked only of apps that sync photos: the app's own word beats a refusal per person.
     let photos_read_only = app.policy.photos.is_some()
@@ -209,6 +213,48 @@ pub(super) async fn read_app<'d>(
         out_of_scope,
         photos_read_only,
         escrowed: journal.escrowed()?,
+        app_read,
+    })
+}
+
+/// Both sides' groups of an app that syncs them: the directory's it takes (`only`, nested
+/// or direct members), the app's (members it names by userName recognised), the links.
+async fn app_groups(
+    app: &AppConfig,
+    g: &crate::config::GroupsConfig,
+    journal: &Journal,
+    client: &ScimClient,
+    directory_groups: &[DirectoryGroup],
+    accounts: &[Account],
+) -> Result<Groups, RunError> {
+    let directory: Vec<DirectoryGroup> = directory_groups
+        .iter()
+        .filter(|d| {
+            g.only
+                .as_ref()
+                .is_none_or(|only| only.contains(&d.name.to_lowercase()))
+        })
+        .map(|d| DirectoryGroup {
+            members: if g.nested {
+                d.transitive.clone()
+            } else {
+                d.direct.clone()
+            },
+            ..d.clone()
+        })
+        .collect();
+    let mut app_groups = client.list_groups().await?;
+    let named = recognise_members(&mut app_groups, accounts);
+    if named > 0 {
+        tracing::info!(app = %app.name, members = named, "the app names group members by userName, not id: recognised");
+    }
+    let links = journal.group_links()?;
+    safety::check_groups(directory.len(), links.len())?;
+    tracing::info!(app = %app.name, directory = directory.len(), app_groups = app_groups.len(), "groups read");
+    Ok(Groups {
+        directory,
+        app: app_groups,
+        links,
     })
 }
 
@@ -292,6 +338,38 @@ pub(super) fn warn_notices(notices: &[crate::plan::Notice]) {
             notices.len() - SHOWN
         );
     }
+}
+
+/// Records who is in the groups and subtrees the console's people scopes name, as of this
+/// read (a group missing from it keeps what was recorded before).
+pub(super) fn record_roster(
+    cfg: &Config,
+    journal: &Journal,
+    read: &DirectoryRead,
+) -> Result<(), RunError> {
+    let Some(console) = &cfg.console else {
+        return Ok(());
+    };
+    let groups = read
+        .groups
+        .as_ref()
+        .map_or(&[][..], |g| g.groups.as_slice());
+    let mut found = Vec::new();
+    for unit in console.roster_units() {
+        match crate::roster::members(&unit, &read.users, groups) {
+            Some(people) => {
+                let anchors = people.iter().map(|a| a.as_str().to_string()).collect();
+                found.push((unit.key(), anchors));
+            }
+            None => {
+                tracing::warn!(unit = ?unit, "a console people scope names a group this read does not have: its people stay as last recorded")
+            }
+        }
+    }
+    if !found.is_empty() {
+        journal.save_roster(&found)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

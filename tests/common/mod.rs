@@ -606,10 +606,21 @@ mapping:
 
     /// How the last run read the directory (its `read` count: full / incremental, and why).
     pub fn last_read(&self, config: &Path) -> String {
+        self.last_count(config, "read")
+    }
+
+    /// How the last run read the app (its `app_read` count: listed in full and why, or
+    /// planned against the remembered accounts).
+    pub fn last_app_read(&self, config: &Path) -> String {
+        self.last_count(config, "app_read")
+    }
+
+    /// One text count of the last run.
+    fn last_count(&self, config: &Path, key: &str) -> String {
         let runs: Value =
             serde_json::from_str(&self.ok(config, &["runs", "--limit", "1", "--format", "json"]))
                 .unwrap();
-        runs[0]["counts"]["read"]
+        runs[0]["counts"][key]
             .as_str()
             .unwrap_or_default()
             .to_string()

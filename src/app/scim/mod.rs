@@ -180,24 +180,46 @@ impl ScimClient {
         current: &Value,
         changes: &[Change],
     ) -> Result<(), TargetError> {
-        self.send_patch(id, patch_operations(current, changes))
+        let version = current["meta"]["version"].as_str();
+        self.send_patch(id, patch_operations(current, changes), version)
             .await
     }
 
-    /// PATCHes a User with these operations (none: no request).
-    async fn send_patch(&self, id: &str, ops: Vec<Value>) -> Result<(), TargetError> {
+    /// PATCHes a User with these operations (none: no request); with the version the
+    /// account was read at, where the app supports ETags, only if it is still at it.
+    async fn send_patch(
+        &self,
+        id: &str,
+        ops: Vec<Value>,
+        version: Option<&str>,
+    ) -> Result<(), TargetError> {
         if ops.is_empty() {
             return Ok(());
         }
         let url = self.url(&format!("Users/{}", path_segment(id)));
-        if !self.discovery().await?.patch {
+        let discovery = self.discovery().await?;
+        if !discovery.patch {
             return self.put_with(&url, &ops).await;
         }
         let body = json!({ "schemas": [PATCH_OP], "Operations": ops });
-        let reply = self.send(Method::PATCH, url.clone(), Some(&body)).await?;
+        let payload = match version.filter(|_| discovery.etag) {
+            Some(version) => Payload::JsonIfMatch {
+                body: &body,
+                version,
+            },
+            None => Payload::Json(&body),
+        };
+        let reply = self
+            .send_payload(Method::PATCH, url.clone(), Some(payload), Replay::Safe)
+            .await?;
         // 200 with the resource or 204 with no body: both are success (RFC 7644 3.5.2).
         if reply.status.is_success() {
             return Ok(());
+        }
+        if reply.status == StatusCode::PRECONDITION_FAILED {
+            return Err(TargetError::Stale {
+                detail: format!("PATCH {url}: the account changed in the app since idsync read it (412 to If-Match {}); it is read again after this run and planned anew", version.unwrap_or_default()),
+            });
         }
         Err(Self::http_error("PATCH", &url, &reply))
     }
@@ -210,7 +232,10 @@ impl ScimClient {
     ) -> Result<(), TargetError> {
         match &self.cfg.photo {
             PhotoUpload::None => Ok(()),
-            PhotoUpload::Scim => self.send_patch(id, photo_operations(current, photo)).await,
+            PhotoUpload::Scim => {
+                self.send_patch(id, photo_operations(current, photo), None)
+                    .await
+            }
             PhotoUpload::Http { method, url } => {
                 let base = self.cfg.url.as_str().trim_end_matches('/');
                 let text = url
@@ -343,7 +368,12 @@ fn id_text(v: Option<&Value>) -> Option<String> {
 /// `data:` URIs.
 fn prune(mut r: Value, keep: &BTreeSet<String>) -> Value {
     if let Value::Object(map) = &mut r {
-        map.retain(|k, _| keep.contains(&k.to_ascii_lowercase()));
+        map.retain(|k, _| keep.contains(&k.to_ascii_lowercase()) || k == "meta");
+        // Of `meta`, what a remembered account needs: when the app last changed it (the
+        // next cycle asks for what changed since) and its version.
+        if let Some(Value::Object(meta)) = map.get_mut("meta") {
+            meta.retain(|k, _| k == "lastModified" || k == "version");
+        }
         for (k, v) in map.iter_mut() {
             if let (true, Value::Array(list)) = (k.eq_ignore_ascii_case("photos"), v) {
                 list.retain(|p| !is_photo_type(p));
@@ -481,7 +511,7 @@ mod tests {
     }
 
     #[test]
-    fn a_listed_account_keeps_only_what_idsync_reads() {
+    fn a_listed_account_keeps_only_what_idsync_reads_and_when_it_changed() {
         let keep: BTreeSet<String> = ["id", "username", "active", "name", "photos"]
             .map(String::from)
             .into();
@@ -502,6 +532,7 @@ mod tests {
             json!({
                 "id": "7",
                 "userName": "ada@x.org",
+                "meta": { "version": "W/\"3\"" },
                 "Name": { "givenName": "Ada" },
                 "Photos": [{ "type": "thumbnail", "value": "https://cdn.example/ada.png" }]
             })

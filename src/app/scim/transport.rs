@@ -47,7 +47,15 @@ pub(super) enum Replay {
 #[derive(Clone, Copy)]
 pub(super) enum Payload<'a> {
     Json(&'a Value),
-    Bytes { bytes: &'a [u8], mime: &'static str },
+    /// JSON sent only if the resource is still at this version (`If-Match`).
+    JsonIfMatch {
+        body: &'a Value,
+        version: &'a str,
+    },
+    Bytes {
+        bytes: &'a [u8],
+        mime: &'static str,
+    },
 }
 
 impl ScimClient {
@@ -176,6 +184,10 @@ impl ScimClient {
             Some(Payload::Json(b)) => req
                 .header(reqwest::header::CONTENT_TYPE, SCIM_JSON)
                 .body(b.to_string()),
+            Some(Payload::JsonIfMatch { body, version }) => req
+                .header(reqwest::header::CONTENT_TYPE, SCIM_JSON)
+                .header(reqwest::header::IF_MATCH, version)
+                .body(body.to_string()),
             Some(Payload::Bytes { bytes, mime }) => req
                 .header(reqwest::header::CONTENT_TYPE, mime)
                 .body(bytes.to_vec()),

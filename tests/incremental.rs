@@ -1,0 +1,241 @@
+//! A quiet cycle costs what changed, on the app's side too: between full reads
+//! (`target.full_every`) a sync plans against the accounts the journal remembers, asks the
+//! app only what it changed since (`meta.lastModified`) and the accounts it is about to
+//! write, and reads the written accounts again. Against the real slapd and scim2-server
+//! (behind a counting proxy), and Canaille, which cannot filter.
+
+mod common;
+
+use common::proxy::{Fault, HttpFaults, Rule};
+use common::*;
+use serde_json::{json, Value};
+
+/// The standard config through `proxy`, with lines under `target:`.
+fn config(tb: &Testbed, proxy: &HttpFaults, target_extra: &str) -> std::path::PathBuf {
+    let path = tb.write_config(&tb.base_source(), target_extra, "");
+    retarget(&path, &tb.scim_url(), &proxy.scim_url());
+    path
+}
+
+/// PATCHes a user directly in the app, as an admin in its UI would.
+fn edit_in_app(base: &str, id: &str, path: &str, value: Value) {
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{ "op": "replace", "path": path, "value": value }],
+    });
+    let status = reqwest::blocking::Client::new()
+        .patch(format!("{base}/Users/{id}"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/scim+json")
+        .body(body.to_string())
+        .send()
+        .unwrap()
+        .status();
+    assert!(status.is_success(), "{status}");
+}
+
+fn requests(proxy: &HttpFaults) -> Vec<String> {
+    proxy
+        .seen()
+        .iter()
+        .map(|s| format!("{} {}", s.method, s.path))
+        .collect()
+}
+
+#[test]
+fn a_quiet_cycle_asks_the_app_only_what_changed_and_an_edit_in_the_app_is_repaired_next_cycle() {
+    let tb = Testbed::start(&people(60));
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    // Pages of 10: a full list is 7 requests here.
+    let cfg = config(&tb, &proxy, "  page_size: 10\n");
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(tb.scim_users().len(), 60);
+    assert!(tb
+        .last_app_read(&cfg)
+        .contains("app listed in full (nothing remembered yet)"));
+
+    // Nothing changed on either side: one request, for what the app changed since.
+    proxy.clear();
+    let out = tb.ok(&cfg, &["sync"]);
+    let seen = requests(&proxy);
+    assert_eq!(seen.len(), 1, "a quiet cycle asked: {seen:?}\n{out}");
+    assert!(seen[0].contains("meta.lastModified"), "{seen:?}");
+    assert!(
+        tb.last_app_read(&cfg).contains("app remembered"),
+        "{}",
+        tb.last_app_read(&cfg)
+    );
+
+    // An admin renames someone in the app: the next cycle sees it and puts it back.
+    let user = tb.scim_user("user0007@example.org").unwrap();
+    let id = user["id"].as_str().unwrap();
+    edit_in_app(&tb.scim_url(), id, "name.givenName", json!("Mallory"));
+    proxy.clear();
+    tb.ok(&cfg, &["sync"]);
+    let user = tb.scim_user("user0007@example.org").unwrap();
+    assert_eq!(user["name"]["givenName"], "Test", "{user}");
+    let seen = requests(&proxy);
+    assert!(
+        seen.len() <= 4 && seen.iter().filter(|s| s.starts_with("PATCH")).count() == 1,
+        "{seen:?}"
+    );
+
+    // A directory change: the account is read again before it is written, and after.
+    tb.ldapmodify("dn: uid=user0011,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: givenName\ngivenName: Eleven\n");
+    proxy.clear();
+    tb.ok(&cfg, &["sync"]);
+    let user = tb.scim_user("user0011@example.org").unwrap();
+    assert_eq!(user["name"]["givenName"], "Eleven");
+    let seen = requests(&proxy);
+    assert!(seen.len() <= 5, "{seen:?}");
+    // And the cycle after writes nothing and reads only the changes.
+    proxy.clear();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(requests(&proxy).len(), 1, "{:?}", requests(&proxy));
+
+    // --full lists the app whole.
+    proxy.clear();
+    tb.ok(&cfg, &["sync", "--full"]);
+    assert!(
+        proxy.count("GET", "startIndex") >= 7,
+        "{:?}",
+        requests(&proxy)
+    );
+    assert!(tb
+        .last_app_read(&cfg)
+        .contains("app listed in full (--full)"));
+}
+
+#[test]
+fn an_account_made_by_a_write_whose_record_was_lost_is_adopted_not_duplicated() {
+    let tb = Testbed::start(&trio());
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    let cfg = config(&tb, &proxy, "");
+    tb.ok(&cfg, &["sync"]);
+    // A new hire; idsync is killed (-9) as the app makes their account: the app has it,
+    // the journal and the remembered accounts do not.
+    let linus = person_ldif("linus", "Linus", "Torvalds", "Kernel", "ou=people");
+    tb.ldapmodify(&linus.replacen("\n", "\nchangetype: add\n", 1));
+    let child = tb.spawn(&cfg, &["sync"]);
+    proxy.add(Rule::new(
+        "POST",
+        "/v2/Users",
+        Fault::Kill {
+            pid: child.id(),
+            after: true,
+        },
+    ));
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        !out.status.success(),
+        "the run was not killed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        tb.scim_users()
+            .iter()
+            .filter(|u| u["userName"] == "linus@example.org")
+            .count(),
+        1,
+        "the app did not make the account before the kill"
+    );
+    // The next cycle plans a create from what it remembers, looks Linus up before
+    // writing, and adopts the account the app already has.
+    proxy.clear();
+    tb.ok(&cfg, &["sync"]);
+    let linus: Vec<Value> = tb
+        .scim_users()
+        .into_iter()
+        .filter(|u| u["userName"] == "linus@example.org")
+        .collect();
+    assert_eq!(linus.len(), 1, "duplicated: {linus:?}");
+    assert_eq!(
+        proxy.count("POST", "/v2/Users"),
+        0,
+        "{:?}",
+        requests(&proxy)
+    );
+    // Quiet again.
+    proxy.clear();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(requests(&proxy).len(), 1, "{:?}", requests(&proxy));
+}
+
+#[test]
+fn a_failed_write_is_remembered_as_not_made_and_the_next_cycle_makes_it() {
+    let tb = Testbed::start(&trio());
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    let cfg = config(&tb, &proxy, "  max_retries: 0\n");
+    tb.ok(&cfg, &["sync"]);
+    tb.ldapmodify("dn: uid=grace,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: title\ntitle: Rear Admiral\n");
+    // The app cannot take the update (a 503, so it is not escrowed).
+    proxy.add(
+        Rule::new(
+            "PATCH",
+            "/v2/Users/",
+            Fault::Status {
+                code: 503,
+                retry_after: None,
+            },
+        )
+        .times(1),
+    );
+    let _ = tb.idsync(&cfg, &["sync"]);
+    assert_eq!(
+        tb.scim_user("grace@example.org").unwrap()["title"],
+        "Admiral"
+    );
+    // Nothing in the directory changed since; what is remembered is what the app has, so
+    // the next cycle plans the update again and makes it.
+    proxy.clear();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        tb.scim_user("grace@example.org").unwrap()["title"],
+        "Rear Admiral"
+    );
+    assert_eq!(
+        proxy.count("PATCH", "/v2/Users/"),
+        1,
+        "{:?}",
+        requests(&proxy)
+    );
+}
+
+#[test]
+fn a_write_refused_because_the_account_changed_in_the_app_is_planned_anew_next_cycle() {
+    let tb = Testbed::start(&trio());
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    let cfg = config(&tb, &proxy, "");
+    tb.ok(&cfg, &["sync"]);
+    tb.ldapmodify("dn: uid=alan,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: title\ntitle: Codebreaker\n");
+    // The account's version moved on between idsync's read and its write: the app answers
+    // 412 to the PATCH's If-Match.
+    proxy.add(
+        Rule::new(
+            "PATCH",
+            "/v2/Users/",
+            Fault::Status {
+                code: 412,
+                retry_after: None,
+            },
+        )
+        .times(1),
+    );
+    let out = tb.idsync(&cfg, &["sync"]);
+    let shown = tb.ok(&cfg, &["show", "last"]);
+    assert!(
+        shown.contains("changed in the app since idsync read it"),
+        "{}\n{shown}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        tb.scim_user("alan@example.org").unwrap()["title"],
+        "Researcher"
+    );
+    // Not escrowed: the next cycle reads it again and makes the write.
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        tb.scim_user("alan@example.org").unwrap()["title"],
+        "Codebreaker"
+    );
+}
