@@ -239,3 +239,22 @@ fn a_write_refused_because_the_account_changed_in_the_app_is_planned_anew_next_c
         "Codebreaker"
     );
 }
+
+#[test]
+fn a_large_provisioning_is_listed_once_after_its_writes_not_read_back_one_by_one() {
+    let tb = Testbed::start(&people(520));
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    let cfg = config(&tb, &proxy, "");
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(tb.scim_users().len(), 520);
+    let by_id = proxy
+        .seen()
+        .iter()
+        .filter(|s| s.method == "GET" && s.path.starts_with("/v2/Users/"))
+        .count();
+    assert_eq!(by_id, 0, "read back one by one");
+    // The list after the writes is remembered as a full read: the next cycle is quiet.
+    proxy.clear();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(requests(&proxy).len(), 1, "{:?}", requests(&proxy));
+}

@@ -9,6 +9,7 @@ use maud::{html, Markup, DOCTYPE};
 use super::auth::Viewer;
 use crate::config::Role;
 use crate::journal::{ActionRow, RunRow};
+use crate::plan::ActionKind;
 
 const STYLE: &str = r#"
 *{box-sizing:border-box}
@@ -28,8 +29,13 @@ th{background:#eef1f5;font-weight:600}
 .ok{color:#166534}.failed,.aborted{color:#b91c1c}.held{color:#92400e}
 .diff{font-family:ui-monospace,monospace;font-size:13px;white-space:pre-wrap;word-break:break-word}
 .bars{display:flex;gap:2px;align-items:flex-end;height:48px;margin:.5rem 0}
-.bars span{display:block;width:10px;background:#60a5fa}
-.bars span.bad{background:#f87171}
+.bars>span{display:flex;flex-direction:column-reverse;width:10px;min-height:2px;background:#cbd5e1}
+.bars>span.bad{outline:2px solid #dc2626}
+.bars i{display:block;width:100%}
+.k-new{background:#16a34a}.k-change{background:#2563eb}.k-leave{background:#ea580c}.k-group{background:#7c3aed}
+.bars.time>span{background:#64748b}
+.legend{font-size:.8rem;color:#475569}
+.legend i{display:inline-block;width:.7rem;height:.7rem;margin:0 .2rem 0 .6rem;vertical-align:middle}
 form.inline{display:inline}
 textarea{width:100%;min-height:3rem}
 button{font:inherit;padding:.3rem .8rem;border-radius:4px;border:1px solid #1d3557;background:#fff;cursor:pointer}
@@ -132,6 +138,92 @@ fn actions_of(r: &RunRow) -> usize {
     r.counts.planned.values().sum()
 }
 
+/// The chart's groups of action kinds: (css class, label, kinds).
+const KIND_GROUPS: [(&str, &str, &[ActionKind]); 4] = [
+    ("k-new", "new", &[ActionKind::Create, ActionKind::Adopt]),
+    (
+        "k-change",
+        "changed",
+        &[
+            ActionKind::Update,
+            ActionKind::Reactivate,
+            ActionKind::Reinvite,
+        ],
+    ),
+    (
+        "k-leave",
+        "leavers",
+        &[ActionKind::Suspend, ActionKind::Delete],
+    ),
+    (
+        "k-group",
+        "groups",
+        &[
+            ActionKind::GroupCreate,
+            ActionKind::GroupAdopt,
+            ActionKind::GroupUpdate,
+            ActionKind::GroupDelete,
+        ],
+    ),
+];
+
+/// A run's duration in ms (reading both sides and applying), if it says.
+fn duration_of(r: &RunRow) -> u64 {
+    r.counts.read_ms.unwrap_or(0) + r.counts.apply_ms.unwrap_or(0)
+}
+
+/// What a run's bar says when hovered (and to a screen reader).
+fn run_title(r: &RunRow) -> String {
+    let kinds: Vec<String> = r
+        .counts
+        .planned
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{n} {}", k.as_str()))
+        .collect();
+    let what = if kinds.is_empty() {
+        "no action".to_string()
+    } else {
+        kinds.join(", ")
+    };
+    format!(
+        "run {}: {what}; {:.1} s; {}",
+        r.id,
+        duration_of(r) as f64 / 1000.0,
+        r.outcome
+    )
+}
+
+/// Recent runs, oldest left: one column per run, stacked by kind of action (a red outline:
+/// the run did not end ok), and under it one per run by duration.
+fn run_chart(runs: &[RunRow]) -> Markup {
+    let most = runs.iter().map(actions_of).max().unwrap_or(0).max(1);
+    let longest = runs.iter().map(duration_of).max().unwrap_or(0).max(1);
+    html! {
+        div.bars role="img" aria-label="recent runs: actions per run, by kind" {
+            @for r in runs.iter().rev() {
+                span class=(if outcome_class(r) == "ok" { "" } else { "bad" }) title=(run_title(r)) {
+                    @for (class, _, kinds) in KIND_GROUPS {
+                        @let n: usize = kinds.iter().map(|k| r.counts.planned.get(k).copied().unwrap_or(0)).sum();
+                        @if n > 0 {
+                            i class=(class) style={ "height:" (1 + 46 * n / most) "px" } {}
+                        }
+                    }
+                }
+            }
+        }
+        div.bars.time role="img" aria-label="recent runs: duration" style="height:24px" {
+            @for r in runs.iter().rev() {
+                span title=(run_title(r)) style={ "height:" (2 + 22 * duration_of(r) / longest) "px" } {}
+            }
+        }
+        p.legend {
+            @for (class, label, _) in KIND_GROUPS { i class=(class) {} (label) }
+            " · lower row: duration"
+        }
+    }
+}
+
 pub fn overview(user: &Viewer, csrf: &str, apps: &[AppCard]) -> Markup {
     page(
         "Apps",
@@ -155,15 +247,7 @@ pub fn overview(user: &Viewer, csrf: &str, apps: &[AppCard]) -> Markup {
                             " · " a href={ "/runs?app=" (a.name) } { "runs" }
                             " · " a href={ "/plan?app=" (a.name) } { "dry-run plan" }
                         }
-                        // Recent runs, oldest left: bar height = actions planned, red = not ok.
-                        div.bars aria-label="recent runs: actions per run" {
-                            @let most = a.runs.iter().map(actions_of).max().unwrap_or(0).max(1);
-                            @for r in a.runs.iter().rev() {
-                                span class=(if outcome_class(r) == "ok" { "" } else { "bad" })
-                                    style={ "height:" (4 + 44 * actions_of(r) / most) "px" }
-                                    title={ "run " (r.id) ": " (actions_of(r)) " action(s), " (r.outcome.to_string()) } {}
-                            }
-                        }
+                        (run_chart(&a.runs))
                     }
                 }
             }

@@ -152,6 +152,15 @@ impl Journal {
         })
     }
 
+    /// The app is to be listed whole at its next cycle (what is remembered cannot be
+    /// trusted: many writes whose outcome was not read back).
+    pub fn forget_app_reads(&self) -> Result<(), JournalError> {
+        self.with(|c| {
+            c.execute("DELETE FROM app_reads WHERE app = ?1", params![self.app()])
+                .map(|_| ())
+        })
+    }
+
     /// Accounts written (or tried) whose state is not known now: read again next time.
     pub fn forget_account_state(&self, ids: &[AccountId]) -> Result<(), JournalError> {
         self.with(|c| {

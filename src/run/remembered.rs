@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::app::scim::ScimClient;
-use crate::app::TargetError;
+use crate::app::settings::ListMode;
+use crate::app::{AccountReader, TargetError};
 use crate::config::AppConfig;
 use crate::journal::{AppReadMarks, Journal, Watermark};
 use crate::model::{Account, AccountId, Anchor, DirectoryUser, Link};
@@ -25,6 +26,10 @@ use super::planning::make_plan;
 use super::snapshot::Snapshot;
 
 use super::RunError;
+
+/// Above this many written accounts, the app is listed whole after the writes instead of
+/// read back account by account.
+const LIST_AFTER_WRITES: usize = 500;
 
 /// How a cycle read the app's accounts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -303,6 +308,23 @@ impl AppSide<'_> {
     pub async fn after_writes(&self, ids: Vec<AccountId>) -> Result<(), RunError> {
         if ids.is_empty() {
             return Ok(());
+        }
+        // Many writes (a first provisioning, a big change): one list costs less than a GET
+        // each, and it is a full read.
+        if ids.len() > LIST_AFTER_WRITES && self.app.target.list == ListMode::Full {
+            match self.client.list_accounts().await {
+                Ok(accounts) => {
+                    let watermark = latest(&accounts, None);
+                    self.journal
+                        .remember_full_read(&accounts, watermark.as_deref(), Utc::now())?;
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(app = %self.app.name, error = %e, "the app could not be listed after the writes: the next cycle lists it");
+                    self.journal.forget_app_reads()?;
+                    return Ok(());
+                }
+            }
         }
         match self.read_again(&ids).await {
             Ok((fresh, gone)) => {

@@ -103,61 +103,22 @@ impl ScimClient {
             .await
     }
 
-    /// The accounts with these ids the app has now (those it does not have are gone):
-    /// read 50 at a time by an `or` filter where the app filters, and by id (`width` at a
-    /// time) where it does not, where the filter fails, and for every id a filter left
-    /// out (an app that ignores or mis-reads a filter never makes an account look gone).
+    /// The accounts with these ids the app has now (those it does not have are gone), one
+    /// GET each, `width` at a time. (Not `or` filters: RFC 7644 servers evaluate them
+    /// against every account - 6 s for 50 ids over 10,000 accounts on scim2-server, against
+    /// 0.5 s for 50 GETs - and many apps take none; a GET by id every app has.)
     pub async fn get_accounts(
         &self,
         ids: &[AccountId],
         width: usize,
     ) -> Result<Vec<Account>, TargetError> {
-        let mut found: Vec<Account> = Vec::new();
-        let mut missing: Vec<&AccountId> = Vec::new();
-        let filters = !ids.is_empty() && self.discovery().await?.filter;
-        for chunk in ids.chunks(if filters { 50 } else { ids.len().max(1) }) {
-            if !filters {
-                missing.extend(chunk);
-                continue;
-            }
-            let filter = chunk
-                .iter()
-                .map(|id| {
-                    format!(
-                        "id eq {}",
-                        serde_json::to_string(id.as_str()).unwrap_or_default()
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" or ");
-            match self.list_filtered(&filter).await {
-                Ok(listed) => {
-                    let wanted: std::collections::BTreeSet<&AccountId> = chunk.iter().collect();
-                    let listed: Vec<Account> = listed
-                        .into_iter()
-                        .filter(|a| wanted.contains(&a.id))
-                        .collect();
-                    let got: std::collections::BTreeSet<&AccountId> =
-                        listed.iter().map(|a| &a.id).collect();
-                    missing.extend(chunk.iter().filter(|id| !got.contains(id)));
-                    found.extend(listed);
-                }
-                // The app takes no such filter (or answers it badly): by id instead.
-                Err(TargetError::Http { status, .. }) if (400..500).contains(&status) => {
-                    missing.extend(chunk)
-                }
-                Err(TargetError::BadReply { .. }) => missing.extend(chunk),
-                Err(e) => return Err(e),
-            }
-        }
         use futures::stream::{self, StreamExt, TryStreamExt};
-        let by_id: Vec<Option<Account>> = stream::iter(missing)
+        let by_id: Vec<Option<Account>> = stream::iter(ids)
             .map(|id| self.get_account(id))
             .buffer_unordered(width.max(1))
             .try_collect()
             .await?;
-        found.extend(by_id.into_iter().flatten());
-        Ok(found)
+        Ok(by_id.into_iter().flatten().collect())
     }
 
     /// Every account a SCIM filter selects, paged.
