@@ -185,8 +185,13 @@ pub fn snippet(text: &str) -> String {
 /// A transport error with its causes. reqwest errors carry the URL, never headers: safe to
 /// print.
 pub fn transport_text(e: &reqwest::Error) -> String {
+    error_text(e)
+}
+
+/// An error and its causes, on one line.
+pub fn error_text(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
+    let mut src = e.source();
     while let Some(inner) = src {
         s.push_str(": ");
         s.push_str(&inner.to_string());

@@ -315,13 +315,7 @@ fn a_scoped_approver_sees_only_their_people_and_approving_applies_exactly_that_a
         hash("abe-password")
     );
     let cfg = config(&tb, port, &users);
-    tb.ok(&cfg, &["sync"]);
-    disable(&tb, "alan");
-    disable(&tb, "grace");
-    tb.ok(&cfg, &["sync"]);
-    let waiting = held(&tb, &cfg);
-    assert_eq!(waiting.len(), 2, "{waiting:?}");
-    let run = waiting[0]["run"].as_i64().unwrap();
+    let (waiting, run) = alan_and_grace_held(&tb, &cfg);
     let _server = serve(&cfg, port);
     let base = format!("http://127.0.0.1:{port}");
 
@@ -354,6 +348,19 @@ fn a_scoped_approver_sees_only_their_people_and_approving_applies_exactly_that_a
         c.close().await.unwrap();
     });
     only_alan_suspended(&tb, &cfg, run, "console:abe", "Alan left on Friday");
+}
+
+/// A first sync, then Alan and Grace disabled: the second sync holds both suspensions
+/// (returned, with that run's id).
+fn alan_and_grace_held(tb: &Testbed, cfg: &std::path::Path) -> (Vec<Value>, i64) {
+    tb.ok(cfg, &["sync"]);
+    disable(tb, "alan");
+    disable(tb, "grace");
+    tb.ok(cfg, &["sync"]);
+    let waiting = held(tb, cfg);
+    assert_eq!(waiting.len(), 2, "{waiting:?}");
+    let run = waiting[0]["run"].as_i64().unwrap();
+    (waiting, run)
 }
 
 /// On the held actions page: Alan's suspension and not Grace's; Alan's approved with
@@ -432,13 +439,7 @@ fn an_oidc_approver_scoped_to_a_directory_group_sees_and_approves_only_that_grou
         "groups:\n  base_dn: ou=groups,dc=example,dc=org\napprovals: {{ suspend: manual }}\nconsole:\n  listen: 127.0.0.1:{port}\n  oidc:\n    issuer: {}\n    client_id: idsync-console\n    client_secret_file: oidc.secret\n    roles:\n      - {{ claim: research-leads, role: approver, apps: [default], people: {{ groups: [research] }} }}\n",
         idp.origin()
     ));
-    tb.ok(&cfg, &["sync"]);
-    disable(&tb, "alan");
-    disable(&tb, "grace");
-    tb.ok(&cfg, &["sync"]);
-    let waiting = held(&tb, &cfg);
-    assert_eq!(waiting.len(), 2, "{waiting:?}");
-    let run = waiting[0]["run"].as_i64().unwrap();
+    let (waiting, run) = alan_and_grace_held(&tb, &cfg);
     let _server = serve(&cfg, port);
     let base = format!("http://127.0.0.1:{port}");
 

@@ -122,7 +122,7 @@ impl Provider {
                 format!(
                     "the provider's discovery document ({}/.well-known/openid-configuration): {}",
                     self.cfg.issuer.as_str().trim_end_matches('/'),
-                    chain(&e)
+                    crate::http::error_text(&e)
                 )
             })?;
         let client = Client::from_provider_metadata(
@@ -182,7 +182,12 @@ impl Provider {
             .set_redirect_uri(Cow::Owned(redirect_url))
             .request_async(http)
             .await
-            .map_err(|e| format!("the provider refused the code: {}", chain(&e)))?;
+            .map_err(|e| {
+                format!(
+                    "the provider refused the code: {}",
+                    crate::http::error_text(&e)
+                )
+            })?;
         let id_token = token.id_token().ok_or(
             "the provider's token reply has no ID token (is `openid` allowed for this client?)",
         )?;
@@ -262,7 +267,7 @@ impl Provider {
                 more
             }
             Err(e) => {
-                tracing::warn!(error = %chain(&e), "the provider's userinfo could not be read");
+                tracing::warn!(error = %crate::http::error_text(&e), "the provider's userinfo could not be read");
                 Default::default()
             }
         }
@@ -292,18 +297,6 @@ fn add_standard(
 /// Two short secrets compared in constant time.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// An error and its causes, on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// idsync's HTTP client for the OIDC flow: no redirect followed, no proxy from the

@@ -36,12 +36,8 @@ pub(super) async fn read_accounts(
         .map(|l| &l.account_id)
         .filter(|id| !listed.contains(id))
         .collect();
-    let by_id: Vec<Option<Account>> = stream::iter(unlisted)
-        .map(|id| client.get_account(id))
-        .buffer_unordered(width)
-        .try_collect()
-        .await?;
-    accounts.extend(by_id.into_iter().flatten());
+    let unlisted: Vec<AccountId> = unlisted.into_iter().cloned().collect();
+    accounts.extend(client.get_accounts(&unlisted, width).await?);
     if mode == ListMode::FilterOnly {
         // Only people who may get an account: in scope, enabled, without a link.
         let rule = &app.policy.match_rule;
@@ -52,17 +48,29 @@ pub(super) async fn read_accounts(
             .filter_map(|u| rule.source.render(u))
             .map(|v| v.to_lowercase())
             .collect();
-        let found: Vec<Vec<Account>> = stream::iter(wanted)
-            .map(|v| async move { client.find_accounts(&rule.target, &v).await })
-            .buffer_unordered(width)
-            .try_collect()
-            .await?;
+        let found = find_by_match_rule(app, client, wanted).await?;
         let mut seen: BTreeSet<AccountId> = accounts.iter().map(|a| a.id.clone()).collect();
-        for a in found.into_iter().flatten() {
+        for a in found {
             if seen.insert(a.id.clone()) {
                 accounts.push(a);
             }
         }
     }
     Ok(accounts)
+}
+
+/// The accounts the match rule's target finds for these values (one `eq` lookup each,
+/// `target.concurrency` at a time).
+pub(super) async fn find_by_match_rule(
+    app: &AppConfig,
+    client: &ScimClient,
+    values: BTreeSet<String>,
+) -> Result<Vec<Account>, TargetError> {
+    let rule = &app.policy.match_rule;
+    let found: Vec<Vec<Account>> = stream::iter(values)
+        .map(|v| async move { client.find_accounts(&rule.target, &v).await })
+        .buffer_unordered(app.target.concurrency.max(1))
+        .try_collect()
+        .await?;
+    Ok(found.into_iter().flatten().collect())
 }

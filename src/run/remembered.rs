@@ -12,7 +12,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::app::scim::ScimClient;
 use crate::app::settings::ListMode;
@@ -72,8 +71,8 @@ pub fn full_reason(
     if force_full {
         return Some("--full".into());
     }
-    let every = chrono::Duration::from_std(full_every).unwrap_or(chrono::Duration::MAX);
-    if now < marks.full_at || now - marks.full_at >= every {
+    // A clock set back is no reason to trust an old memory.
+    if now < marks.full_at || crate::source::full_every_due(marks.full_at, full_every, now) {
         return Some(format!(
             "target.full_every: {}",
             humantime::format_duration(full_every)
@@ -172,10 +171,9 @@ impl AppSide<'_> {
         for a in seen {
             accounts.insert(a.id.clone(), a);
         }
-        let verified = 0;
         Ok((
             accounts.into_values().collect(),
-            AppRead::Incremental { read, verified },
+            AppRead::Incremental { read, verified: 0 },
         ))
     }
 
@@ -294,12 +292,7 @@ impl AppSide<'_> {
             .filter(|u| who.contains(&u.anchor))
             .filter_map(|u| rule.source.render(u))
             .collect();
-        let found: Vec<Vec<Account>> = stream::iter(values)
-            .map(|v| async move { self.client.find_accounts(&rule.target, &v).await })
-            .buffer_unordered(self.app.target.concurrency.max(1))
-            .try_collect()
-            .await?;
-        Ok(found.into_iter().flatten().collect())
+        Ok(super::accounts::find_by_match_rule(self.app, self.client, values).await?)
     }
 
     /// After the writes: the accounts written (or tried) read again, so what is remembered

@@ -115,6 +115,31 @@ impl Read {
     }
 }
 
+/// Whether `every` (a `full_every`) has passed since the last full read.
+pub fn full_every_due(
+    last_full: DateTime<Utc>,
+    every: std::time::Duration,
+    now: DateTime<Utc>,
+) -> bool {
+    let every = chrono::Duration::from_std(every).unwrap_or(chrono::Duration::MAX);
+    now - last_full >= every
+}
+
+/// Why a read is full because `every` has passed since the last full one, if it has.
+pub fn full_every_reason(
+    last_full: DateTime<Utc>,
+    every: std::time::Duration,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    full_every_due(last_full, every, now).then(|| {
+        format!(
+            "full_every {} since the last full read at {}",
+            humantime::format_duration(every),
+            last_full.format("%Y-%m-%d %H:%M UTC")
+        )
+    })
+}
+
 /// What a read may use besides the directory itself.
 pub struct ReadRequest<'a> {
     pub remembered: Option<&'a Remembered>,

@@ -287,17 +287,7 @@ impl LdapReader {
                 "the search (base, filter or attributes) changed since the cookie was taken"
                     .to_string(),
             ),
-            Some(c) => {
-                let every = chrono::Duration::from_std(self.config().full_every)
-                    .unwrap_or(chrono::Duration::MAX);
-                (now - c.last_full >= every).then(|| {
-                    format!(
-                        "full_every {} since the last full read at {}",
-                        humantime::format_duration(self.config().full_every),
-                        c.last_full.format("%Y-%m-%d %H:%M UTC")
-                    )
-                })
-            }
+            Some(c) => super::full_every_reason(c.last_full, self.config().full_every, now),
         };
         let (Some(c), Some(r), None) = (&cursor, remembered, &why) else {
             return self.full_sync_read(why.unwrap_or_default(), now).await;

@@ -97,14 +97,7 @@ pub fn full_read_reason(
     if c.search != search {
         return Some("the search (base, filter or attributes) changed since the last read".into());
     }
-    let every = chrono::Duration::from_std(full_every).unwrap_or(chrono::Duration::MAX);
-    (now - c.last_full >= every).then(|| {
-        format!(
-            "full_every {} since the last full read at {}",
-            humantime::format_duration(full_every),
-            c.last_full.format("%Y-%m-%d %H:%M UTC")
-        )
-    })
+    super::full_every_reason(c.last_full, full_every, now)
 }
 
 /// Who left: tombstones, and remembered people who changed somewhere in the domain but are

@@ -83,11 +83,7 @@ impl GraphReader {
         let cursor = remembered
             .and_then(|c| serde_json::from_str::<GroupCursor>(c).ok())
             .filter(|c| tracked && !force_full && c.select == *select && c.filter == cfg.filter)
-            .filter(|c| {
-                let every = chrono::Duration::from_std(self.cfg.full_every)
-                    .unwrap_or(chrono::Duration::MAX);
-                now - c.last_full < every
-            });
+            .filter(|c| !crate::source::full_every_due(c.last_full, self.cfg.full_every, now));
         // Which remembered groups changed since (None: read every group's members).
         let mut changed: Option<BTreeSet<String>> = None;
         let mut delta_link = None;

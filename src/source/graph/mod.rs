@@ -304,17 +304,7 @@ impl GraphReader {
             (Some(c), _) if c.select != self.cfg.select => {
                 Some("the mapping reads other attributes than the delta link tracks".to_string())
             }
-            (Some(c), _) => {
-                let every = chrono::Duration::from_std(self.cfg.full_every)
-                    .unwrap_or(chrono::Duration::MAX);
-                (now - c.last_full >= every).then(|| {
-                    format!(
-                        "full_every {} since the last full read at {}",
-                        humantime::format_duration(self.cfg.full_every),
-                        c.last_full.format("%Y-%m-%d %H:%M UTC")
-                    )
-                })
-            }
+            (Some(c), _) => super::full_every_reason(c.last_full, self.cfg.full_every, now),
         };
         match (why, cursor, remembered) {
             (None, Some(c), Some(r)) => match self.delta_read(&c, r).await {
