@@ -372,6 +372,8 @@ pub struct AppGroup {
     /// Members the app lists by another value than their account's id (a userName), by
     /// the account id they were recognised as: a removal must name the value the app has.
     pub listed_as: BTreeMap<AccountId, String>,
+    /// `meta.lastModified` as the app wrote it, where it gives one.
+    pub modified: Option<String>,
 }
 
 /// The journal's record that directory group `anchor` owns app group `group_id`.

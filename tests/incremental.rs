@@ -258,3 +258,143 @@ fn a_large_provisioning_is_listed_once_after_its_writes_not_read_back_one_by_one
     tb.ok(&cfg, &["sync"]);
     assert_eq!(requests(&proxy).len(), 1, "{:?}", requests(&proxy));
 }
+
+/// Ada, Alan, Grace; `eng` = {ada, alan}, `ops` = {grace} (groupOfNames).
+fn with_groups() -> String {
+    let group = |cn: &str, uids: &[&str]| {
+        let members: String = uids
+            .iter()
+            .map(|u| format!("member: uid={u},ou=people,dc=example,dc=org\n"))
+            .collect();
+        format!("dn: cn={cn},ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: {cn}\n{members}\n")
+    };
+    format!(
+        "{}dn: ou=groups,dc=example,dc=org\nobjectClass: organizationalUnit\nou: groups\n\n{}{}",
+        trio(),
+        group("eng", &["ada", "alan"]),
+        group("ops", &["grace"]),
+    )
+}
+
+/// Changes a group directly in the app, as an admin in its UI would.
+fn patch_group_in_app(base: &str, id: &str, op: Value) {
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [op],
+    });
+    let status = reqwest::blocking::Client::new()
+        .patch(format!("{base}/Groups/{id}"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/scim+json")
+        .body(body.to_string())
+        .send()
+        .unwrap()
+        .status();
+    assert!(status.is_success(), "{status}");
+}
+
+fn group_members(tb: &Testbed, name: &str) -> Vec<String> {
+    let g = tb.scim_group(name).unwrap_or_else(|| panic!("no group {name}"));
+    tb.member_names(&g)
+}
+
+#[test]
+fn a_quiet_cycle_reads_no_group_and_a_membership_edited_in_the_app_is_put_back() {
+    let tb = Testbed::start(&with_groups());
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    let path = tb.write_config(
+        &tb.base_source(),
+        "",
+        "groups:\n  base_dn: ou=groups,dc=example,dc=org\n",
+    );
+    retarget(&path, &tb.scim_url(), &proxy.scim_url());
+    let cfg = path;
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        group_members(&tb, "eng"),
+        ["ada@example.org", "alan@example.org"]
+    );
+    assert!(
+        tb.last_app_read(&cfg).contains("groups listed in full"),
+        "{}",
+        tb.last_app_read(&cfg)
+    );
+
+    // Nothing changed: what the app changed since, for its users and (ids and stamps
+    // only) its groups; no group is read.
+    proxy.clear();
+    let out = tb.ok(&cfg, &["sync"]);
+    let seen = requests(&proxy);
+    assert_eq!(seen.len(), 2, "a quiet cycle asked: {seen:?}\n{out}");
+    assert!(
+        seen.iter()
+            .any(|s| s.starts_with("GET /v2/Groups?attributes=meta&filter=meta.lastModified")),
+        "{seen:?}"
+    );
+    assert!(
+        tb.last_app_read(&cfg).contains("groups remembered: 0 read again"),
+        "{}",
+        tb.last_app_read(&cfg)
+    );
+
+    // An admin takes Alan out of eng in the app: the next cycle reads that group (its
+    // stamp moved) and puts him back with one PATCH.
+    let eng = tb.scim_group("eng").unwrap();
+    let eng_id = eng["id"].as_str().unwrap().to_string();
+    let alan = tb.scim_user("alan@example.org").unwrap();
+    let alan_id = alan["id"].as_str().unwrap();
+    patch_group_in_app(
+        &tb.scim_url(),
+        &eng_id,
+        json!({ "op": "remove", "path": format!("members[value eq \"{alan_id}\"]") }),
+    );
+    assert_eq!(group_members(&tb, "eng"), ["ada@example.org"]);
+    proxy.clear();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        group_members(&tb, "eng"),
+        ["ada@example.org", "alan@example.org"]
+    );
+    assert_eq!(
+        proxy.count("PATCH", "/v2/Groups/"),
+        1,
+        "{:?}",
+        requests(&proxy)
+    );
+
+    // A membership change upstream: the group is read again before its PATCH and after.
+    tb.ldapmodify("dn: cn=ops,ou=groups,dc=example,dc=org\nchangetype: modify\nadd: member\nmember: uid=ada,ou=people,dc=example,dc=org\n");
+    proxy.clear();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        group_members(&tb, "ops"),
+        ["ada@example.org", "grace@example.org"]
+    );
+    let ops_id = tb.scim_group("ops").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        proxy.count("GET", &format!("/v2/Groups/{ops_id}")),
+        2,
+        "read before and after its PATCH: {:?}",
+        requests(&proxy)
+    );
+    assert!(
+        tb.last_app_read(&cfg).contains("1 checked before writing"),
+        "{}",
+        tb.last_app_read(&cfg)
+    );
+
+    // Quiet again, and --full lists the groups whole.
+    proxy.clear();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(requests(&proxy).len(), 2, "{:?}", requests(&proxy));
+    proxy.clear();
+    tb.ok(&cfg, &["sync", "--full"]);
+    assert!(
+        tb.last_app_read(&cfg).contains("groups listed in full"),
+        "{}",
+        tb.last_app_read(&cfg)
+    );
+}

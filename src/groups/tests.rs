@@ -84,6 +84,7 @@ fn app(id: &str, name: &str, members: &[&str]) -> AppGroup {
         display_name: name.into(),
         members: members.iter().map(|m| AccountId::new(*m)).collect(),
         listed_as: Default::default(),
+        modified: None,
     }
 }
 

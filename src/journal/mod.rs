@@ -6,6 +6,7 @@
 //! as the link change it causes, so a crash never loses either.
 
 mod accounts;
+mod app_groups;
 mod approvals;
 mod counts;
 mod discovery;
@@ -22,6 +23,7 @@ use links::{upsert_group_link, upsert_link, GroupLinkChange};
 use remember::{save_cursor, save_source};
 
 pub use accounts::{AppReadMarks, RememberedAccounts, Watermark};
+pub use app_groups::{GroupReadMarks, RememberedGroups};
 pub use approvals::Decider;
 pub use counts::{RunCounts, Tally};
 pub use words::{Mode, Outcome, Status};

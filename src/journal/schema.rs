@@ -190,6 +190,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
         full_at TEXT NOT NULL,
         watermark TEXT
     );",
+    // 12: every app's groups as last read (members as the app lists them), and when each
+    // app's groups were last listed whole.
+    "CREATE TABLE app_groups (
+        app TEXT NOT NULL,
+        id TEXT NOT NULL,
+        display_name TEXT NOT NULL,
+        members TEXT NOT NULL,
+        modified TEXT,
+        stale INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (app, id)
+    );
+    ALTER TABLE app_reads ADD COLUMN groups_at TEXT;
+    ALTER TABLE app_reads ADD COLUMN groups_watermark TEXT;",
 ];
 
 pub fn migrate(journal: &Journal) -> Result<(), JournalError> {

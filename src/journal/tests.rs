@@ -468,3 +468,51 @@ fn now_ms(t: DateTime<Utc>) -> DateTime<Utc> {
         .unwrap()
         .with_timezone(&Utc)
 }
+
+#[test]
+fn an_apps_groups_are_remembered_after_its_accounts_and_forgotten_with_them() {
+    use crate::model::{AccountId, AppGroup};
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path()).unwrap();
+    let miro = j.for_app("miro");
+    let group = |id: &str, members: &[&str], modified: &str| AppGroup {
+        id: id.into(),
+        display_name: format!("group {id}"),
+        members: members.iter().map(|m| AccountId::new(*m)).collect(),
+        listed_as: Default::default(),
+        modified: Some(modified.into()),
+    };
+    let now = Utc::now();
+    // Before any full read of the accounts there is nothing to hang the groups on.
+    miro.remember_all_groups(&[group("g1", &["a"], "t1")], Some("t1"), now)
+        .unwrap();
+    assert!(miro.group_read_marks().unwrap().is_none());
+    miro.remember_full_read(&[], None, now).unwrap();
+    miro.remember_all_groups(
+        &[group("g1", &["a", "b"], "t1"), group("g2", &[], "t2")],
+        Some("t2"),
+        now,
+    )
+    .unwrap();
+    let marks = miro.group_read_marks().unwrap().unwrap();
+    assert_eq!(marks.watermark.as_deref(), Some("t2"));
+    // A read again replaces one, a gone one goes, a written one is stale until read.
+    miro.remember_groups(
+        &[group("g1", &["b"], "t3")],
+        &["g2".to_string()],
+        Some(Watermark::Moved("t3")),
+    )
+    .unwrap();
+    miro.forget_group_state(&["g1".to_string()]).unwrap();
+    let remembered = miro.remembered_groups().unwrap();
+    assert_eq!(remembered.groups, vec![group("g1", &["b"], "t3")]);
+    assert!(remembered.stale.contains("g1"));
+    assert_eq!(
+        miro.group_read_marks().unwrap().unwrap().watermark.as_deref(),
+        Some("t3")
+    );
+    assert!(j.remembered_groups().unwrap().groups.is_empty(), "per app");
+    // An app to be listed whole again lists its groups whole too.
+    miro.forget_app_reads().unwrap();
+    assert!(miro.group_read_marks().unwrap().is_none());
+}

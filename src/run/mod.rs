@@ -157,6 +157,8 @@ async fn apply_actions(
         };
         side.after_writes(remembered::written_accounts(journal, actions)?)
             .await?;
+        side.after_group_writes(remembered::written_groups(journal, actions)?)
+            .await?;
     }
     Ok(outcomes)
 }
@@ -472,7 +474,10 @@ async fn sync_app(
     let (outcome, reason) = outcome_of(&outcomes, &plan);
     let c = RunCounts {
         read: Some(read.read_kind.to_string()),
-        app_read: Some(snap.app_read.to_string()),
+        app_read: Some(match &snap.groups_read {
+            Some(groups) => format!("{}; {groups}", snap.app_read),
+            None => snap.app_read.to_string(),
+        }),
         read_ms: Some(read_ms),
         apply_ms: Some(apply_started.elapsed().as_millis() as u64),
         source_ms: Some(read.source_ms),

@@ -16,7 +16,7 @@ use crate::model::{Account, Anchor, AppGroup, DirectoryGroup, DirectoryUser, Gro
 use crate::safety;
 use crate::source::{DirectoryReader, Read, ReadKind, ReadRequest, Remember};
 
-use super::remembered::{AppRead, AppSide};
+use super::remembered::{AppGroupsRead, AppRead, AppSide};
 use super::RunError;
 
 /// How a run reads an app's accounts.
@@ -58,6 +58,8 @@ pub(super) struct Snapshot<'d> {
     pub(super) escrowed: BTreeMap<String, crate::escrow::Escrowed>,
     /// How the accounts were read.
     pub(super) app_read: AppRead,
+    /// How the app's groups were read, when it syncs groups and its accounts are remembered.
+    pub(super) groups_read: Option<AppGroupsRead>,
 }
 
 /// What group sync plans from.
@@ -197,9 +199,25 @@ pub(super) async fn read_app<'d>(
         ms = started.elapsed().as_millis() as u64,
         "app accounts read"
     );
-    let groups = match &app.groups {
-        None => None,
-        Some(g) => Some(app_groups(app, g, journal, client, directory_groups, &accounts).await?),
+    let (groups, groups_read) = match &app.groups {
+        None => (None, None),
+        Some(g) => {
+            let links = journal.group_links()?;
+            let (listed, read) = match source {
+                AppSource::List => (client.list_groups().await?, None),
+                AppSource::Remembered { now, .. } => {
+                    let side = AppSide {
+                        app,
+                        journal,
+                        client,
+                    };
+                    let (groups, read) = side.groups(&links, app_read.is_full(), now).await?;
+                    (groups, Some(read))
+                }
+            };
+            let groups = app_groups(app, g, listed, links, directory_groups, &accounts)?;
+            (Some(groups), read)
+        }
     };
     // Asked only of apps that sync photos: the app's own word beats a refusal per person.
     let photos_read_only = app.policy.photos.is_some()
@@ -214,16 +232,17 @@ pub(super) async fn read_app<'d>(
         photos_read_only,
         escrowed: journal.escrowed()?,
         app_read,
+        groups_read,
     })
 }
 
 /// Both sides' groups of an app that syncs them: the directory's it takes (`only`, nested
 /// or direct members), the app's (members it names by userName recognised), the links.
-async fn app_groups(
+fn app_groups(
     app: &AppConfig,
     g: &crate::config::GroupsConfig,
-    journal: &Journal,
-    client: &ScimClient,
+    mut app_groups: Vec<AppGroup>,
+    links: BTreeMap<Anchor, GroupLink>,
     directory_groups: &[DirectoryGroup],
     accounts: &[Account],
 ) -> Result<Groups, RunError> {
@@ -243,12 +262,10 @@ async fn app_groups(
             ..d.clone()
         })
         .collect();
-    let mut app_groups = client.list_groups().await?;
     let named = recognise_members(&mut app_groups, accounts);
     if named > 0 {
         tracing::info!(app = %app.name, members = named, "the app names group members by userName, not id: recognised");
     }
-    let links = journal.group_links()?;
     safety::check_groups(directory.len(), links.len())?;
     tracing::info!(app = %app.name, directory = directory.len(), app_groups = app_groups.len(), "groups read");
     Ok(Groups {
@@ -397,6 +414,7 @@ mod tests {
                 .map(AccountId::new)
                 .collect(),
             listed_as: Default::default(),
+            modified: None,
         }];
         assert_eq!(recognise_members(&mut groups, &accounts), 1);
         let members: Vec<&str> = groups[0].members.iter().map(AccountId::as_str).collect();

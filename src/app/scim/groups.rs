@@ -55,7 +55,9 @@ impl ScimClient {
         Err(Self::http_error("POST", &url, &reply))
     }
 
-    pub(super) async fn find_group(&self, name: &str) -> Result<Option<String>, TargetError> {
+    /// The id of the group named `name` (without case): by an `eq` filter, or by listing
+    /// the groups where the app cannot filter.
+    pub async fn find_group(&self, name: &str) -> Result<Option<String>, TargetError> {
         let groups = if self.discovery().await?.filter {
             let (url, resources) = self.filter_eq("Groups", "displayName", name).await?;
             resources
@@ -202,6 +204,53 @@ impl ScimClient {
             .max(1)
     }
 
+    /// The group with this id, or `None` when the app says it is gone (404).
+    pub async fn get_group(&self, id: &str) -> Result<Option<AppGroup>, TargetError> {
+        let url = self.url(&format!("Groups/{}", path_segment(id)));
+        let reply = self.send(Method::GET, url.clone(), None).await?;
+        if reply.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !reply.status.is_success() {
+            return Err(Self::http_error("GET", &url, &reply));
+        }
+        group_from(&url, reply.body).map(Some)
+    }
+
+    /// The groups with these ids the app has now (those it does not have are gone), one
+    /// GET each, `width` at a time.
+    pub async fn get_groups(
+        &self,
+        ids: &[String],
+        width: usize,
+    ) -> Result<Vec<AppGroup>, TargetError> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        let by_id: Vec<Option<AppGroup>> = stream::iter(ids)
+            .map(|id| self.get_group(id))
+            .buffer_unordered(width.max(1))
+            .try_collect()
+            .await?;
+        Ok(by_id.into_iter().flatten().collect())
+    }
+
+    /// The groups the app changed since `since` (its own `meta.lastModified`), paged, as
+    /// their ids and stamps only (`attributes=meta`): a group's members are read only when
+    /// its stamp is not the one remembered.
+    pub async fn groups_changed_since(&self, since: &str) -> Result<Vec<Stamp>, TargetError> {
+        let literal = serde_json::to_string(since).unwrap_or_default();
+        let filter = format!("meta.lastModified ge {literal}");
+        let query: String = url::form_urlencoded::byte_serialize(filter.as_bytes()).collect();
+        self.list_all(&format!("Groups?attributes=meta&filter={query}"), |url, r| {
+            let id = id_text(r.get("id")).ok_or_else(|| TargetError::BadReply {
+                url: url.to_string(),
+                detail: "a Group without a usable `id` (missing, empty, `.` or `..`)".into(),
+            })?;
+            let modified = r["meta"]["lastModified"].as_str().map(String::from);
+            Ok(Stamp { id, modified })
+        })
+        .await
+    }
+
     pub(super) async fn remove_group(&self, id: &str) -> Result<(), TargetError> {
         let url = self.url(&format!("Groups/{}", path_segment(id)));
         let reply = self.send(Method::DELETE, url.clone(), None).await?;
@@ -243,6 +292,19 @@ impl GroupWriter for ScimClient {
     }
 }
 
+/// A resource's id and `meta.lastModified`, without the rest of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub id: String,
+    pub modified: Option<String>,
+}
+
+impl super::HasId for Stamp {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 pub(super) fn group_from(url: &Url, r: Value) -> Result<AppGroup, TargetError> {
     let bad = |detail: &str| TargetError::BadReply {
         url: url.to_string(),
@@ -267,10 +329,12 @@ pub(super) fn group_from(url: &Url, r: Value) -> Result<AppGroup, TargetError> {
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(bad("a Group's `members` is not a list")),
     };
+    let modified = r["meta"]["lastModified"].as_str().map(String::from);
     Ok(AppGroup {
         id,
         display_name,
         members,
         listed_as: Default::default(),
+        modified,
     })
 }

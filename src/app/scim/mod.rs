@@ -26,6 +26,7 @@ mod discover;
 mod put;
 pub use discover::Documents;
 mod groups;
+pub use groups::Stamp;
 mod list;
 mod transport;
 

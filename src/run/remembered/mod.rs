@@ -26,6 +26,9 @@ use super::snapshot::Snapshot;
 
 use super::RunError;
 
+mod groups;
+pub use groups::{written_groups, AppGroupsRead};
+
 /// Above this many written accounts, the app is listed whole after the writes instead of
 /// read back account by account.
 const LIST_AFTER_WRITES: usize = 500;
@@ -84,19 +87,28 @@ pub fn full_reason(
 /// The latest `meta.lastModified` of these accounts and `since` (compared as times; the
 /// app's own text is kept).
 pub fn latest<'a>(accounts: &'a [Account], since: Option<&'a str>) -> Option<String> {
-    let parse = |t: &str| DateTime::parse_from_rfc3339(t).ok();
-    let stamps = accounts
+    let stamps: Vec<String> = accounts
         .iter()
         .filter_map(|a| {
             a.resource.value()["meta"]["lastModified"]
                 .as_str()
                 .map(String::from)
         })
-        .chain(since.map(String::from));
+        .collect();
+    latest_stamp(stamps.iter().map(String::as_str), since)
+}
+
+/// The latest of these `meta.lastModified` stamps and `since`, compared as times.
+pub fn latest_stamp<'a>(
+    stamps: impl Iterator<Item = &'a str>,
+    since: Option<&'a str>,
+) -> Option<String> {
+    let parse = |t: &str| DateTime::parse_from_rfc3339(t).ok();
     stamps
-        .filter_map(|t| Some((parse(&t)?, t)))
+        .chain(since)
+        .filter_map(|t| Some((parse(t)?, t)))
         .max_by_key(|(at, _)| *at)
-        .map(|(_, t)| t)
+        .map(|(_, t)| t.to_string())
 }
 
 /// A watermark for an app that has none (its full read found no account to take one
@@ -232,7 +244,10 @@ impl AppSide<'_> {
         accounts: &mut Vec<Account>,
         read: &mut AppRead,
     ) -> Result<Verified, RunError> {
-        let acting = plan.actions.iter().filter(|a| a.held.is_none());
+        let acting = plan
+            .actions
+            .iter()
+            .filter(|a| a.held.is_none() && !a.kind.is_group());
         let ids: Vec<AccountId> = acting
             .clone()
             .filter_map(|a| a.account_id.clone())
@@ -335,8 +350,8 @@ impl AppSide<'_> {
 }
 
 /// An incremental plan checked against the app before anything is written: made again when
-/// an account it acts on differs from what was remembered, or after listing the app whole
-/// when it creates people the app cannot be searched for.
+/// an account or group it acts on differs from what was remembered, or after listing the
+/// app (or its groups) whole when it creates people (groups) the app cannot be searched for.
 pub(super) async fn verified(
     side: &AppSide<'_>,
     plan: Plan,
@@ -344,25 +359,44 @@ pub(super) async fn verified(
     only_user: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Plan, RunError> {
-    let found = side
+    let people = side
         .verify(&plan, snap.users, &mut snap.accounts, &mut snap.app_read)
         .await?;
-    match found {
-        Verified::Same => return Ok(plan),
-        Verified::Changed => {}
-        Verified::NeedsFull => {
-            let links = &snap.links;
-            let (accounts, read) = side
-                .accounts(links, snap.users, &snap.out_of_scope, true, now)
-                .await?;
-            snap.accounts = accounts;
-            snap.app_read = match read {
-                AppRead::Full { .. } => AppRead::Full {
-                    why: "the plan creates people and the app cannot be searched".into(),
-                },
-                other => other,
-            };
+    if people == Verified::NeedsFull {
+        let links = &snap.links;
+        let (accounts, read) = side
+            .accounts(links, snap.users, &snap.out_of_scope, true, now)
+            .await?;
+        snap.accounts = accounts;
+        snap.app_read = match read {
+            AppRead::Full { .. } => AppRead::Full {
+                why: "the plan creates people and the app cannot be searched".into(),
+            },
+            other => other,
+        };
+    }
+    let groups = match &snap.groups {
+        Some(_) if !snap.app_read.is_full() => {
+            side.verify_groups(&plan, &mut snap.groups_read).await?
         }
+        _ => Verified::Same,
+    };
+    if let Some(g) = snap.groups.as_mut() {
+        let list = groups == Verified::NeedsFull || people == Verified::NeedsFull;
+        if list || groups == Verified::Changed {
+            let (app_groups, read) = match list {
+                true => side.groups(&g.links, true, now).await?,
+                false => (side.journal.remembered_groups()?.groups, AppGroupsRead::Listed),
+            };
+            g.app = app_groups;
+            super::snapshot::recognise_members(&mut g.app, &snap.accounts);
+            if list {
+                snap.groups_read = Some(read);
+            }
+        }
+    }
+    if people == Verified::Same && groups == Verified::Same {
+        return Ok(plan);
     }
     Ok(make_plan(side.app, snap, only_user, now))
 }
@@ -373,7 +407,9 @@ pub(super) fn written_accounts(
     journal: &Journal,
     actions: &[crate::plan::Action],
 ) -> Result<Vec<AccountId>, RunError> {
-    let acted = actions.iter().filter(|a| a.held.is_none());
+    let acted = actions
+        .iter()
+        .filter(|a| a.held.is_none() && !a.kind.is_group());
     let mut ids: BTreeSet<AccountId> = acted.clone().filter_map(|a| a.account_id.clone()).collect();
     let created: BTreeSet<&Anchor> = acted
         .filter(|a| a.kind == ActionKind::Create)
