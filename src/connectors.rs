@@ -91,6 +91,21 @@ impl Directory {
         }
     }
 
+    /// The cursor to keep when the directory changed nothing since `cursor`, where the
+    /// source can tell without reading the population (LDAP syncrepl); else `None`.
+    pub async fn quiet_since(
+        &self,
+        cursor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, SourceError> {
+        match self {
+            Directory::Ldap(l) if l.settings().incremental == LdapIncremental::Syncrepl => {
+                l.quiet_since(cursor, now).await
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The configured groups, members resolved to `users`; `remembered` is the cursor the
     /// last groups read left (only Graph keeps one).
     pub async fn read_groups(

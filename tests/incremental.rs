@@ -294,7 +294,9 @@ fn patch_group_in_app(base: &str, id: &str, op: Value) {
 }
 
 fn group_members(tb: &Testbed, name: &str) -> Vec<String> {
-    let g = tb.scim_group(name).unwrap_or_else(|| panic!("no group {name}"));
+    let g = tb
+        .scim_group(name)
+        .unwrap_or_else(|| panic!("no group {name}"));
     tb.member_names(&g)
 }
 
@@ -332,7 +334,8 @@ fn a_quiet_cycle_reads_no_group_and_a_membership_edited_in_the_app_is_put_back()
         "{seen:?}"
     );
     assert!(
-        tb.last_app_read(&cfg).contains("groups remembered: 0 read again"),
+        tb.last_app_read(&cfg)
+            .contains("groups remembered: 0 read again"),
         "{}",
         tb.last_app_read(&cfg)
     );
@@ -397,4 +400,123 @@ fn a_quiet_cycle_reads_no_group_and_a_membership_edited_in_the_app_is_put_back()
         "{}",
         tb.last_app_read(&cfg)
     );
+}
+
+/// The standard config with a syncrepl source, through `proxy`.
+fn syncrepl_config(
+    tb: &Testbed,
+    proxy: &HttpFaults,
+    target_extra: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let source = format!("{}  incremental: syncrepl\n", tb.base_source());
+    let path = tb.write_config(&source, target_extra, extra);
+    retarget(&path, &tb.scim_url(), &proxy.scim_url());
+    path
+}
+
+const NO_PLAN: &str = "no plan made";
+
+#[test]
+fn a_cycle_where_nothing_changed_plans_nothing_and_any_change_plans_as_usual() {
+    let tb = Testbed::start(&people(20));
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    let extra =
+        "lifecycle: { delete_after: 3s }\nsafety: { min_source_ratio: 0.1, max_deprovisions: 5 }\n";
+    let cfg = syncrepl_config(&tb, &proxy, "", extra);
+    tb.ok(&cfg, &["sync"]);
+    // The first incremental cycle plans (and finds nothing to do); the next asks the
+    // directory (a refresh from its cookie) and the app (what changed since) and, as
+    // nothing did, makes no plan.
+    tb.ok(&cfg, &["sync"]);
+    assert!(!tb.last_app_read(&cfg).contains(NO_PLAN));
+    proxy.clear();
+    let out = tb.ok(&cfg, &["sync"]);
+    assert!(out.contains("no changes"), "{out}");
+    assert!(
+        tb.last_app_read(&cfg).contains(NO_PLAN),
+        "{}",
+        tb.last_app_read(&cfg)
+    );
+    assert_eq!(requests(&proxy).len(), 1, "{:?}", requests(&proxy));
+    assert_eq!(
+        tb.last_run(&cfg)["run"]["source_users"],
+        20,
+        "{}",
+        tb.last_run(&cfg)
+    );
+
+    // A change upstream: planned and applied as usual, the app asked once what changed.
+    tb.ldapmodify("dn: uid=user0003,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: title\ntitle: Captain\n");
+    proxy.clear();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        tb.scim_user("user0003@example.org").unwrap()["title"],
+        "Captain"
+    );
+    assert!(!tb.last_app_read(&cfg).contains(NO_PLAN));
+    assert_eq!(
+        proxy.count("GET", "meta.lastModified"),
+        1,
+        "{:?}",
+        requests(&proxy)
+    );
+    // The cycle after a run that wrote plans again (its plan stands for nobody yet)...
+    tb.ok(&cfg, &["sync"]);
+    assert!(!tb.last_app_read(&cfg).contains(NO_PLAN));
+    // ...and the one after that is quiet.
+    tb.ok(&cfg, &["sync"]);
+    assert!(tb.last_app_read(&cfg).contains(NO_PLAN));
+
+    // An edit in the app: seen by the question, repaired by a plan, asked once.
+    let id = tb.scim_user("user0005@example.org").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    edit_in_app(&tb.scim_url(), &id, "name.givenName", json!("Mallory"));
+    proxy.clear();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        tb.scim_user("user0005@example.org").unwrap()["name"]["givenName"],
+        "Test"
+    );
+    assert_eq!(
+        proxy.count("GET", "meta.lastModified"),
+        1,
+        "{:?}",
+        requests(&proxy)
+    );
+
+    // A leaver is suspended; while `delete_after` runs the cycles are quiet, once it has
+    // run out the cycle plans (and deletes) though nothing else changed.
+    tb.ldapmodify("dn: uid=user0009,ou=people,dc=example,dc=org\nchangetype: delete\n");
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        tb.scim_user("user0009@example.org").unwrap()["active"],
+        false
+    );
+    tb.ok(&cfg, &["sync"]);
+    tb.ok(&cfg, &["sync"]);
+    assert!(tb.last_app_read(&cfg).contains(NO_PLAN));
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let out = tb.ok(&cfg, &["sync"]);
+    assert!(out.contains("1 delete"), "{out}");
+    assert!(tb.scim_user("user0009@example.org").is_none());
+
+    // Another configuration, or --full: a plan.
+    tb.ok(&cfg, &["sync"]);
+    tb.ok(&cfg, &["sync"]);
+    assert!(tb.last_app_read(&cfg).contains(NO_PLAN));
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("max_deprovisions: 5", "max_deprovisions: 6"),
+    )
+    .unwrap();
+    tb.ok(&cfg, &["sync"]);
+    assert!(!tb.last_app_read(&cfg).contains(NO_PLAN));
+    tb.ok(&cfg, &["sync"]);
+    assert!(tb.last_app_read(&cfg).contains(NO_PLAN));
+    tb.ok(&cfg, &["sync", "--full"]);
+    assert!(!tb.last_app_read(&cfg).contains(NO_PLAN));
 }

@@ -30,7 +30,12 @@ impl Journal {
             c.query_row(
                 "SELECT groups_at, groups_watermark FROM app_reads WHERE app = ?1",
                 params![self.app()],
-                |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<String>>(1)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                    ))
+                },
             )
             .optional()
         })?;

@@ -39,6 +39,10 @@ pub struct RunCounts {
     pub overrides: Option<String>,
     /// Actions left out of the run because they wait in escrow.
     pub escrowed: Option<usize>,
+    /// A whole sync's fingerprint of what it was planned with (the configuration and
+    /// idsync's version): a later cycle that finds nothing changed since may skip planning
+    /// (`run::quiet`).
+    pub inputs: Option<String>,
 }
 
 impl RunCounts {
@@ -81,6 +85,7 @@ impl RunCounts {
         put("journal_ms", self.journal_ms.map(|n| json!(n)));
         put("override", self.overrides.as_ref().map(|o| json!(o)));
         put("escrowed", self.escrowed.map(|n| json!(n)));
+        put("inputs", self.inputs.as_ref().map(|o| json!(o)));
         Value::Object(m)
     }
 
@@ -111,6 +116,7 @@ impl RunCounts {
             journal_ms: num("journal_ms"),
             overrides: text("override"),
             escrowed: count("escrowed"),
+            inputs: text("inputs"),
         }
     }
 }
@@ -144,6 +150,7 @@ mod tests {
             journal_ms: Some(1),
             overrides: Some("--allow-shrink".into()),
             escrowed: Some(4),
+            inputs: Some("0123abcd".into()),
         };
         let v = c.to_json();
         assert_eq!(v["group-update"], 1);

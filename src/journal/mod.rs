@@ -14,6 +14,7 @@ mod escrow;
 mod hooks;
 mod links;
 mod queries;
+mod quiet;
 mod remember;
 mod roster;
 mod schema;

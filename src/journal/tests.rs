@@ -508,7 +508,11 @@ fn an_apps_groups_are_remembered_after_its_accounts_and_forgotten_with_them() {
     assert_eq!(remembered.groups, vec![group("g1", &["b"], "t3")]);
     assert!(remembered.stale.contains("g1"));
     assert_eq!(
-        miro.group_read_marks().unwrap().unwrap().watermark.as_deref(),
+        miro.group_read_marks()
+            .unwrap()
+            .unwrap()
+            .watermark
+            .as_deref(),
         Some("t3")
     );
     assert!(j.remembered_groups().unwrap().groups.is_empty(), "per app");

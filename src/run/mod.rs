@@ -9,6 +9,7 @@ mod begin;
 mod lock;
 mod planning;
 mod probe;
+mod quiet;
 mod remembered;
 mod review;
 pub use probe::{probe, Probe};
@@ -365,6 +366,15 @@ async fn sync_opened(
 ) -> Result<Vec<AppSummary>, RunError> {
     let now = o.now;
     let read_started = std::time::Instant::now();
+    let inputs = quiet::inputs(cfg);
+    let probed = match quiet::probe(cfg, journal, &o, &opts, &inputs).await? {
+        quiet::Probe::Quiet { cursor, previous } => {
+            let read_ms = read_started.elapsed().as_millis() as u64;
+            let found = (cursor, previous);
+            return quiet::finish(cfg, journal, &o, &opts, found, &inputs, read_ms);
+        }
+        quiet::Probe::Changed { probed } => probed,
+    };
     let links = photo_links(&o.runs)?;
     let read = read_directory(
         cfg,
@@ -379,8 +389,14 @@ async fn sync_opened(
     snapshot::record_roster(cfg, journal, &read)?;
     let each = o.runs.iter().map(|r| {
         let (read, connectors, opts) = (&read, &o.connectors, &opts);
+        let cycle = Cycle {
+            read_ms,
+            now,
+            changes_read: probed.contains(&r.app.name),
+            inputs: &inputs,
+        };
         async move {
-            let result = sync_app(cfg, r, connectors, read, opts, read_ms, now).await;
+            let result = sync_app(cfg, r, connectors, read, opts, cycle).await;
             if let Err(e) = &result {
                 close(&r.journal, r.run, e);
                 tracing::error!(app = %r.app.name, run = r.run, error = %e, "app run failed");
@@ -421,21 +437,34 @@ async fn sync_opened(
     Ok(out)
 }
 
+/// What one app's sync shares with the rest of its cycle.
+#[derive(Clone, Copy)]
+struct Cycle<'a> {
+    /// How long the directory read took.
+    read_ms: u64,
+    now: DateTime<Utc>,
+    /// The app's changes were read (and remembered) by `quiet::probe`.
+    changes_read: bool,
+    /// `quiet::inputs`.
+    inputs: &'a str,
+}
+
 async fn sync_app(
     cfg: &Config,
     r: &AppRun<'_>,
     connectors: &Connectors,
     read: &DirectoryRead,
     opts: &SyncOptions<'_>,
-    read_ms: u64,
-    now: DateTime<Utc>,
+    cycle: Cycle<'_>,
 ) -> Result<RunSummary, RunError> {
     let (journal, run, only_user) = (&r.journal, r.run, opts.only_user);
+    let (read_ms, now) = (cycle.read_ms, cycle.now);
     let journal_before = journal.busy();
     let started = std::time::Instant::now();
     let client = connectors.app(&r.app.name);
     let source = AppSource::Remembered {
         force_full: opts.full,
+        changes_read: cycle.changes_read,
         now,
     };
     let mut snap = read_app(r.app, journal, client, read, cfg.progress, source).await?;
@@ -456,13 +485,7 @@ async fn sync_app(
     if only_user.is_none() {
         journal.supersede_held(run, now)?;
     }
-    let present: Vec<&Anchor> = snap
-        .users
-        .iter()
-        .map(|u| &u.anchor)
-        .filter(|a| snap.links.contains_key(*a))
-        .collect();
-    journal.touch_links(&present, now)?;
+    journal.touch_links(&unseen_today(&snap, now), now)?;
     journal.record_notices(run, &plan.notices)?;
     warn_notices(&plan.notices);
     let apply_started = std::time::Instant::now();
@@ -484,6 +507,8 @@ async fn sync_app(
         // Time in the journal so far (the run's closing commit below is not in it).
         journal_ms: Some((journal.busy() - journal_before).as_millis() as u64),
         overrides: (!opts.overrides.is_empty()).then(|| opts.overrides.join(" ")),
+        // Only a whole sync's plan stands for every person (`quiet`).
+        inputs: only_user.is_none().then(|| cycle.inputs.to_string()),
         ..counts(&plan, Some(&outcomes))
     };
     let people = Some(snap.users.len());
@@ -497,6 +522,21 @@ async fn sync_app(
         outcomes: Some(outcomes),
         outcome,
     })
+}
+
+/// The linked people of this read whose link was last seen on an earlier day (a leaver's
+/// reason says the day they were last seen): a quiet cycle rewrites no link.
+fn unseen_today<'s>(snap: &'s Snapshot<'_>, now: DateTime<Utc>) -> Vec<&'s Anchor> {
+    let today = now.date_naive();
+    snap.users
+        .iter()
+        .map(|u| &u.anchor)
+        .filter(|a| {
+            snap.links
+                .get(*a)
+                .is_some_and(|l| l.last_seen.is_none_or(|t| t.date_naive() < today))
+        })
+        .collect()
 }
 
 /// How an apply run ends, and why, from what its actions came to. Pure.

@@ -27,6 +27,8 @@ pub(super) enum AppSource {
     /// A sync: the accounts the journal remembers, listed whole when due (`remembered`).
     Remembered {
         force_full: bool,
+        /// What the app changed since its watermark was read and remembered this cycle.
+        changes_read: bool,
         now: DateTime<Utc>,
     },
 }
@@ -181,13 +183,18 @@ pub(super) async fn read_app<'d>(
                 })
                 .map_err(RunError::from)
         }
-        AppSource::Remembered { force_full, now } => {
+        AppSource::Remembered {
+            force_full,
+            changes_read,
+            now,
+        } => {
             let side = AppSide {
                 app,
                 journal,
                 client,
             };
-            side.accounts(&links, &read.users, &out_of_scope, force_full, now)
+            let users = &read.users;
+            side.accounts(&links, users, &out_of_scope, force_full, changes_read, now)
                 .await
         }
     };
@@ -277,7 +284,7 @@ fn app_groups(
 
 /// What the app says of itself: the journal's copy when read less than a day ago (handed
 /// to the client: no request), else read now and kept for a day.
-async fn discover(journal: &Journal, client: &ScimClient) -> Result<(), RunError> {
+pub(super) async fn discover(journal: &Journal, client: &ScimClient) -> Result<(), RunError> {
     let now = Utc::now();
     let kept = journal.discovery_documents()?.and_then(|(at, text)| {
         let fresh = now - at < chrono::Duration::hours(24) && at <= now;

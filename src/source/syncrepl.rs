@@ -272,6 +272,38 @@ impl LdapReader {
         })
     }
 
+    /// The cursor to keep when nothing changed since `cursor` (a refresh from its cookie
+    /// reports no entry added, changed or deleted, and no full read is due), else `None`.
+    /// Reads no population: a quiet cycle's first question (`run::quiet`).
+    pub async fn quiet_since(
+        &self,
+        cursor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, SourceError> {
+        let Ok(c) = serde_json::from_str::<Cursor>(cursor) else {
+            return Ok(None);
+        };
+        let due = super::full_every_reason(c.last_full, self.config().full_every, now);
+        if c.search != self.search_key() || due.is_some() {
+            return Ok(None);
+        }
+        let Some(old_cookie) = unhex(&c.cookie) else {
+            return Ok(None);
+        };
+        let Some(refresh) = self.refresh(Some(old_cookie.clone())).await? else {
+            return Ok(None);
+        };
+        if !refresh.upserts.is_empty() || !refresh.deleted.is_empty() || refresh.present_phase {
+            return Ok(None);
+        }
+        let cookie = refresh.cookie.unwrap_or(old_cookie);
+        let nothing = CacheChange::Delta {
+            upserted: BTreeSet::new(),
+            removed: BTreeSet::new(),
+        };
+        Ok(Some(self.remember(cookie, c.last_full, nothing).cursor))
+    }
+
     /// A syncrepl read: incremental from the remembered cookie, or full when there is none,
     /// when it belongs to another search, when `full_every` is due, or when asked.
     pub(super) async fn sync_read(&self, request: &ReadRequest<'_>) -> Result<Read, SourceError> {

@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use crate::app::scim::Stamp;
 use crate::app::{GroupReader, TargetError};
 use crate::journal::{Journal, Watermark};
-use crate::model::{AppGroup, GroupLink};
 use crate::model::Anchor;
+use crate::model::{AppGroup, GroupLink};
 use crate::plan::{ActionKind, Plan};
 
 use super::{latest_stamp, AppSide, Verified};
@@ -67,7 +67,9 @@ impl AppSide<'_> {
             }
         };
         let remembered = self.journal.remembered_groups()?;
-        let stamps = self.groups_changed_since(marks.watermark.as_deref()).await?;
+        let stamps = self
+            .groups_changed_since(marks.watermark.as_deref())
+            .await?;
         let known: BTreeMap<&str, Option<&str>> = remembered
             .groups
             .iter()
@@ -104,10 +106,7 @@ impl AppSide<'_> {
     }
 
     /// What the app changed in its groups since `watermark`, where it can say.
-    async fn groups_changed_since(
-        &self,
-        watermark: Option<&str>,
-    ) -> Result<Vec<Stamp>, RunError> {
+    async fn groups_changed_since(&self, watermark: Option<&str>) -> Result<Vec<Stamp>, RunError> {
         let Some(since) = watermark else {
             return Ok(Vec::new());
         };
@@ -125,10 +124,7 @@ impl AppSide<'_> {
     }
 
     /// These groups as the app has them now, and those it no longer has.
-    async fn groups_again(
-        &self,
-        ids: &[String],
-    ) -> Result<(Vec<AppGroup>, Vec<String>), RunError> {
+    async fn groups_again(&self, ids: &[String]) -> Result<(Vec<AppGroup>, Vec<String>), RunError> {
         if ids.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }

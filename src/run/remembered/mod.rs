@@ -136,6 +136,7 @@ impl AppSide<'_> {
         users: &[DirectoryUser],
         out_of_scope: &BTreeMap<Anchor, String>,
         force_full: bool,
+        changes_read: bool,
         now: DateTime<Utc>,
     ) -> Result<(Vec<Account>, AppRead), RunError> {
         let marks = self.journal.app_read_marks()?;
@@ -155,7 +156,11 @@ impl AppSide<'_> {
             .into_iter()
             .map(|a| (a.id.clone(), a))
             .collect();
-        let changed = self.changed_since(watermark.as_deref()).await?;
+        // Asked already this cycle (`quiet`): the answer is in what is remembered.
+        let changed = match changes_read {
+            true => Vec::new(),
+            false => self.changed_since(watermark.as_deref()).await?,
+        };
         let changed_ids: BTreeSet<&AccountId> = changed.iter().map(|a| &a.id).collect();
         // Written since they were read, or linked since (a create): read now.
         let mut again: BTreeSet<AccountId> = remembered.stale;
@@ -191,7 +196,10 @@ impl AppSide<'_> {
 
     /// What the app changed since `watermark`, where it can say (an app that cannot filter
     /// on `meta.lastModified` has its own edits repaired at the next full read).
-    async fn changed_since(&self, watermark: Option<&str>) -> Result<Vec<Account>, RunError> {
+    pub(in crate::run) async fn changed_since(
+        &self,
+        watermark: Option<&str>,
+    ) -> Result<Vec<Account>, RunError> {
         let Some(since) = watermark else {
             return Ok(Vec::new());
         };
@@ -365,7 +373,7 @@ pub(super) async fn verified(
     if people == Verified::NeedsFull {
         let links = &snap.links;
         let (accounts, read) = side
-            .accounts(links, snap.users, &snap.out_of_scope, true, now)
+            .accounts(links, snap.users, &snap.out_of_scope, true, false, now)
             .await?;
         snap.accounts = accounts;
         snap.app_read = match read {
@@ -386,7 +394,10 @@ pub(super) async fn verified(
         if list || groups == Verified::Changed {
             let (app_groups, read) = match list {
                 true => side.groups(&g.links, true, now).await?,
-                false => (side.journal.remembered_groups()?.groups, AppGroupsRead::Listed),
+                false => (
+                    side.journal.remembered_groups()?.groups,
+                    AppGroupsRead::Listed,
+                ),
             };
             g.app = app_groups;
             super::snapshot::recognise_members(&mut g.app, &snap.accounts);
