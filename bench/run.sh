@@ -3,6 +3,7 @@
 #
 #   bench/run.sh                 100,000 people (BENCH_PEOPLE), 10,000 for provisioning
 #   BENCH_PEOPLE=10000 bench/run.sh
+#   BENCH_SKIP_APPS=1 leaves out the one-app vs three-apps rows (four more full plans)
 #
 # Generates N synthetic people (deterministic seed; ~10% with a small jpegPhoto), loads them
 # into a private slapd with slapadd (the sync account has no size limit, as syncrepl
@@ -160,12 +161,14 @@ apps_config() { # NAME COUNT
     END { print "apps:"; for (i = 1; i <= n; i++) printf "  app%d:\n    target:\n%s", i, t }
   ' "$work/full.yaml" | sed "s|^state_dir: .*|state_dir: $work/state-$1|" >"$work/$1.yaml"
 }
-apps_config apps1 1
-apps_config apps3 3
-measure "$idsync" --config "$work/apps1.yaml" plan
-apps1_secs=$SECS apps1_rss=$RSS_MB apps1_read_ms=$(source_ms apps1)
-measure "$idsync" --config "$work/apps3.yaml" plan
-apps3_secs=$SECS apps3_rss=$RSS_MB apps3_read_ms=$(source_ms apps3)
+if [ -z "${BENCH_SKIP_APPS:-}" ]; then
+  apps_config apps1 1
+  apps_config apps3 3
+  measure "$idsync" --config "$work/apps1.yaml" plan
+  apps1_secs=$SECS apps1_rss=$RSS_MB apps1_read_ms=$(source_ms apps1)
+  measure "$idsync" --config "$work/apps3.yaml" plan
+  apps3_secs=$SECS apps3_rss=$RSS_MB apps3_read_ms=$(source_ms apps3)
+fi
 
 echo "== 4. no-change sync: photo bytes moved" >&2
 w0=$(scim_writes)
@@ -192,12 +195,28 @@ churn_apply_ms=$("$idsync" --config "$work/syncrepl.yaml" runs --limit 1 --forma
   python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["counts"].get("apply_ms", 0))')
 
 echo "== 6. quiet cycle, incremental on both sides; full reconciliation" >&2
+app_read() { # CONFIG: how the last run read the app
+  "$idsync" --config "$work/$1.yaml" runs --limit 1 --format json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["counts"].get("app_read", ""))'
+}
+# The cycle right after changes plans (against the remembered accounts: the last plan
+# stood for people who have changed since); the next finds nothing changed on either side
+# and makes no plan.
+r0=$(scim_all)
+measure "$idsync" --config "$work/syncrepl.yaml" sync
+settle_secs=$SECS settle_rss=$RSS_MB settle_cpu=$CPU
+settle_requests=$(( $(scim_all) - r0 ))
+settle_read=$(app_read syncrepl)
 r0=$(scim_all)
 measure "$idsync" --config "$work/syncrepl.yaml" sync
 quiet_secs=$SECS quiet_rss=$RSS_MB quiet_cpu=$CPU
 quiet_requests=$(( $(scim_all) - r0 ))
-quiet_read=$("$idsync" --config "$work/syncrepl.yaml" runs --limit 1 --format json |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["counts"].get("read", ""))')
+quiet_read=$(app_read syncrepl)
+# What the app's one answer costs it: the same changes query, asked by curl.
+since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+measure curl -sf -G -H "Authorization: Bearer bench-token" "http://127.0.0.1:$scim_port/v2/Users" \
+  --data-urlencode "filter=meta.lastModified ge \"$since\""
+filter_secs=$SECS
 measure "$idsync" --config "$work/full.yaml" sync --full
 recon_secs=$SECS recon_rss=$RSS_MB
 raw_max=$(python3 -c "print(max($ldap_secs, $scim_secs))")
@@ -231,6 +250,13 @@ prov_rate=$PROV_RATE prov_wall=$PROV_WALL prov_n=$PROV_N prov_429=$PROV_429
 provision prov50 "  rate_limit: 50/s"
 prov50_rate=$PROV_RATE prov50_wall=$PROV_WALL prov50_429=$PROV_429
 
+apps_rows=
+if [ -z "${BENCH_SKIP_APPS:-}" ]; then
+  apps_extra=$(python3 -c "print(f'{100 * ($apps3_rss - $apps1_rss) / 2 / $apps1_rss:.0f}')")
+  apps_rows="| plan, 3 apps from one read vs 1 app (fresh state, every account adopted by each app) | ${apps3_secs}s, peak RSS ${apps3_rss} MB | ${apps1_secs}s, peak RSS ${apps1_rss} MB | $(python3 -c "print(f'{$apps3_secs / $apps1_secs:.2f}x')") time; each extra app +${apps_extra}% of one app's RSS |
+| directory read of that plan: 3 apps vs 1 app (idsync's source_ms; one read either way) | ${apps3_read_ms} ms | ${apps1_read_ms} ms | $(python3 -c "print(f'{$apps3_read_ms / $apps1_read_ms:.2f}x')") |
+"
+fi
 ratio() { python3 -c "print(f'{$1 / $2:.2f}x')"; }
 cat <<TABLE
 
@@ -244,18 +270,19 @@ idsync benchmark: $N people ($(nproc) cores, $(date -u +%Y-%m-%d)); steady state
 | plan, 1% churn, syncrepl read | ${churn_plan_inc_secs}s, peak RSS ${churn_plan_inc_rss} MB | ${base_secs}s | $(ratio "$churn_plan_inc_secs" "$base_secs") |
 | sync, 1% churn, syncrepl read ($churn_writes writes) | ${churn_sync_inc_secs}s, peak RSS ${churn_sync_inc_rss} MB | ${base_secs}s | $(ratio "$churn_sync_inc_secs" "$base_secs") |
 | directory read at 1% churn: syncrepl vs a full read (idsync's source_ms) | ${churn_read_ms} ms | ${full_read_ms} ms | $(ratio "$churn_read_ms" "$full_read_ms") |
-| plan, 3 apps from one read vs 1 app (fresh state, every account adopted by each app) | ${apps3_secs}s, peak RSS ${apps3_rss} MB | ${apps1_secs}s, peak RSS ${apps1_rss} MB | $(ratio "$apps3_secs" "$apps1_secs") time; each extra app +$(python3 -c "print(f'{100 * ($apps3_rss - $apps1_rss) / 2 / $apps1_rss:.0f}')")% of one app's RSS |
-| directory read of that plan: 3 apps vs 1 app (idsync's source_ms; one read either way) | ${apps3_read_ms} ms | ${apps1_read_ms} ms | $(ratio "$apps3_read_ms" "$apps1_read_ms") |
-| no-change sync: writes / photo uploads (photo bytes moved) | $quiet_writes / $quiet_photo_bytes (0 bytes) | - | - |
+${apps_rows}| no-change sync: writes / photo uploads (photo bytes moved) | $quiet_writes / $quiet_photo_bytes (0 bytes) | - | - |
 | journaling in the steady-state sync ($steady_actions actions applied, one transaction each): journal time vs the rest of the run | $(python3 -c "print(f'{$steady_journal_ms / 1000:.2f}')")s | $(python3 -c "print(f'{$steady_secs - $steady_journal_ms / 1000:.2f}')")s | $(python3 -c "print(f'+{100 * $steady_journal_ms / 1000 / ($steady_secs - $steady_journal_ms / 1000):.1f}%')") |
 | initial provisioning ($prov_n writes: creates + photo uploads), concurrency 8: writes/s while writing (whole run) | ${prov_rate}/s (${prov_wall}/s), ${prov_429} x 429 | - | - |
 | initial provisioning, rate_limit 50/s: writes/s while writing (whole run) | ${prov50_rate}/s (${prov50_wall}/s), ${prov50_429} x 429 | 50/s | $(ratio "$prov50_rate" 50) |
-| quiet cycle, incremental on both sides: wall time vs a full plan (goal <= 0.02x) | ${quiet_secs}s, CPU ${quiet_cpu}s, peak RSS ${quiet_rss} MB, ${quiet_requests} app requests | ${plan_secs}s, CPU ${plan_cpu}s | $(ratio "$quiet_secs" "$plan_secs") |
+| first cycle after the churn sync, incremental both sides (plans against the remembered accounts) vs a full plan | ${settle_secs}s, CPU ${settle_cpu}s, peak RSS ${settle_rss} MB, ${settle_requests} app requests | ${plan_secs}s, CPU ${plan_cpu}s | $(ratio "$settle_secs" "$plan_secs") |
+| quiet cycle, nothing changed on either side (no plan made): wall time vs a full plan (goal <= 0.02x) | ${quiet_secs}s, CPU ${quiet_cpu}s, peak RSS ${quiet_rss} MB, ${quiet_requests} app requests | ${plan_secs}s, CPU ${plan_cpu}s | $(ratio "$quiet_secs" "$plan_secs") |
+| the app's own answer to that cycle's one question (the same meta.lastModified filter, by curl) vs the quiet cycle | ${filter_secs}s | ${quiet_secs}s | $(ratio "$filter_secs" "$quiet_secs") |
 | sync, 1% churn, incremental both sides vs 5% of a full plan + its writes (${churn_apply_ms} ms applying) | ${churn_sync_inc_secs}s | ${churn_budget}s | $(ratio "$churn_sync_inc_secs" "$churn_budget") |
 | full reconciliation (sync --full) vs max(raw directory read, raw app list) (goal <= 1.1x) | ${recon_secs}s, peak RSS ${recon_rss} MB | ${raw_max}s | $(ratio "$recon_secs" "$raw_max") |
 
 plan with no changes said: $plan_pending
-the quiet cycle read: $quiet_read
+the first cycle after the churn read the app: $settle_read
+the quiet cycle read the app: $quiet_read
 scim2-server never answers 429 (it does not throttle), so the zero-429 row shows the
 limiter's pace, not a server's limit.
 TABLE

@@ -466,7 +466,7 @@ async fn execute_account<W: AccountWriter>(
         (ActionKind::Create | ActionKind::Reinvite, Some(anchor)) => {
             // A re-invite deletes the old account first; both make a new one.
             if action.kind == ActionKind::Reinvite {
-                writer.delete(target_id(action)?).await?;
+                writer.delete(target_id(action)?, &current).await?;
             }
             let id = create(writer, &fields, linked, ctx.policy).await?;
             let hash =
@@ -494,7 +494,7 @@ async fn execute_account<W: AccountWriter>(
             Ok((None, link(action, anchor, id, l, now)))
         }
         (ActionKind::Delete, anchor) => {
-            writer.delete(target_id(action)?).await?;
+            writer.delete(target_id(action)?, &current).await?;
             Ok((
                 None,
                 anchor

@@ -80,15 +80,28 @@ fn a_quiet_cycle_asks_the_app_only_what_changed_and_an_edit_in_the_app_is_repair
         "{seen:?}"
     );
 
-    // A directory change: the account is read again before it is written, and after.
+    // A directory change: the account is read again before it is written; not after (the
+    // next cycle's changes query brings it back).
     tb.ldapmodify("dn: uid=user0011,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: givenName\ngivenName: Eleven\n");
     proxy.clear();
     tb.ok(&cfg, &["sync"]);
     let user = tb.scim_user("user0011@example.org").unwrap();
     assert_eq!(user["name"]["givenName"], "Eleven");
     let seen = requests(&proxy);
-    assert!(seen.len() <= 5, "{seen:?}");
-    // And the cycle after writes nothing and reads only the changes.
+    let id = user["id"].as_str().unwrap();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen[1], format!("GET /v2/Users/{id}"), "{seen:?}");
+    assert!(seen[2].starts_with("PATCH"), "{seen:?}");
+    // And the cycle after writes nothing and reads only the changes, which show the
+    // written account as the app has it.
+    proxy.clear();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(requests(&proxy).len(), 1, "{:?}", requests(&proxy));
+    assert!(
+        tb.last_app_read(&cfg).contains("app remembered: "),
+        "{}",
+        tb.last_app_read(&cfg)
+    );
     proxy.clear();
     tb.ok(&cfg, &["sync"]);
     assert_eq!(requests(&proxy).len(), 1, "{:?}", requests(&proxy));
@@ -232,11 +245,38 @@ fn a_write_refused_because_the_account_changed_in_the_app_is_planned_anew_next_c
         tb.scim_user("alan@example.org").unwrap()["title"],
         "Researcher"
     );
+    // The PATCH named the version idsync read.
+    let patch = proxy
+        .seen()
+        .into_iter()
+        .find(|s| s.method == "PATCH")
+        .unwrap();
+    assert!(
+        patch.if_match.as_deref().is_some_and(|v| v.contains('"')),
+        "{patch:?}"
+    );
     // Not escrowed: the next cycle reads it again and makes the write.
     tb.ok(&cfg, &["sync"]);
     assert_eq!(
         tb.scim_user("alan@example.org").unwrap()["title"],
         "Codebreaker"
+    );
+
+    // An app that refuses its own ETags: `target.etags: false` sends no If-Match.
+    let cfg = config(&tb, &proxy, "  etags: false\n");
+    tb.ldapmodify("dn: uid=alan,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: title\ntitle: Mathematician\n");
+    proxy.clear();
+    tb.ok(&cfg, &["sync"]);
+    let patches: Vec<_> = proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "PATCH")
+        .collect();
+    assert_eq!(patches.len(), 1, "{patches:?}");
+    assert_eq!(patches[0].if_match, None, "{patches:?}");
+    assert_eq!(
+        tb.scim_user("alan@example.org").unwrap()["title"],
+        "Mathematician"
     );
 }
 
@@ -499,9 +539,17 @@ fn a_cycle_where_nothing_changed_plans_nothing_and_any_change_plans_as_usual() {
     tb.ok(&cfg, &["sync"]);
     assert!(tb.last_app_read(&cfg).contains(NO_PLAN));
     std::thread::sleep(std::time::Duration::from_secs(4));
+    proxy.clear();
     let out = tb.ok(&cfg, &["sync"]);
     assert!(out.contains("1 delete"), "{out}");
     assert!(tb.scim_user("user0009@example.org").is_none());
+    // The DELETE named the version idsync read just before (scim2-server has ETags).
+    let delete = proxy
+        .seen()
+        .into_iter()
+        .find(|s| s.method == "DELETE")
+        .unwrap();
+    assert!(delete.if_match.is_some(), "{delete:?}");
 
     // Another configuration, or --full: a plan.
     tb.ok(&cfg, &["sync"]);

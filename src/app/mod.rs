@@ -110,8 +110,13 @@ pub trait AccountWriter: AccountReader {
         current: &Value,
         changes: &[Change],
     ) -> impl Future<Output = Result<(), TargetError>> + Send;
-    /// Deletes an account; one already gone counts as deleted.
-    fn delete(&self, id: &AccountId) -> impl Future<Output = Result<(), TargetError>> + Send;
+    /// Deletes an account; one already gone counts as deleted. `current` is the account as
+    /// last read (its version guards the delete where the app supports ETags).
+    fn delete(
+        &self,
+        id: &AccountId,
+        current: &Value,
+    ) -> impl Future<Output = Result<(), TargetError>> + Send;
     /// Sets (or with `None` removes) an account's photo; `current` is the account as last
     /// read, so other photos it has are kept.
     fn set_photo(

@@ -45,6 +45,9 @@ pub struct ScimConfig {
     /// How often the app is listed whole; between, cycles plan against the accounts the
     /// journal remembers (zero: every cycle lists it).
     pub full_every: std::time::Duration,
+    /// Send `If-Match` with the version an account was read at, where the app announces
+    /// ETag support (`target.etags: false`: never, for an app that refuses its own ETags).
+    pub etags: bool,
 }
 
 /// Default `target.full_every`: a day.

@@ -11,12 +11,7 @@ impl Resolver<'_> {
             s.token_file.as_deref(),
             "the SCIM bearer token is required: `token_file: /path` or `token: \"${ENV}\"`",
         );
-        if let Some(u) = &url {
-            let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-            if u.scheme() == "http" && !loopback {
-                self.warnings.push(format!("target.url: {u} is plain HTTP off loopback: the bearer token travels in clear text"));
-            }
-        }
+        self.warn_plain_http(url.as_ref());
         let ca_file = self.ca_file("target.ca_file", s.ca_file.as_deref());
         let concurrency = s.concurrency.unwrap_or(4);
         if !(1..=64).contains(&concurrency) {
@@ -81,7 +76,18 @@ impl Resolver<'_> {
             rate_limits,
             list,
             full_every,
+            etags: s.etags.unwrap_or(true),
         })
+    }
+
+    /// A bearer token sent in clear text is worth a warning (not an error: a lab app).
+    fn warn_plain_http(&mut self, url: Option<&Url>) {
+        if let Some(u) = url {
+            let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+            if u.scheme() == "http" && !loopback {
+                self.warnings.push(format!("target.url: {u} is plain HTTP off loopback: the bearer token travels in clear text"));
+            }
+        }
     }
 
     /// `target.page_size` capped by the app's `max_page` (a profile's, say).

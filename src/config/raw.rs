@@ -273,6 +273,8 @@ pub struct RawScim {
     /// How often the app is listed whole (`24h`; `0s`: every cycle).
     #[serde(default, deserialize_with = "text_or_seconds")]
     pub full_every: Option<String>,
+    /// False: never send `If-Match` (an app that announces ETags but refuses its own).
+    pub etags: Option<bool>,
 }
 
 /// `target.photo`: `scim`, `none`, or `{ put: URL }` / `{ post: URL }`.

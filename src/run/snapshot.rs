@@ -171,6 +171,11 @@ pub(super) async fn read_app<'d>(
         .scope
         .outside(&app.name, &read.users, directory_groups, links.len())?;
     discover(journal, client).await?;
+    let side = AppSide {
+        app,
+        journal,
+        client,
+    };
     let started = std::time::Instant::now();
     let spin = crate::progress::spinner(progress, "reading the app's accounts");
     let accounts = match source {
@@ -188,11 +193,6 @@ pub(super) async fn read_app<'d>(
             changes_read,
             now,
         } => {
-            let side = AppSide {
-                app,
-                journal,
-                client,
-            };
             let users = &read.users;
             side.accounts(&links, users, &out_of_scope, force_full, changes_read, now)
                 .await
@@ -210,18 +210,7 @@ pub(super) async fn read_app<'d>(
         None => (None, None),
         Some(g) => {
             let links = journal.group_links()?;
-            let (listed, read) = match source {
-                AppSource::List => (client.list_groups().await?, None),
-                AppSource::Remembered { now, .. } => {
-                    let side = AppSide {
-                        app,
-                        journal,
-                        client,
-                    };
-                    let (groups, read) = side.groups(&links, app_read.is_full(), now).await?;
-                    (groups, Some(read))
-                }
-            };
+            let (listed, read) = list_groups(&side, &links, source, app_read.is_full()).await?;
             let groups = app_groups(app, g, listed, links, directory_groups, &accounts)?;
             (Some(groups), read)
         }
@@ -240,6 +229,23 @@ pub(super) async fn read_app<'d>(
         escrowed: journal.escrowed()?,
         app_read,
         groups_read,
+    })
+}
+
+/// The app's groups as `source` says: listed, or remembered (listed whole when the
+/// accounts were, `accounts_listed`).
+async fn list_groups(
+    side: &AppSide<'_>,
+    links: &BTreeMap<Anchor, GroupLink>,
+    source: AppSource,
+    accounts_listed: bool,
+) -> Result<(Vec<AppGroup>, Option<AppGroupsRead>), RunError> {
+    Ok(match source {
+        AppSource::List => (side.client.list_groups().await?, None),
+        AppSource::Remembered { now, .. } => {
+            let (groups, read) = side.groups(links, accounts_listed, now).await?;
+            (groups, Some(read))
+        }
     })
 }
 

@@ -106,6 +106,8 @@ pub struct Seen {
     pub body: String,
     /// The fault it got, if any.
     pub fault: Option<String>,
+    /// Its `If-Match` header, if it had one.
+    pub if_match: Option<String>,
 }
 
 #[derive(Default)]
@@ -314,6 +316,11 @@ fn serve_conn(
             at: Instant::now(),
             body: String::from_utf8_lossy(&req.body).to_string(),
             fault: fault.as_ref().map(|f| format!("{f:?}")),
+            if_match: req
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("if-match"))
+                .map(|(_, v)| v.clone()),
         });
         match &fault {
             Some(Fault::Status { code, retry_after }) => {

@@ -99,8 +99,23 @@ impl ScimClient {
     /// wrote it), by a `ge` filter, paged: what an admin edited in the app's UI.
     pub async fn changed_since(&self, since: &str) -> Result<Vec<Account>, TargetError> {
         let literal = serde_json::to_string(since).unwrap_or_default();
-        self.list_filtered(&format!("meta.lastModified ge {literal}"))
-            .await
+        let changed = self
+            .list_filtered(&format!("meta.lastModified ge {literal}"))
+            .await;
+        if let Err(TargetError::Http { status, .. }) = &changed {
+            if (400..500).contains(status) {
+                self.changes_refused
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        changed
+    }
+
+    /// False once the app refused a `changed_since` query (a 4xx) in this cycle.
+    pub fn answers_changes(&self) -> bool {
+        !self
+            .changes_refused
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The accounts with these ids the app has now (those it does not have are gone), one

@@ -53,6 +53,8 @@ pub struct ScimClient {
     redact: Redactor,
     /// What the app says of itself, read on first need (`discover`).
     discovered: tokio::sync::OnceCell<discover::Discovered>,
+    /// The app refused a `meta.lastModified` filter this cycle (a 4xx).
+    changes_refused: std::sync::atomic::AtomicBool,
 }
 
 /// A listed resource's id, for de-duplicating pages.
@@ -118,6 +120,7 @@ impl ScimClient {
             keep: None,
             redact,
             discovered: tokio::sync::OnceCell::new(),
+            changes_refused: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -203,7 +206,7 @@ impl ScimClient {
             return self.put_with(&url, &ops).await;
         }
         let body = json!({ "schemas": [PATCH_OP], "Operations": ops });
-        let payload = match version.filter(|_| discovery.etag) {
+        let payload = match version.filter(|v| discovery.etag && self.cfg.etags && !v.is_empty()) {
             Some(version) => Payload::JsonIfMatch {
                 body: &body,
                 version,
@@ -218,9 +221,7 @@ impl ScimClient {
             return Ok(());
         }
         if reply.status == StatusCode::PRECONDITION_FAILED {
-            return Err(TargetError::Stale {
-                detail: format!("PATCH {url}: the account changed in the app since idsync read it (412 to If-Match {}); it is read again after this run and planned anew", version.unwrap_or_default()),
-            });
+            return Err(stale("PATCH", &url, version));
         }
         Err(Self::http_error("PATCH", &url, &reply))
     }
@@ -273,13 +274,41 @@ impl ScimClient {
         }
     }
 
-    async fn remove(&self, id: &str) -> Result<(), TargetError> {
+    /// DELETEs a User; with the version it was read at, where the app supports ETags,
+    /// only if it is still at it.
+    async fn remove(&self, id: &str, current: &Value) -> Result<(), TargetError> {
         let url = self.url(&format!("Users/{}", path_segment(id)));
-        let reply = self.send(Method::DELETE, url.clone(), None).await?;
+        let version = self.if_match(current).await?;
+        let reply = self
+            .send_payload(
+                Method::DELETE,
+                url.clone(),
+                version.map(Payload::IfMatch),
+                Replay::Safe,
+            )
+            .await?;
         if reply.status.is_success() || reply.status == StatusCode::NOT_FOUND {
             return Ok(());
         }
+        if reply.status == StatusCode::PRECONDITION_FAILED {
+            return Err(stale("DELETE", &url, version));
+        }
         Err(Self::http_error("DELETE", &url, &reply))
+    }
+
+    /// The version to send as `If-Match` for a write to this resource, if any: where the
+    /// app announces ETags and `target.etags` is not off.
+    pub(super) async fn if_match<'v>(
+        &self,
+        resource: &'v Value,
+    ) -> Result<Option<&'v str>, TargetError> {
+        let version = resource["meta"]["version"]
+            .as_str()
+            .filter(|v| !v.is_empty());
+        if version.is_none() || !self.cfg.etags || !self.discovery().await?.etag {
+            return Ok(None);
+        }
+        Ok(version)
     }
 }
 
@@ -309,8 +338,9 @@ impl AccountWriter for ScimClient {
     fn delete(
         &self,
         id: &AccountId,
+        current: &Value,
     ) -> impl std::future::Future<Output = Result<(), TargetError>> + Send {
-        self.remove(id.as_str())
+        self.remove(id.as_str(), current)
     }
     fn set_photo(
         &self,
@@ -355,6 +385,13 @@ pub fn photo_operations(current: &Value, photo: Option<&Photo>) -> Vec<Value> {
 
 /// A SCIM id as text: a non-empty string, or a number some servers send. `.` and `..` are
 /// refused: as a path segment they would address another resource.
+/// A write the app refused because the resource changed since idsync read it (412).
+fn stale(method: &str, url: &Url, version: Option<&str>) -> TargetError {
+    TargetError::Stale {
+        detail: format!("{method} {url}: the account changed in the app since idsync read it (412 to If-Match {}); it is read again after this run and planned anew (an app that refuses every version it gives: `target.etags: false`)", version.unwrap_or_default()),
+    }
+}
+
 fn id_text(v: Option<&Value>) -> Option<String> {
     match v {
         Some(Value::String(s)) if crate::http::usable_id(s) => Some(s.clone()),

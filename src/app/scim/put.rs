@@ -5,6 +5,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use url::Url;
 
+use super::transport::{Payload, Replay};
 use super::ScimClient;
 use crate::app::TargetError;
 
@@ -18,13 +19,28 @@ impl ScimClient {
             return Err(Self::http_error("GET", url, &reply));
         }
         let mut resource = reply.body;
+        // The PUT replaces what was just read: only if it is still that (where the app
+        // supports ETags), so an edit made in between is not overwritten.
+        let version = self.if_match(&resource).await?.map(String::from);
         apply_operations(&mut resource, ops);
         if let Some(map) = resource.as_object_mut() {
             map.remove("meta");
         }
-        let reply = self.send(Method::PUT, url.clone(), Some(&resource)).await?;
+        let payload = match &version {
+            Some(version) => Payload::JsonIfMatch {
+                body: &resource,
+                version,
+            },
+            None => Payload::Json(&resource),
+        };
+        let reply = self
+            .send_payload(Method::PUT, url.clone(), Some(payload), Replay::Safe)
+            .await?;
         if reply.status.is_success() {
             return Ok(());
+        }
+        if reply.status == reqwest::StatusCode::PRECONDITION_FAILED {
+            return Err(super::stale("PUT", url, version.as_deref()));
         }
         Err(Self::http_error("PUT", url, &reply))
     }

@@ -56,6 +56,8 @@ pub(super) enum Payload<'a> {
         bytes: &'a [u8],
         mime: &'static str,
     },
+    /// No body, only if the resource is still at this version (a DELETE's `If-Match`).
+    IfMatch(&'a str),
 }
 
 impl ScimClient {
@@ -191,6 +193,7 @@ impl ScimClient {
             Some(Payload::Bytes { bytes, mime }) => req
                 .header(reqwest::header::CONTENT_TYPE, mime)
                 .body(bytes.to_vec()),
+            Some(Payload::IfMatch(version)) => req.header(reqwest::header::IF_MATCH, version),
             None => req,
         }
     }

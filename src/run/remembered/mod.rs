@@ -1,6 +1,7 @@
-//! The app side of a quiet cycle. The journal remembers every account as the app last
-//! showed it (`journal/accounts.rs`): a full read replaces that memory, every write updates
-//! it (the written accounts are read again, whatever the write came to). Between full reads
+//! The app side of an incremental cycle. The journal remembers every account as the app
+//! last showed it (`journal/accounts.rs`): a full read replaces that memory, every write
+//! makes it unknown until read again (by the next changes query, or by id), whatever the
+//! write came to. Between full reads
 //! (every `target.full_every`, and on `--full`) a cycle plans against the remembered
 //! accounts, reading from the app only what it must: accounts written since they were
 //! read, accounts the app itself changed since (a `meta.lastModified` filter, where the app
@@ -220,6 +221,19 @@ impl AppSide<'_> {
         }
     }
 
+    /// Whether the next cycle's changes query will show what this cycle wrote: the app has
+    /// a watermark, can be listed by filter, and did not refuse the query this cycle.
+    async fn changes_show_writes(&self) -> Result<bool, RunError> {
+        let marked = self
+            .journal
+            .app_read_marks()?
+            .is_some_and(|m| m.watermark.is_some());
+        Ok(marked
+            && self.app.target.list != ListMode::FilterOnly
+            && self.client.answers_changes()
+            && self.client.discovery().await?.filter)
+    }
+
     /// These accounts as the app has them now, and those it no longer has.
     async fn read_again(
         &self,
@@ -318,11 +332,19 @@ impl AppSide<'_> {
         Ok(super::accounts::find_by_match_rule(self.app, self.client, values).await?)
     }
 
-    /// After the writes: the accounts written (or tried) read again, so what is remembered
-    /// is what the app has, whatever each write came to. Those that cannot be read now are
-    /// read at the next cycle.
+    /// After the writes: the accounts written (or tried) marked unknown for the next
+    /// cycle's changes query, or, where the app has none, read again now; so what is
+    /// remembered is what the app has, whatever each write came to. Those that cannot be
+    /// read now are read at the next cycle.
     pub async fn after_writes(&self, ids: Vec<AccountId>) -> Result<(), RunError> {
         if ids.is_empty() {
+            return Ok(());
+        }
+        // Where the app answers what changed since (a watermark and a lastModified filter),
+        // the next cycle's one changes query brings these accounts back as the app has
+        // them then: they are marked unknown until, not read one by one now.
+        if self.changes_show_writes().await? {
+            self.journal.forget_account_state(&ids)?;
             return Ok(());
         }
         // Many writes (a first provisioning, a big change): one list costs less than a GET
