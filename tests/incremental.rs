@@ -568,3 +568,93 @@ fn a_cycle_where_nothing_changed_plans_nothing_and_any_change_plans_as_usual() {
     tb.ok(&cfg, &["sync", "--full"]);
     assert!(!tb.last_app_read(&cfg).contains(NO_PLAN));
 }
+
+#[test]
+fn an_app_that_cannot_say_what_changed_fails_its_own_run_not_the_cycle() {
+    let tb = Testbed::start(&trio());
+    let slack = ScimServer::start();
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    let source = format!("{}  incremental: syncrepl\n", tb.base_source());
+    let target = |url: String| {
+        format!(
+            "    target: {{ kind: scim, url: {url}, token_file: scim.token, max_retries: 0 }}\n"
+        )
+    };
+    let apps = format!(
+        "apps:\n  miro:\n{}  slack:\n{}",
+        target(proxy.scim_url()),
+        target(slack.url())
+    );
+    let cfg = tb.write_config(&source, "", &apps);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let (start, end) = (
+        text.find("target:\n").unwrap(),
+        text.find("match:").unwrap(),
+    );
+    std::fs::write(&cfg, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    let app_reads = || -> Vec<(String, String, String)> {
+        let runs: Value =
+            serde_json::from_str(&tb.ok(&cfg, &["runs", "--limit", "2", "--format", "json"]))
+                .unwrap();
+        let mut out: Vec<(String, String, String)> = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["app"].as_str().unwrap_or_default().to_string(),
+                    r["outcome"].as_str().unwrap_or_default().to_string(),
+                    r["counts"]["app_read"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    for _ in 0..3 {
+        tb.ok(&cfg, &["sync"]);
+    }
+    let quiet = app_reads();
+    assert!(
+        quiet.iter().all(|(_, _, read)| read.contains(NO_PLAN)),
+        "{quiet:?}"
+    );
+
+    // Miro cannot answer what changed (503, no retries): its run fails, Slack's does not.
+    // (Asked twice: by the cycle's question, then by its plan.)
+    proxy.add(
+        Rule::new(
+            "GET",
+            "meta.lastModified",
+            Fault::Status {
+                code: 503,
+                retry_after: None,
+            },
+        )
+        .times(2),
+    );
+    let out = tb.idsync(&cfg, &["sync"]);
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let runs = app_reads();
+    assert_eq!(runs[0].0, "miro", "{runs:?}");
+    assert_eq!(runs[0].1, "failed", "{runs:?}");
+    assert_eq!(runs[1].0, "slack", "{runs:?}");
+    assert_eq!(runs[1].1, "ok", "{runs:?}");
+
+    // Answering again, Miro plans; then both are quiet.
+    proxy.clear();
+    tb.ok(&cfg, &["sync"]);
+    tb.ok(&cfg, &["sync"]);
+    let quiet = app_reads();
+    assert!(
+        quiet.iter().all(|(_, _, read)| read.contains(NO_PLAN)),
+        "{quiet:?}"
+    );
+}

@@ -82,14 +82,23 @@ pub(super) async fn probe(
     let mut quiet = true;
     for r in &o.runs {
         let client = o.connectors.app(&r.app.name);
-        discover(&r.journal, client).await?;
         let side = AppSide {
             app: r.app,
             journal: &r.journal,
             client,
         };
-        quiet &= side.unchanged().await?;
-        probed.insert(r.app.name.clone());
+        // An app that cannot answer fails its own run in the plan that follows (which asks
+        // it again), not the cycle here.
+        match side.unchanged().await {
+            Ok(same) => {
+                quiet &= same;
+                probed.insert(r.app.name.clone());
+            }
+            Err(e) => {
+                tracing::debug!(app = %r.app.name, error = %e, "the app could not say what changed: planning as usual");
+                quiet = false;
+            }
+        }
     }
     Ok(match quiet {
         true => Probe::Quiet { cursor, previous },
@@ -134,6 +143,7 @@ impl AppSide<'_> {
     /// Whether every account the app changed since the watermark is as remembered; what
     /// it changed is remembered either way (the cycle's plan then needs no second query).
     async fn unchanged(&self) -> Result<bool, RunError> {
+        discover(self.journal, self.client).await?;
         let watermark = self.journal.app_read_marks()?.and_then(|m| m.watermark);
         let changed = self.changed_since(watermark.as_deref()).await?;
         let ids: Vec<_> = changed.iter().map(|a| &a.id).collect();
