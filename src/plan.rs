@@ -362,7 +362,8 @@ impl<'a> Planner<'a> {
         if account.active {
             let seen = link
                 .last_seen
-                .map(|t| format!("; last seen {}", day(t)))
+                // Links are touched once a day (`run::unseen_today`): a day, not a minute.
+                .map(|t| format!("; last seen {}", t.format("%Y-%m-%d")))
                 .unwrap_or_default();
             let changes = self.suspension_changes(account);
             let reason = format!("no longer in the directory (deleted or out of scope){seen}");

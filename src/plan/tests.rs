@@ -707,3 +707,23 @@ fn leaving_an_apps_scope_suspends_the_linked_account_with_why_and_creates_nobody
     assert_eq!(plan.actions[0].user_name, "ada@x.org");
     assert_eq!(plan.actions[0].reason, why);
 }
+
+#[test]
+fn a_leaver_is_said_to_be_last_seen_on_a_day_not_at_a_minute() {
+    // Links are touched once a day (`run::unseen_today`): a minute would be made up.
+    let a = "a1";
+    let seen = Link {
+        last_seen: Some(now() - Duration::days(3)),
+        ..link(a, "s1", LinkState::Active, None)
+    };
+    let accounts = vec![account("s1", "ada@x.org", "Eng", true)];
+    let p = run(vec![], accounts, vec![seen], &policy());
+    assert_eq!(p.actions.len(), 1);
+    assert!(
+        p.actions[0]
+            .reason
+            .ends_with("out of scope); last seen 2026-03-07"),
+        "{}",
+        p.actions[0].reason
+    );
+}
