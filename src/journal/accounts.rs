@@ -137,17 +137,7 @@ impl Journal {
                     del.execute(params![self.app(), id.as_str()])?;
                 }
             }
-            match watermark {
-                Some(Watermark::Moved(w)) => tx.execute(
-                    "UPDATE app_reads SET watermark = ?2 WHERE app = ?1",
-                    params![self.app(), w],
-                )?,
-                Some(Watermark::First(w)) => tx.execute(
-                    "UPDATE app_reads SET watermark = ?2 WHERE app = ?1 AND watermark IS NULL",
-                    params![self.app(), w],
-                )?,
-                None => 0,
-            };
+            move_watermark(&tx, self.app(), "watermark", watermark)?;
             tx.commit()
         })
     }
@@ -176,6 +166,22 @@ impl Journal {
             tx.commit()
         })
     }
+}
+
+/// Moves one of the app's watermarks (`column` of `app_reads`) as `watermark` says.
+pub(super) fn move_watermark(
+    tx: &rusqlite::Transaction<'_>,
+    app: &str,
+    column: &str,
+    watermark: Option<Watermark<'_>>,
+) -> rusqlite::Result<()> {
+    let (w, guard) = match watermark {
+        Some(Watermark::Moved(w)) => (w, String::new()),
+        Some(Watermark::First(w)) => (w, format!(" AND {column} IS NULL")),
+        None => return Ok(()),
+    };
+    let sql = format!("UPDATE app_reads SET {column} = ?2 WHERE app = ?1{guard}");
+    tx.execute(&sql, params![app, w]).map(|_| ())
 }
 
 fn put_accounts(

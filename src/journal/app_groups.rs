@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::accounts::Watermark;
+use super::accounts::{move_watermark, Watermark};
 use super::*;
 use crate::model::{AccountId, AppGroup};
 
@@ -129,17 +129,7 @@ impl Journal {
                     del.execute(params![self.app(), id])?;
                 }
             }
-            match watermark {
-                Some(Watermark::Moved(w)) => tx.execute(
-                    "UPDATE app_reads SET groups_watermark = ?2 WHERE app = ?1",
-                    params![self.app(), w],
-                )?,
-                Some(Watermark::First(w)) => tx.execute(
-                    "UPDATE app_reads SET groups_watermark = ?2 WHERE app = ?1 AND groups_watermark IS NULL",
-                    params![self.app(), w],
-                )?,
-                None => 0,
-            };
+            move_watermark(&tx, self.app(), "groups_watermark", watermark)?;
             tx.commit()
         })
     }

@@ -148,10 +148,8 @@ impl AppSide<'_> {
         let changed = self.changed_since(watermark.as_deref()).await?;
         let ids: Vec<_> = changed.iter().map(|a| &a.id).collect();
         let known = self.journal.remembered_accounts_with(&ids)?;
-        let same = known.len() == changed.len()
-            && changed
-                .iter()
-                .all(|a| known.iter().any(|k| k.id == a.id && k == a));
+        let known: std::collections::BTreeMap<_, _> = known.iter().map(|k| (&k.id, k)).collect();
+        let same = changed.iter().all(|a| known.get(&a.id) == Some(&a));
         let moved = latest(&changed, watermark.as_deref());
         self.journal
             .remember_accounts(&changed, &[], moved.as_deref().map(Watermark::Moved))?;

@@ -239,18 +239,15 @@ impl ScimClient {
     pub async fn groups_changed_since(&self, since: &str) -> Result<Vec<Stamp>, TargetError> {
         let literal = serde_json::to_string(since).unwrap_or_default();
         let filter = format!("meta.lastModified ge {literal}");
-        let query: String = url::form_urlencoded::byte_serialize(filter.as_bytes()).collect();
-        self.list_all(
-            &format!("Groups?attributes=meta&filter={query}"),
-            |url, r| {
-                let id = id_text(r.get("id")).ok_or_else(|| TargetError::BadReply {
-                    url: url.to_string(),
-                    detail: "a Group without a usable `id` (missing, empty, `.` or `..`)".into(),
-                })?;
-                let modified = r["meta"]["lastModified"].as_str().map(String::from);
-                Ok(Stamp { id, modified })
-            },
-        )
+        let endpoint = super::list::filtered("Groups?attributes=meta", &filter);
+        self.list_all(&endpoint, |url, r| {
+            let id = id_text(r.get("id")).ok_or_else(|| TargetError::BadReply {
+                url: url.to_string(),
+                detail: "a Group without a usable `id` (missing, empty, `.` or `..`)".into(),
+            })?;
+            let modified = r["meta"]["lastModified"].as_str().map(String::from);
+            Ok(Stamp { id, modified })
+        })
         .await
     }
 

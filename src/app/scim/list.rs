@@ -138,11 +138,8 @@ impl ScimClient {
 
     /// Every account a SCIM filter selects, paged.
     async fn list_filtered(&self, filter: &str) -> Result<Vec<Account>, TargetError> {
-        let query: String = url::form_urlencoded::byte_serialize(filter.as_bytes()).collect();
-        self.list_all(&format!("Users?filter={query}"), |url, r| {
-            self.account(url, r)
-        })
-        .await
+        self.list_all(&filtered("Users", filter), |url, r| self.account(url, r))
+            .await
     }
 
     pub(super) async fn list(&self) -> Result<Vec<Account>, TargetError> {
@@ -311,4 +308,11 @@ fn count_hint(e: TargetError) -> TargetError {
         },
         other => other,
     }
+}
+
+/// `endpoint` with a SCIM `filter` query (`endpoint` may carry a query of its own).
+pub(super) fn filtered(endpoint: &str, filter: &str) -> String {
+    let query: String = url::form_urlencoded::byte_serialize(filter.as_bytes()).collect();
+    let sep = if endpoint.contains('?') { '&' } else { '?' };
+    format!("{endpoint}{sep}filter={query}")
 }

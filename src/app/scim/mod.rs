@@ -184,13 +184,13 @@ impl ScimClient {
         current: &Value,
         changes: &[Change],
     ) -> Result<(), TargetError> {
-        let version = current["meta"]["version"].as_str();
+        let version = self.if_match(current).await?;
         self.send_patch(id, patch_operations(current, changes), version)
             .await
     }
 
-    /// PATCHes a User with these operations (none: no request); with the version the
-    /// account was read at, where the app supports ETags, only if it is still at it.
+    /// PATCHes a User with these operations (none: no request); with a `version` (what
+    /// `if_match` gives), only if the account is still at it.
     async fn send_patch(
         &self,
         id: &str,
@@ -206,13 +206,7 @@ impl ScimClient {
             return self.put_with(&url, &ops).await;
         }
         let body = json!({ "schemas": [PATCH_OP], "Operations": ops });
-        let payload = match version.filter(|v| discovery.etag && self.cfg.etags && !v.is_empty()) {
-            Some(version) => Payload::JsonIfMatch {
-                body: &body,
-                version,
-            },
-            None => Payload::Json(&body),
-        };
+        let payload = Payload::json_if(&body, version);
         let reply = self
             .send_payload(Method::PATCH, url.clone(), Some(payload), Replay::Safe)
             .await?;

@@ -26,13 +26,7 @@ impl ScimClient {
         if let Some(map) = resource.as_object_mut() {
             map.remove("meta");
         }
-        let payload = match &version {
-            Some(version) => Payload::JsonIfMatch {
-                body: &resource,
-                version,
-            },
-            None => Payload::Json(&resource),
-        };
+        let payload = Payload::json_if(&resource, version.as_deref());
         let reply = self
             .send_payload(Method::PUT, url.clone(), Some(payload), Replay::Safe)
             .await?;

@@ -60,6 +60,16 @@ pub(super) enum Payload<'a> {
     IfMatch(&'a str),
 }
 
+impl<'a> Payload<'a> {
+    /// JSON, sent only if the resource is still at `version` when there is one.
+    pub(super) fn json_if(body: &'a Value, version: Option<&'a str>) -> Payload<'a> {
+        match version {
+            Some(version) => Payload::JsonIfMatch { body, version },
+            None => Payload::Json(body),
+        }
+    }
+}
+
 impl ScimClient {
     /// Sends one request with bounded retries on 429/5xx/transport errors.
     pub(super) async fn send(
