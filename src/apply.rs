@@ -5,11 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use futures::stream::{self, StreamExt};
 
 use crate::app::{AccountWriter, Created, GroupWriter, TargetError};
 mod brake;
 mod hooked;
+mod phase;
 
 use crate::hooks::Moment;
 use crate::journal::{ActionResult, Journal, JournalError, LinkChange, Status};
@@ -18,6 +18,7 @@ use crate::photo::Photo;
 use crate::plan::{Action, ActionKind, Change, Field, MemberChange};
 use brake::Brake;
 use hooked::{call_hooks, hooked, Step};
+use phase::{phase, tally, Done, Ended};
 
 /// What the app and the journal knew when the plan was made.
 pub struct Context<'a> {
@@ -36,6 +37,8 @@ pub struct Context<'a> {
     pub app: &'a str,
     /// The app's actions in escrow, by key: one that applies leaves it.
     pub escrowed: &'a BTreeMap<String, crate::escrow::Escrowed>,
+    /// The journal `seq` of the first action (a run's second round follows its first).
+    pub first_seq: usize,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -46,6 +49,9 @@ pub struct Outcomes {
     pub skipped: usize,
     /// The first error that stopped the run, if one did.
     pub fatal: Option<String>,
+    /// The actions (by index) the app refused because the account changed in it since it
+    /// was read (a 412 to `If-Match`): read again and planned anew by the run.
+    pub changed: Vec<usize>,
 }
 
 /// Applies every non-held action of `actions` (already journaled as run `run`): first every
@@ -61,7 +67,13 @@ pub async fn apply<W: AccountWriter + GroupWriter>(
 ) -> Result<Outcomes, JournalError> {
     let brake = &Brake::default();
     let linked: BTreeSet<&str> = ctx.links.values().map(|l| l.account_id.as_str()).collect();
-    for (seq, action) in actions.iter().enumerate().filter(|(_, a)| a.held.is_some()) {
+    let numbered = || {
+        actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (ctx.first_seq + i, a))
+    };
+    for (seq, action) in numbered().filter(|(_, a)| a.held.is_some()) {
         call_hooks(journal, run, seq, action, ctx, Moment::Held).await?;
     }
     let step = |seq, action| Step {
@@ -73,10 +85,7 @@ pub async fn apply<W: AccountWriter + GroupWriter>(
         progress,
         brake,
     };
-    let people = actions
-        .iter()
-        .enumerate()
-        .filter(|(_, a)| !a.kind.is_group());
+    let people = numbered().filter(|(_, a)| !a.kind.is_group());
     let mut results = phase(
         people,
         brake,
@@ -91,10 +100,7 @@ pub async fn apply<W: AccountWriter + GroupWriter>(
             .into_values()
             .map(|l| (l.anchor, l.account_id))
             .collect();
-        let groups = actions
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a.kind.is_group());
+        let groups = numbered().filter(|(_, a)| a.kind.is_group());
         let more = phase(
             groups,
             brake,
@@ -105,60 +111,7 @@ pub async fn apply<W: AccountWriter + GroupWriter>(
         .await;
         results.extend(more);
     }
-    tally(results)
-}
-
-/// What the actions came to.
-fn tally(results: Vec<Done>) -> Result<Outcomes, JournalError> {
-    let mut out = Outcomes::default();
-    for r in results {
-        let (status, fatal) = r?;
-        match status {
-            Status::Applied => out.applied += 1,
-            Status::Failed => out.failed += 1,
-            Status::Held => out.held += 1,
-            Status::Skipped | Status::Planned => out.skipped += 1,
-        }
-        if out.fatal.is_none() {
-            out.fatal = fatal;
-        }
-    }
-    Ok(out)
-}
-
-type Done = Result<(Status, Option<String>), JournalError>;
-
-/// Runs `run` on each action with bounded concurrency; held actions stay held, and after a
-/// stop (fatal error or shutdown) the rest are skipped.
-async fn phase<'a, F, Fut>(
-    actions: impl Iterator<Item = (usize, &'a Action)>,
-    brake: &Brake,
-    shutdown: &tokio_util::sync::CancellationToken,
-    concurrency: usize,
-    run: F,
-) -> Vec<Done>
-where
-    F: Fn(usize, &'a Action) -> Fut,
-    Fut: std::future::Future<Output = Done>,
-{
-    stream::iter(actions)
-        .map(|(seq, action)| {
-            let go = (action.held.is_none() && !brake.stopped() && !shutdown.is_cancelled())
-                .then(|| run(seq, action));
-            async move {
-                if action.held.is_some() {
-                    return Ok((Status::Held, None));
-                }
-                match go {
-                    // Checked again: a fatal error may have come while this one waited.
-                    Some(f) if !brake.stopped() && !shutdown.is_cancelled() => f.await,
-                    _ => Ok((Status::Skipped, None)),
-                }
-            }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await
+    tally(results, ctx.first_seq)
 }
 
 /// Journals one action's result; a fatal error stops the actions not yet started. A
@@ -192,7 +145,7 @@ fn finish(
             if let Some(n) = &effect.notice {
                 tracing::warn!(kind = %action.kind, user = %action.user_name, "{n}");
             }
-            Ok((Status::Applied, None))
+            Ok(Ended::new(seq, Status::Applied))
         }
         Err(e) => {
             let text = e.to_string();
@@ -228,7 +181,11 @@ fn finish(
                 true => format!("{text} (and {} writes before it in a row: the app is failing; the rest wait for the next run)", Brake::STRIKES - 1),
                 false => text,
             };
-            Ok((Status::Failed, fatal.then_some(text)))
+            Ok(Ended {
+                fatal: fatal.then_some(text),
+                changed: matches!(e, TargetError::Changed { .. }),
+                ..Ended::new(seq, Status::Failed)
+            })
         }
     }
 }

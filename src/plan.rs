@@ -15,6 +15,7 @@ use crate::model::{Account, AccountId, Anchor, DirectoryUser, Link, LinkState, U
 
 mod changes;
 mod deprovision;
+mod focus;
 mod policy;
 mod unlinked;
 mod words;
@@ -22,6 +23,7 @@ mod words;
 use changes::{active_change, create_changes, day, diff, update_reason};
 pub use changes::{adoption_changes, duration_text};
 pub use deprovision::{deprovision, Deprovision};
+pub use focus::Focus;
 pub use policy::*;
 pub use words::*;
 
@@ -36,6 +38,9 @@ pub struct Inputs<'a> {
     /// is suspended (under the app's window, caps and approvals), an unlinked one gets no
     /// account.
     pub out_of_scope: &'a BTreeMap<Anchor, String>,
+    /// Only what changed since the last plan, when nothing else can make this plan differ
+    /// from it (`Focus`); everyone when `None`.
+    pub focus: Option<&'a Focus>,
 }
 
 /// Applies the lifecycle rules: one call, one plan.
@@ -64,7 +69,9 @@ enum SetOnce {
 struct Planner<'a> {
     inp: &'a Inputs<'a>,
     by_id: BTreeMap<&'a str, &'a Account>,
-    by_match: BTreeMap<String, Vec<&'a Account>>,
+    /// Accounts by their `match` value, built when an unlinked person first needs it (it
+    /// parses every account; a focused plan without a new person never does).
+    by_match: std::cell::OnceCell<BTreeMap<String, Vec<&'a Account>>>,
     link_of_account: BTreeMap<&'a str, &'a Link>,
     present: BTreeSet<&'a Anchor>,
     claimed: BTreeSet<&'a str>,
@@ -73,16 +80,10 @@ struct Planner<'a> {
 
 impl<'a> Planner<'a> {
     fn new(inp: &'a Inputs<'a>) -> Self {
-        let mut by_match: BTreeMap<String, Vec<&Account>> = BTreeMap::new();
-        for a in inp.accounts {
-            if let Some(key) = inp.policy.match_rule.target.get(&a.resource.value()) {
-                by_match.entry(key.to_lowercase()).or_default().push(a);
-            }
-        }
         Planner {
             inp,
             by_id: inp.accounts.iter().map(|a| (a.id.as_str(), a)).collect(),
-            by_match,
+            by_match: std::cell::OnceCell::new(),
             link_of_account: inp
                 .links
                 .values()
@@ -97,6 +98,7 @@ impl<'a> Planner<'a> {
                     accounts: inp.accounts.len(),
                     links: inp.links.len(),
                     escrowed: 0,
+                    looked_at: None,
                 },
                 ..Plan::default()
             },
@@ -107,9 +109,34 @@ impl<'a> Planner<'a> {
         self.inp.policy
     }
 
+    /// The accounts by their `match` value (lower-cased).
+    fn by_match(&self) -> &BTreeMap<String, Vec<&'a Account>> {
+        self.by_match.get_or_init(|| {
+            let target = &self.inp.policy.match_rule.target;
+            let mut by_match: BTreeMap<String, Vec<&Account>> = BTreeMap::new();
+            for a in self.inp.accounts {
+                // Every account has its userName at hand: no resource parsed for it.
+                let key = match target.is_user_name() {
+                    true => Some(a.user_name.as_str().to_string()),
+                    false => target.get(&a.resource.value()),
+                };
+                if let Some(key) = key {
+                    by_match.entry(key.to_lowercase()).or_default().push(a);
+                }
+            }
+            by_match
+        })
+    }
+
     fn run(mut self) -> Plan {
+        let mut looked: BTreeSet<&'a Anchor> = BTreeSet::new();
         for user in self.inp.users {
-            self.person(user);
+            if self.looks_at(user) {
+                if self.inp.focus.is_some() {
+                    looked.insert(&user.anchor);
+                }
+                self.person(user);
+            }
         }
         for link in self.inp.links.values() {
             if !self.present.contains(&link.anchor) {
@@ -118,9 +145,25 @@ impl<'a> Planner<'a> {
         }
         for account in self.inp.accounts {
             let id = account.id.as_str();
-            if !self.claimed.contains(id) && !self.link_of_account.contains_key(id) {
+            if !self.claimed.contains(id)
+                && !self.link_of_account.contains_key(id)
+                && self
+                    .inp
+                    .focus
+                    .is_none_or(|f| f.accounts.contains(&account.id))
+            {
                 self.unmanaged(account);
             }
+        }
+        if let Some(focus) = self.inp.focus {
+            self.plan.stats.looked_at = Some(looked.len());
+            let kept = focus
+                .notices
+                .iter()
+                .filter(|n| self.still_stands(focus, n, &looked))
+                .cloned()
+                .collect::<Vec<_>>();
+            self.plan.notices.extend(kept);
         }
         self.plan.actions.sort_by(|a, b| {
             (UserName::new(a.user_name.as_str()), a.kind, &a.account_id).cmp(&(
@@ -228,7 +271,6 @@ impl<'a> Planner<'a> {
             );
             return;
         }
-        let desired = self.policy().mapping.desired(user);
         let base = |kind, changes, reason: String| {
             Action::on_account(kind, user_name, &user.anchor, &account.id, changes, reason)
         };
@@ -243,6 +285,7 @@ impl<'a> Planner<'a> {
             }
             return;
         }
+        let desired = self.policy().mapping.desired(user);
         let mut changes = diff(
             &self.policy().mapping,
             &desired,

@@ -80,18 +80,20 @@ fn a_quiet_cycle_asks_the_app_only_what_changed_and_an_edit_in_the_app_is_repair
         "{seen:?}"
     );
 
-    // A directory change: the account is read again before it is written; not after (the
-    // next cycle's changes query brings it back).
+    // A directory change: the account is written as the cycle's changes query left it,
+    // under If-Match (scim2-server has ETags: an edit made since is refused, not
+    // overwritten), so it is not read again before; nor after (the next cycle's changes
+    // query brings it back).
     tb.ldapmodify("dn: uid=user0011,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: givenName\ngivenName: Eleven\n");
     proxy.clear();
     tb.ok(&cfg, &["sync"]);
     let user = tb.scim_user("user0011@example.org").unwrap();
     assert_eq!(user["name"]["givenName"], "Eleven");
     let seen = requests(&proxy);
-    let id = user["id"].as_str().unwrap();
-    assert_eq!(seen.len(), 3, "{seen:?}");
-    assert_eq!(seen[1], format!("GET /v2/Users/{id}"), "{seen:?}");
-    assert!(seen[2].starts_with("PATCH"), "{seen:?}");
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[0].contains("meta.lastModified"), "{seen:?}");
+    assert!(seen[1].starts_with("PATCH"), "{seen:?}");
+    assert!(proxy.seen()[1].if_match.is_some(), "{:?}", proxy.seen());
     // And the cycle after writes nothing and reads only the changes, which show the
     // written account as the app has it.
     proxy.clear();
@@ -215,14 +217,16 @@ fn a_failed_write_is_remembered_as_not_made_and_the_next_cycle_makes_it() {
 }
 
 #[test]
-fn a_write_refused_because_the_account_changed_in_the_app_is_planned_anew_next_cycle() {
+fn a_write_refused_because_the_account_changed_in_the_app_is_read_again_and_planned_anew_in_the_run(
+) {
     let tb = Testbed::start(&trio());
     let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
     let cfg = config(&tb, &proxy, "");
     tb.ok(&cfg, &["sync"]);
     tb.ldapmodify("dn: uid=alan,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: title\ntitle: Codebreaker\n");
     // The account's version moved on between idsync's read and its write: the app answers
-    // 412 to the PATCH's If-Match.
+    // 412 to the PATCH's If-Match (once).
+    proxy.clear();
     proxy.add(
         Rule::new(
             "PATCH",
@@ -234,39 +238,61 @@ fn a_write_refused_because_the_account_changed_in_the_app_is_planned_anew_next_c
         )
         .times(1),
     );
-    let out = tb.idsync(&cfg, &["sync"]);
-    let shown = tb.ok(&cfg, &["show", "last"]);
-    assert!(
-        shown.contains("changed in the app since idsync read it"),
-        "{}\n{shown}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert_eq!(
-        tb.scim_user("alan@example.org").unwrap()["title"],
-        "Researcher"
-    );
-    // The PATCH named the version idsync read.
-    let patch = proxy
-        .seen()
-        .into_iter()
-        .find(|s| s.method == "PATCH")
-        .unwrap();
-    assert!(
-        patch.if_match.as_deref().is_some_and(|v| v.contains('"')),
-        "{patch:?}"
-    );
-    // Not escrowed: the next cycle reads it again and makes the write.
-    tb.ok(&cfg, &["sync"]);
+    let out = tb.ok(&cfg, &["sync"]);
+    assert!(out.contains("failed 0"), "{out}");
+    // Read again and planned anew in the same run: the write is made.
     assert_eq!(
         tb.scim_user("alan@example.org").unwrap()["title"],
         "Codebreaker"
     );
+    let id = tb.scim_user("alan@example.org").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let seen = requests(&proxy);
+    let patches: Vec<usize> = (0..seen.len())
+        .filter(|i| seen[*i].starts_with("PATCH"))
+        .collect();
+    assert_eq!(patches.len(), 2, "{seen:?}");
+    assert!(
+        seen[patches[0]..patches[1]].contains(&format!("GET /v2/Users/{id}")),
+        "{seen:?}"
+    );
+    // Both PATCHes named the version idsync had read.
+    for p in &patches {
+        let sent = &proxy.seen()[*p];
+        assert!(
+            sent.if_match.as_deref().is_some_and(|v| v.contains('"')),
+            "{sent:?}"
+        );
+    }
+    // The journal keeps the refusal and the second round.
+    let shown = tb.ok(&cfg, &["show", "last"]);
+    assert!(
+        shown.contains("changed in the app since idsync read it"),
+        "{shown}"
+    );
+    // Nothing is left for the next cycle.
+    proxy.clear();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        proxy.count("PATCH", "/v2/Users/"),
+        0,
+        "{:?}",
+        requests(&proxy)
+    );
 
-    // An app that refuses its own ETags: `target.etags: false` sends no If-Match.
+    // An app that refuses its own ETags: `target.etags: false` sends no If-Match, so the
+    // account is read again just before it is written.
     let cfg = config(&tb, &proxy, "  etags: false\n");
     tb.ldapmodify("dn: uid=alan,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: title\ntitle: Mathematician\n");
     proxy.clear();
     tb.ok(&cfg, &["sync"]);
+    let alan = tb.scim_user("alan@example.org").unwrap();
+    let get = format!("GET /v2/Users/{}", alan["id"].as_str().unwrap());
+    let seen = requests(&proxy);
+    let patch = seen.iter().position(|s| s.starts_with("PATCH"));
+    assert!(patch.is_some_and(|p| seen[..p].contains(&get)), "{seen:?}");
     let patches: Vec<_> = proxy
         .seen()
         .into_iter()
@@ -656,5 +682,94 @@ fn an_app_that_cannot_say_what_changed_fails_its_own_run_not_the_cycle() {
     assert!(
         quiet.iter().all(|(_, _, read)| read.contains(NO_PLAN)),
         "{quiet:?}"
+    );
+}
+
+/// What the last run's plan looked at, when it was focused.
+fn looked_at(tb: &Testbed, cfg: &std::path::Path) -> Option<String> {
+    let read = tb.last_app_read(cfg);
+    let at = read.find("plan looked at ")?;
+    Some(read[at..].split(" people").next()?.to_string())
+}
+
+#[test]
+fn a_plan_after_a_change_looks_only_at_who_changed_unless_it_may_have_missed_one() {
+    let tb = Testbed::start(&people(30));
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    let cfg = syncrepl_config(&tb, &proxy, "", "");
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        looked_at(&tb, &cfg),
+        None,
+        "the first plan looks at everyone"
+    );
+    // The next reads back what the first wrote.
+    tb.ok(&cfg, &["sync"]);
+
+    // A directory change: the plan looks at that person only, and writes.
+    tb.ldapmodify("dn: uid=user0003,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: title\ntitle: Captain\n");
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        tb.scim_user("user0003@example.org").unwrap()["title"],
+        "Captain"
+    );
+    assert_eq!(
+        looked_at(&tb, &cfg).as_deref(),
+        Some("plan looked at 1 of 30"),
+        "{}",
+        tb.last_app_read(&cfg)
+    );
+
+    // An admin's edit in the app is looked at (and repaired) with the account written
+    // last cycle, which the changes query brings back.
+    let id = tb.scim_user("user0008@example.org").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    edit_in_app(&tb.scim_url(), &id, "title", json!("Intern"));
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        tb.scim_user("user0008@example.org").unwrap()["title"],
+        "Engineer"
+    );
+    assert_eq!(
+        looked_at(&tb, &cfg).as_deref(),
+        Some("plan looked at 2 of 30"),
+        "{}",
+        tb.last_app_read(&cfg)
+    );
+
+    // A leaver and a disabled person: both looked at, the leaver suspended, and the
+    // disabled one looked at every plan after (the rules may still act on them).
+    tb.ldapmodify("dn: uid=user0011,ou=people,dc=example,dc=org\nchangetype: delete\n\ndn: uid=user0012,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: employeeType\nemployeeType: disabled\n");
+    let out = tb.ok(&cfg, &["sync"]);
+    assert!(out.contains("2 suspend"), "{out}");
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        looked_at(&tb, &cfg).as_deref(),
+        Some("plan looked at 1 of 29"),
+        "the disabled user0012 is looked at every plan: {}",
+        tb.last_app_read(&cfg)
+    );
+
+    // A cycle that does not move the directory's cursor (one app only): the next plan may
+    // have missed a change that cycle read, so it looks at everyone.
+    tb.ldapmodify("dn: uid=user0014,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: title\ntitle: Pilot\n");
+    tb.ok(&cfg, &["--app", "default", "sync"]);
+    assert_eq!(
+        tb.scim_user("user0014@example.org").unwrap()["title"],
+        "Pilot"
+    );
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(looked_at(&tb, &cfg), None, "{}", tb.last_app_read(&cfg));
+    // A changed configuration, too.
+    tb.ldapmodify("dn: uid=user0015,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: title\ntitle: Navigator\n");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("concurrency: 4", "concurrency: 3")).unwrap();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(looked_at(&tb, &cfg), None, "{}", tb.last_app_read(&cfg));
+    assert_eq!(
+        tb.scim_user("user0015@example.org").unwrap()["title"],
+        "Navigator"
     );
 }

@@ -54,6 +54,10 @@ pub enum TargetError {
     Taken { user_name: String, account: String },
     #[error("not applied: {detail}")]
     Stale { detail: String },
+    /// The app refused a write because the resource changed in it since idsync read it
+    /// (a 412 to `If-Match`).
+    #[error("not applied: {detail}")]
+    Changed { detail: String },
     /// A create failed in a way that leaves unknown whether the app made the resource (the
     /// client looks for it before sending again; never seen outside the SCIM client).
     #[error("a create's outcome is unknown: {detail}")]

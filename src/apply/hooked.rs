@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 
-use super::{finish, Brake, Context, Done, Effect};
+use super::{finish, Brake, Context, Done, Effect, Ended};
 use crate::app::TargetError;
 use crate::hooks::{Moment, Occasion};
 use crate::journal::{Journal, JournalError, Status};
@@ -93,5 +93,5 @@ pub(super) async fn call_hooks(
 fn hold(journal: &Journal, run: i64, seq: usize, action: &Action, why: &str) -> Done {
     journal.hold_action(run, seq, why, Utc::now())?;
     tracing::warn!(kind = %action.kind, user = %action.user_name, reason = %why, "action held");
-    Ok((Status::Held, None))
+    Ok(Ended::new(seq, Status::Held))
 }

@@ -147,6 +147,7 @@ impl World {
             policy: &policy,
             now: Utc.with_ymd_and_hms(2026, 3, 10, 0, 0, 0).unwrap(),
             out_of_scope: &BTreeMap::new(),
+            focus: None,
         });
         crate::safety::gate(&mut people, &self.safety);
         let mut out = plan(&Inputs {

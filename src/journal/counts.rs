@@ -43,6 +43,10 @@ pub struct RunCounts {
     /// idsync's version): a later cycle that finds nothing changed since may skip planning
     /// (`run::quiet`).
     pub inputs: Option<String>,
+    /// How far into the directory's changes the plan went: a mark of the incremental
+    /// source's cursor after the read (`run::focus`: the next plan may look only at what
+    /// changed since, when the cycle starts from that cursor).
+    pub read_to: Option<String>,
 }
 
 impl RunCounts {
@@ -86,6 +90,7 @@ impl RunCounts {
         put("override", self.overrides.as_ref().map(|o| json!(o)));
         put("escrowed", self.escrowed.map(|n| json!(n)));
         put("inputs", self.inputs.as_ref().map(|o| json!(o)));
+        put("read_to", self.read_to.as_ref().map(|o| json!(o)));
         Value::Object(m)
     }
 
@@ -117,6 +122,7 @@ impl RunCounts {
             overrides: text("override"),
             escrowed: count("escrowed"),
             inputs: text("inputs"),
+            read_to: text("read_to"),
         }
     }
 }
@@ -151,6 +157,7 @@ mod tests {
             overrides: Some("--allow-shrink".into()),
             escrowed: Some(4),
             inputs: Some("0123abcd".into()),
+            read_to: Some("9f86d081".into()),
         };
         let v = c.to_json();
         assert_eq!(v["group-update"], 1);

@@ -47,6 +47,23 @@ impl Journal {
         }
         Ok(out)
     }
+
+    /// The accounts linked to these anchors (those linked).
+    pub fn linked_accounts(&self, anchors: &[&Anchor]) -> Result<Vec<AccountId>, JournalError> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT account FROM links WHERE app = ?1 AND anchor = ?2")?;
+            let mut out = Vec::new();
+            for a in anchors {
+                let id: Option<String> = stmt
+                    .query_row(params![self.app(), a.as_str()], |r| r.get(0))
+                    .optional()?;
+                out.extend(id.map(AccountId::new));
+            }
+            Ok(out)
+        })
+    }
+
     /// Every group link, with the members idsync put in the group.
     pub fn group_links(&self) -> Result<BTreeMap<Anchor, GroupLink>, JournalError> {
         let app = self.app();

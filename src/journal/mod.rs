@@ -440,6 +440,17 @@ impl Journal {
         actions: &[Action],
         now: DateTime<Utc>,
     ) -> Result<(), JournalError> {
+        self.record_plan_at(run, 0, actions, now)
+    }
+
+    /// `record_plan` for actions numbered from `first_seq` (a run's second round).
+    pub fn record_plan_at(
+        &self,
+        run: i64,
+        first_seq: usize,
+        actions: &[Action],
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
         self.with(|c| {
             let tx = c.transaction()?;
             {
@@ -447,7 +458,8 @@ impl Journal {
                     "INSERT INTO actions (run, seq, anchor, account, user_name, kind, reason, before, after, status, error, at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )?;
-                for (seq, a) in actions.iter().enumerate() {
+                for (i, a) in actions.iter().enumerate() {
+                    let seq = first_seq + i;
                     let (before, after) = sides(&a.changes);
                     let status = if a.held.is_some() { Status::Held } else { Status::Planned };
                     stmt.execute(params![

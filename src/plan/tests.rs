@@ -5,7 +5,7 @@ use crate::mapping::{FieldMapping, FieldPath, Mapping, Template};
 use chrono::TimeZone;
 use serde_json::json;
 
-fn now() -> DateTime<Utc> {
+pub(super) fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 10, 12, 0, 0).unwrap()
 }
 
@@ -17,7 +17,7 @@ fn field(path: &str, template: &str, set_once: bool) -> FieldMapping {
     }
 }
 
-fn policy() -> Policy {
+pub(super) fn policy() -> Policy {
     Policy {
         photos: None,
         mapping: Mapping::new(vec![
@@ -36,7 +36,7 @@ fn policy() -> Policy {
     }
 }
 
-fn person(anchor: &str, mail: &str, title: &str, disabled: bool) -> DirectoryUser {
+pub(super) fn person(anchor: &str, mail: &str, title: &str, disabled: bool) -> DirectoryUser {
     let mut attrs = BTreeMap::new();
     attrs.insert("mail".to_string(), vec![mail.to_string()]);
     attrs.insert("title".to_string(), vec![title.to_string()]);
@@ -51,7 +51,7 @@ fn person(anchor: &str, mail: &str, title: &str, disabled: bool) -> DirectoryUse
     }
 }
 
-fn account(id: &str, mail: &str, title: &str, active: bool) -> Account {
+pub(super) fn account(id: &str, mail: &str, title: &str, active: bool) -> Account {
     Account {
         id: id.into(),
         user_name: UserName::new(mail),
@@ -63,13 +63,18 @@ fn account(id: &str, mail: &str, title: &str, active: bool) -> Account {
 }
 
 /// Changes an account's resource in place.
-fn edit(acct: &mut Account, f: impl FnOnce(&mut serde_json::Value)) {
+pub(super) fn edit(acct: &mut Account, f: impl FnOnce(&mut serde_json::Value)) {
     let mut r = acct.resource.value();
     f(&mut r);
     acct.resource = r.into();
 }
 
-fn link(anchor: &str, id: &str, state: LinkState, suspended_days_ago: Option<i64>) -> Link {
+pub(super) fn link(
+    anchor: &str,
+    id: &str,
+    state: LinkState,
+    suspended_days_ago: Option<i64>,
+) -> Link {
     Link {
         anchor: Anchor::new(anchor),
         account_id: id.into(),
@@ -95,6 +100,7 @@ fn run(
         policy,
         now: now(),
         out_of_scope: &BTreeMap::new(),
+        focus: None,
     })
 }
 
@@ -701,6 +707,7 @@ fn leaving_an_apps_scope_suspends_the_linked_account_with_why_and_creates_nobody
         policy: &p,
         now: now(),
         out_of_scope: &outside,
+        focus: None,
     });
     assert_eq!(plan.actions.len(), 1, "{:?}", plan.actions);
     assert_eq!(plan.actions[0].kind, ActionKind::Suspend);

@@ -56,7 +56,7 @@ impl<'a> Planner<'a> {
             .source
             .render(user)
             .map(|k| k.to_lowercase());
-        key.and_then(|k| self.by_match.get(&k))
+        key.and_then(|k| self.by_match().get(&k))
             .map(|v| {
                 v.iter()
                     .copied()

@@ -254,6 +254,9 @@ pub struct PlanStats {
     /// Actions left out because they wait for a retry after a lasting failure.
     #[serde(default)]
     pub escrowed: usize,
+    /// How many present people a focused plan looked at (`Focus`); `None`: everyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub looked_at: Option<usize>,
 }
 
 /// The full list of actions one run would take, computed before any write.

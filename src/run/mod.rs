@@ -6,11 +6,13 @@
 
 mod accounts;
 mod begin;
+mod focus;
 mod lock;
 mod planning;
 mod probe;
 mod quiet;
 mod remembered;
+mod replan;
 mod review;
 pub use probe::{probe, Probe};
 mod snapshot;
@@ -37,8 +39,8 @@ pub use lock::RunLock;
 use planning::{knows, make_plan};
 pub use review::{apply_saved, approve, reject, Applied, Decision, SavedPlan, Selector};
 use snapshot::{
-    groups_key, read_app, read_directory, source_key, warn_notices, AppSource, DirectoryRead,
-    Snapshot,
+    app_read_text, groups_key, read_app, read_directory, source_key, unseen_today, warn_notices,
+    AppSource, DirectoryRead, Snapshot,
 };
 
 /// Why a run did not complete. Each is journaled with the run before it is returned.
@@ -100,16 +102,17 @@ fn tally(o: &Outcomes) -> Tally {
     }
 }
 
-/// Journals `actions` as planned, then applies them against the accounts and links read
-/// (the accounts are moved out of `snap`; the people stay).
+/// Journals `actions` as planned (numbered from `first_seq`), then applies them against
+/// the accounts and links read.
 async fn apply_actions(
     w: &Writing<'_>,
     snap: &mut Snapshot<'_>,
     actions: &[crate::plan::Action],
+    first_seq: usize,
     now: DateTime<Utc>,
 ) -> Result<Outcomes, RunError> {
     let (app, journal, run) = (w.app, w.journal, w.run);
-    journal.record_plan(run, actions, now)?;
+    journal.record_plan_at(run, first_seq, actions, now)?;
     let accounts: BTreeMap<AccountId, Account> = std::mem::take(&mut snap.accounts)
         .into_iter()
         .map(|a| (a.id.clone(), a))
@@ -141,6 +144,7 @@ async fn apply_actions(
         hooks: &w.hooks,
         app: &app.name,
         escrowed: &snap.escrowed,
+        first_seq,
     };
     let bar = crate::progress::bar(
         w.progress,
@@ -149,6 +153,7 @@ async fn apply_actions(
     );
     let outcomes = apply::apply(w.client, journal, run, actions, &ctx, &bar).await;
     bar.finish_and_clear();
+    snap.accounts = accounts.into_values().collect();
     let outcomes = outcomes?;
     if outcomes.applied + outcomes.failed > 0 {
         let side = remembered::AppSide {
@@ -208,7 +213,7 @@ async fn apply_subset(
 ) -> Result<Outcomes, RunError> {
     let (journal, run) = (w.journal, w.run);
     let people = snap.users.len();
-    let outcomes = apply_actions(w, &mut snap, &subset.actions, now).await?;
+    let outcomes = apply_actions(w, &mut snap, &subset.actions, 0, now).await?;
     let outcome = if outcomes.failed > 0 {
         Outcome::Failed
     } else {
@@ -234,12 +239,15 @@ async fn apply_subset(
     Ok(outcomes)
 }
 
-/// The links whose photo hashes tell the directory read which photos an app already has:
-/// the first app's.
-fn photo_links(runs: &[AppRun<'_>]) -> Result<BTreeMap<Anchor, crate::model::Link>, RunError> {
-    Ok(match runs.first() {
-        Some(r) => r.journal.links()?,
-        None => BTreeMap::new(),
+/// The links whose photo hashes tell a Graph read which photos an app already has: the
+/// first app's (an LDAP read has each photo in the entry, and needs none).
+fn photo_links(
+    cfg: &Config,
+    runs: &[AppRun<'_>],
+) -> Result<BTreeMap<Anchor, crate::model::Link>, RunError> {
+    Ok(match (&cfg.source, runs.first()) {
+        (crate::config::SourceConfig::Graph(_), Some(r)) => r.journal.links()?,
+        _ => BTreeMap::new(),
     })
 }
 
@@ -263,7 +271,7 @@ pub async fn dry_run(
         apps,
         |o| async move {
             let now = o.now;
-            let links = photo_links(&o.runs)?;
+            let links = photo_links(cfg, &o.runs)?;
             let read =
                 read_directory(cfg, journal, &o.connectors.directory, &links, full, now).await?;
             // Every app's side is read at once, as a sync does: a plan of N apps costs the
@@ -367,24 +375,24 @@ async fn sync_opened(
     let now = o.now;
     let read_started = std::time::Instant::now();
     let inputs = quiet::inputs(cfg);
-    let probed = match quiet::probe(cfg, journal, &o, &opts, &inputs).await? {
+    let (mut probed, asked) = match quiet::probe(cfg, journal, &o, &opts, &inputs).await? {
         quiet::Probe::Quiet { cursor, previous } => {
             let read_ms = read_started.elapsed().as_millis() as u64;
             let found = (cursor, previous);
             return quiet::finish(cfg, journal, &o, &opts, found, &inputs, read_ms);
         }
-        quiet::Probe::Changed { probed } => probed,
+        quiet::Probe::Changed { probed, asked } => (probed, asked),
     };
-    let links = photo_links(&o.runs)?;
-    let read = read_directory(
-        cfg,
-        journal,
-        &o.connectors.directory,
-        &links,
-        opts.full,
-        now,
-    )
-    .await?;
+    let links = photo_links(cfg, &o.runs)?;
+    let directory = &o.connectors.directory;
+    // The apps are asked what they changed while the directory is read: on a cycle that
+    // plans, the slowest app's answer, not the sum.
+    let (read, answered) = futures::join!(
+        read_directory(cfg, journal, directory, &links, opts.full, now),
+        quiet::ask_changes(&o, &asked, opts.full)
+    );
+    probed.extend(answered);
+    let read = read?;
     let read_ms = read_started.elapsed().as_millis() as u64;
     snapshot::record_roster(cfg, journal, &read)?;
     let each = o.runs.iter().map(|r| {
@@ -392,7 +400,7 @@ async fn sync_opened(
         let cycle = Cycle {
             read_ms,
             now,
-            changes_read: probed.contains(&r.app.name),
+            changes_read: probed.get(&r.app.name),
             inputs: &inputs,
         };
         async move {
@@ -443,8 +451,9 @@ struct Cycle<'a> {
     /// How long the directory read took.
     read_ms: u64,
     now: DateTime<Utc>,
-    /// The app's changes were read (and remembered) by `quiet::probe`.
-    changes_read: bool,
+    /// The app's changes were read (and remembered) by `quiet::probe`: the ids of those that
+    /// differed from what was remembered.
+    changes_read: Option<&'a BTreeSet<AccountId>>,
     /// `quiet::inputs`.
     inputs: &'a str,
 }
@@ -468,6 +477,9 @@ async fn sync_app(
         now,
     };
     let mut snap = read_app(r.app, journal, client, read, cfg.progress, source).await?;
+    if only_user.is_none() {
+        snap.focus = focus::focus(r, read, &snap, cycle.inputs)?;
+    }
     let read_ms = read_ms + started.elapsed().as_millis() as u64;
     if let Some(name) = only_user.filter(|n| !knows(r.app, &snap, n)) {
         let name = name.to_string();
@@ -493,22 +505,21 @@ async fn sync_app(
         shutdown: opts.shutdown.clone(),
         ..Writing::new(cfg, r, connectors)
     };
-    let outcomes = apply_actions(&writing, &mut snap, &plan.actions, now).await?;
+    let mut outcomes = apply_actions(&writing, &mut snap, &plan.actions, 0, now).await?;
+    replan::changed(&writing, &mut snap, &plan, &mut outcomes, now).await?;
     let (outcome, reason) = outcome_of(&outcomes, &plan);
     let c = RunCounts {
         read: Some(read.read_kind.to_string()),
-        app_read: Some(match &snap.groups_read {
-            Some(groups) => format!("{}; {groups}", snap.app_read),
-            None => snap.app_read.to_string(),
-        }),
+        app_read: Some(app_read_text(&snap, &plan)),
         read_ms: Some(read_ms),
         apply_ms: Some(apply_started.elapsed().as_millis() as u64),
         source_ms: Some(read.source_ms),
         // Time in the journal so far (the run's closing commit below is not in it).
         journal_ms: Some((journal.busy() - journal_before).as_millis() as u64),
         overrides: (!opts.overrides.is_empty()).then(|| opts.overrides.join(" ")),
-        // Only a whole sync's plan stands for every person (`quiet`).
+        // Only a whole sync's plan stands for every person (`quiet`, `focus`).
         inputs: only_user.is_none().then(|| cycle.inputs.to_string()),
+        read_to: read.read_to().filter(|_| only_user.is_none()),
         ..counts(&plan, Some(&outcomes))
     };
     let people = Some(snap.users.len());
@@ -522,21 +533,6 @@ async fn sync_app(
         outcomes: Some(outcomes),
         outcome,
     })
-}
-
-/// The linked people of this read whose link was last seen on an earlier day (a leaver's
-/// reason says the day they were last seen): a quiet cycle rewrites no link.
-fn unseen_today<'s>(snap: &'s Snapshot<'_>, now: DateTime<Utc>) -> Vec<&'s Anchor> {
-    let today = now.date_naive();
-    snap.users
-        .iter()
-        .map(|u| &u.anchor)
-        .filter(|a| {
-            snap.links
-                .get(*a)
-                .is_some_and(|l| l.last_seen.is_none_or(|t| t.date_naive() < today))
-        })
-        .collect()
 }
 
 /// How an apply run ends, and why, from what its actions came to. Pure.

@@ -30,6 +30,7 @@ pub(super) fn make_plan(
         policy: &policy,
         now,
         out_of_scope: &snap.out_of_scope,
+        focus: snap.focus.as_ref(),
     });
     if snap.photos_read_only {
         plan.notices.push(plan::Notice {

@@ -12,7 +12,7 @@
 //! (`delete_after`, escrow retries, `full_every`, the day a link was last seen), groups (not
 //! covered: a cycle with `groups:` always plans).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::apply::Outcomes;
 use crate::config::Config;
 use crate::journal::{Outcome, RunCounts, RunRow, Tally, Watermark};
+use crate::model::AccountId;
 use crate::plan::Plan;
 use crate::source::{CacheChange, ReadKind, Remember};
 
@@ -46,8 +47,12 @@ pub(super) enum Probe {
         cursor: String,
         previous: Vec<RunRow>,
     },
-    /// Plan as usual; these apps' changes were already read and remembered.
-    Changed { probed: BTreeSet<String> },
+    /// Plan as usual; these apps' changes were already read and remembered (the ids of
+    /// the accounts that differed), and these apps were asked (answering or not).
+    Changed {
+        probed: BTreeMap<String, BTreeSet<AccountId>>,
+        asked: BTreeSet<String>,
+    },
 }
 
 /// Asks the journal, then the directory, then each app, whether anything changed since
@@ -60,7 +65,8 @@ pub(super) async fn probe(
     inputs: &str,
 ) -> Result<Probe, RunError> {
     let usual = Probe::Changed {
-        probed: BTreeSet::new(),
+        probed: BTreeMap::new(),
+        asked: BTreeSet::new(),
     };
     if opts.full || opts.only_user.is_some() || !opts.overrides.is_empty() || cfg.groups.is_some() {
         return Ok(usual);
@@ -78,7 +84,8 @@ pub(super) async fn probe(
     let Some(cursor) = o.connectors.directory.quiet_since(&cursor, o.now).await? else {
         return Ok(usual);
     };
-    let mut probed = BTreeSet::new();
+    let mut probed = BTreeMap::new();
+    let mut asked = BTreeSet::new();
     let mut quiet = true;
     for r in &o.runs {
         let client = o.connectors.app(&r.app.name);
@@ -89,11 +96,13 @@ pub(super) async fn probe(
         };
         // An app that cannot answer fails its own run in the plan that follows (which asks
         // it again), not the cycle here.
+        asked.insert(r.app.name.clone());
         match side.unchanged().await {
-            Ok(same) => {
-                quiet &= same;
-                probed.insert(r.app.name.clone());
+            Ok(Some(differ)) => {
+                quiet &= differ.is_empty();
+                probed.insert(r.app.name.clone(), differ);
             }
+            Ok(None) => {}
             Err(e) => {
                 tracing::debug!(app = %r.app.name, error = %e, "the app could not say what changed: planning as usual");
                 quiet = false;
@@ -102,8 +111,45 @@ pub(super) async fn probe(
     }
     Ok(match quiet {
         true => Probe::Quiet { cursor, previous },
-        false => Probe::Changed { probed },
+        false => Probe::Changed { probed, asked },
     })
+}
+
+/// Asks each app not `asked` yet whose accounts this cycle plans against the remembered
+/// ones what it changed since (remembered at once): the ids of the accounts that differ,
+/// by app. An app that cannot answer is left to its run, which asks again (and fails).
+pub(super) async fn ask_changes(
+    o: &Opened<'_>,
+    asked: &BTreeSet<String>,
+    force_full: bool,
+) -> BTreeMap<String, BTreeSet<AccountId>> {
+    let each = o
+        .runs
+        .iter()
+        .filter(|r| !asked.contains(&r.app.name))
+        .map(|r| async move {
+            let side = AppSide {
+                app: r.app,
+                journal: &r.journal,
+                client: o.connectors.app(&r.app.name),
+            };
+            let marks = r.journal.app_read_marks().ok()?;
+            full_reason(marks.as_ref(), force_full, r.app.target.full_every, o.now)
+                .is_none()
+                .then_some(())?;
+            match side.unchanged().await {
+                Ok(differ) => Some((r.app.name.clone(), differ?)),
+                Err(e) => {
+                    tracing::debug!(app = %r.app.name, error = %e, "the app could not say what changed: its run asks again");
+                    None
+                }
+            }
+        });
+    futures::future::join_all(each)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// The app's last apply run, when it was a whole sync today with these inputs that
@@ -140,20 +186,28 @@ fn settled(r: &AppRun<'_>, inputs: &str, now: DateTime<Utc>) -> Result<Option<Ru
 }
 
 impl AppSide<'_> {
-    /// Whether every account the app changed since the watermark is as remembered; what
-    /// it changed is remembered either way (the cycle's plan then needs no second query).
-    async fn unchanged(&self) -> Result<bool, RunError> {
+    /// The ids of the accounts the app changed since the watermark that differ from what
+    /// was remembered (empty: nothing changed), or `None` where the app cannot say (its
+    /// own edits are repaired at the next full read); what it changed is remembered either
+    /// way (the cycle's plan then needs no second query).
+    async fn unchanged(&self) -> Result<Option<BTreeSet<AccountId>>, RunError> {
         discover(self.journal, self.client).await?;
         let watermark = self.journal.app_read_marks()?.and_then(|m| m.watermark);
-        let changed = self.changed_since(watermark.as_deref()).await?;
+        let Some(changed) = self.changed_since(watermark.as_deref()).await? else {
+            return Ok(None);
+        };
         let ids: Vec<_> = changed.iter().map(|a| &a.id).collect();
         let known = self.journal.remembered_accounts_with(&ids)?;
         let known: std::collections::BTreeMap<_, _> = known.iter().map(|k| (&k.id, k)).collect();
-        let same = changed.iter().all(|a| known.get(&a.id) == Some(&a));
+        let differ: BTreeSet<AccountId> = changed
+            .iter()
+            .filter(|a| known.get(&a.id) != Some(a))
+            .map(|a| a.id.clone())
+            .collect();
         let moved = latest(&changed, watermark.as_deref());
         self.journal
             .remember_accounts(&changed, &[], moved.as_deref().map(Watermark::Moved))?;
-        Ok(same)
+        Ok(Some(differ))
     }
 }
 
@@ -188,6 +242,7 @@ pub(super) fn finish(
             source_ms: Some(read_ms),
             apply_ms: Some(0),
             inputs: Some(inputs.to_string()),
+            read_to: Some(super::snapshot::cursor_mark(&cursor)),
             ..RunCounts::default()
         };
         r.journal

@@ -3,7 +3,7 @@
 //! side (`read_app`: its accounts, links, groups and who is outside its scope) is read on
 //! its own, so one unreachable app fails only its own run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
@@ -12,23 +12,26 @@ use crate::app::GroupReader;
 use crate::config::{AppConfig, Config};
 use crate::connectors::{Directory, GroupsRead};
 use crate::journal::Journal;
-use crate::model::{Account, Anchor, AppGroup, DirectoryGroup, DirectoryUser, GroupLink, Link};
+use crate::model::{
+    Account, AccountId, Anchor, AppGroup, DirectoryGroup, DirectoryUser, GroupLink, Link,
+};
 use crate::safety;
-use crate::source::{DirectoryReader, Read, ReadKind, ReadRequest, Remember};
+use crate::source::{CacheChange, DirectoryReader, Read, ReadKind, ReadRequest, Remember};
 
 use super::remembered::{AppGroupsRead, AppRead, AppSide};
 use super::RunError;
 
 /// How a run reads an app's accounts.
 #[derive(Clone, Copy, Debug)]
-pub(super) enum AppSource {
+pub(super) enum AppSource<'c> {
     /// Listed as `target.list` says (dry runs, approvals, saved plans).
     List,
     /// A sync: the accounts the journal remembers, listed whole when due (`remembered`).
     Remembered {
         force_full: bool,
-        /// What the app changed since its watermark was read and remembered this cycle.
-        changes_read: bool,
+        /// What the app changed since its watermark, when that was already asked (and
+        /// remembered) this cycle: the ids of those that differed from what was remembered.
+        changes_read: Option<&'c BTreeSet<AccountId>>,
         now: DateTime<Utc>,
     },
 }
@@ -43,6 +46,30 @@ pub(super) struct DirectoryRead {
     pub(super) source_ms: u64,
     /// The directory's groups, when an app syncs groups or is scoped by them.
     pub(super) groups: Option<GroupsRead>,
+    /// What an incremental read found changed since the cursor it started from.
+    pub(super) delta: Option<Delta>,
+}
+
+/// The people an incremental read reports changed or removed since its starting cursor.
+pub(super) struct Delta {
+    /// `cursor_mark` of the cursor the read started from.
+    pub(super) from: String,
+    pub(super) anchors: BTreeSet<Anchor>,
+}
+
+impl DirectoryRead {
+    /// `cursor_mark` of the cursor an incremental read moves its source to.
+    pub(super) fn read_to(&self) -> Option<String> {
+        self.remember.as_ref().map(|m| cursor_mark(&m.cursor))
+    }
+}
+
+/// A short fingerprint of an incremental source's cursor (a cookie, a USN, a delta link:
+/// opaque, possibly long, and not for the runs table).
+pub(super) fn cursor_mark(cursor: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(cursor.as_bytes());
+    hash.iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
 /// What one app's plan is made from.
@@ -62,6 +89,8 @@ pub(super) struct Snapshot<'d> {
     pub(super) app_read: AppRead,
     /// How the app's groups were read, when it syncs groups and its accounts are remembered.
     pub(super) groups_read: Option<AppGroupsRead>,
+    /// What changed since the last plan, when the plan may look only at that (`focus`).
+    pub(super) focus: Option<crate::plan::Focus>,
 }
 
 /// What group sync plans from.
@@ -93,6 +122,7 @@ pub(super) async fn read_directory(
     now: DateTime<Utc>,
 ) -> Result<DirectoryRead, RunError> {
     let started = std::time::Instant::now();
+    let from = journal.cursor(&source_key(cfg))?;
     let spin = crate::progress::spinner(cfg.progress, "reading the directory");
     let read = read_people(directory, &source_key(cfg), journal, links, force_full, now).await;
     spin.finish_and_clear();
@@ -116,12 +146,26 @@ pub(super) async fn read_directory(
             Some(read?)
         }
     };
+    let delta = match (&remember, from) {
+        (
+            Some(Remember {
+                cache: CacheChange::Delta { upserted, removed },
+                ..
+            }),
+            Some(from),
+        ) => Some(Delta {
+            from: cursor_mark(&from),
+            anchors: upserted.union(removed).cloned().collect(),
+        }),
+        _ => None,
+    };
     Ok(DirectoryRead {
         users,
         read_kind,
         remember,
         source_ms,
         groups,
+        delta,
     })
 }
 
@@ -159,7 +203,7 @@ pub(super) async fn read_app<'d>(
     client: &ScimClient,
     read: &'d DirectoryRead,
     progress: bool,
-    source: AppSource,
+    source: AppSource<'_>,
 ) -> Result<Snapshot<'d>, RunError> {
     let links = journal.links()?;
     let directory_groups = read
@@ -229,6 +273,7 @@ pub(super) async fn read_app<'d>(
         escrowed: journal.escrowed()?,
         app_read,
         groups_read,
+        focus: None,
     })
 }
 
@@ -237,7 +282,7 @@ pub(super) async fn read_app<'d>(
 async fn list_groups(
     side: &AppSide<'_>,
     links: &BTreeMap<Anchor, GroupLink>,
-    source: AppSource,
+    source: AppSource<'_>,
     accounts_listed: bool,
 ) -> Result<(Vec<AppGroup>, Option<AppGroupsRead>), RunError> {
     Ok(match source {
@@ -400,6 +445,37 @@ pub(super) fn record_roster(
         journal.save_roster(&found)?;
     }
     Ok(())
+}
+
+/// How the app was read, for the run's counts: its accounts, its groups, and how many
+/// people a focused plan looked at.
+pub(super) fn app_read_text(snap: &Snapshot<'_>, plan: &crate::plan::Plan) -> String {
+    let mut text = snap.app_read.to_string();
+    if let Some(groups) = &snap.groups_read {
+        text.push_str(&format!("; {groups}"));
+    }
+    if let Some(n) = plan.stats.looked_at {
+        text.push_str(&format!(
+            "; plan looked at {n} of {} people (changed since the last plan, or the rules may act on them)",
+            snap.users.len()
+        ));
+    }
+    text
+}
+
+/// The linked people of this read whose link was last seen on an earlier day (a leaver's
+/// reason says the day they were last seen): a quiet cycle rewrites no link.
+pub(super) fn unseen_today<'s>(snap: &'s Snapshot<'_>, now: DateTime<Utc>) -> Vec<&'s Anchor> {
+    let today = now.date_naive();
+    snap.users
+        .iter()
+        .map(|u| &u.anchor)
+        .filter(|a| {
+            snap.links
+                .get(*a)
+                .is_some_and(|l| l.last_seen.is_none_or(|t| t.date_naive() < today))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -215,7 +215,7 @@ impl ScimClient {
             return Ok(());
         }
         if reply.status == StatusCode::PRECONDITION_FAILED {
-            return Err(stale("PATCH", &url, version));
+            return Err(changed("PATCH", &url, version));
         }
         Err(Self::http_error("PATCH", &url, &reply))
     }
@@ -285,9 +285,15 @@ impl ScimClient {
             return Ok(());
         }
         if reply.status == StatusCode::PRECONDITION_FAILED {
-            return Err(stale("DELETE", &url, version));
+            return Err(changed("DELETE", &url, version));
         }
         Err(Self::http_error("DELETE", &url, &reply))
+    }
+
+    /// Whether a write to a resource that carries its version is refused (412) when the
+    /// resource changed since: the app announces ETags and `target.etags` is not off.
+    pub async fn guards_writes(&self) -> Result<bool, TargetError> {
+        Ok(self.cfg.etags && self.discovery().await?.etag)
     }
 
     /// The version to send as `If-Match` for a write to this resource, if any: where the
@@ -299,7 +305,7 @@ impl ScimClient {
         let version = resource["meta"]["version"]
             .as_str()
             .filter(|v| !v.is_empty());
-        if version.is_none() || !self.cfg.etags || !self.discovery().await?.etag {
+        if version.is_none() || !self.guards_writes().await? {
             return Ok(None);
         }
         Ok(version)
@@ -377,15 +383,15 @@ pub fn photo_operations(current: &Value, photo: Option<&Photo>) -> Vec<Value> {
     }
 }
 
-/// A SCIM id as text: a non-empty string, or a number some servers send. `.` and `..` are
-/// refused: as a path segment they would address another resource.
 /// A write the app refused because the resource changed since idsync read it (412).
-fn stale(method: &str, url: &Url, version: Option<&str>) -> TargetError {
-    TargetError::Stale {
-        detail: format!("{method} {url}: the account changed in the app since idsync read it (412 to If-Match {}); it is read again after this run and planned anew (an app that refuses every version it gives: `target.etags: false`)", version.unwrap_or_default()),
+fn changed(method: &str, url: &Url, version: Option<&str>) -> TargetError {
+    TargetError::Changed {
+        detail: format!("{method} {url}: the account changed in the app since idsync read it (412 to If-Match {}); it is read again and planned anew (an app that refuses every version it gives: `target.etags: false`)", version.unwrap_or_default()),
     }
 }
 
+/// A SCIM id as text: a non-empty string, or a number some servers send. `.` and `..` are
+/// refused: as a path segment they would address another resource.
 fn id_text(v: Option<&Value>) -> Option<String> {
     match v {
         Some(Value::String(s)) if crate::http::usable_id(s) => Some(s.clone()),

@@ -34,7 +34,7 @@ impl ScimClient {
             return Ok(());
         }
         if reply.status == reqwest::StatusCode::PRECONDITION_FAILED {
-            return Err(super::stale("PUT", url, version.as_deref()));
+            return Err(super::changed("PUT", url, version.as_deref()));
         }
         Err(Self::http_error("PUT", url, &reply))
     }

@@ -7,8 +7,9 @@
 //! read, accounts the app itself changed since (a `meta.lastModified` filter, where the app
 //! has one), and, before anything is written, the accounts the plan would act on and the
 //! people it would create (looked up by the match rule), so every write is decided on what
-//! the app has now. Unmanaged accounts the app gained meanwhile are seen at the next full
-//! read.
+//! the app has now; where the app answered the changes query this cycle, that answer is
+//! what it has now, for creates and for writes that carry `If-Match` (`verify`).
+//! Unmanaged accounts the app gained meanwhile are seen at the next full read.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -39,9 +40,15 @@ const LIST_AFTER_WRITES: usize = 500;
 pub enum AppRead {
     /// Listed whole (and remembered), for this reason.
     Full { why: String },
-    /// Planned against the remembered accounts; `read` of them read again (written since,
-    /// or changed in the app since), `verified` read before writing.
-    Incremental { read: usize, verified: usize },
+    /// Planned against the remembered accounts; `fresh`: those the app changed since
+    /// (they differ from what was remembered), those read again (written since) and those
+    /// gone; `verified`: read before writing.
+    /// `changes`: the app said this cycle what it changed since the watermark.
+    Incremental {
+        fresh: BTreeSet<AccountId>,
+        verified: usize,
+        changes: bool,
+    },
 }
 
 impl AppRead {
@@ -54,9 +61,12 @@ impl std::fmt::Display for AppRead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AppRead::Full { why } => write!(f, "app listed in full ({why})"),
-            AppRead::Incremental { read, verified } => write!(
+            AppRead::Incremental {
+                fresh, verified, ..
+            } => write!(
                 f,
-                "app remembered: {read} account(s) read again, {verified} checked before writing"
+                "app remembered: {} account(s) changed or read again, {verified} checked before writing",
+                fresh.len()
             ),
         }
     }
@@ -137,7 +147,7 @@ impl AppSide<'_> {
         users: &[DirectoryUser],
         out_of_scope: &BTreeMap<Anchor, String>,
         force_full: bool,
-        changes_read: bool,
+        changes_read: Option<&BTreeSet<AccountId>>,
         now: DateTime<Utc>,
     ) -> Result<(Vec<Account>, AppRead), RunError> {
         let marks = self.journal.app_read_marks()?;
@@ -158,10 +168,22 @@ impl AppSide<'_> {
             .map(|a| (a.id.clone(), a))
             .collect();
         // Asked already this cycle (`quiet`): the answer is in what is remembered.
-        let changed = match changes_read {
-            true => Vec::new(),
-            false => self.changed_since(watermark.as_deref()).await?,
+        let (changed, changes) = match changes_read {
+            Some(_) => (Vec::new(), true),
+            None => match self.changed_since(watermark.as_deref()).await? {
+                Some(changed) => (changed, true),
+                None => (Vec::new(), false),
+            },
         };
+        // What the plan must look at: accounts that differ from what was remembered (the
+        // `ge` query shows the latest account again every cycle).
+        let mut fresh: BTreeSet<AccountId> = changes_read.cloned().unwrap_or_default();
+        fresh.extend(
+            changed
+                .iter()
+                .filter(|a| accounts.get(&a.id) != Some(a))
+                .map(|a| a.id.clone()),
+        );
         let changed_ids: BTreeSet<&AccountId> = changed.iter().map(|a| &a.id).collect();
         // Written since they were read, or linked since (a create): read now.
         let mut again: BTreeSet<AccountId> = remembered.stale;
@@ -175,14 +197,15 @@ impl AppSide<'_> {
             .into_iter()
             .filter(|id| !changed_ids.contains(id))
             .collect();
-        let (fresh, gone) = self.read_again(&again).await?;
+        let (again, gone) = self.read_again(&again).await?;
         // Only the changes query moves the watermark: it saw every change up to now.
         let watermark = latest(&changed, watermark.as_deref());
+        fresh.extend(again.iter().map(|a| a.id.clone()));
+        fresh.extend(gone.iter().cloned());
         let mut seen = changed;
-        seen.extend(fresh);
+        seen.extend(again);
         let moved = watermark.as_deref().map(Watermark::Moved);
         self.journal.remember_accounts(&seen, &gone, moved)?;
-        let read = seen.len() + gone.len();
         for id in &gone {
             accounts.remove(id);
         }
@@ -191,31 +214,36 @@ impl AppSide<'_> {
         }
         Ok((
             accounts.into_values().collect(),
-            AppRead::Incremental { read, verified: 0 },
+            AppRead::Incremental {
+                fresh,
+                verified: 0,
+                changes,
+            },
         ))
     }
 
-    /// What the app changed since `watermark`, where it can say (an app that cannot filter
-    /// on `meta.lastModified` has its own edits repaired at the next full read).
+    /// What the app changed since `watermark`, where it can say; `None` where it cannot
+    /// (an app that cannot filter on `meta.lastModified` has its own edits repaired at the
+    /// next full read).
     pub(in crate::run) async fn changed_since(
         &self,
         watermark: Option<&str>,
-    ) -> Result<Vec<Account>, RunError> {
+    ) -> Result<Option<Vec<Account>>, RunError> {
         let Some(since) = watermark else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         // An app that cannot be listed is not asked for a (filtered) list either.
         if self.app.target.list == crate::app::settings::ListMode::FilterOnly {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         if !self.client.discovery().await?.filter {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         match self.client.changed_since(since).await {
-            Ok(changed) => Ok(changed),
+            Ok(changed) => Ok(Some(changed)),
             Err(TargetError::Http { status, .. }) if (400..500).contains(&status) => {
                 tracing::warn!(app = %self.app.name, status, "the app does not filter on meta.lastModified: edits made in the app are repaired at the next full read (target.full_every)");
-                Ok(Vec::new())
+                Ok(None)
             }
             Err(e) => Err(e.into()),
         }
@@ -235,7 +263,7 @@ impl AppSide<'_> {
     }
 
     /// These accounts as the app has them now, and those it no longer has.
-    async fn read_again(
+    pub(super) async fn read_again(
         &self,
         ids: &[AccountId],
     ) -> Result<(Vec<Account>, Vec<AccountId>), RunError> {
@@ -258,6 +286,10 @@ impl AppSide<'_> {
     /// Before an incremental plan writes: the accounts it acts on read again, and the
     /// people it would create looked up by the match rule (an account made in the app
     /// meanwhile, or by a write whose record a crash lost, is adopted, not duplicated).
+    /// Where the app answered this cycle what it changed since the watermark, that answer
+    /// already holds every account made or edited since: no one is looked up, and an
+    /// account whose writes carry `If-Match` is not read again either (a change made
+    /// since the answer is refused with a 412, not overwritten).
     /// Returns what the plan must be made again with, if anything differed.
     pub async fn verify(
         &self,
@@ -266,6 +298,17 @@ impl AppSide<'_> {
         accounts: &mut Vec<Account>,
         read: &mut AppRead,
     ) -> Result<Verified, RunError> {
+        let answered = matches!(read, AppRead::Incremental { changes: true, .. });
+        let guarded = answered && self.client.guards_writes().await?;
+        let by_id: BTreeMap<&AccountId, &Account> = match guarded {
+            true => accounts.iter().map(|a| (&a.id, a)).collect(),
+            false => BTreeMap::new(),
+        };
+        let versioned = |id: &AccountId| {
+            by_id
+                .get(id)
+                .is_some_and(|a| a.resource.value()["meta"]["version"].is_string())
+        };
         let acting = plan
             .actions
             .iter()
@@ -273,11 +316,12 @@ impl AppSide<'_> {
         let ids: Vec<AccountId> = acting
             .clone()
             .filter_map(|a| a.account_id.clone())
+            .filter(|id| !versioned(id))
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
         let creates: BTreeSet<&Anchor> = acting
-            .filter(|a| a.kind == ActionKind::Create)
+            .filter(|a| a.kind == ActionKind::Create && !answered)
             .filter_map(|a| a.anchor.as_ref())
             .collect();
         if ids.is_empty() && creates.is_empty() {
@@ -393,9 +437,11 @@ pub(super) async fn verified(
         .verify(&plan, snap.users, &mut snap.accounts, &mut snap.app_read)
         .await?;
     if people == Verified::NeedsFull {
+        // Listed whole: the plan looks at everyone again.
+        snap.focus = None;
         let links = &snap.links;
         let (accounts, read) = side
-            .accounts(links, snap.users, &snap.out_of_scope, true, false, now)
+            .accounts(links, snap.users, &snap.out_of_scope, true, None, now)
             .await?;
         snap.accounts = accounts;
         snap.app_read = match read {
@@ -444,19 +490,11 @@ pub(super) fn written_accounts(
         .iter()
         .filter(|a| a.held.is_none() && !a.kind.is_group());
     let mut ids: BTreeSet<AccountId> = acted.clone().filter_map(|a| a.account_id.clone()).collect();
-    let created: BTreeSet<&Anchor> = acted
+    let created: Vec<&Anchor> = acted
         .filter(|a| a.kind == ActionKind::Create)
         .filter_map(|a| a.anchor.as_ref())
         .collect();
-    if !created.is_empty() {
-        let links = journal.links()?;
-        ids.extend(
-            created
-                .iter()
-                .filter_map(|a| links.get(*a))
-                .map(|l| l.account_id.clone()),
-        );
-    }
+    ids.extend(journal.linked_accounts(&created)?);
     Ok(ids.into_iter().collect())
 }
 
