@@ -172,6 +172,16 @@ impl LdapReader {
     }
 
     async fn refresh(&self, cookie: Option<Vec<u8>>) -> Result<Option<Refresh>, SourceError> {
+        self.refresh_until(cookie, false).await
+    }
+
+    /// `refresh`; with `first_change` it stops at the first change (abandoned on the
+    /// server): enough to know something changed, at the cost of one entry.
+    async fn refresh_until(
+        &self,
+        cookie: Option<Vec<u8>>,
+        first_change: bool,
+    ) -> Result<Option<Refresh>, SourceError> {
         let cfg = self.config();
         let mut ldap = self.connect().await?;
         let request = SyncRequest {
@@ -207,6 +217,13 @@ impl LdapReader {
                 continue;
             }
             self.sync_entry(&mut out, entry)?;
+            if first_change && (!out.upserts.is_empty() || !out.deleted.is_empty()) {
+                let id = stream.ldap_handle().last_id();
+                let _ = stream.finish().await;
+                let _ = stream.ldap_handle().abandon(id).await;
+                let _ = ldap.unbind().await;
+                return Ok(Some(out));
+            }
         }
         let res = stream.finish().await;
         let _ = ldap.unbind().await;
@@ -290,7 +307,7 @@ impl LdapReader {
         let Some(old_cookie) = unhex(&c.cookie) else {
             return Ok(None);
         };
-        let Some(refresh) = self.refresh(Some(old_cookie.clone())).await? else {
+        let Some(refresh) = self.refresh_until(Some(old_cookie.clone()), true).await? else {
             return Ok(None);
         };
         if !refresh.upserts.is_empty() || !refresh.deleted.is_empty() || refresh.present_phase {
