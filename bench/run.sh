@@ -179,6 +179,9 @@ quiet_photo_bytes=$("$idsync" --config "$work/full.yaml" show last --format json
   python3 -c 'import json,sys; print(sum(1 for a in json.load(sys.stdin)["actions"] if "photo" in a["after"]))')
 
 echo "== 3. 1% churn" >&2
+# The cycle before the churn runs with the same configuration as the churn sync, as a
+# daemon's would: the churn sync's plan then looks only at what changed (`plan::Focus`).
+"$idsync" --config "$work/syncrepl.yaml" sync >/dev/null
 python3 bench/churn.py "$N" >"$work/churn.ldif"
 ldapmodify -x -H "ldap://127.0.0.1:$ldap_port" -D cn=admin,dc=example,dc=org -w admin-secret \
   -f "$work/churn.ldif" >/dev/null
@@ -199,6 +202,7 @@ app_read() { # CONFIG: how the last run read the app
   "$idsync" --config "$work/$1.yaml" runs --limit 1 --format json |
     python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["counts"].get("app_read", ""))'
 }
+churn_read=$(app_read syncrepl)
 # The cycle right after changes plans (against the remembered accounts: the last plan
 # stood for people who have changed since); the next finds nothing changed on either side
 # and makes no plan.
@@ -281,6 +285,7 @@ ${apps_rows}| no-change sync: writes / photo uploads (photo bytes moved) | $quie
 | full reconciliation (sync --full) vs max(raw directory read, raw app list) (goal <= 1.1x) | ${recon_secs}s, peak RSS ${recon_rss} MB | ${raw_max}s | $(ratio "$recon_secs" "$raw_max") |
 
 plan with no changes said: $plan_pending
+the churn sync read the app: $churn_read
 the first cycle after the churn read the app: $settle_read
 the quiet cycle read the app: $quiet_read
 scim2-server never answers 429 (it does not throttle), so the zero-429 row shows the
