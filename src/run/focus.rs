@@ -10,13 +10,25 @@
 //! `--app` for another) or that did not commit its cursor leaves the app's last plan
 //! behind the cursor, and the next plan is whole.
 
-use crate::journal::Outcome;
+use crate::journal::{Outcome, RunRow};
 use crate::plan::Focus;
 
 use super::begin::AppRun;
 use super::remembered::AppRead;
 use super::snapshot::{DirectoryRead, Snapshot};
 use super::RunError;
+
+/// Whether a run's plan stands for everyone with these inputs, and is behind the app: a
+/// whole sync with this configuration that ended ok, every action it planned applied,
+/// nothing left in escrow. What both the quiet path and a focused plan start from.
+pub(super) fn stands(prev: &RunRow, inputs: &str) -> bool {
+    let c = &prev.counts;
+    prev.outcome == Outcome::Ok
+        && c.inputs.as_deref() == Some(inputs)
+        && c.escrowed.is_none()
+        && c.tally
+            .is_some_and(|t| t.failed == 0 && t.held == 0 && t.skipped == 0)
+}
 
 /// The focus of this app's plan this cycle, if it may have one.
 pub(super) fn focus(
@@ -34,14 +46,7 @@ pub(super) fn focus(
     let Some(prev) = r.journal.previous_apply_run(r.run)? else {
         return Ok(None);
     };
-    let c = &prev.counts;
-    let settled = prev.outcome == Outcome::Ok
-        && c.inputs.as_deref() == Some(inputs)
-        && c.read_to.as_deref() == Some(delta.from.as_str())
-        && c.escrowed.is_none()
-        && c.tally
-            .is_some_and(|t| t.failed == 0 && t.held == 0 && t.skipped == 0);
-    if !settled {
+    if !stands(&prev, inputs) || prev.counts.read_to.as_deref() != Some(delta.from.as_str()) {
         return Ok(None);
     }
     tracing::debug!(app = %r.app.name, people = delta.anchors.len(), accounts = fresh.len(), "the plan looks only at what changed since run {}", prev.id);

@@ -162,10 +162,9 @@ fn settled(r: &AppRun<'_>, inputs: &str, now: DateTime<Utc>) -> Result<Option<Ru
     let c = &prev.counts;
     let today = DateTime::parse_from_rfc3339(&prev.started)
         .is_ok_and(|t| t.with_timezone(&Utc).date_naive() == now.date_naive());
-    let whole = prev.outcome == Outcome::Ok
-        && c.inputs.as_deref() == Some(inputs)
+    // It planned (and so applied) nothing.
+    let whole = super::focus::stands(&prev, inputs)
         && c.planned.values().all(|n| *n == 0)
-        && c.escrowed.is_none()
         && c.tally.is_some_and(|t| t == Tally::default());
     if !whole || !today {
         return Ok(None);
