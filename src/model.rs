@@ -75,14 +75,21 @@ impl UserName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-    fn key(&self) -> String {
-        self.0.to_lowercase()
+    /// The name as it compares: lower-cased, a character at a time (no copy is made).
+    fn folded(&self) -> impl Iterator<Item = char> + '_ {
+        self.0.chars().flat_map(char::to_lowercase)
+    }
+    fn both_ascii(&self, other: &Self) -> bool {
+        self.0.is_ascii() && other.0.is_ascii()
     }
 }
 
 impl PartialEq for UserName {
     fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
+        if self.both_ascii(other) {
+            return self.0.eq_ignore_ascii_case(&other.0);
+        }
+        self.folded().eq(other.folded())
     }
 }
 impl Eq for UserName {}
@@ -93,7 +100,14 @@ impl PartialOrd for UserName {
 }
 impl Ord for UserName {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.key().cmp(&other.key())
+        if self.both_ascii(other) {
+            return self
+                .0
+                .bytes()
+                .map(|b| b.to_ascii_lowercase())
+                .cmp(other.0.bytes().map(|b| b.to_ascii_lowercase()));
+        }
+        self.folded().cmp(other.folded())
     }
 }
 impl fmt::Display for UserName {
@@ -423,5 +437,19 @@ mod tests {
             UserName::new("ada@example.org"),
             UserName::new("bob@example.org")
         );
+        // Beyond ASCII too, and in one order whether or not a name is ASCII.
+        assert_eq!(
+            UserName::new("ÉMILE@Example.org"),
+            UserName::new("émile@example.org")
+        );
+        assert_ne!(UserName::new("émile@x.org"), UserName::new("emile@x.org"));
+        let mut names: Vec<UserName> = ["Zoë@x", "ada@x", "Émile@x", "BOB@x", "zoe@x"]
+            .into_iter()
+            .map(UserName::new)
+            .collect();
+        names.sort();
+        let sorted: Vec<&str> = names.iter().map(UserName::as_str).collect();
+        assert_eq!(sorted, ["ada@x", "BOB@x", "zoe@x", "Zoë@x", "Émile@x"]);
+        assert!(UserName::new("Ada") < UserName::new("adam"));
     }
 }
