@@ -37,8 +37,46 @@ pub struct Context<'a> {
     pub app: &'a str,
     /// The app's actions in escrow, by key: one that applies leaves it.
     pub escrowed: &'a BTreeMap<String, crate::escrow::Escrowed>,
+    /// Which round of the run this is.
+    pub round: &'a Round,
+}
+
+/// A run applies its plan in one round, and a second when the app refused writes because
+/// their accounts changed since they were read (see `run::replan`).
+#[derive(Debug)]
+pub struct Round {
     /// The journal `seq` of the first action (a run's second round follows its first).
     pub first_seq: usize,
+    /// The actions whose `before` hooks already ran in this run, by kind and account: the
+    /// refused writes of the first round. Their re-planned action of the same kind on the
+    /// same account is not announced to those hooks twice.
+    pub before_ran: BTreeSet<(ActionKind, AccountId)>,
+}
+
+impl Round {
+    /// A run's first round.
+    pub const FIRST: Round = Round {
+        first_seq: 0,
+        before_ran: BTreeSet::new(),
+    };
+
+    /// The second round after `refused`, numbered from `first_seq`.
+    pub fn after(refused: &[&Action], first_seq: usize) -> Round {
+        Round {
+            first_seq,
+            before_ran: refused
+                .iter()
+                .filter_map(|a| Some((a.kind, a.account_id.clone()?)))
+                .collect(),
+        }
+    }
+
+    fn before_ran(&self, action: &Action) -> bool {
+        action
+            .account_id
+            .as_ref()
+            .is_some_and(|id| self.before_ran.contains(&(action.kind, id.clone())))
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -71,7 +109,7 @@ pub async fn apply<W: AccountWriter + GroupWriter>(
         actions
             .iter()
             .enumerate()
-            .map(|(i, a)| (ctx.first_seq + i, a))
+            .map(|(i, a)| (ctx.round.first_seq + i, a))
     };
     for (seq, action) in numbered().filter(|(_, a)| a.held.is_some()) {
         call_hooks(journal, run, seq, action, ctx, Moment::Held).await?;
@@ -111,7 +149,7 @@ pub async fn apply<W: AccountWriter + GroupWriter>(
         .await;
         results.extend(more);
     }
-    tally(results, ctx.first_seq)
+    tally(results, ctx.round.first_seq)
 }
 
 /// Journals one action's result; a fatal error stops the actions not yet started. A

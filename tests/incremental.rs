@@ -221,7 +221,22 @@ fn a_write_refused_because_the_account_changed_in_the_app_is_read_again_and_plan
 ) {
     let tb = Testbed::start(&trio());
     let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
-    let cfg = config(&tb, &proxy, "");
+    // A `before` hook on updates, which writes down every call.
+    let calls = tb.dir.path().join("calls");
+    let hook = tb.dir.path().join("before-update");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\necho \"$1\" >>{}\n", calls.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hooks = format!(
+        "hooks:\n  - name: notify\n    on: [update]\n    when: before\n    command: [\"{}\", \"{{user_name}}\"]\n",
+        hook.display()
+    );
+    let cfg = tb.write_config(&tb.base_source(), "", &hooks);
+    retarget(&cfg, &tb.scim_url(), &proxy.scim_url());
     tb.ok(&cfg, &["sync"]);
     tb.ldapmodify("dn: uid=alan,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: title\ntitle: Codebreaker\n");
     // The account's version moved on between idsync's read and its write: the app answers
@@ -266,6 +281,11 @@ fn a_write_refused_because_the_account_changed_in_the_app_is_read_again_and_plan
             "{sent:?}"
         );
     }
+    // The hook was told of the update once, not once per round.
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap_or_default(),
+        "alan@example.org\n"
+    );
     // The journal keeps the refusal and the second round.
     let shown = tb.ok(&cfg, &["show", "last"]);
     assert!(

@@ -22,7 +22,8 @@ pub(super) struct Step<'s> {
 }
 
 /// One action with its hooks: the `before` hooks (a required one that fails holds the
-/// action, unwritten), the write, its result journaled, then the `after` hooks.
+/// action, unwritten; not again for a re-planned write they already ran for), the write,
+/// its result journaled, then the `after` hooks.
 pub(super) async fn hooked(
     step: Step<'_>,
     write: impl std::future::Future<Output = Result<Effect, TargetError>>,
@@ -36,7 +37,12 @@ pub(super) async fn hooked(
         progress,
         brake,
     } = step;
-    if let Some(why) = call_hooks(journal, run, seq, action, ctx, Moment::Before).await? {
+    let before = if ctx.round.before_ran(action) {
+        None
+    } else {
+        call_hooks(journal, run, seq, action, ctx, Moment::Before).await?
+    };
+    if let Some(why) = before {
         progress.inc(1);
         return hold(journal, run, seq, action, &why);
     }

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 
 use crate::app::scim::ScimClient;
 use crate::app::{AccountReader, GroupReader, TargetError};
-use crate::apply::{self, Outcomes};
+use crate::apply::{self, Outcomes, Round};
 use crate::config::{AppConfig, Config};
 use crate::connectors::Connectors;
 use crate::journal::{Journal, JournalError, Outcome, RunCounts, Tally};
@@ -102,17 +102,17 @@ fn tally(o: &Outcomes) -> Tally {
     }
 }
 
-/// Journals `actions` as planned (numbered from `first_seq`), then applies them against
-/// the accounts and links read.
+/// Journals `actions` as planned (numbered from the round's `first_seq`), then applies
+/// them against the accounts and links read.
 async fn apply_actions(
     w: &Writing<'_>,
     snap: &mut Snapshot<'_>,
     actions: &[crate::plan::Action],
-    first_seq: usize,
+    round: &apply::Round,
     now: DateTime<Utc>,
 ) -> Result<Outcomes, RunError> {
     let (app, journal, run) = (w.app, w.journal, w.run);
-    journal.record_plan_at(run, first_seq, actions, now)?;
+    journal.record_plan_at(run, round.first_seq, actions, now)?;
     let accounts: BTreeMap<AccountId, Account> = std::mem::take(&mut snap.accounts)
         .into_iter()
         .map(|a| (a.id.clone(), a))
@@ -144,7 +144,7 @@ async fn apply_actions(
         hooks: &w.hooks,
         app: &app.name,
         escrowed: &snap.escrowed,
-        first_seq,
+        round,
     };
     let bar = crate::progress::bar(
         w.progress,
@@ -213,7 +213,7 @@ async fn apply_subset(
 ) -> Result<Outcomes, RunError> {
     let (journal, run) = (w.journal, w.run);
     let people = snap.users.len();
-    let outcomes = apply_actions(w, &mut snap, &subset.actions, 0, now).await?;
+    let outcomes = apply_actions(w, &mut snap, &subset.actions, &Round::FIRST, now).await?;
     let outcome = if outcomes.failed > 0 {
         Outcome::Failed
     } else {
@@ -505,7 +505,8 @@ async fn sync_app(
         shutdown: opts.shutdown.clone(),
         ..Writing::new(cfg, r, connectors)
     };
-    let mut outcomes = apply_actions(&writing, &mut snap, &plan.actions, 0, now).await?;
+    let mut outcomes =
+        apply_actions(&writing, &mut snap, &plan.actions, &Round::FIRST, now).await?;
     replan::changed(&writing, &mut snap, &plan, &mut outcomes, now).await?;
     let (outcome, reason) = outcome_of(&outcomes, &plan);
     let c = RunCounts {

@@ -1,13 +1,15 @@
 //! A write the app refused because the account changed in it since idsync read it (a 412
 //! to `If-Match`: an admin's edit, another tool) is not retried blind: the account is read
 //! again and its person planned anew against what the app has now, and that plan is
-//! applied in the same run, once. A second refusal waits for the next cycle.
+//! applied in the same run, once. A second refusal waits for the next cycle. The `before`
+//! hooks that ran for a refused write do not run again for its re-planned write of the
+//! same kind.
 
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 
-use crate::apply::Outcomes;
+use crate::apply::{Outcomes, Round};
 use crate::model::{AccountId, Anchor};
 use crate::plan::{Focus, Plan};
 
@@ -63,7 +65,8 @@ pub(super) async fn changed(
                 || a.anchor.as_ref().is_some_and(|x| anchors.contains(x)))
     });
     tracing::info!(app = %w.app.name, refused = refused.len(), planned = again.actions.len(), "accounts changed in the app since read: read again and planned anew");
-    let round = apply_actions(w, snap, &again.actions, plan.actions.len(), now).await?;
+    let second = Round::after(&refused, plan.actions.len());
+    let round = apply_actions(w, snap, &again.actions, &second, now).await?;
     outcomes.failed -= outcomes.changed.len();
     outcomes.applied += round.applied;
     outcomes.failed += round.failed;
