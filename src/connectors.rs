@@ -12,7 +12,7 @@ use crate::config::{AppConfig, Config, GroupsConfig, Incremental, LdapIncrementa
 use crate::model::{DirectoryGroup, DirectoryUser};
 use crate::source::graph::GraphReader;
 use crate::source::ldap::LdapReader;
-use crate::source::{DirectoryReader, Read, ReadRequest, SourceError};
+use crate::source::{DirectoryReader, Read, ReadRequest, Since, SourceError};
 
 /// Where a run reads people and groups from.
 pub enum Directory {
@@ -91,17 +91,20 @@ impl Directory {
         }
     }
 
-    /// The cursor to keep when the directory changed nothing since `cursor`, where the
-    /// source can tell without reading the population (LDAP syncrepl); else `None`.
+    /// What the directory changed since `cursor`, where the source can tell without
+    /// reading the population (LDAP syncrepl, Active Directory's USNs) and few changed;
+    /// else `None`.
     pub async fn quiet_since(
         &self,
         cursor: &str,
         now: DateTime<Utc>,
-    ) -> Result<Option<String>, SourceError> {
+    ) -> Result<Option<Since>, SourceError> {
         match self {
-            Directory::Ldap(l) if l.settings().incremental == LdapIncremental::Syncrepl => {
-                l.quiet_since(cursor, now).await
-            }
+            Directory::Ldap(l) => match l.settings().incremental {
+                LdapIncremental::Syncrepl => l.quiet_since(cursor, now).await,
+                LdapIncremental::Usn => l.usn_quiet_since(cursor, now).await,
+                LdapIncremental::None => Ok(None),
+            },
             _ => Ok(None),
         }
     }

@@ -200,6 +200,35 @@ fn usn_reads_on_the_live_dc_see_changes_additions_deletions_and_moves() {
         read.contains("incremental") && read.contains(" 0 changed"),
         "{read}"
     );
+
+    // Nothing changed since a cycle that planned nothing: no plan is made. Nor when what
+    // changed on the DC is not what idsync reads: a person's attribute no mapping uses, a
+    // person who has left the base (the DC's USN moves on all the same).
+    let planned_nothing = || {
+        tb.ok(&cfg, &["sync"]);
+        let read = tb.last_app_read(&cfg);
+        assert!(read.contains("no plan made"), "{read}");
+    };
+    planned_nothing();
+    dc.modify(&format!(
+        "dn: {}\nchangetype: modify\nreplace: description\ndescription: on the third floor\n",
+        person_dn("UsnIn", "usn3")
+    ));
+    dc.modify(&format!(
+        "dn: CN=usn2,OU=UsnOut,{DOMAIN}\nchangetype: modify\nreplace: title\ntitle: Gone\n"
+    ));
+    planned_nothing();
+    // A change to what idsync reads plans as usual.
+    dc.modify(&format!(
+        "dn: {}\nchangetype: modify\nreplace: title\ntitle: Chief Analyst\n",
+        person_dn("UsnIn", "usn3")
+    ));
+    tb.ok(&cfg, &["sync"]);
+    assert!(!tb.last_app_read(&cfg).contains("no plan made"));
+    assert_eq!(
+        tb.scim_user("usn3@example.test").unwrap()["title"],
+        "Chief Analyst"
+    );
 }
 
 #[test]

@@ -531,6 +531,15 @@ fn a_cycle_where_nothing_changed_plans_nothing_and_any_change_plans_as_usual() {
         "{}",
         tb.last_run(&cfg)
     );
+    // A person changed only in what idsync does not read (no mapping uses `description`):
+    // the directory reports the entry, it is as remembered, and no plan is made.
+    tb.ldapmodify("dn: uid=user0004,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: description\ndescription: on leave\n");
+    tb.ok(&cfg, &["sync"]);
+    assert!(
+        tb.last_app_read(&cfg).contains(NO_PLAN),
+        "{}",
+        tb.last_app_read(&cfg)
+    );
 
     // A change upstream: planned and applied as usual, the app asked once what changed.
     tb.ldapmodify("dn: uid=user0003,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: title\ntitle: Captain\n");

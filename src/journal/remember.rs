@@ -30,6 +30,38 @@ impl Journal {
         }
         Ok(Remembered { cursor, users })
     }
+    /// The people a source saved with these anchors (those it saved), by anchor: what a
+    /// quiet cycle compares the directory's few changes with, one indexed query each.
+    pub fn remembered_people_with<'a>(
+        &self,
+        source: &str,
+        anchors: impl IntoIterator<Item = &'a Anchor>,
+    ) -> Result<BTreeMap<Anchor, DirectoryUser>, JournalError> {
+        let rows = self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT user FROM source_users WHERE source = ?1 AND anchor = ?2",
+            )?;
+            let mut out = Vec::new();
+            for a in anchors {
+                let row = stmt
+                    .query_row(params![source, a.as_str()], |r| r.get::<_, String>(0))
+                    .optional()?;
+                out.extend(row);
+            }
+            Ok(out)
+        })?;
+        rows.iter()
+            .map(|row| {
+                let user: DirectoryUser =
+                    serde_json::from_str(row).map_err(|e| JournalError::Corrupt {
+                        path: self.path().to_path_buf(),
+                        detail: format!("a remembered directory user of {source}: {e}"),
+                    })?;
+                Ok((user.anchor.clone(), user))
+            })
+            .collect()
+    }
+
     /// A source's saved cursor, if any.
     pub fn cursor(&self, source: &str) -> Result<Option<String>, JournalError> {
         self.with(|c| {

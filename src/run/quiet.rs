@@ -1,16 +1,20 @@
 //! A cycle in which nothing changed plans nothing. When every app's last apply run was a
 //! whole sync, today, with this configuration, that planned nothing and left nothing in
-//! escrow, and since then the directory reports no change (a syncrepl refresh from the
-//! remembered cookie), no app changed an account (its `meta.lastModified` query), no
-//! account is unsettled and no `delete_after` ran out, then a plan made now would be that
-//! empty plan again: the cycle records it (with that run's notices) without loading the
-//! population, the links or the accounts. Anything else, or any doubt, plans as usual.
+//! escrow, and since then the directory reports no change to what idsync reads (a syncrepl
+//! refresh from the remembered cookie, or Active Directory's changes above the remembered
+//! USN: a person changed only in attributes idsync does not read, or an object that is
+//! not a remembered person, is no change), no app changed an account (its
+//! `meta.lastModified` query), no account is unsettled and no `delete_after` ran out, then
+//! a plan made now would be that empty plan again: the cycle records it (with that run's
+//! notices) without loading the population, the links or the accounts. Anything else, or
+//! any doubt, plans as usual.
 //!
-//! What a plan reads, and why each is covered: the people (the refresh), the accounts (the
-//! changes query, and no account written since read), the links (changed only by apply
-//! runs: the previous apply run is the quiet one), the configuration (`inputs`), the clock
-//! (`delete_after`, escrow retries, `full_every`, the day a link was last seen), groups (not
-//! covered: a cycle with `groups:` always plans).
+//! What a plan reads, and why each is covered: the people (the directory's changes, each
+//! compared with the remembered person), the accounts (the changes query, and no account
+//! written since read), the links (changed only by apply runs: the previous apply run is
+//! the quiet one), the configuration (`inputs`), the clock (`delete_after`, escrow
+//! retries, `full_every`, the day a link was last seen), groups (not covered: a cycle with
+//! `groups:` always plans).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -81,9 +85,14 @@ pub(super) async fn probe(
     let Some(cursor) = journal.cursor(&source_key(cfg))? else {
         return Ok(usual);
     };
-    let Some(cursor) = o.connectors.directory.quiet_since(&cursor, o.now).await? else {
+    let Some(since) = o.connectors.directory.quiet_since(&cursor, o.now).await? else {
         return Ok(usual);
     };
+    let remembered = journal.remembered_people_with(&source_key(cfg), since.anchors())?;
+    if !since.changes_nothing(&remembered) {
+        return Ok(usual);
+    }
+    let cursor = since.cursor;
     let mut probed = BTreeMap::new();
     let mut asked = BTreeSet::new();
     let mut quiet = true;
@@ -264,10 +273,7 @@ pub(super) fn finish(
     if opts.app.is_none() {
         let remember = Remember {
             cursor,
-            cache: CacheChange::Delta {
-                upserted: BTreeSet::new(),
-                removed: BTreeSet::new(),
-            },
+            cache: CacheChange::none(),
         };
         let key = source_key(cfg);
         journal.remember_read(Some((key.as_str(), &remember, &[])), None, Utc::now())?;

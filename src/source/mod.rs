@@ -68,6 +68,16 @@ pub enum CacheChange {
     },
 }
 
+impl CacheChange {
+    /// Nothing changed: the remembered population stands.
+    pub fn none() -> CacheChange {
+        CacheChange::Delta {
+            upserted: BTreeSet::new(),
+            removed: BTreeSet::new(),
+        }
+    }
+}
+
 /// State an incremental source asks the run to remember, committed with the run's outcome.
 #[derive(Debug, Clone)]
 pub struct Remember {
@@ -115,6 +125,49 @@ impl Read {
     }
 }
 
+/// What the directory changed since a cursor, read without the population: a quiet
+/// cycle's first question (`run::quiet`). Nothing a plan reads changed when every person
+/// changed is as the journal remembers them (a change to an attribute idsync does not
+/// read: a logon stamp, a password) and no anchor touched is a remembered person.
+#[derive(Debug, Default)]
+pub struct Since {
+    /// The cursor to keep if nothing that matters changed.
+    pub cursor: String,
+    /// The people in scope changed since the cursor (whole); at most `Since::LIMIT`.
+    pub changed: Vec<DirectoryUser>,
+    /// Anchors changed out of scope or deleted: a remembered person among them has left.
+    pub touched: BTreeSet<Anchor>,
+}
+
+impl Since {
+    /// More people changed than this, and the question is not worth asking: the cycle
+    /// plans (and reads them once).
+    pub const LIMIT: usize = 100;
+
+    /// The anchors to look up among the remembered people.
+    pub fn anchors(&self) -> BTreeSet<&Anchor> {
+        self.changed
+            .iter()
+            .map(|u| &u.anchor)
+            .chain(&self.touched)
+            .collect()
+    }
+
+    /// Whether nothing a plan reads changed, given the remembered people among `anchors`.
+    pub fn changes_nothing(&self, remembered: &BTreeMap<Anchor, DirectoryUser>) -> bool {
+        let changed: BTreeSet<&Anchor> = self.changed.iter().map(|u| &u.anchor).collect();
+        let as_remembered = |u: &DirectoryUser| serde_json::to_value(u).ok();
+        self.changed.iter().all(|u| {
+            remembered
+                .get(&u.anchor)
+                .is_some_and(|r| as_remembered(r) == as_remembered(u))
+        }) && self
+            .touched
+            .iter()
+            .all(|a| changed.contains(a) || !remembered.contains_key(a))
+    }
+}
+
 /// Whether `every` (a `full_every`) has passed since the last full read.
 pub fn full_every_due(
     last_full: DateTime<Utc>,
@@ -157,4 +210,71 @@ pub trait DirectoryReader {
         &self,
         request: &ReadRequest<'_>,
     ) -> impl Future<Output = Result<Read, SourceError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Attrs;
+
+    fn person(anchor: &str, title: &str, description: &str) -> DirectoryUser {
+        let mut attrs = Attrs::default();
+        attrs.insert("title", vec![title.into()]);
+        if !description.is_empty() {
+            attrs.insert("description", vec![description.into()]);
+        }
+        DirectoryUser {
+            anchor: Anchor::new(anchor),
+            locator: format!("uid={anchor},ou=people"),
+            attrs,
+            disabled: false,
+            problems: Vec::new(),
+            photo: None,
+        }
+    }
+
+    fn remembered(people: &[DirectoryUser]) -> BTreeMap<Anchor, DirectoryUser> {
+        people
+            .iter()
+            .map(|p| (p.anchor.clone(), p.clone()))
+            .collect()
+    }
+
+    fn since(changed: Vec<DirectoryUser>, touched: &[&str]) -> Since {
+        Since {
+            cursor: "c".into(),
+            changed,
+            touched: touched.iter().map(|a| Anchor::new(*a)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_person_changed_only_where_idsync_does_not_read_is_no_change() {
+        let ada = person("ada", "Engineer", "");
+        let known = remembered(std::slice::from_ref(&ada));
+        assert!(since(vec![ada.clone()], &["ada"]).changes_nothing(&known));
+        assert!(since(Vec::new(), &[]).changes_nothing(&known));
+    }
+
+    #[test]
+    fn a_changed_value_a_newcomer_or_a_remembered_person_touched_elsewhere_is_a_change() {
+        let ada = person("ada", "Engineer", "");
+        let known = remembered(&[ada.clone(), person("bob", "Clerk", "")]);
+        let promoted = person("ada", "Lead Engineer", "");
+        assert!(!since(vec![promoted], &[]).changes_nothing(&known));
+        assert!(!since(vec![person("eve", "Spy", "")], &[]).changes_nothing(&known));
+        // Bob changed out of scope, or was deleted: he has left.
+        assert!(!since(vec![ada.clone()], &["bob"]).changes_nothing(&known));
+        // An object that is nobody idsync knows (a computer, a leaver already gone).
+        assert!(since(vec![ada], &["pc-17"]).changes_nothing(&known));
+    }
+
+    #[test]
+    fn a_person_is_compared_as_the_journal_remembers_them() {
+        let mut read = person("ada", "Engineer", "");
+        let mut kept = read.clone();
+        read.photo = Some(crate::photo::Photo::new(vec![1, 2, 3]));
+        kept.photo = serde_json::from_value(serde_json::to_value(&read.photo).unwrap()).unwrap();
+        assert!(since(vec![read], &[]).changes_nothing(&remembered(&[kept])));
+    }
 }

@@ -19,7 +19,7 @@ use ldap3::SearchEntry;
 use serde::{Deserialize, Serialize};
 
 use super::ldap::{contained, LdapReader};
-use super::{CacheChange, Read, ReadKind, ReadRequest, Remember, Remembered, SourceError};
+use super::{CacheChange, Read, ReadKind, ReadRequest, Remember, Remembered, Since, SourceError};
 use crate::model::{Anchor, DirectoryUser};
 
 const SYNC_STATE_OID: &str = "1.3.6.1.4.1.4203.1.9.1.2";
@@ -172,15 +172,15 @@ impl LdapReader {
     }
 
     async fn refresh(&self, cookie: Option<Vec<u8>>) -> Result<Option<Refresh>, SourceError> {
-        self.refresh_until(cookie, false).await
+        self.refresh_until(cookie, None).await
     }
 
-    /// `refresh`; with `first_change` it stops at the first change (abandoned on the
-    /// server): enough to know something changed, at the cost of one entry.
+    /// `refresh`; with `stop_after` it stops once more changes than that came (abandoned
+    /// on the server): enough to know that many changed, at the cost of that many entries.
     async fn refresh_until(
         &self,
         cookie: Option<Vec<u8>>,
-        first_change: bool,
+        stop_after: Option<usize>,
     ) -> Result<Option<Refresh>, SourceError> {
         let cfg = self.config();
         let mut ldap = self.connect().await?;
@@ -217,7 +217,7 @@ impl LdapReader {
                 continue;
             }
             self.sync_entry(&mut out, entry)?;
-            if first_change && (!out.upserts.is_empty() || !out.deleted.is_empty()) {
+            if stop_after.is_some_and(|n| out.upserts.len() + out.deleted.len() > n) {
                 let id = stream.ldap_handle().last_id();
                 let _ = stream.finish().await;
                 let _ = stream.ldap_handle().abandon(id).await;
@@ -289,14 +289,15 @@ impl LdapReader {
         })
     }
 
-    /// The cursor to keep when nothing changed since `cursor` (a refresh from its cookie
-    /// reports no entry added, changed or deleted, and no full read is due), else `None`.
-    /// Reads no population: a quiet cycle's first question (`run::quiet`).
+    /// What changed since `cursor` (a refresh from its cookie, stopped after
+    /// `Since::LIMIT` changes), or `None` when a full read is due, the cookie is stale or
+    /// more than that changed. Reads no population: a quiet cycle's first question
+    /// (`run::quiet`).
     pub async fn quiet_since(
         &self,
         cursor: &str,
         now: DateTime<Utc>,
-    ) -> Result<Option<String>, SourceError> {
+    ) -> Result<Option<Since>, SourceError> {
         let Ok(c) = serde_json::from_str::<Cursor>(cursor) else {
             return Ok(None);
         };
@@ -307,18 +308,23 @@ impl LdapReader {
         let Some(old_cookie) = unhex(&c.cookie) else {
             return Ok(None);
         };
-        let Some(refresh) = self.refresh_until(Some(old_cookie.clone()), true).await? else {
+        let refresh = self
+            .refresh_until(Some(old_cookie.clone()), Some(Since::LIMIT))
+            .await?;
+        let Some(refresh) = refresh else {
             return Ok(None);
         };
-        if !refresh.upserts.is_empty() || !refresh.deleted.is_empty() || refresh.present_phase {
+        if refresh.present_phase || refresh.upserts.len() + refresh.deleted.len() > Since::LIMIT {
             return Ok(None);
         }
         let cookie = refresh.cookie.unwrap_or(old_cookie);
-        let nothing = CacheChange::Delta {
-            upserted: BTreeSet::new(),
-            removed: BTreeSet::new(),
-        };
-        Ok(Some(self.remember(cookie, c.last_full, nothing).cursor))
+        Ok(Some(Since {
+            cursor: self
+                .remember(cookie, c.last_full, CacheChange::none())
+                .cursor,
+            changed: refresh.upserts,
+            touched: refresh.deleted,
+        }))
     }
 
     /// A syncrepl read: incremental from the remembered cookie, or full when there is none,

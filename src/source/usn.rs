@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use super::binary::guid_text;
 use super::ldap::{LdapReader, Search};
 use super::syncrepl::{apply_refresh, Refresh};
-use super::{CacheChange, Read, ReadKind, ReadRequest, Remember, SourceError};
-use crate::model::Anchor;
+use super::{CacheChange, Read, ReadKind, ReadRequest, Remember, Since, SourceError};
+use crate::model::{Anchor, DirectoryUser};
 
 /// LDAP_SERVER_SHOW_DELETED_OID: include tombstones in a search.
 pub const SHOW_DELETED_OID: &str = "1.2.840.113556.1.4.417";
@@ -65,6 +65,14 @@ pub fn filters(scope_filter: &str, usn: u64) -> Filters {
         changed_anywhere: format!("(uSNChanged>={above})"),
         deleted: format!("(&(isDeleted=TRUE)(uSNChanged>={above}))"),
     }
+}
+
+/// What changed on a DC above a USN (`LdapReader::changes_above`).
+#[derive(Debug, Default)]
+struct Changes {
+    in_scope: Vec<DirectoryUser>,
+    anywhere: BTreeSet<Anchor>,
+    deleted: BTreeSet<Anchor>,
 }
 
 /// Why a read must be full, or `None` when an incremental read from `cursor` is sound.
@@ -252,6 +260,73 @@ impl LdapReader {
             .await
     }
 
+    /// What changed on the DC above `usn`: the people in scope (whole), and the anchors
+    /// of every object changed anywhere in the domain and of the tombstones.
+    async fn changes_above(
+        &self,
+        ldap: &mut Ldap,
+        dc: &DcState,
+        usn: u64,
+    ) -> Result<Changes, SourceError> {
+        let cfg = self.config();
+        let f = filters(&cfg.filter, usn);
+        let in_scope = self
+            .paged_search_map(
+                ldap,
+                Search {
+                    base: &cfg.base_dn,
+                    scope: self.scope(),
+                    filter: &f.changed_in_scope,
+                    attrs: cfg.attributes.clone(),
+                    controls: Vec::new(),
+                },
+                |e| self.user(e),
+            )
+            .await?;
+        let anywhere = self
+            .guids(ldap, &dc.naming_context, &f.changed_anywhere, Vec::new())
+            .await?;
+        let deleted = self.tombstones(ldap, dc, &f.deleted).await?;
+        Ok(Changes {
+            in_scope,
+            anywhere,
+            deleted,
+        })
+    }
+
+    /// What changed on the DC since `cursor` (its in-scope changes, whole, and the anchors
+    /// changed anywhere or deleted), or `None` when a full read is due, the DC is another
+    /// one or more than `Since::LIMIT` people changed. Nothing when `highestCommittedUSN`
+    /// has not moved. Reads no population: a quiet cycle's first question (`run::quiet`).
+    pub async fn usn_quiet_since(
+        &self,
+        cursor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Since>, SourceError> {
+        let Ok(c) = serde_json::from_str::<Cursor>(cursor) else {
+            return Ok(None);
+        };
+        let full_every = self.config().full_every;
+        let mut ldap = self.connect().await?;
+        let dc = self.dc_state(&mut ldap).await?;
+        let why = full_read_reason(Some(&c), &dc, &self.search_key(), false, full_every, now);
+        let changes = match why {
+            Some(_) => None,
+            None if dc.highest_usn == c.usn => Some(Changes::default()),
+            None => Some(self.changes_above(&mut ldap, &dc, c.usn).await?),
+        };
+        let _ = ldap.unbind().await;
+        Ok(changes
+            .filter(|ch| ch.in_scope.len() <= Since::LIMIT)
+            .map(|ch| Since {
+                cursor: self
+                    .usn_remember(&dc, c.last_full, CacheChange::none())
+                    .cursor,
+                changed: ch.in_scope,
+                touched: ch.anywhere.into_iter().chain(ch.deleted).collect(),
+            }))
+    }
+
     pub(super) async fn usn_read(&self, request: &ReadRequest<'_>) -> Result<Read, SourceError> {
         let cfg = self.config();
         let now = request.now;
@@ -281,30 +356,13 @@ impl LdapReader {
                 remember: Some(self.usn_remember(&dc, now, CacheChange::Replace)),
             });
         };
-        let f = filters(&cfg.filter, c.usn);
-        let upserts = self
-            .paged_search_map(
-                &mut ldap,
-                Search {
-                    base: &cfg.base_dn,
-                    scope: self.scope(),
-                    filter: &f.changed_in_scope,
-                    attrs: cfg.attributes.clone(),
-                    controls: Vec::new(),
-                },
-                |e| self.user(e),
-            )
-            .await?;
-        let anywhere = self
-            .guids(
-                &mut ldap,
-                &dc.naming_context,
-                &f.changed_anywhere,
-                Vec::new(),
-            )
-            .await?;
-        let deleted = self.tombstones(&mut ldap, &dc, &f.deleted).await?;
+        let changes = self.changes_above(&mut ldap, &dc, c.usn).await?;
         let _ = ldap.unbind().await;
+        let Changes {
+            in_scope: upserts,
+            anywhere,
+            deleted,
+        } = changes;
         let known: BTreeSet<Anchor> = r.users.iter().map(|u| u.anchor.clone()).collect();
         let in_scope: BTreeSet<Anchor> = upserts.iter().map(|u| u.anchor.clone()).collect();
         let gone = departures(&known, &in_scope, &anywhere, &deleted);
