@@ -92,8 +92,8 @@ impl Directory {
     }
 
     /// What the directory changed since `cursor`, where the source can tell without
-    /// reading the population (LDAP syncrepl, Active Directory's USNs) and few changed;
-    /// else `None`.
+    /// reading the population (LDAP syncrepl, Active Directory's USNs, a Graph delta that
+    /// reports nobody) and few changed; else `None`.
     pub async fn quiet_since(
         &self,
         cursor: &str,
@@ -105,7 +105,7 @@ impl Directory {
                 LdapIncremental::Usn => l.usn_quiet_since(cursor, now).await,
                 LdapIncremental::None => Ok(None),
             },
-            _ => Ok(None),
+            Directory::Graph(g) => g.quiet_since(cursor, now).await,
         }
     }
 

@@ -180,6 +180,17 @@ fn a_first_full_read_pages_through_2500_users_and_a_delta_cycle_applies_only_ten
     tb.ok(&cfg, &["sync"]);
     assert_eq!(tb.scim_writes(), writes);
     assert_eq!(tb.last_read(&cfg), "incremental read: 0 changed, 0 removed");
+
+    // After a cycle that planned nothing, a delta that reports nobody makes no plan; one
+    // that reports a change plans (from the same delta link) and writes it.
+    tb.ok(&cfg, &["sync"]);
+    let read = tb.last_app_read(&cfg);
+    assert!(read.contains("no plan made"), "{read}");
+    g.update(&id(60), serde_json::json!({"jobTitle": "Principal"}));
+    tb.ok(&cfg, &["sync"]);
+    assert!(!tb.last_app_read(&cfg).contains("no plan made"));
+    assert_eq!(tb.last_read(&cfg), "incremental read: 1 changed, 0 removed");
+    assert_eq!(tb.scim_user(&upn(60)).unwrap()["title"], "Principal");
 }
 
 #[test]

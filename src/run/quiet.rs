@@ -1,13 +1,13 @@
 //! A cycle in which nothing changed plans nothing. When every app's last apply run was a
 //! whole sync, today, with this configuration, that planned nothing and left nothing in
 //! escrow, and since then the directory reports no change to what idsync reads (a syncrepl
-//! refresh from the remembered cookie, or Active Directory's changes above the remembered
-//! USN: a person changed only in attributes idsync does not read, or an object that is
-//! not a remembered person, is no change), no app changed an account (its
-//! `meta.lastModified` query), no account is unsettled and no `delete_after` ran out, then
-//! a plan made now would be that empty plan again: the cycle records it (with that run's
-//! notices) without loading the population, the links or the accounts. Anything else, or
-//! any doubt, plans as usual.
+//! refresh from the remembered cookie, Active Directory's changes above the remembered
+//! USN, a Graph delta that reports nobody: a person changed only in attributes idsync does
+//! not read, or an object that is not a remembered person, is no change), no app changed
+//! an account (its `meta.lastModified` query), no account is unsettled and no
+//! `delete_after` ran out, then a plan made now would be that empty plan again: the cycle
+//! records it (with that run's notices) without loading the population, the links or the
+//! accounts. Anything else, or any doubt, plans as usual.
 //!
 //! What a plan reads, and why each is covered: the people (the directory's changes, each
 //! compared with the remembered person), the accounts (the changes query, and no account

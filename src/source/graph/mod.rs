@@ -26,7 +26,8 @@ pub use groups::GroupRead;
 use transport::{GetError, Pages, Token};
 
 use super::{
-    CacheChange, DirectoryReader, Read, ReadKind, ReadRequest, Remember, Remembered, SourceError,
+    CacheChange, DirectoryReader, Read, ReadKind, ReadRequest, Remember, Remembered, Since,
+    SourceError,
 };
 use crate::http::snippet;
 use crate::model::{Anchor, Attrs, DirectoryUser};
@@ -321,6 +322,49 @@ impl GraphReader {
                 self.full_read(why, now, true).await
             }
         }
+    }
+
+    /// What changed since `cursor`, where the delta can tell: `Some` (with the next delta
+    /// link) when it reports nobody changed, `None` when it reports anyone (their merge
+    /// needs the remembered population: the cycle plans), the link is dead, a full read is
+    /// due, or photos are synced (a photo changes outside the delta). A quiet cycle's
+    /// first question (`run::quiet`).
+    pub async fn quiet_since(
+        &self,
+        cursor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Since>, SourceError> {
+        let Ok(c) = serde_json::from_str::<Cursor>(cursor) else {
+            return Ok(None);
+        };
+        let due = super::full_every_reason(c.last_full, self.cfg.full_every, now);
+        if self.cfg.photo
+            || self.cfg.incremental == Incremental::None
+            || c.select != self.cfg.select
+            || due.is_some()
+        {
+            return Ok(None);
+        }
+        let pages = match self.link(&c.delta_link) {
+            Ok(first) => self.pages(first).await,
+            Err(e) => Err(e),
+        };
+        let pages = match pages {
+            Ok(pages) => pages,
+            Err(GetError::Stale(_)) => return Ok(None),
+            Err(GetError::Failed(e)) => return Err(e),
+        };
+        let (Some(delta_link), true) = (pages.delta_link, pages.items.is_empty()) else {
+            return Ok(None);
+        };
+        Ok(Some(Since {
+            cursor: cursor_text(&Cursor {
+                delta_link,
+                select: c.select,
+                last_full: c.last_full,
+            }),
+            ..Since::default()
+        }))
     }
 
     /// `check --connect`: a token, then the first page of `/users`.
