@@ -191,6 +191,27 @@ fn a_first_full_read_pages_through_2500_users_and_a_delta_cycle_applies_only_ten
     assert!(!tb.last_app_read(&cfg).contains("no plan made"));
     assert_eq!(tb.last_read(&cfg), "incremental read: 1 changed, 0 removed");
     assert_eq!(tb.scim_user(&upn(60)).unwrap()["title"], "Principal");
+
+    // Many changes (pages of 200): the question reads the first page only (the next
+    // request is the read's, from the same delta link), not all of them twice.
+    tb.ok(&cfg, &["sync"]);
+    tb.ok(&cfg, &["sync"]);
+    for i in 100..500 {
+        g.update(&id(i), serde_json::json!({"jobTitle": "Fellow"}));
+    }
+    g.reset_counters();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        tb.last_read(&cfg),
+        "incremental read: 400 changed, 0 removed"
+    );
+    let log = g.with(|f| f.log.clone());
+    let delta: Vec<&String> = log.iter().filter(|l| l.contains("/users/delta")).collect();
+    assert!(delta.len() > 2, "{delta:?}");
+    assert!(
+        delta[0].contains("$deltatoken") && delta[1].contains("$deltatoken"),
+        "{delta:?}"
+    );
 }
 
 #[test]

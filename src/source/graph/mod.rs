@@ -325,10 +325,10 @@ impl GraphReader {
     }
 
     /// What changed since `cursor`, where the delta can tell: `Some` (with the next delta
-    /// link) when it reports nobody changed, `None` when it reports anyone (their merge
-    /// needs the remembered population: the cycle plans), the link is dead, a full read is
-    /// due, or photos are synced (a photo changes outside the delta). A quiet cycle's
-    /// first question (`run::quiet`).
+    /// link) when it reports nobody changed, `None` when it reports anyone (read no further
+    /// than that page: their merge needs the population, the cycle plans), the link is dead,
+    /// a full read is due, or photos are synced (a photo changes outside the delta). A quiet
+    /// cycle's first question (`run::quiet`).
     pub async fn quiet_since(
         &self,
         cursor: &str,
@@ -346,7 +346,7 @@ impl GraphReader {
             return Ok(None);
         }
         let pages = match self.link(&c.delta_link) {
-            Ok(first) => self.pages(first).await,
+            Ok(first) => self.pages_until(first, Some(0)).await,
             Err(e) => Err(e),
         };
         let pages = match pages {

@@ -346,6 +346,16 @@ impl GraphReader {
 
     /// Follows `@odata.nextLink` from `first` to the last page.
     pub(super) async fn pages(&self, first: Url) -> Result<Pages, GetError> {
+        self.pages_until(first, None).await
+    }
+
+    /// `pages`; with `stop_after`, stops at the first page past that many items (with no
+    /// delta link then): enough to know that many changed.
+    pub(super) async fn pages_until(
+        &self,
+        first: Url,
+        stop_after: Option<usize>,
+    ) -> Result<Pages, GetError> {
         let mut out = Pages {
             items: Vec::new(),
             delta_link: None,
@@ -383,6 +393,9 @@ impl GraphReader {
                         self.cfg.max_users
                     ),
                 }));
+            }
+            if stop_after.is_some_and(|n| out.items.len() > n) {
+                return Ok(out);
             }
             if let Some(next) = page.get("@odata.nextLink").and_then(Value::as_str) {
                 url = self.link(next)?;
