@@ -134,6 +134,21 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command may apply actions, and so run hooks: a command hook that exits
+    /// without reading its stdin must not take the run down with a SIGPIPE.
+    pub fn runs_hooks(&self) -> bool {
+        matches!(
+            self,
+            Command::Sync { .. }
+                | Command::Apply { .. }
+                | Command::Approve { .. }
+                | Command::Run
+                | Command::Serve
+        )
+    }
+}
+
 /// What `idsync generate` writes.
 #[derive(Debug, Subcommand)]
 pub enum Generate {

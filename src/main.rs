@@ -51,9 +51,10 @@ fn init_tracing(cli: &Cli) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run) {
+    if !cli.command.runs_hooks() {
         // A report piped into `head` ends quietly when the pipe closes (the default SIGPIPE
-        // action), instead of a panic on the failed write. The daemon keeps ignoring it.
+        // action), instead of a panic on the failed write. A command that may run hooks
+        // keeps ignoring it: a hook that exits without reading its stdin would kill it.
         // SAFETY: called first, before any thread; SIG_DFL is a valid disposition.
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);

@@ -178,6 +178,24 @@ fn a_failing_required_before_hook_holds_the_action_and_the_app_sees_no_write() {
 }
 
 #[test]
+fn a_command_hook_that_exits_without_reading_its_stdin_does_not_stop_the_run() {
+    let tb = Testbed::start(&trio());
+    let quick = script(tb.dir.path(), "quick.sh", "exit 0");
+    let cfg = tb.config(&format!(
+        "hooks:\n  - name: quick\n    on: [update]\n    when: before\n    retries: 0\n    command: [\"{quick}\"]\n"
+    ));
+    tb.ok(&cfg, &["sync"]);
+    // A change larger than a pipe holds: the hook exits before its document is written.
+    let long = "x".repeat(40_000);
+    tb.ldapmodify(&format!(
+        "dn: uid=alan,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: title\ntitle: T{long}\n-\nreplace: cn\ncn: C{long}\n"
+    ));
+    tb.ok(&cfg, &["sync"]);
+    let alan = tb.scim_user("alan@example.org").unwrap();
+    assert_eq!(alan["title"].as_str().map(str::len), Some(40_001));
+}
+
+#[test]
 fn a_failing_optional_hook_is_a_notice_and_the_action_stands() {
     let tb = Testbed::start(&trio());
     let seen = Arc::new(Mutex::new(Seen {
