@@ -107,6 +107,13 @@ fn a_quiet_cycle_asks_the_app_only_what_changed_and_an_edit_in_the_app_is_repair
     proxy.clear();
     tb.ok(&cfg, &["sync"]);
     assert_eq!(requests(&proxy).len(), 1, "{:?}", requests(&proxy));
+    // scim2-server sorts: the one question is a page of its accounts newest first, which
+    // it answers for less than the filter it evaluates against every account.
+    assert!(
+        requests(&proxy)[0].contains("sortBy=meta.lastModified"),
+        "{:?}",
+        requests(&proxy)
+    );
 
     // --full lists the app whole.
     proxy.clear();

@@ -20,6 +20,8 @@ pub struct Discovery {
     pub patch: bool,
     pub etag: bool,
     pub bulk: bool,
+    /// `sort.supported`: the changes query may then ask for the newest accounts first.
+    pub sort: bool,
     /// The User resource: its core schema and its extensions.
     pub user: Option<ResourceSchema>,
     pub group: Option<ResourceSchema>,
@@ -33,6 +35,7 @@ impl Default for Discovery {
             patch: true,
             etag: false,
             bulk: false,
+            sort: false,
             user: None,
             group: None,
         }
@@ -137,6 +140,7 @@ impl Discovery {
             d.patch = supported("patch", true);
             d.etag = supported("etag", false);
             d.bulk = supported("bulk", false);
+            d.sort = supported("sort", false);
         }
         let Some(schemas) = schemas else {
             return d;
@@ -192,11 +196,12 @@ impl Discovery {
             None => "no /Schemas".to_string(),
         };
         let mut text = format!(
-            "filter {}, patch {}, etag {}, bulk {}, {schema}",
+            "filter {}, patch {}, etag {}, bulk {}, sort {}, {schema}",
             yes(self.filter),
             yes(self.patch),
             yes(self.etag),
-            yes(self.bulk)
+            yes(self.bulk),
+            yes(self.sort)
         );
         if self.member_ref() {
             text.push_str(", group members with $ref");

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, FixedOffset};
+
 use reqwest::Method;
 use serde_json::Value;
 use url::Url;
@@ -96,8 +98,16 @@ impl ScimClient {
     }
 
     /// The accounts the app changed since `since` (its own `meta.lastModified`, as it
-    /// wrote it), by a `ge` filter, paged: what an admin edited in the app's UI.
+    /// wrote it): what an admin edited in the app's UI. Where the app sorts, first one page
+    /// of its accounts newest first (servers that scan every account for a filter sort them
+    /// for less); where that page does not tell, or the app does not sort, a `ge` filter,
+    /// paged.
     pub async fn changed_since(&self, since: &str) -> Result<Vec<Account>, TargetError> {
+        if self.discovery().await?.sort {
+            if let Some(newest) = self.newest_since(since).await? {
+                return Ok(newest);
+            }
+        }
         let literal = serde_json::to_string(since).unwrap_or_default();
         let changed = self
             .list_filtered(&format!("meta.lastModified ge {literal}"))
@@ -109,6 +119,37 @@ impl ScimClient {
             }
         }
         changed
+    }
+
+    /// The accounts changed since `since` from one page of the app's accounts sorted newest
+    /// first, or `None` when that page does not tell (see `newest_first`) or the app refused
+    /// the sort (an HTTP error: the filter is asked instead).
+    async fn newest_since(&self, since: &str) -> Result<Option<Vec<Account>>, TargetError> {
+        let Ok(since) = DateTime::parse_from_rfc3339(since) else {
+            return Ok(None);
+        };
+        let mut url = self.url("Users");
+        url.query_pairs_mut()
+            .append_pair("sortBy", "meta.lastModified")
+            .append_pair("sortOrder", "descending")
+            .append_pair("startIndex", "1")
+            .append_pair("count", &NEWEST_PAGE.to_string());
+        let reply = self.send(Method::GET, url.clone(), None).await?;
+        if !reply.status.is_success() {
+            tracing::debug!(%url, status = %reply.status, "the app refused to sort its accounts: asking the filter");
+            return Ok(None);
+        }
+        let mut body = reply.body;
+        let total = body.get("totalResults").and_then(Value::as_u64);
+        let page = match body.get_mut("Resources").map(Value::take) {
+            Some(Value::Array(list)) => list,
+            _ => Vec::new(),
+        };
+        let accounts = page
+            .into_iter()
+            .map(|r| self.account(&url, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(newest_first(accounts, since, total))
     }
 
     /// False once the app refused a `changed_since` query (a 4xx) in this cycle.
@@ -315,4 +356,112 @@ pub(super) fn filtered(endpoint: &str, filter: &str) -> String {
     let query: String = url::form_urlencoded::byte_serialize(filter.as_bytes()).collect();
     let sep = if endpoint.contains('?') { '&' } else { '?' };
     format!("{endpoint}{sep}filter={query}")
+}
+
+/// How many accounts the changes query asks for newest first.
+const NEWEST_PAGE: usize = 100;
+
+/// The accounts changed since `since` in a page of the app's accounts that claims to be
+/// newest first (`total`: the app's `totalResults`). It tells only when it is newest first
+/// indeed (every stamp there, none later than the one before), it starts at or after
+/// `since` (the account the watermark was taken from, or a later one: an app that ignored
+/// the order starts anywhere) and it reaches back before `since` or holds the whole list;
+/// otherwise `None`.
+pub(super) fn newest_first(
+    page: Vec<Account>,
+    since: DateTime<FixedOffset>,
+    total: Option<u64>,
+) -> Option<Vec<Account>> {
+    let stamps: Vec<DateTime<FixedOffset>> = page
+        .iter()
+        .map(|a| {
+            a.resource.value()["meta"]["lastModified"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        })
+        .collect::<Option<_>>()?;
+    let ordered = stamps.windows(2).all(|w| w[0] >= w[1]);
+    let starts_at_mark = stamps.first().is_some_and(|t| *t >= since);
+    let reaches_back = stamps.last().is_some_and(|t| *t < since)
+        || total.is_some_and(|t| t as usize <= page.len());
+    if !(ordered && starts_at_mark && reaches_back) {
+        return None;
+    }
+    let changed = stamps.iter().take_while(|t| **t >= since).count();
+    Some(page.into_iter().take(changed).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Resource;
+
+    fn account(id: &str, modified: &str) -> Account {
+        Account {
+            id: AccountId::new(id),
+            user_name: UserName::new(format!("{id}@example.org")),
+            active: true,
+            resource: Resource::new(&serde_json::json!({
+                "id": id,
+                "meta": { "lastModified": modified },
+            })),
+        }
+    }
+
+    fn at(t: &str) -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339(t).unwrap()
+    }
+
+    fn ids(found: Option<Vec<Account>>) -> Option<Vec<String>> {
+        found.map(|list| list.into_iter().map(|a| a.id.to_string()).collect())
+    }
+
+    #[test]
+    fn a_page_newest_first_that_reaches_back_past_the_mark_tells_what_changed() {
+        let page = vec![
+            account("new", "2026-12-02T10:05:00Z"),
+            account("mark", "2026-12-02T10:00:00+00:00"),
+            account("old", "2026-12-01T09:00:00Z"),
+        ];
+        let since = at("2026-12-02T10:00:00Z");
+        assert_eq!(
+            ids(newest_first(page.clone(), since, Some(500))),
+            Some(vec!["new".into(), "mark".into()])
+        );
+        // Nothing but the account the mark was taken from: nothing changed.
+        let quiet = page[1..].to_vec();
+        assert_eq!(
+            ids(newest_first(quiet, since, None)),
+            Some(vec!["mark".into()])
+        );
+        // The whole list on one page.
+        let all = page[..2].to_vec();
+        assert_eq!(ids(newest_first(all, since, Some(2))).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_page_that_cannot_tell_leaves_the_question_to_the_filter() {
+        let since = at("2026-12-02T10:00:00Z");
+        // Every account on it changed: more may follow.
+        let busy = vec![
+            account("a", "2026-12-02T10:07:00Z"),
+            account("b", "2026-12-02T10:06:00Z"),
+        ];
+        assert!(newest_first(busy, since, Some(900)).is_none());
+        // Not in order: the app ignored sortBy.
+        let unordered = vec![
+            account("a", "2026-12-02T10:01:00Z"),
+            account("b", "2026-12-01T10:00:00Z"),
+            account("c", "2026-12-02T10:09:00Z"),
+        ];
+        assert!(newest_first(unordered, since, Some(900)).is_none());
+        // Starting before the mark: the order was ignored, or that account is gone.
+        let late = vec![account("old", "2026-12-01T09:00:00Z")];
+        assert!(newest_first(late, since, Some(900)).is_none());
+        // A stamp missing or unreadable.
+        let mut odd = account("odd", "yesterday");
+        assert!(newest_first(vec![odd.clone()], since, Some(1)).is_none());
+        odd.resource = Resource::new(&serde_json::json!({ "id": "odd" }));
+        assert!(newest_first(vec![odd], since, Some(1)).is_none());
+    }
 }
