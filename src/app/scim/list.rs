@@ -122,8 +122,9 @@ impl ScimClient {
     }
 
     /// The accounts changed since `since` from one page of the app's accounts sorted newest
-    /// first, or `None` when that page does not tell (see `newest_first`) or the app refused
-    /// the sort (an HTTP error: the filter is asked instead).
+    /// first, or `None` when that page does not tell (see `newest_first`), holds an account
+    /// that cannot be read, or the app refused the sort (an HTTP error): the filter is asked
+    /// then.
     async fn newest_since(&self, since: &str) -> Result<Option<Vec<Account>>, TargetError> {
         let Ok(since) = DateTime::parse_from_rfc3339(since) else {
             return Ok(None);
@@ -145,10 +146,14 @@ impl ScimClient {
             Some(Value::Array(list)) => list,
             _ => Vec::new(),
         };
-        let accounts = page
+        // An account that cannot be read there is left to the filter (which may not show it).
+        let Ok(accounts) = page
             .into_iter()
             .map(|r| self.account(&url, r))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+        else {
+            return Ok(None);
+        };
         Ok(newest_first(accounts, since, total))
     }
 
