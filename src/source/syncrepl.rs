@@ -289,6 +289,17 @@ impl LdapReader {
         })
     }
 
+    /// Why a read cannot go on from cursor `c` (it belongs to another search, or
+    /// `full_every` is due), if it cannot: what a read and the quiet question both ask.
+    fn full_read_reason(&self, c: &Cursor, now: DateTime<Utc>) -> Option<String> {
+        if c.search != self.search_key() {
+            return Some(
+                "the search (base, filter or attributes) changed since the cookie was taken".into(),
+            );
+        }
+        super::full_every_reason(c.last_full, self.config().full_every, now)
+    }
+
     /// What changed since `cursor` (a refresh from its cookie, stopped after
     /// `Since::LIMIT` changes), or `None` when a full read is due, the cookie is stale or
     /// more than that changed. Reads no population: a quiet cycle's first question
@@ -301,8 +312,7 @@ impl LdapReader {
         let Ok(c) = serde_json::from_str::<Cursor>(cursor) else {
             return Ok(None);
         };
-        let due = super::full_every_reason(c.last_full, self.config().full_every, now);
-        if c.search != self.search_key() || due.is_some() {
+        if self.full_read_reason(&c, now).is_some() {
             return Ok(None);
         }
         let Some(old_cookie) = unhex(&c.cookie) else {
@@ -338,11 +348,7 @@ impl LdapReader {
         let why = match &cursor {
             _ if request.force_full => Some("asked for (--full)".to_string()),
             None => Some("first read: no sync cookie yet".to_string()),
-            Some(c) if c.search != self.search_key() => Some(
-                "the search (base, filter or attributes) changed since the cookie was taken"
-                    .to_string(),
-            ),
-            Some(c) => super::full_every_reason(c.last_full, self.config().full_every, now),
+            Some(c) => self.full_read_reason(c, now),
         };
         let (Some(c), Some(r), None) = (&cursor, remembered, &why) else {
             return self.full_sync_read(why.unwrap_or_default(), now).await;

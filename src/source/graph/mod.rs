@@ -302,10 +302,7 @@ impl GraphReader {
         let why = match (&cursor, remembered) {
             _ if request.force_full => Some("asked for (--full)".to_string()),
             (None, _) | (_, None) => Some("first read: no delta link yet".to_string()),
-            (Some(c), _) if c.select != self.cfg.select => {
-                Some("the mapping reads other attributes than the delta link tracks".to_string())
-            }
-            (Some(c), _) => super::full_every_reason(c.last_full, self.cfg.full_every, now),
+            (Some(c), _) => self.full_read_reason(c, now),
         };
         match (why, cursor, remembered) {
             (None, Some(c), Some(r)) => match self.delta_read(&c, r).await {
@@ -324,6 +321,16 @@ impl GraphReader {
         }
     }
 
+    /// Why a read cannot go on from delta link `c` (it tracks other attributes than the
+    /// mapping reads, or `full_every` is due), if it cannot: what a read and the quiet
+    /// question both ask.
+    fn full_read_reason(&self, c: &Cursor, now: DateTime<Utc>) -> Option<String> {
+        if c.select != self.cfg.select {
+            return Some("the mapping reads other attributes than the delta link tracks".into());
+        }
+        super::full_every_reason(c.last_full, self.cfg.full_every, now)
+    }
+
     /// What changed since `cursor`, where the delta can tell: `Some` (with the next delta
     /// link) when it reports nobody changed, `None` when it reports anyone (read no further
     /// than that page: their merge needs the population, the cycle plans), the link is dead,
@@ -337,11 +344,9 @@ impl GraphReader {
         let Ok(c) = serde_json::from_str::<Cursor>(cursor) else {
             return Ok(None);
         };
-        let due = super::full_every_reason(c.last_full, self.cfg.full_every, now);
         if self.cfg.photo
             || self.cfg.incremental == Incremental::None
-            || c.select != self.cfg.select
-            || due.is_some()
+            || self.full_read_reason(&c, now).is_some()
         {
             return Ok(None);
         }
