@@ -72,10 +72,12 @@ impl Round {
     }
 
     fn before_ran(&self, action: &Action) -> bool {
-        action
-            .account_id
-            .as_ref()
-            .is_some_and(|id| self.before_ran.contains(&(action.kind, id.clone())))
+        // A first round (every action but a re-plan's) looks nothing up.
+        !self.before_ran.is_empty()
+            && action
+                .account_id
+                .as_ref()
+                .is_some_and(|id| self.before_ran.contains(&(action.kind, id.clone())))
     }
 }
 

@@ -82,13 +82,14 @@ pub(super) async fn probe(
             None => return Ok(usual),
         }
     }
-    let Some(cursor) = journal.cursor(&source_key(cfg))? else {
+    let key = source_key(cfg);
+    let Some(cursor) = journal.cursor(&key)? else {
         return Ok(usual);
     };
     let Some(since) = o.connectors.directory.quiet_since(&cursor, o.now).await? else {
         return Ok(usual);
     };
-    let remembered = journal.remembered_people_with(&source_key(cfg), since.anchors())?;
+    let remembered = journal.remembered_people_with(&key, since.anchors())?;
     if !since.changes_nothing(&remembered) {
         return Ok(usual);
     }

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, FixedOffset};
-
 use reqwest::Method;
 use serde_json::Value;
 use url::Url;
@@ -33,12 +32,7 @@ impl ScimClient {
         if !reply.status.is_success() {
             return Err(Self::http_error("GET", &url, &reply));
         }
-        let mut body = reply.body;
-        let resources = match body.get_mut("Resources").map(Value::take) {
-            Some(Value::Array(list)) => list,
-            _ => Vec::new(),
-        };
-        Ok((url, resources))
+        Ok((url, take_resources(reply.body)))
     }
 
     pub(super) async fn find_by_user_name(
@@ -140,12 +134,8 @@ impl ScimClient {
             tracing::debug!(%url, status = %reply.status, "the app refused to sort its accounts: asking the filter");
             return Ok(None);
         }
-        let mut body = reply.body;
-        let total = body.get("totalResults").and_then(Value::as_u64);
-        let page = match body.get_mut("Resources").map(Value::take) {
-            Some(Value::Array(list)) => list,
-            _ => Vec::new(),
-        };
+        let total = reply.body.get("totalResults").and_then(Value::as_u64);
+        let page = take_resources(reply.body);
         // An account that cannot be read there is left to the filter (which may not show it).
         let Ok(accounts) = page
             .into_iter()
@@ -361,6 +351,14 @@ pub(super) fn filtered(endpoint: &str, filter: &str) -> String {
     let query: String = url::form_urlencoded::byte_serialize(filter.as_bytes()).collect();
     let sep = if endpoint.contains('?') { '&' } else { '?' };
     format!("{endpoint}{sep}filter={query}")
+}
+
+/// The `Resources` of a list response (none when it has none).
+fn take_resources(mut body: Value) -> Vec<Value> {
+    match body.get_mut("Resources").map(Value::take) {
+        Some(Value::Array(list)) => list,
+        _ => Vec::new(),
+    }
 }
 
 /// How many accounts the changes query asks for newest first.
