@@ -22,6 +22,23 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_PENDING: u8 = 2;
 const EXIT_ABORTED: u8 = 3;
 
+/// A line on stdout that a reader gone away cannot turn into a panic. The commands that may
+/// run hooks ignore SIGPIPE (a hook may exit without reading its stdin), so when whoever
+/// read idsync's own stdout has gone (`idsync sync | head -0`) a write fails instead of
+/// ending the process; by then the run is journaled, and the line is dropped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `say!` for stderr.
+macro_rules! complain {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 fn init_tracing(cli: &Cli) {
     let level = match cli.verbose {
         // The daemon says what each run did at its default level (journalctl -u idsync);
@@ -142,7 +159,7 @@ fn failed(e: &anyhow::Error, redactor: &idsync::redact::Redactor) -> ExitCode {
     } else {
         format!("{e:#}")
     };
-    eprintln!("idsync: error: {}", redactor.clean(&text));
+    complain!("idsync: error: {}", redactor.clean(&text));
     let code = match e.downcast_ref::<RunError>() {
         Some(RunError::Refused(_)) => EXIT_ABORTED,
         _ => EXIT_FAILED,
@@ -198,7 +215,7 @@ async fn dispatch(command: Command, config: Config, app: Option<String>) -> anyh
             let journal = Journal::open(&config.state_dir)?;
             let by = idsync::journal::Decider::cli(comment.as_deref());
             let d = run::approve(&config, &journal, selector, &by).await?;
-            println!(
+            say!(
                 "approved: {} applied, {} failed, {} no longer planned (state changed){}",
                 d.applied,
                 d.failed,
@@ -223,7 +240,7 @@ async fn apply_command(config: &Config, file: &std::path::Path) -> anyhow::Resul
     })?;
     let journal = Journal::open(&config.state_dir)?;
     let a = run::apply_saved(config, &journal, saved).await?;
-    println!(
+    say!(
         "run {}: applied {}, failed {}, refused {}",
         a.run,
         a.applied,
@@ -231,7 +248,7 @@ async fn apply_command(config: &Config, file: &std::path::Path) -> anyhow::Resul
         a.refused.len()
     );
     for (user, why) in &a.refused {
-        println!("  refused {user}: {why}");
+        say!("  refused {user}: {why}");
     }
     Ok(if a.failed > 0 { EXIT_FAILED } else { 0 })
 }
@@ -348,7 +365,7 @@ async fn sync_command(config: Config, app: Option<&str>, args: SyncArgs) -> anyh
             }
             Err(e) if !several => return Err(e.into()),
             Err(e) => {
-                eprintln!("idsync: error: {prefix}{e}");
+                complain!("idsync: error: {prefix}{e}");
                 code = EXIT_FAILED;
             }
         }
@@ -359,7 +376,7 @@ async fn sync_command(config: Config, app: Option<&str>, args: SyncArgs) -> anyh
 /// A sync's lines for one app; its exit code.
 fn print_sync(prefix: &str, summary: &run::RunSummary) -> u8 {
     let o = summary.outcomes.clone().unwrap_or_default();
-    println!(
+    say!(
         "{prefix}run {}: {} ({}; applied {}, failed {}, held {}, skipped {})",
         summary.run,
         summary.outcome.as_str(),
@@ -370,10 +387,10 @@ fn print_sync(prefix: &str, summary: &run::RunSummary) -> u8 {
         o.skipped
     );
     if let Some(f) = &o.fatal {
-        eprintln!("idsync: error: {prefix}{f}");
+        complain!("idsync: error: {prefix}{f}");
     }
     if o.held > 0 {
-        println!(
+        say!(
             "{prefix}{} action(s) held: review them with `idsync approvals`, then `idsync approve {}` (or one of them: `idsync approve {}:SEQ`) or `idsync reject {}`",
             o.held, summary.run, summary.run, summary.run
         );

@@ -196,6 +196,26 @@ fn a_command_hook_that_exits_without_reading_its_stdin_does_not_stop_the_run() {
 }
 
 #[test]
+fn a_sync_whose_reader_went_away_finishes_its_run_and_says_nothing_more() {
+    let tb = Testbed::start(&trio());
+    let quick = script(tb.dir.path(), "quick.sh", "cat >/dev/null");
+    let cfg = tb.config(&format!(
+        "hooks:\n  - name: quick\n    on: [suspend]\n    when: after\n    retries: 0\n    command: [\"{quick}\"]\n"
+    ));
+    tb.ok(&cfg, &["sync"]);
+    disable(&tb, "grace");
+    // `idsync sync 2>&1 | head -0`: both of its streams lead to a reader already gone.
+    let mut child = tb.spawn(&cfg, &["sync"]);
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "no panic on the summary line");
+    assert!(!active(&tb, "grace@example.org"));
+    let run = tb.last_run(&cfg);
+    assert_eq!(run["run"]["outcome"], "ok", "{run}");
+}
+
+#[test]
 fn a_failing_optional_hook_is_a_notice_and_the_action_stands() {
     let tb = Testbed::start(&trio());
     let seen = Arc::new(Mutex::new(Seen {
