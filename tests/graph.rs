@@ -495,6 +495,42 @@ fn a_full_read_runs_every_full_every_as_a_backstop() {
 }
 
 #[test]
+fn a_delete_storm_in_a_delta_read_is_held_by_the_cap() {
+    let g = GraphServer::start((0..50).map(graph::user).collect());
+    let tb = Testbed::start_app_only();
+    let cfg = config(&tb, &g, "");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}safety: {{ max_deprovisions: 5 }}\n")).unwrap();
+    tb.ok(&cfg, &["sync"]);
+    tb.ok(&cfg, &["sync"]);
+    tb.ok(&cfg, &["sync"]);
+    assert!(tb.last_app_read(&cfg).contains("no plan made"));
+
+    // Ten leave at once: the delta link reports them removed; the cycle plans against
+    // the remembered accounts and the cap holds every suspension.
+    for i in 0..10 {
+        g.remove(&id(i), "deleted");
+    }
+    let writes = tb.scim_writes();
+    let out = tb.ok(&cfg, &["sync"]);
+    assert!(out.contains(": held"), "{out}");
+    assert_eq!(
+        tb.last_read(&cfg),
+        "incremental read: 0 changed, 10 removed"
+    );
+    assert!(
+        !tb.last_app_read(&cfg).contains("listed in full"),
+        "{}",
+        tb.last_app_read(&cfg)
+    );
+    assert_eq!(tb.scim_writes(), writes, "no write");
+    assert!((0..10).all(|i| active(&tb.scim_user(&upn(i)).unwrap())));
+    let held: Value =
+        serde_json::from_str(&tb.ok(&cfg, &["approvals", "--format", "json"])).unwrap();
+    assert_eq!(held.as_array().map(Vec::len), Some(10), "{held}");
+}
+
+#[test]
 fn graph_groups_with_paged_members_and_a_nested_group_reach_the_app() {
     let g = GraphServer::start((0..6).map(graph::user).collect());
     g.with(|f| f.page_size = 2); // members come two to a page

@@ -632,6 +632,94 @@ fn a_cycle_where_nothing_changed_plans_nothing_and_any_change_plans_as_usual() {
 }
 
 #[test]
+fn a_delete_storm_read_incrementally_is_held_by_the_caps_and_an_emptied_directory_writes_nothing() {
+    let tb = Testbed::start(&people(20));
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    let cfg = syncrepl_config(
+        &tb,
+        &proxy,
+        "",
+        "safety: { min_source_ratio: 0.5, max_deprovisions: 5 }\n",
+    );
+    tb.ok(&cfg, &["sync"]);
+    tb.ok(&cfg, &["sync"]);
+    tb.ok(&cfg, &["sync"]);
+    assert!(tb.last_app_read(&cfg).contains(NO_PLAN));
+
+    // Eight leave at once: the syncrepl refresh reports them, the cycle plans against the
+    // remembered accounts, and the cap holds every suspension.
+    let delete = |range: std::ops::Range<usize>| {
+        let ldif: String = range
+            .map(|i| {
+                format!("dn: uid=user{i:04},ou=people,dc=example,dc=org\nchangetype: delete\n\n")
+            })
+            .collect();
+        tb.ldapmodify(&ldif);
+    };
+    delete(0..8);
+    proxy.clear();
+    let out = tb.ok(&cfg, &["sync"]);
+    assert!(out.contains(": held"), "{out}");
+    assert_eq!(tb.last_read(&cfg), "incremental read: 0 changed, 8 removed");
+    // A focused plan: of the twelve people left it looked at none (none changed); the
+    // links of the eight gone are always judged, and the cap counted them all.
+    assert_eq!(
+        looked_at(&tb, &cfg).as_deref(),
+        Some("plan looked at 0 of 12"),
+        "{}",
+        tb.last_app_read(&cfg)
+    );
+    let run = tb.last_run(&cfg);
+    assert!(
+        run["run"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("exceed max_deprovisions 5"),
+        "{run}"
+    );
+    let written = |proxy: &HttpFaults| {
+        proxy
+            .seen()
+            .into_iter()
+            .filter(|s| s.method != "GET")
+            .count()
+    };
+    assert_eq!(written(&proxy), 0, "{:?}", requests(&proxy));
+    for i in 0..8 {
+        assert_eq!(
+            tb.scim_user(&format!("user{i:04}@example.org")).unwrap()["active"],
+            true
+        );
+    }
+
+    // Nothing changed since, but held actions are no quiet cycle: the next one plans
+    // them again and holds them again.
+    tb.ok(&cfg, &["sync"]);
+    assert!(!tb.last_app_read(&cfg).contains(NO_PLAN));
+    assert_eq!(tb.last_run(&cfg)["run"]["outcome"], "held");
+    let held: Value =
+        serde_json::from_str(&tb.ok(&cfg, &["approvals", "--format", "json"])).unwrap();
+    assert_eq!(held.as_array().map(Vec::len), Some(8), "{held}");
+
+    // Nearly everyone leaves: the incremental read leaves 2 of 20, below
+    // min_source_ratio, and the run is refused before any write.
+    delete(8..18);
+    proxy.clear();
+    let out = tb.idsync(&cfg, &["sync"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("min_source_ratio"), "{err}");
+    assert_eq!(written(&proxy), 0, "{:?}", requests(&proxy));
+    assert_eq!(
+        tb.scim_users()
+            .iter()
+            .filter(|u| u["active"] == false)
+            .count(),
+        0
+    );
+}
+
+#[test]
 fn an_app_that_cannot_say_what_changed_fails_its_own_run_not_the_cycle() {
     let tb = Testbed::start(&trio());
     let slack = ScimServer::start();
