@@ -99,6 +99,7 @@ impl<'a> Planner<'a> {
                     links: inp.links.len(),
                     escrowed: 0,
                     looked_at: None,
+                    gone_looked_at: None,
                 },
                 ..Plan::default()
             },
@@ -138,8 +139,10 @@ impl<'a> Planner<'a> {
                 self.person(user);
             }
         }
+        let mut gone = 0;
         for link in self.inp.links.values() {
             if !self.present.contains(&link.anchor) {
+                gone += 1;
                 self.gone(link);
             }
         }
@@ -157,6 +160,7 @@ impl<'a> Planner<'a> {
         }
         if let Some(focus) = self.inp.focus {
             self.plan.stats.looked_at = Some(looked.len());
+            self.plan.stats.gone_looked_at = Some(gone);
             let kept = focus
                 .notices
                 .iter()

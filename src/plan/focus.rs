@@ -184,6 +184,9 @@ mod tests {
         assert_eq!(focused.notices, whole.notices);
         // ada, bob, gus (changed) and fay (disabled); not dee.
         assert_eq!(focused.stats.looked_at, Some(4));
+        // cy (just removed) and eve (gone for 40 days): every gone person's link is judged.
+        assert_eq!(focused.stats.gone_looked_at, Some(2));
+        assert_eq!(whole.stats.gone_looked_at, None);
         assert_eq!(focused.stats.source_users, whole.stats.source_users);
     }
 

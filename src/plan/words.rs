@@ -257,6 +257,10 @@ pub struct PlanStats {
     /// How many present people a focused plan looked at (`Focus`); `None`: everyone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub looked_at: Option<usize>,
+    /// How many links whose person is gone it looked at too (a focused plan judges
+    /// every one of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gone_looked_at: Option<usize>,
 }
 
 /// The full list of actions one run would take, computed before any write.

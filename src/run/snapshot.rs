@@ -455,8 +455,12 @@ pub(super) fn app_read_text(snap: &Snapshot<'_>, plan: &crate::plan::Plan) -> St
         text.push_str(&format!("; {groups}"));
     }
     if let Some(n) = plan.stats.looked_at {
+        let gone = match plan.stats.gone_looked_at {
+            Some(g) if g > 0 => format!(" and {g} link(s) whose person is gone"),
+            _ => String::new(),
+        };
         text.push_str(&format!(
-            "; plan looked at {n} of {} people (changed since the last plan, or the rules may act on them)",
+            "; plan looked at {n} of {} people{gone} (changed since the last plan, or the rules may act on them)",
             snap.users.len()
         ));
     }
