@@ -416,14 +416,15 @@ fn a_quiet_cycle_reads_no_group_and_a_membership_edited_in_the_app_is_put_back()
     );
 
     // Nothing changed: what the app changed since, for its users and (ids and stamps
-    // only) its groups; no group is read.
+    // only) its groups, each one page newest first (scim2-server sorts); no group is read.
     proxy.clear();
     let out = tb.ok(&cfg, &["sync"]);
     let seen = requests(&proxy);
     assert_eq!(seen.len(), 2, "a quiet cycle asked: {seen:?}\n{out}");
     assert!(
-        seen.iter()
-            .any(|s| s.starts_with("GET /v2/Groups?attributes=meta&filter=meta.lastModified")),
+        seen.iter().any(|s| s.starts_with(
+            "GET /v2/Groups?attributes=meta&sortBy=meta.lastModified&sortOrder=descending"
+        )),
         "{seen:?}"
     );
     assert!(
@@ -454,6 +455,13 @@ fn a_quiet_cycle_reads_no_group_and_a_membership_edited_in_the_app_is_put_back()
     assert_eq!(
         proxy.count("PATCH", "/v2/Groups/"),
         1,
+        "{:?}",
+        requests(&proxy)
+    );
+    // The sorted page told which group changed: no filter was asked.
+    assert_eq!(
+        proxy.count("GET", "/v2/Groups?attributes=meta&filter"),
+        0,
         "{:?}",
         requests(&proxy)
     );

@@ -233,22 +233,31 @@ impl ScimClient {
         Ok(by_id.into_iter().flatten().collect())
     }
 
-    /// The groups the app changed since `since` (its own `meta.lastModified`), paged, as
-    /// their ids and stamps only (`attributes=meta`): a group's members are read only when
-    /// its stamp is not the one remembered.
+    /// The groups the app changed since `since` (its own `meta.lastModified`) as their ids
+    /// and stamps only (`attributes=meta`): a group's members are read only when its stamp
+    /// is not the one remembered. Asked as the accounts' changes are: where the app sorts,
+    /// first one page newest first, and where that page does not tell, a `ge` filter, paged.
     pub async fn groups_changed_since(&self, since: &str) -> Result<Vec<Stamp>, TargetError> {
+        if self.discovery().await?.sort {
+            if let Some(page) = self.newest_page(GROUP_STAMPS, since).await? {
+                let stamps = page
+                    .resources
+                    .into_iter()
+                    .map(|r| stamp(&page.url, r))
+                    .collect::<Result<Vec<_>, _>>();
+                let newest = stamps.ok().and_then(|s| {
+                    let modified = |s: &Stamp| super::list::stamp_of(s.modified.as_deref());
+                    super::list::newest_first(s, modified, page.since, page.total)
+                });
+                if let Some(newest) = newest {
+                    return Ok(newest);
+                }
+            }
+        }
         let literal = serde_json::to_string(since).unwrap_or_default();
         let filter = format!("meta.lastModified ge {literal}");
-        let endpoint = super::list::filtered("Groups?attributes=meta", &filter);
-        self.list_all(&endpoint, |url, r| {
-            let id = id_text(r.get("id")).ok_or_else(|| TargetError::BadReply {
-                url: url.to_string(),
-                detail: "a Group without a usable `id` (missing, empty, `.` or `..`)".into(),
-            })?;
-            let modified = r["meta"]["lastModified"].as_str().map(String::from);
-            Ok(Stamp { id, modified })
-        })
-        .await
+        let endpoint = super::list::filtered(GROUP_STAMPS, &filter);
+        self.list_all(&endpoint, stamp).await
     }
 
     pub(super) async fn remove_group(&self, id: &str) -> Result<(), TargetError> {
@@ -290,6 +299,19 @@ impl GroupWriter for ScimClient {
     ) -> impl std::future::Future<Output = Result<(), TargetError>> + Send {
         self.remove_group(id)
     }
+}
+
+/// The groups' ids and stamps, without their members.
+const GROUP_STAMPS: &str = "Groups?attributes=meta";
+
+/// A group's id and stamp from a reply to `GROUP_STAMPS`.
+fn stamp(url: &Url, r: Value) -> Result<Stamp, TargetError> {
+    let id = id_text(r.get("id")).ok_or_else(|| TargetError::BadReply {
+        url: url.to_string(),
+        detail: "a Group without a usable `id` (missing, empty, `.` or `..`)".into(),
+    })?;
+    let modified = r["meta"]["lastModified"].as_str().map(String::from);
+    Ok(Stamp { id, modified })
 }
 
 /// A resource's id and `meta.lastModified`, without the rest of it.

@@ -120,10 +120,38 @@ impl ScimClient {
     /// that cannot be read, or the app refused the sort (an HTTP error): the filter is asked
     /// then.
     async fn newest_since(&self, since: &str) -> Result<Option<Vec<Account>>, TargetError> {
+        let Some(page) = self.newest_page("Users", since).await? else {
+            return Ok(None);
+        };
+        // An account that cannot be read there is left to the filter (which may not show it).
+        let Ok(accounts) = page
+            .resources
+            .into_iter()
+            .map(|r| self.account(&page.url, r))
+            .collect::<Result<Vec<_>, _>>()
+        else {
+            return Ok(None);
+        };
+        Ok(newest_first(
+            accounts,
+            |a| stamp_of(a.resource.value()["meta"]["lastModified"].as_str()),
+            page.since,
+            page.total,
+        ))
+    }
+
+    /// One page of `endpoint` (which may carry a query of its own) sorted by
+    /// `meta.lastModified` newest first; `None` when `since` is no timestamp or the app
+    /// refused the sort (an HTTP error).
+    pub(super) async fn newest_page(
+        &self,
+        endpoint: &str,
+        since: &str,
+    ) -> Result<Option<NewestPage>, TargetError> {
         let Ok(since) = DateTime::parse_from_rfc3339(since) else {
             return Ok(None);
         };
-        let mut url = self.url("Users");
+        let mut url = self.url(endpoint);
         url.query_pairs_mut()
             .append_pair("sortBy", "meta.lastModified")
             .append_pair("sortOrder", "descending")
@@ -131,20 +159,16 @@ impl ScimClient {
             .append_pair("count", &NEWEST_PAGE.to_string());
         let reply = self.send(Method::GET, url.clone(), None).await?;
         if !reply.status.is_success() {
-            tracing::debug!(%url, status = %reply.status, "the app refused to sort its accounts: asking the filter");
+            tracing::debug!(%url, status = %reply.status, "the app refused to sort: asking the filter");
             return Ok(None);
         }
         let total = reply.body.get("totalResults").and_then(Value::as_u64);
-        let page = take_resources(reply.body);
-        // An account that cannot be read there is left to the filter (which may not show it).
-        let Ok(accounts) = page
-            .into_iter()
-            .map(|r| self.account(&url, r))
-            .collect::<Result<Vec<_>, _>>()
-        else {
-            return Ok(None);
-        };
-        Ok(newest_first(accounts, since, total))
+        Ok(Some(NewestPage {
+            since,
+            resources: take_resources(reply.body),
+            url,
+            total,
+        }))
     }
 
     /// False once the app refused a `changed_since` query (a 4xx) in this cycle.
@@ -361,28 +385,38 @@ fn take_resources(mut body: Value) -> Vec<Value> {
     }
 }
 
-/// How many accounts the changes query asks for newest first.
+/// A page of resources sorted newest first (`ScimClient::newest_page`).
+pub(super) struct NewestPage {
+    /// The watermark asked about, parsed.
+    pub since: DateTime<FixedOffset>,
+    /// The URL asked.
+    pub url: Url,
+    pub resources: Vec<Value>,
+    /// The app's `totalResults`.
+    pub total: Option<u64>,
+}
+
+/// How many resources the changes question asks for newest first.
 const NEWEST_PAGE: usize = 100;
 
-/// The accounts changed since `since` in a page of the app's accounts that claims to be
-/// newest first (`total`: the app's `totalResults`). It tells only when it is newest first
-/// indeed (every stamp there, none later than the one before), it starts at or after
-/// `since` (the account the watermark was taken from, or a later one: an app that ignored
-/// the order starts anywhere) and it reaches back before `since` or holds the whole list;
-/// otherwise `None`.
-pub(super) fn newest_first(
-    page: Vec<Account>,
+/// A `meta.lastModified` read as a time; `None` when missing or unreadable.
+pub(super) fn stamp_of(text: Option<&str>) -> Option<DateTime<FixedOffset>> {
+    DateTime::parse_from_rfc3339(text?).ok()
+}
+
+/// The resources changed since `since` in a page of the app's resources that claims to be
+/// newest first (`stamp`: a resource's `meta.lastModified`; `total`: the app's
+/// `totalResults`). It tells only when it is newest first indeed (every stamp there, none
+/// later than the one before), it starts at or after `since` (the resource the watermark
+/// was taken from, or a later one: an app that ignored the order starts anywhere) and it
+/// reaches back before `since` or holds the whole list; otherwise `None`.
+pub(super) fn newest_first<T>(
+    page: Vec<T>,
+    stamp: impl Fn(&T) -> Option<DateTime<FixedOffset>>,
     since: DateTime<FixedOffset>,
     total: Option<u64>,
-) -> Option<Vec<Account>> {
-    let stamps: Vec<DateTime<FixedOffset>> = page
-        .iter()
-        .map(|a| {
-            a.resource.value()["meta"]["lastModified"]
-                .as_str()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        })
-        .collect::<Option<_>>()?;
+) -> Option<Vec<T>> {
+    let stamps: Vec<DateTime<FixedOffset>> = page.iter().map(stamp).collect::<Option<_>>()?;
     let ordered = stamps.windows(2).all(|w| w[0] >= w[1]);
     let starts_at_mark = stamps.first().is_some_and(|t| *t >= since);
     let reaches_back = stamps.last().is_some_and(|t| *t < since)
@@ -411,6 +445,10 @@ mod tests {
         }
     }
 
+    fn modified(a: &Account) -> Option<DateTime<FixedOffset>> {
+        stamp_of(a.resource.value()["meta"]["lastModified"].as_str())
+    }
+
     fn at(t: &str) -> DateTime<FixedOffset> {
         DateTime::parse_from_rfc3339(t).unwrap()
     }
@@ -428,18 +466,23 @@ mod tests {
         ];
         let since = at("2026-12-02T10:00:00Z");
         assert_eq!(
-            ids(newest_first(page.clone(), since, Some(500))),
+            ids(newest_first(page.clone(), modified, since, Some(500))),
             Some(vec!["new".into(), "mark".into()])
         );
         // Nothing but the account the mark was taken from: nothing changed.
         let quiet = page[1..].to_vec();
         assert_eq!(
-            ids(newest_first(quiet, since, None)),
+            ids(newest_first(quiet, modified, since, None)),
             Some(vec!["mark".into()])
         );
         // The whole list on one page.
         let all = page[..2].to_vec();
-        assert_eq!(ids(newest_first(all, since, Some(2))).unwrap().len(), 2);
+        assert_eq!(
+            ids(newest_first(all, modified, since, Some(2)))
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]
@@ -450,21 +493,21 @@ mod tests {
             account("a", "2026-12-02T10:07:00Z"),
             account("b", "2026-12-02T10:06:00Z"),
         ];
-        assert!(newest_first(busy, since, Some(900)).is_none());
+        assert!(newest_first(busy, modified, since, Some(900)).is_none());
         // Not in order: the app ignored sortBy.
         let unordered = vec![
             account("a", "2026-12-02T10:01:00Z"),
             account("b", "2026-12-01T10:00:00Z"),
             account("c", "2026-12-02T10:09:00Z"),
         ];
-        assert!(newest_first(unordered, since, Some(900)).is_none());
+        assert!(newest_first(unordered, modified, since, Some(900)).is_none());
         // Starting before the mark: the order was ignored, or that account is gone.
         let late = vec![account("old", "2026-12-01T09:00:00Z")];
-        assert!(newest_first(late, since, Some(900)).is_none());
+        assert!(newest_first(late, modified, since, Some(900)).is_none());
         // A stamp missing or unreadable.
         let mut odd = account("odd", "yesterday");
-        assert!(newest_first(vec![odd.clone()], since, Some(1)).is_none());
+        assert!(newest_first(vec![odd.clone()], modified, since, Some(1)).is_none());
         odd.resource = Resource::new(&serde_json::json!({ "id": "odd" }));
-        assert!(newest_first(vec![odd], since, Some(1)).is_none());
+        assert!(newest_first(vec![odd], modified, since, Some(1)).is_none());
     }
 }
