@@ -128,15 +128,28 @@ impl Read {
 /// What the directory changed since a cursor, read without the population: a quiet
 /// cycle's first question (`run::quiet`). Nothing a plan reads changed when every person
 /// changed is as the journal remembers them (a change to an attribute idsync does not
-/// read: a logon stamp, a password) and no anchor touched is a remembered person.
+/// read: a logon stamp, a password; a value written again as it was) and no anchor touched
+/// is a remembered person.
 #[derive(Debug, Default)]
 pub struct Since {
     /// The cursor to keep if nothing that matters changed.
     pub cursor: String,
     /// The people in scope changed since the cursor (whole); at most `Since::LIMIT`.
     pub changed: Vec<DirectoryUser>,
+    /// People changed since the cursor as patches to who they were (a Graph delta item
+    /// holds the changed properties only); at most `Since::LIMIT`.
+    pub patched: Vec<Patch>,
     /// Anchors changed out of scope or deleted: a remembered person among them has left.
     pub touched: BTreeSet<Anchor>,
+}
+
+/// A person's change as the directory reported it: the changed properties only.
+#[derive(Debug)]
+pub struct Patch {
+    pub anchor: Anchor,
+    pub item: serde_json::Value,
+    /// Applies `item` to the person it changed (what the source's incremental read does).
+    pub apply: fn(&mut DirectoryUser, &serde_json::Value),
 }
 
 impl Since {
@@ -149,6 +162,7 @@ impl Since {
         self.changed
             .iter()
             .map(|u| &u.anchor)
+            .chain(self.patched.iter().map(|p| &p.anchor))
             .chain(&self.touched)
             .collect()
     }
@@ -157,14 +171,25 @@ impl Since {
     pub fn changes_nothing(&self, remembered: &BTreeMap<Anchor, DirectoryUser>) -> bool {
         let changed: BTreeSet<&Anchor> = self.changed.iter().map(|u| &u.anchor).collect();
         let as_remembered = |u: &DirectoryUser| serde_json::to_value(u).ok();
-        self.changed.iter().all(|u| {
+        let whole = self.changed.iter().all(|u| {
             remembered
                 .get(&u.anchor)
                 .is_some_and(|r| as_remembered(r) == as_remembered(u))
-        }) && self
-            .touched
-            .iter()
-            .all(|a| changed.contains(a) || !remembered.contains_key(a))
+        });
+        // A newcomer has nobody to patch: a change.
+        let patched = self.patched.iter().all(|p| {
+            remembered.get(&p.anchor).is_some_and(|r| {
+                let mut after = r.clone();
+                (p.apply)(&mut after, &p.item);
+                as_remembered(&after) == as_remembered(r)
+            })
+        });
+        whole
+            && patched
+            && self
+                .touched
+                .iter()
+                .all(|a| changed.contains(a) || !remembered.contains_key(a))
     }
 }
 
@@ -245,6 +270,7 @@ mod tests {
             cursor: "c".into(),
             changed,
             touched: touched.iter().map(|a| Anchor::new(*a)).collect(),
+            ..Since::default()
         }
     }
 
@@ -267,6 +293,39 @@ mod tests {
         assert!(!since(vec![ada.clone()], &["bob"]).changes_nothing(&known));
         // An object that is nobody idsync knows (a computer, a leaver already gone).
         assert!(since(vec![ada], &["pc-17"]).changes_nothing(&known));
+    }
+
+    /// A patch that sets the properties it names (`title` only, in these tests).
+    fn set(u: &mut DirectoryUser, item: &serde_json::Value) {
+        if let Some(t) = item["title"].as_str() {
+            u.attrs.insert("title", vec![t.into()]);
+        }
+    }
+
+    fn patch(anchor: &str, item: serde_json::Value) -> Patch {
+        Patch {
+            anchor: Anchor::new(anchor),
+            item,
+            apply: set,
+        }
+    }
+
+    #[test]
+    fn a_patch_that_leaves_a_person_as_remembered_is_no_change() {
+        let known = remembered(&[person("ada", "Engineer", "")]);
+        let mut s = since(Vec::new(), &[]);
+        // A value written again as it was, or a property no mapping reads.
+        s.patched = vec![
+            patch("ada", serde_json::json!({ "title": "Engineer" })),
+            patch("ada", serde_json::json!({ "officeLocation": "B2" })),
+        ];
+        assert!(s.changes_nothing(&known));
+        assert_eq!(s.anchors().len(), 1);
+        // A new value, or somebody nobody remembers (a newcomer).
+        s.patched = vec![patch("ada", serde_json::json!({ "title": "Lead" }))];
+        assert!(!s.changes_nothing(&known));
+        s.patched = vec![patch("eve", serde_json::json!({ "title": "Spy" }))];
+        assert!(!s.changes_nothing(&known));
     }
 
     #[test]

@@ -334,6 +334,7 @@ impl LdapReader {
                 .cursor,
             changed: refresh.upserts,
             touched: refresh.deleted,
+            ..Since::default()
         }))
     }
 

@@ -324,6 +324,7 @@ impl LdapReader {
                     .cursor,
                 changed: ch.in_scope,
                 touched: ch.anywhere.into_iter().chain(ch.deleted).collect(),
+                ..Since::default()
             }))
     }
 

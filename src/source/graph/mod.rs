@@ -26,7 +26,7 @@ pub use groups::GroupRead;
 use transport::{GetError, Pages, Token};
 
 use super::{
-    CacheChange, DirectoryReader, Read, ReadKind, ReadRequest, Remember, Remembered, Since,
+    CacheChange, DirectoryReader, Patch, Read, ReadKind, ReadRequest, Remember, Remembered, Since,
     SourceError,
 };
 use crate::http::snippet;
@@ -332,10 +332,12 @@ impl GraphReader {
     }
 
     /// What changed since `cursor`, where the delta can tell: `Some` (with the next delta
-    /// link) when it reports nobody changed, `None` when it reports anyone (read no further
-    /// than that page: their merge needs the population, the cycle plans), the link is dead,
-    /// a full read is due, or photos are synced (a photo changes outside the delta). A quiet
-    /// cycle's first question (`run::quiet`).
+    /// link, the people it reports changed as patches and those it reports removed) when
+    /// it reports at most `Since::LIMIT`; `None` when it reports more (read no further than
+    /// the page past that: the cycle plans and reads them from the same link), the link is
+    /// dead, an item has no usable id (the read says so), a full read is due, or photos are
+    /// synced (a photo changes outside the delta). A quiet cycle's first question
+    /// (`run::quiet`).
     pub async fn quiet_since(
         &self,
         cursor: &str,
@@ -351,7 +353,7 @@ impl GraphReader {
             return Ok(None);
         }
         let pages = match self.link(&c.delta_link) {
-            Ok(first) => self.pages_until(first, Some(0)).await,
+            Ok(first) => self.pages_until(first, Some(Since::LIMIT)).await,
             Err(e) => Err(e),
         };
         let pages = match pages {
@@ -359,17 +361,32 @@ impl GraphReader {
             Err(GetError::Stale(_)) => return Ok(None),
             Err(GetError::Failed(e)) => return Err(e),
         };
-        let (Some(delta_link), true) = (pages.delta_link, pages.items.is_empty()) else {
+        let Some(delta_link) = pages.delta_link else {
             return Ok(None);
         };
-        Ok(Some(Since {
+        let mut since = Since {
             cursor: cursor_text(&Cursor {
                 delta_link,
                 select: c.select,
                 last_full: c.last_full,
             }),
             ..Since::default()
-        }))
+        };
+        for item in pages.items {
+            let Ok(anchor) = anchor_of(&item) else {
+                return Ok(None);
+            };
+            if item.get("@removed").is_some() {
+                since.touched.insert(anchor);
+            } else {
+                since.patched.push(Patch {
+                    anchor,
+                    item,
+                    apply: merge,
+                });
+            }
+        }
+        Ok(Some(since))
     }
 
     /// `check --connect`: a token, then the first page of `/users`.
