@@ -140,8 +140,25 @@ async fn login(c: &Client, base: &str, name: &str, password: &str) {
         focused.attr("name").await.unwrap().as_deref(),
         Some("password")
     );
-    focused
-        .send_keys(&format!("{password}{ENTER}"))
+    focused.send_keys(password).await.unwrap();
+    // Under load chromedriver has been seen to lose a keystroke (the console then says
+    // "wrong name or password"): what the fields hold is checked, and typed again where
+    // it is not what was typed, before Enter sends the form.
+    for (field, value) in [("name", name), ("password", password)] {
+        let input = c
+            .find(Locator::Css(&format!("input[name={field}]")))
+            .await
+            .unwrap();
+        if input.prop("value").await.unwrap().as_deref() != Some(value) {
+            eprintln!("the {field} field lost keystrokes: typing it again");
+            input.clear().await.unwrap();
+            input.send_keys(value).await.unwrap();
+        }
+    }
+    c.find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(ENTER)
         .await
         .unwrap();
     let text = page_with(c, "Log out").await;
