@@ -239,19 +239,12 @@ impl ScimClient {
     /// first one page newest first, and where that page does not tell, a `ge` filter, paged.
     pub async fn groups_changed_since(&self, since: &str) -> Result<Vec<Stamp>, TargetError> {
         if self.discovery().await?.sort {
-            if let Some(page) = self.newest_page(GROUP_STAMPS, since).await? {
-                let stamps = page
-                    .resources
-                    .into_iter()
-                    .map(|r| stamp(&page.url, r))
-                    .collect::<Result<Vec<_>, _>>();
-                let newest = stamps.ok().and_then(|s| {
-                    let modified = |s: &Stamp| super::list::stamp_of(s.modified.as_deref());
-                    super::list::newest_first(s, modified, page.since, page.total)
-                });
-                if let Some(newest) = newest {
-                    return Ok(newest);
-                }
+            let modified = |s: &Stamp| super::list::stamp_of(s.modified.as_deref());
+            let newest = self
+                .newest_since(GROUP_STAMPS, since, stamp, modified)
+                .await?;
+            if let Some(newest) = newest {
+                return Ok(newest);
             }
         }
         let literal = serde_json::to_string(since).unwrap_or_default();

@@ -98,7 +98,15 @@ impl ScimClient {
     /// paged.
     pub async fn changed_since(&self, since: &str) -> Result<Vec<Account>, TargetError> {
         if self.discovery().await?.sort {
-            if let Some(newest) = self.newest_since(since).await? {
+            let newest = self
+                .newest_since(
+                    "Users",
+                    since,
+                    |url, r| self.account(url, r),
+                    |a| stamp_of(a.resource.value()["meta"]["lastModified"].as_str()),
+                )
+                .await?;
+            if let Some(newest) = newest {
                 return Ok(newest);
             }
         }
@@ -115,39 +123,19 @@ impl ScimClient {
         changed
     }
 
-    /// The accounts changed since `since` from one page of the app's accounts sorted newest
-    /// first, or `None` when that page does not tell (see `newest_first`), holds an account
-    /// that cannot be read, or the app refused the sort (an HTTP error): the filter is asked
-    /// then.
-    async fn newest_since(&self, since: &str) -> Result<Option<Vec<Account>>, TargetError> {
-        let Some(page) = self.newest_page("Users", since).await? else {
-            return Ok(None);
-        };
-        // An account that cannot be read there is left to the filter (which may not show it).
-        let Ok(accounts) = page
-            .resources
-            .into_iter()
-            .map(|r| self.account(&page.url, r))
-            .collect::<Result<Vec<_>, _>>()
-        else {
-            return Ok(None);
-        };
-        Ok(newest_first(
-            accounts,
-            |a| stamp_of(a.resource.value()["meta"]["lastModified"].as_str()),
-            page.since,
-            page.total,
-        ))
-    }
-
-    /// One page of `endpoint` (which may carry a query of its own) sorted by
-    /// `meta.lastModified` newest first; `None` when `since` is no timestamp or the app
-    /// refused the sort (an HTTP error).
-    pub(super) async fn newest_page(
+    /// The resources of `endpoint` (which may carry a query of its own) changed since
+    /// `since`, from one page of them sorted by `meta.lastModified` newest first, each read
+    /// by `parse` and stamped by `stamp`; `None` when that page does not tell (see
+    /// `newest_first`), holds a resource that cannot be read (left to the filter, which
+    /// may not show it), `since` is no timestamp, or the app refused the sort (an HTTP
+    /// error): the filter is asked then.
+    pub(super) async fn newest_since<T>(
         &self,
         endpoint: &str,
         since: &str,
-    ) -> Result<Option<NewestPage>, TargetError> {
+        parse: impl Fn(&Url, Value) -> Result<T, TargetError>,
+        stamp: impl Fn(&T) -> Option<DateTime<FixedOffset>>,
+    ) -> Result<Option<Vec<T>>, TargetError> {
         let Ok(since) = DateTime::parse_from_rfc3339(since) else {
             return Ok(None);
         };
@@ -163,12 +151,14 @@ impl ScimClient {
             return Ok(None);
         }
         let total = reply.body.get("totalResults").and_then(Value::as_u64);
-        Ok(Some(NewestPage {
-            since,
-            resources: take_resources(reply.body),
-            url,
-            total,
-        }))
+        let Ok(page) = take_resources(reply.body)
+            .into_iter()
+            .map(|r| parse(&url, r))
+            .collect::<Result<Vec<_>, _>>()
+        else {
+            return Ok(None);
+        };
+        Ok(newest_first(page, stamp, since, total))
     }
 
     /// False once the app refused a `changed_since` query (a 4xx) in this cycle.
@@ -383,17 +373,6 @@ fn take_resources(mut body: Value) -> Vec<Value> {
         Some(Value::Array(list)) => list,
         _ => Vec::new(),
     }
-}
-
-/// A page of resources sorted newest first (`ScimClient::newest_page`).
-pub(super) struct NewestPage {
-    /// The watermark asked about, parsed.
-    pub since: DateTime<FixedOffset>,
-    /// The URL asked.
-    pub url: Url,
-    pub resources: Vec<Value>,
-    /// The app's `totalResults`.
-    pub total: Option<u64>,
 }
 
 /// How many resources the changes question asks for newest first.
