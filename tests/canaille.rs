@@ -61,14 +61,6 @@ fn with_target(
     path
 }
 
-fn writes(proxy: &HttpFaults) -> usize {
-    proxy
-        .seen()
-        .iter()
-        .filter(|s| ["POST", "PUT", "PATCH", "DELETE"].contains(&s.method.as_str()))
-        .count()
-}
-
 fn eng_members(app: &ScimServer) -> Vec<String> {
     let eng = app
         .group_resources()
@@ -134,9 +126,9 @@ fn people_groups_and_photos_converge_on_canaille_and_the_next_sync_writes_nothin
         proxy.seen()
     );
 
-    let before = writes(&proxy);
+    let before = proxy.writes();
     let out = tb.ok(&cfg, &["sync"]);
-    assert_eq!(writes(&proxy), before, "a second sync wrote: {out}");
+    assert_eq!(proxy.writes(), before, "a second sync wrote: {out}");
 
     // Alan leaves eng and is disabled: his suspension and his removal from the group (by
     // the userName Canaille lists him as) converge, and the next sync is quiet again.
@@ -152,9 +144,9 @@ fn people_groups_and_photos_converge_on_canaille_and_the_next_sync_writes_nothin
             ("grace@example.org".to_string(), true),
         ]
     );
-    let before = writes(&proxy);
+    let before = proxy.writes();
     tb.ok(&cfg, &["sync"]);
-    assert_eq!(writes(&proxy), before, "the sync after the changes wrote");
+    assert_eq!(proxy.writes(), before, "the sync after the changes wrote");
     let dupes = app.user_resources().len();
     assert_eq!(dupes, 3, "no duplicate account");
 }

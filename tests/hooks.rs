@@ -95,6 +95,17 @@ fn script(dir: &Path, name: &str, body: &str) -> String {
     path.display().to_string()
 }
 
+/// A config with one optional command hook `quick` running a script of `body`, on
+/// actions of kind `on`, `when` (before or after) them, and its first sync made.
+fn quick_hook(tb: &Testbed, body: &str, on: &str, when: &str) -> std::path::PathBuf {
+    let quick = script(tb.dir.path(), "quick.sh", body);
+    let cfg = tb.config(&format!(
+        "hooks:\n  - name: quick\n    on: [{on}]\n    when: {when}\n    retries: 0\n    command: [\"{quick}\"]\n"
+    ));
+    tb.ok(&cfg, &["sync"]);
+    cfg
+}
+
 #[test]
 fn an_after_hook_on_suspend_gets_the_person_and_account_once_and_plans_show_it() {
     let tb = Testbed::start(&trio());
@@ -180,11 +191,7 @@ fn a_failing_required_before_hook_holds_the_action_and_the_app_sees_no_write() {
 #[test]
 fn a_command_hook_that_exits_without_reading_its_stdin_does_not_stop_the_run() {
     let tb = Testbed::start(&trio());
-    let quick = script(tb.dir.path(), "quick.sh", "exit 0");
-    let cfg = tb.config(&format!(
-        "hooks:\n  - name: quick\n    on: [update]\n    when: before\n    retries: 0\n    command: [\"{quick}\"]\n"
-    ));
-    tb.ok(&cfg, &["sync"]);
+    let cfg = quick_hook(&tb, "exit 0", "update", "before");
     // A change larger than a pipe holds: the hook exits before its document is written.
     let long = "x".repeat(40_000);
     tb.ldapmodify(&format!(
@@ -198,11 +205,7 @@ fn a_command_hook_that_exits_without_reading_its_stdin_does_not_stop_the_run() {
 #[test]
 fn a_sync_whose_reader_went_away_finishes_its_run_and_says_nothing_more() {
     let tb = Testbed::start(&trio());
-    let quick = script(tb.dir.path(), "quick.sh", "cat >/dev/null");
-    let cfg = tb.config(&format!(
-        "hooks:\n  - name: quick\n    on: [suspend]\n    when: after\n    retries: 0\n    command: [\"{quick}\"]\n"
-    ));
-    tb.ok(&cfg, &["sync"]);
+    let cfg = quick_hook(&tb, "cat >/dev/null", "suspend", "after");
     disable(&tb, "grace");
     // `idsync sync 2>&1 | head -0`: both of its streams lead to a reader already gone.
     let mut child = tb.spawn(&cfg, &["sync"]);

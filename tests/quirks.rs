@@ -13,10 +13,6 @@ use common::*;
 const GROUPS_OU: &str =
     "dn: ou=groups,dc=example,dc=org\nobjectClass: organizationalUnit\nou: groups\n\n";
 
-fn writes(proxy: &HttpFaults) -> usize {
-    proxy.seen().iter().filter(|s| s.method != "GET").count()
-}
-
 /// The standard config, through `proxy`, with lines added under `target:` and at the top.
 fn config(tb: &Testbed, proxy: &HttpFaults, target_extra: &str, extra: &str) -> std::path::PathBuf {
     let path = tb.write_config(&tb.base_source(), target_extra, extra);
@@ -41,7 +37,7 @@ fn the_aws_profile_reads_50_accounts_a_page_and_converges() {
     assert_eq!(tb.scim_users().len(), 120);
     proxy.clear();
     let out = tb.ok(&cfg, &["sync"]);
-    assert_eq!(writes(&proxy), 0, "a second sync wrote: {out}");
+    assert_eq!(proxy.writes(), 0, "a second sync wrote: {out}");
     assert_eq!(
         proxy.count("GET", "/ServiceProviderConfig"),
         0,
@@ -89,7 +85,7 @@ fn a_group_patch_the_app_finds_too_large_is_sent_in_halves_and_converges() {
     proxy.clear();
     proxy.add(Rule::new("WRITE", "/v2/Groups", Fault::TooLarge(4)).times(usize::MAX));
     tb.ok(&cfg, &["sync"]);
-    assert_eq!(writes(&proxy), 0, "a second sync wrote");
+    assert_eq!(proxy.writes(), 0, "a second sync wrote");
     assert_eq!(tb.scim_groups().len(), 1, "no duplicate group");
 }
 
@@ -139,7 +135,7 @@ fn an_app_whose_suspension_deletes_gets_a_delete_and_a_returner_is_created_anew(
     assert_eq!(alan["active"], true);
     proxy.clear();
     tb.ok(&cfg, &["sync"]);
-    assert_eq!(writes(&proxy), 0, "a quiet run wrote");
+    assert_eq!(proxy.writes(), 0, "a quiet run wrote");
 }
 
 #[test]
@@ -152,7 +148,7 @@ fn an_app_that_cannot_deprovision_holds_leavers_for_an_operator() {
     proxy.clear();
     tb.ok(&cfg, &["sync"]);
     assert_eq!(
-        writes(&proxy),
+        proxy.writes(),
         0,
         "a leaver was written to an app that takes none"
     );
@@ -218,7 +214,7 @@ fn a_list_that_hides_deactivated_accounts_does_not_lose_them() {
     proxy.add(Rule::new("GET", "/v2/Users?startIndex=", Fault::HideInactive).times(usize::MAX));
     let out = tb.ok(&cfg, &["sync"]);
     assert_eq!(
-        writes(&proxy),
+        proxy.writes(),
         0,
         "a hidden account was taken for gone: {out}"
     );
@@ -264,7 +260,7 @@ fn an_app_that_cannot_be_listed_is_read_account_by_account_and_converges() {
     proxy.clear();
     proxy.add(refuse_lists());
     let out = tb.ok(&cfg, &["sync"]);
-    assert_eq!(writes(&proxy), 0, "a second sync wrote: {out}");
+    assert_eq!(proxy.writes(), 0, "a second sync wrote: {out}");
     assert!(
         !proxy.seen().iter().any(|s| s.path.contains("startIndex=")),
         "it listed"
@@ -334,5 +330,5 @@ fn an_app_without_patch_gets_whole_resources_put_and_keeps_what_idsync_does_not_
     proxy.clear();
     proxy.add(no_patch());
     tb.ok(&cfg, &["sync"]);
-    assert_eq!(writes(&proxy), 0, "a quiet run wrote");
+    assert_eq!(proxy.writes(), 0, "a quiet run wrote");
 }

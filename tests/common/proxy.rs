@@ -166,6 +166,14 @@ impl HttpFaults {
         self.state.lock().unwrap().seen.clone()
     }
 
+    /// Writes seen (POST, PUT, PATCH, DELETE).
+    pub fn writes(&self) -> usize {
+        self.seen()
+            .iter()
+            .filter(|s| ["POST", "PUT", "PATCH", "DELETE"].contains(&s.method.as_str()))
+            .count()
+    }
+
     /// Requests seen whose method is `method` and whose path contains `path`.
     pub fn count(&self, method: &str, path: &str) -> usize {
         self.seen()
