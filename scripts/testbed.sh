@@ -25,6 +25,11 @@
 #                      127.0.0.1:389 and LDAPS on 127.0.0.1:636 with a test CA (DIR/tls/ca.pem);
 #                      stopped when OWNER_PID exits, if given. Its ports are fixed: one at a time.
 #   scripts/testbed.sh samba-stop DIR
+#   scripts/testbed.sh ds389-start DIR PORT [LDIF...]   a new 389 Directory Server (Debian
+#                      389-ds-base) in DIR/prefix on 127.0.0.1:PORT, Directory Manager /
+#                      "admin-secret", with content sync (RFC 4533), the retro changelog and
+#                      entryUUID; run again on the same DIR, it restarts the instance
+#   scripts/testbed.sh ds389-stop DIR
 #
 # Directory: suffix dc=example,dc=org, admin cn=admin,dc=example,dc=org / "admin-secret",
 # read-only sync account cn=idsync,ou=services,dc=example,dc=org / "idsync-secret", and
@@ -53,6 +58,12 @@ install() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
     apt-get install -y -qq samba samba-common-bin ldb-tools >/dev/null
+  fi
+  if ! command -v dscreate >/dev/null 2>&1 || [ ! -x /usr/sbin/ns-slapd ]; then
+    echo "testbed: installing 389-ds-base (apt-get), for the 389 Directory Server tests" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq 389-ds-base >/dev/null
   fi
   if ! command -v systemd-analyze >/dev/null 2>&1; then
     echo "testbed: installing systemd (for systemd-analyze security on our units)" >&2
@@ -285,6 +296,151 @@ samba_start() {
   wait_port 636 60 || { tail -20 "$dir/samba.out" >&2; die "samba did not start listening on 127.0.0.1:636"; }
 }
 
+# 389 Directory Server, as a private instance: `dscreate from-file` under a prefix in DIR
+# (Debian's binaries, schema and plugins; config, db, logs and run files in DIR/prefix),
+# run as root by ns-slapd itself (no systemd), listening on 127.0.0.1:PORT only, with the
+# Retro Changelog (nsuniqueid:targetUniqueId), Content Synchronization and entryUUID
+# plugins on, the testbed's OUs, the sync account (read access to the operational
+# attributes idsync asks for, no size limit) and the LDIFs loaded.
+DS_NAME=idsync
+DS_MANAGER="cn=Directory Manager"
+
+ds389_paths() { # DIR -> prefix, config dir, pid file
+  ds_prefix=$1/prefix
+  ds_config=$ds_prefix/etc/dirsrv/slapd-$DS_NAME
+  ds_pid=$ds_prefix/run/dirsrv/slapd-$DS_NAME.pid
+}
+
+ds389_run() { # DIR PORT
+  ds389_paths "$1"
+  /usr/sbin/ns-slapd -D "$ds_config" -i "$ds_pid" >"$1/ns-slapd.out" 2>&1 ||
+    { tail -20 "$ds_prefix/var/log/dirsrv/slapd-$DS_NAME/errors" >&2; die "ns-slapd did not start (errors log above)"; }
+  wait_port "$2" 30 || { tail -20 "$ds_prefix/var/log/dirsrv/slapd-$DS_NAME/errors" >&2; die "389-ds did not listen on 127.0.0.1:$2"; }
+}
+
+ds389_start() {
+  local dir=$1 port=$2; shift 2
+  [ -n "$dir" ] && [ -n "$port" ] || die "usage: ds389-start DIR PORT [LDIF...]"
+  command -v dscreate >/dev/null 2>&1 || die "dscreate not found: run '$0 install' (Debian 389-ds-base)"
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  ds389_paths "$dir"
+  if [ -f "$ds_config/dse.ldif" ]; then # a restart on the same data
+    ds389_run "$dir" "$port"
+    return
+  fi
+  mkdir -p "$ds_prefix/share/dirsrv/inf" "$ds_prefix/etc/dirsrv"
+  cp -r /etc/dirsrv/config /etc/dirsrv/schema "$ds_prefix/etc/dirsrv/"
+  local p=$ds_prefix
+  sed -e "s#^with_systemd = .*#with_systemd = 0#" \
+    -e "s#^\(sysconf_dir\|initconfig_dir\|config_dir\|schema_dir\|cert_dir\) = /etc#\1 = $p/etc#" \
+    -e "s#^\(local_state_dir\) = /var#\1 = $p/var#" -e "s#= /var/#= $p/var/#" \
+    -e "s#^\(run_dir\|ldapi\|pid_file\|lock_dir\) = /run#\1 = $p/run#" \
+    -e "s#^inst_dir = .*#inst_dir = $p/lib/dirsrv/slapd-{instance_name}#" \
+    -e "s#^tmpfiles_d = .*#tmpfiles_d = $p/tmpfiles.d#" \
+    -e "s#^db_home_dir = /dev/shm#db_home_dir = $p/shm#" \
+    -e "s#^user = .*#user = root#" -e "s#^group = .*#group = root#" \
+    /usr/share/dirsrv/inf/defaults.inf >"$p/share/dirsrv/inf/defaults.inf"
+  cat >"$dir/instance.inf" <<INF
+[general]
+full_machine_name = localhost
+strict_host_checking = False
+start = True
+[slapd]
+instance_name = $DS_NAME
+port = $port
+secure_port = $((port + 1))
+root_password = admin-secret
+self_sign_cert = False
+user = root
+group = root
+[backend-userroot]
+suffix = dc=example,dc=org
+create_suffix_entry = True
+INF
+  (cd "$dir" && PREFIX="$p" dscreate from-file "$dir/instance.inf") >"$dir/dscreate.log" 2>&1 ||
+    { tail -20 "$dir/dscreate.log" >&2; die "dscreate failed (log: $dir/dscreate.log)"; }
+  local admin=(-x -H "ldap://127.0.0.1:$port" -D "$DS_MANAGER" -w admin-secret)
+  ldapmodify "${admin[@]}" >/dev/null <<'LDIF' || die "389-ds: configuring the plugins failed"
+dn: cn=config
+changetype: modify
+replace: nsslapd-listenhost
+nsslapd-listenhost: 127.0.0.1
+
+dn: cn=Retro Changelog Plugin,cn=plugins,cn=config
+changetype: modify
+replace: nsslapd-pluginEnabled
+nsslapd-pluginEnabled: on
+-
+replace: nsslapd-attribute
+nsslapd-attribute: nsuniqueid:targetUniqueId
+
+dn: cn=Content Synchronization,cn=plugins,cn=config
+changetype: modify
+replace: nsslapd-pluginEnabled
+nsslapd-pluginEnabled: on
+
+dn: cn=entryuuid,cn=plugins,cn=config
+changetype: modify
+replace: nsslapd-pluginEnabled
+nsslapd-pluginEnabled: on
+LDIF
+  ds389_stop "$dir"
+  ds389_run "$dir" "$port"
+  ldapadd "${admin[@]}" >/dev/null <<'LDIF' || die "389-ds: loading the base entries failed"
+dn: ou=people,dc=example,dc=org
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=alumni,dc=example,dc=org
+objectClass: organizationalUnit
+ou: alumni
+
+dn: ou=groups,dc=example,dc=org
+objectClass: organizationalUnit
+ou: groups
+
+dn: ou=services,dc=example,dc=org
+objectClass: organizationalUnit
+ou: services
+
+dn: cn=idsync,ou=services,dc=example,dc=org
+objectClass: person
+cn: idsync
+sn: idsync
+userPassword: idsync-secret
+nsSizeLimit: -1
+nsLookThroughLimit: -1
+
+dn: cn=noread,ou=services,dc=example,dc=org
+objectClass: person
+cn: noread
+sn: noread
+userPassword: noread-secret
+LDIF
+  ldapmodify "${admin[@]}" >/dev/null <<'LDIF' || die "389-ds: the sync account's ACI failed"
+dn: dc=example,dc=org
+changetype: modify
+add: aci
+aci: (targetattr="*||nsAccountLock||entryUUID||nsUniqueId||createTimestamp||modifyTimestamp")(version 3.0; acl "idsync reads"; allow (read,search,compare) userdn="ldap:///cn=idsync,ou=services,dc=example,dc=org";)
+LDIF
+  local f
+  for f in "$@"; do
+    ldapadd "${admin[@]}" -f "$f" >/dev/null || die "389-ds: loading $f failed"
+  done
+}
+
+ds389_stop() {
+  local dir=$1 pid i
+  ds389_paths "$dir"
+  [ -f "$ds_pid" ] || return 0
+  pid=$(cat "$ds_pid")
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 150; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$ds_pid"
+}
+
 cmd=${1:-}; shift || true
 case "$cmd" in
   install) install ;;
@@ -297,5 +453,7 @@ case "$cmd" in
   tls-certs) tls_certs "$@" ;;
   samba-start) samba_start "$@" ;;
   samba-stop) samba_stop "$@" ;;
+  ds389-start) ds389_start "$@" ;;
+  ds389-stop) ds389_stop "$@" ;;
   *) die "unknown command '$cmd'; see the header of $0" ;;
 esac

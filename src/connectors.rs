@@ -12,7 +12,7 @@ use crate::config::{AppConfig, Config, GroupsConfig, Incremental, LdapIncrementa
 use crate::model::{DirectoryGroup, DirectoryUser};
 use crate::source::graph::GraphReader;
 use crate::source::ldap::LdapReader;
-use crate::source::{DirectoryReader, Read, ReadRequest, Since, SourceError};
+use crate::source::{DirectoryReader, Read, ReadKind, ReadRequest, Remembered, Since, SourceError};
 
 /// Where a run reads people and groups from.
 pub enum Directory {
@@ -72,6 +72,43 @@ pub fn client(app: &AppConfig) -> Result<ScimClient, TargetError> {
     })
 }
 
+/// `check --connect` with an incremental source: one incremental read from the cookie
+/// (or USN mark) the full read just took, and what it returned. A server that cannot
+/// resume from a cookie it has just issued, or that reports removals nobody made, shows
+/// here instead of at the first scheduled cycle.
+async fn incremental_probe(
+    reader: &LdapReader,
+    cursor: String,
+    users: &[DirectoryUser],
+) -> Result<String, SourceError> {
+    let remembered = Remembered {
+        cursor: Some(cursor),
+        users: users.to_vec(),
+    };
+    let request = ReadRequest {
+        remembered: Some(&remembered),
+        force_full: false,
+        now: Utc::now(),
+        photo_hashes: &BTreeMap::new(),
+    };
+    let again = reader.read(&request).await?;
+    let how = match reader.settings().incremental {
+        LdapIncremental::Usn => "USN",
+        _ => "syncrepl",
+    };
+    Ok(match again.kind {
+        ReadKind::Incremental { changed, removed: 0 } => format!(
+            "; {how}: an incremental read from a fresh cookie works ({changed} changed since, 0 removed)"
+        ),
+        ReadKind::Incremental { changed, removed } => format!(
+            "; warning: {how}: an incremental read from a fresh cookie reported {changed} changed and {removed} removed although the read had just been taken: idsync confirms every removal by a direct read before planning it, but check the server's content sync settings"
+        ),
+        ReadKind::Full { why } => format!(
+            "; warning: {how}: the server could not resume from the cookie it had just issued ({why}): every cycle would read everything; OpenLDAP: load the syncprov overlay on this database; 389-ds: enable the Retro Changelog (nsslapd-attribute: nsuniqueid:targetUniqueId) and the Content Synchronization plugin"
+        ),
+    })
+}
+
 /// A directory's groups, and (Graph delta) the state to remember for the next read.
 pub struct GroupsRead {
     pub groups: Vec<DirectoryGroup>,
@@ -106,6 +143,18 @@ impl Directory {
                 LdapIncremental::None => Ok(None),
             },
             Directory::Graph(g) => g.quiet_since(cursor, now).await,
+        }
+    }
+
+    /// Each of `people` (remembered) read again directly, as they are now (`None`: gone
+    /// or out of scope): what confirms an incremental read's removals and disables.
+    pub async fn read_people_at(
+        &self,
+        people: &[&DirectoryUser],
+    ) -> Result<Vec<Option<DirectoryUser>>, SourceError> {
+        match self {
+            Directory::Ldap(l) => l.read_people_at(people).await,
+            Directory::Graph(g) => g.read_people_at(people).await,
         }
     }
 
@@ -154,7 +203,9 @@ impl Directory {
             now: Utc::now(),
             photo_hashes: &BTreeMap::new(),
         };
-        let users = reader.read(&request).await?.users;
+        let Read {
+            users, remember, ..
+        } = reader.read(&request).await?;
         let mut text = format!(
             "directory: {} people in scope ({} disabled)",
             users.len(),
@@ -179,6 +230,9 @@ impl Directory {
         if let Some(g) = groups {
             let read = self.read_groups(g, &users, None, true, Utc::now()).await?;
             text.push_str(&format!(", {} groups", read.groups.len()));
+        }
+        if let Some(remember) = remember {
+            text.push_str(&incremental_probe(reader, remember.cursor, &users).await?);
         }
         Ok((text, users))
     }

@@ -132,6 +132,11 @@ pub struct DirectoryUser {
     /// The profile photo, when photos are synced and the person has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub photo: Option<crate::photo::Photo>,
+    /// The content-sync UUID (RFC 4533 `syncUUID`) the directory names this person by,
+    /// where it is not the anchor (389-ds derives it from `nsUniqueId`; OpenLDAP's is the
+    /// `entryUUID`): how a sync refresh's deletions are matched to people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_id: Option<Anchor>,
 }
 
 impl DirectoryUser {

@@ -64,6 +64,7 @@ mod tests {
             disabled: false,
             problems: vec![],
             photo: None,
+            sync_id: None,
         }
     }
 

@@ -124,6 +124,7 @@ mod tests {
             disabled: false,
             problems: vec![],
             photo: None,
+            sync_id: None,
         }
     }
 

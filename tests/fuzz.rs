@@ -202,6 +202,7 @@ fn person(attrs: Vec<(String, Vec<String>)>) -> DirectoryUser {
         disabled: false,
         problems: Vec::new(),
         photo: None,
+        sync_id: None,
     }
 }
 

@@ -546,6 +546,31 @@ fn a_delete_storm_in_a_delta_read_is_held_by_the_cap() {
 }
 
 #[test]
+fn a_removal_the_delta_reports_is_confirmed_by_reading_the_user_before_anyone_is_suspended() {
+    let g = GraphServer::start((0..5).map(graph::user).collect());
+    let tb = Testbed::start_app_only();
+    let cfg = config(&tb, &g, "");
+    tb.ok(&cfg, &["sync"]);
+    tb.ok(&cfg, &["sync"]);
+
+    // The delta says user 1 was removed, but Graph still has them: kept, not suspended.
+    g.report_removed(&id(1));
+    let writes = tb.scim_writes();
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(g.with(|f| f.requests_by_id), 1, "one GET /users/{{id}}");
+    assert_eq!(tb.last_read(&cfg), "incremental read: 1 changed, 0 removed");
+    assert!(active(&tb.scim_user(&upn(1)).unwrap()), "not suspended");
+    assert_eq!(tb.scim_writes(), writes, "nothing to write");
+
+    // Really removed: the GET answers 404 and the suspension stands.
+    g.remove(&id(2), "deleted");
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(g.with(|f| f.requests_by_id), 2);
+    assert_eq!(tb.last_read(&cfg), "incremental read: 0 changed, 1 removed");
+    assert!(!active(&tb.scim_user(&upn(2)).unwrap()), "suspended");
+}
+
+#[test]
 fn graph_groups_with_paged_members_and_a_nested_group_reach_the_app() {
     let g = GraphServer::start((0..6).map(graph::user).collect());
     g.with(|f| f.page_size = 2); // members come two to a page

@@ -189,12 +189,6 @@ impl Resolver<'_> {
                 "usn reads identify deleted entries by objectGUID: set anchor: objectGUID (or incremental: none)",
             );
         }
-        if incremental == LdapIncremental::Syncrepl && !anchor.eq_ignore_ascii_case("entryUUID") {
-            self.problem(
-                "source.anchor",
-                "syncrepl identifies entries by entryUUID: set anchor: entryUUID (or incremental: none)",
-            );
-        }
         incremental
     }
 

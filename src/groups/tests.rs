@@ -36,6 +36,7 @@ fn person(anchor: &str, disabled: bool) -> DirectoryUser {
         disabled,
         problems: vec![],
         photo: None,
+        sync_id: None,
     }
 }
 

@@ -213,6 +213,7 @@ fn person(anchor: &str, title: &str) -> DirectoryUser {
         disabled: false,
         problems: vec![],
         photo: None,
+        sync_id: None,
     }
 }
 

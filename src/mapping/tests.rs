@@ -17,6 +17,7 @@ fn user(attrs: &[(&str, &[&str])]) -> DirectoryUser {
         disabled: false,
         problems: vec![],
         photo: None,
+        sync_id: None,
     }
 }
 

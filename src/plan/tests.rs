@@ -48,6 +48,7 @@ pub(super) fn person(anchor: &str, mail: &str, title: &str, disabled: bool) -> D
         disabled,
         problems: vec![],
         photo: None,
+        sync_id: None,
     }
 }
 

@@ -16,7 +16,7 @@ use crate::model::{
     Account, AccountId, Anchor, AppGroup, DirectoryGroup, DirectoryUser, GroupLink, Link,
 };
 use crate::safety;
-use crate::source::{CacheChange, DirectoryReader, Read, ReadKind, ReadRequest, Remember};
+use crate::source::{confirm, CacheChange, DirectoryReader, Read, ReadKind, ReadRequest, Remember};
 
 use super::remembered::{AppGroupsRead, AppRead, AppSide};
 use super::RunError;
@@ -192,7 +192,33 @@ async fn read_people(
         now,
         photo_hashes: &photo_hashes,
     };
-    Ok(directory.read(&request).await?)
+    let mut read = directory.read(&request).await?;
+    let Some(remembered) = &remembered else {
+        return Ok(read);
+    };
+    // An incremental read never suspends anyone on its own (`source::confirm`).
+    let leavers = confirm::reported_leavers(&read, remembered);
+    if leavers.len() > confirm::AT_MOST {
+        let why = confirm::full_read_reason(leavers.len());
+        tracing::warn!(reported = leavers.len(), "{why}");
+        let request = ReadRequest {
+            force_full: true,
+            ..request
+        };
+        let mut full = directory.read(&request).await?;
+        full.kind = ReadKind::Full { why };
+        return Ok(full);
+    }
+    if !leavers.is_empty() {
+        let found = directory.read_people_at(&leavers).await?;
+        let kept = confirm::apply(&mut read, &leavers, found);
+        tracing::info!(
+            reported = leavers.len(),
+            kept,
+            "removals and disables the incremental read reported, confirmed by direct reads"
+        );
+    }
+    Ok(read)
 }
 
 /// One app's side: its accounts, its links (from `journal`, the app's handle), its groups

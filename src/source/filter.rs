@@ -224,6 +224,7 @@ mod tests {
             disabled: false,
             problems: vec![],
             photo: None,
+            sync_id: None,
         };
         for (k, v) in attrs {
             u.attrs.add(k, vec![v.to_string()]);

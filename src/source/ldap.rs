@@ -217,6 +217,67 @@ impl LdapReader {
         users
     }
 
+    /// The entry at `dn`, read alone (base scope) with the configured filter and
+    /// attributes: `None` when it is gone or no longer matches the filter. A DN outside
+    /// `base_dn` is out of scope, whatever it holds.
+    pub(super) async fn read_dn(
+        &self,
+        ldap: &mut Ldap,
+        dn: &str,
+    ) -> Result<Option<SearchEntry>, SourceError> {
+        let cfg = &self.cfg;
+        if !within(dn, &cfg.base_dn) || (cfg.one_level && !child_of(dn, &cfg.base_dn)) {
+            return Ok(None);
+        }
+        let found = ldap
+            .with_timeout(cfg.timeout)
+            .search(dn, Scope::Base, &cfg.filter, cfg.attributes.clone())
+            .await
+            .map_err(|e| self.classify(e))?;
+        // 32: no such object (deleted, or moved away).
+        if found.1.rc == 32 {
+            return Ok(None);
+        }
+        self.search_done(&found.1, false)?;
+        let entry = found
+            .0
+            .into_iter()
+            .find(|e| !e.is_ref() && !e.is_intermediate());
+        entry
+            .map(|e| contained("entry", || SearchEntry::construct(e)))
+            .transpose()
+    }
+
+    /// Each remembered person read again at their DN: who is still there, as read now.
+    /// What confirms an incremental read's removals and disables (`source::confirm`).
+    pub async fn read_people_at(
+        &self,
+        people: &[&DirectoryUser],
+    ) -> Result<Vec<Option<DirectoryUser>>, SourceError> {
+        let mut ldap = self.connect().await?;
+        let mut out = Vec::with_capacity(people.len());
+        for p in people {
+            let entry = match self.read_dn(&mut ldap, &p.locator).await {
+                Ok(e) => e,
+                Err(e) => {
+                    let _ = ldap.unbind().await;
+                    return Err(e);
+                }
+            };
+            let mut found = entry.map(|e| self.user(e)).transpose()?;
+            // Another entry now at the same DN is somebody else: the person is gone.
+            if found.as_ref().is_some_and(|f| f.anchor != p.anchor) {
+                found = None;
+            }
+            if let Some(f) = found.as_mut() {
+                f.sync_id = p.sync_id.clone();
+            }
+            out.push(found);
+        }
+        let _ = ldap.unbind().await;
+        Ok(out)
+    }
+
     /// A paged search (RFC 2696) to the end: every entry, or an error (a limit, a referral,
     /// a lost connection), never a short list.
     pub(super) async fn paged_search(
@@ -455,6 +516,7 @@ impl LdapReader {
             disabled: false,
             problems,
             photo,
+            sync_id: None,
         };
         user.disabled = self.cfg.disabled.as_ref().is_some_and(|f| f.matches(&user));
         Ok(user)
@@ -469,6 +531,25 @@ impl DirectoryReader for LdapReader {
             LdapIncremental::Usn => self.usn_read(request).await,
         }
     }
+}
+
+/// A DN's components, lower-cased and trimmed (escaped commas aside, which a base DN
+/// seldom holds).
+fn rdns(dn: &str) -> Vec<String> {
+    dn.split(',')
+        .map(|p| p.trim().to_ascii_lowercase())
+        .collect()
+}
+
+/// Whether `dn` is `base` or below it.
+fn within(dn: &str, base: &str) -> bool {
+    let (dn, base) = (rdns(dn), rdns(base));
+    dn.len() >= base.len() && dn[dn.len() - base.len()..] == base[..]
+}
+
+/// Whether `dn` is directly below `base`.
+fn child_of(dn: &str, base: &str) -> bool {
+    within(dn, base) && rdns(dn).len() == rdns(base).len() + 1
 }
 
 /// Drops the values longer than `max` bytes; true when it dropped any.

@@ -9,10 +9,12 @@
 //! read the config file.
 
 pub mod binary;
+pub mod confirm;
 pub mod filter;
 pub mod graph;
 pub mod groups;
 pub mod ldap;
+pub mod refresh;
 pub mod settings;
 pub mod syncrepl;
 pub mod usn;
@@ -255,6 +257,7 @@ mod tests {
             disabled: false,
             problems: Vec::new(),
             photo: None,
+            sync_id: None,
         }
     }
 

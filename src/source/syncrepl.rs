@@ -7,8 +7,23 @@
 //! server cannot tell what was deleted, the UUIDs still present (present phase: every
 //! remembered entry not listed is gone). `e-syncRefreshRequired` makes the reader fall back
 //! to a full read. ldap3's control parsers panic on malformed BER: each parse is contained.
+//!
+//! Entries are keyed by the Sync State control's UUID (RFC 4533 2.2), not by the anchor:
+//! OpenLDAP sends the `entryUUID`, 389-ds a UUID derived from `nsUniqueId`. Each person
+//! remembers theirs (`DirectoryUser::sync_id`) where it is not the anchor.
+//!
+//! Servers bend the protocol, and a reader that took them at their word would suspend
+//! people nobody removed:
+//! - 389-ds ends every refresh from a cookie with `refreshDeletes` FALSE, whatever it sent:
+//!   read strictly, a present phase naming nobody says everyone was deleted. A present
+//!   phase with no present message at all is read as "no removals reported"; deletions
+//!   still arrive as syncIdSets or delete states, and `full_every` is the backstop.
+//! - 389-ds sends a changed entry from its changelog with user attributes only, whatever
+//!   the search asked (no anchor, no `nsAccountLock`). Every sync search also asks for
+//!   `entryUUID` and `nsUniqueId`, one of which every entry carries on the server's normal
+//!   path; an entry with neither (or without its anchor) is read again by its DN.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use ldap3::controls::{
@@ -19,11 +34,15 @@ use ldap3::SearchEntry;
 use serde::{Deserialize, Serialize};
 
 use super::ldap::{contained, LdapReader};
+use super::refresh::{apply_refresh, Refresh};
 use super::{CacheChange, Read, ReadKind, ReadRequest, Remember, Remembered, Since, SourceError};
 use crate::model::{Anchor, DirectoryUser};
 
 const SYNC_STATE_OID: &str = "1.3.6.1.4.1.4203.1.9.1.2";
 const SYNC_DONE_OID: &str = "1.3.6.1.4.1.4203.1.9.1.3";
+/// Operational attributes one of which every entry carries when a server sends it whole
+/// (OpenLDAP: `entryUUID`; 389-ds: `nsUniqueId`, and `entryUUID` with its plugin).
+const WHOLE_ENTRY_MARKERS: [&str; 2] = ["entryUUID", "nsUniqueId"];
 /// `e-syncRefreshRequired`: the server cannot resume from the cookie.
 const REFRESH_REQUIRED: u32 = 4096;
 
@@ -35,54 +54,10 @@ struct Cursor {
     /// Base, scope, filter and attributes of the search the cookie belongs to.
     search: String,
     last_full: DateTime<Utc>,
-}
-
-/// What one refresh reported.
-#[derive(Debug, Default)]
-pub struct Refresh {
-    /// Entries added, changed or renamed (whole).
-    pub upserts: Vec<DirectoryUser>,
-    /// UUIDs the server says left the content (delete phase).
-    pub deleted: BTreeSet<Anchor>,
-    /// UUIDs the server says are still present (present phase).
-    pub present: BTreeSet<Anchor>,
-    /// True when the refresh ended in a present phase: what was not reported present,
-    /// added or changed is gone.
-    pub present_phase: bool,
-    pub cookie: Option<Vec<u8>>,
-}
-
-/// The remembered population with a refresh applied: (people, upserted, removed).
-pub fn apply_refresh(
-    remembered: &[DirectoryUser],
-    refresh: Refresh,
-) -> (Vec<DirectoryUser>, BTreeSet<Anchor>, BTreeSet<Anchor>) {
-    let mut people: BTreeMap<Anchor, DirectoryUser> = remembered
-        .iter()
-        .map(|u| (u.anchor.clone(), u.clone()))
-        .collect();
-    let upserted: BTreeSet<Anchor> = refresh.upserts.iter().map(|u| u.anchor.clone()).collect();
-    let mut removed = BTreeSet::new();
-    for a in &refresh.deleted {
-        if !upserted.contains(a) && people.remove(a).is_some() {
-            removed.insert(a.clone());
-        }
-    }
-    if refresh.present_phase {
-        let gone: Vec<Anchor> = people
-            .keys()
-            .filter(|a| !refresh.present.contains(*a) && !upserted.contains(*a))
-            .cloned()
-            .collect();
-        for a in gone {
-            people.remove(&a);
-            removed.insert(a);
-        }
-    }
-    for u in refresh.upserts {
-        people.insert(u.anchor.clone(), u);
-    }
-    (people.into_values().collect(), upserted, removed)
+    /// Some person's sync UUID is not their anchor (389-ds, or an anchor other than
+    /// `entryUUID`): a deletion is matched through the remembered population.
+    #[serde(default)]
+    sync_ids: bool,
 }
 
 /// entryUUID bytes -> `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (entryUUID's text form).
@@ -164,8 +139,74 @@ impl LdapReader {
             }
             EntryState::Add | EntryState::Modify => {
                 let entry = contained("entry", || SearchEntry::construct(entry))?;
-                let user = self.user(entry)?;
+                if !self.whole(&entry) {
+                    out.partial.push((entry.dn, uuid));
+                    return Ok(());
+                }
+                let user = self.sync_user(entry, uuid)?;
                 out.upserts.push(user);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a changed entry came as the server's normal search path sends it: with its
+    /// anchor and one of the operational attributes every entry carries there.
+    fn whole(&self, entry: &SearchEntry) -> bool {
+        let has = |name: &str| {
+            entry.attrs.keys().any(|k| k.eq_ignore_ascii_case(name))
+                || entry.bin_attrs.keys().any(|k| k.eq_ignore_ascii_case(name))
+        };
+        has(&self.config().anchor) && WHOLE_ENTRY_MARKERS.iter().any(|m| has(m))
+    }
+
+    /// A person from a sync entry: the marker attributes the search added dropped, the sync
+    /// UUID kept where it is not the anchor.
+    fn sync_user(
+        &self,
+        mut entry: SearchEntry,
+        uuid: Anchor,
+    ) -> Result<DirectoryUser, SourceError> {
+        let asked = &self.config().attributes;
+        let added = |k: &String| {
+            WHOLE_ENTRY_MARKERS
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(k))
+                && !asked.iter().any(|a| a.eq_ignore_ascii_case(k))
+        };
+        entry.attrs.retain(|k, _| !added(k));
+        entry.bin_attrs.retain(|k, _| !added(k));
+        let mut user = self.user(entry)?;
+        user.sync_id = (uuid != user.anchor).then_some(uuid);
+        Ok(user)
+    }
+
+    /// The search's attributes and the markers `whole` looks for.
+    fn sync_attributes(&self) -> Vec<String> {
+        let mut attrs = self.config().attributes.clone();
+        for m in WHOLE_ENTRY_MARKERS {
+            if !attrs.iter().any(|a| a.eq_ignore_ascii_case(m)) {
+                attrs.push(m.to_string());
+            }
+        }
+        attrs
+    }
+
+    /// Reads again, by DN, the changed entries a refresh sent without what idsync needs
+    /// (389-ds's changelog path): in scope, they are upserts; no longer there or no longer
+    /// matching the filter, they are reported deleted (and confirmed before anyone is
+    /// suspended, as every removal is).
+    async fn read_partial(
+        &self,
+        ldap: &mut ldap3::Ldap,
+        out: &mut Refresh,
+    ) -> Result<(), SourceError> {
+        for (dn, uuid) in std::mem::take(&mut out.partial) {
+            match self.read_dn(ldap, &dn).await? {
+                Some(entry) => out.upserts.push(self.sync_user(entry, uuid)?),
+                None => {
+                    out.deleted.insert(uuid);
+                }
             }
         }
         Ok(())
@@ -196,7 +237,7 @@ impl LdapReader {
                 &cfg.base_dn,
                 self.scope(),
                 &cfg.filter,
-                cfg.attributes.clone(),
+                self.sync_attributes(),
             )
             .await
             .map_err(|e| self.classify(e))?;
@@ -217,48 +258,68 @@ impl LdapReader {
                 continue;
             }
             self.sync_entry(&mut out, entry)?;
-            if stop_after.is_some_and(|n| out.upserts.len() + out.deleted.len() > n) {
+            let reported = out.upserts.len() + out.partial.len() + out.deleted.len();
+            if stop_after.is_some_and(|n| reported > n) {
                 let id = stream.ldap_handle().last_id();
                 let _ = stream.finish().await;
                 let _ = stream.ldap_handle().abandon(id).await;
                 let _ = ldap.unbind().await;
+                out.stopped = true;
                 return Ok(Some(out));
             }
         }
         let res = stream.finish().await;
-        let _ = ldap.unbind().await;
         if res.rc == REFRESH_REQUIRED {
+            let _ = ldap.unbind().await;
             return Ok(None);
         }
+        let partial = self.read_partial(&mut ldap, &mut out).await;
+        let _ = ldap.unbind().await;
+        partial?;
         self.search_done(&res, false)?;
+        self.sync_done(&mut out, &res)?;
+        Ok(Some(out))
+    }
+
+    /// The refresh's end (its SyncDone control): the last cookie, and whether it ended in
+    /// a present phase.
+    fn sync_done(&self, out: &mut Refresh, res: &ldap3::LdapResult) -> Result<(), SourceError> {
         let done = res
             .ctrls
             .iter()
             .find(|Control(_, raw)| raw.ctype == SYNC_DONE_OID)
             .map(|Control(_, raw)| contained("SyncDone control", || raw.parse::<SyncDone>()))
             .transpose()?;
-        match done {
-            Some(d) => {
-                out.present_phase = !d.refresh_deletes;
-                if d.cookie.is_some() {
-                    out.cookie = d.cookie;
-                }
-            }
-            None => {
-                return Err(SourceError::Search {
-                    base: cfg.base_dn.clone(),
-                    detail: "the server ended the sync search without a SyncDone control; it does not speak RFC 4533: set source.incremental: none".into(),
-                })
-            }
+        let Some(d) = done else {
+            return Err(SourceError::Search {
+                base: self.config().base_dn.clone(),
+                detail: "the server ended the sync search without a SyncDone control; it does not speak RFC 4533: set source.incremental: none".into(),
+            });
+        };
+        // A present phase that names nobody present is 389-ds's way of ending every
+        // refresh from a cookie, not a report that everyone left.
+        out.present_phase = !d.refresh_deletes && !out.present.is_empty();
+        if !d.refresh_deletes && out.present.is_empty() {
+            tracing::debug!("the sync refresh ended in a present phase naming nobody: read as no removals reported");
         }
-        Ok(Some(out))
+        if d.cookie.is_some() {
+            out.cookie = d.cookie;
+        }
+        Ok(())
     }
 
-    fn remember(&self, cookie: Vec<u8>, last_full: DateTime<Utc>, cache: CacheChange) -> Remember {
+    fn remember(
+        &self,
+        cookie: Vec<u8>,
+        last_full: DateTime<Utc>,
+        sync_ids: bool,
+        cache: CacheChange,
+    ) -> Remember {
         let cursor = Cursor {
             cookie: hex(&cookie),
             search: self.search_key(),
             last_full,
+            sync_ids,
         };
         Remember {
             cursor: serde_json::to_string(&cursor).unwrap_or_default(),
@@ -278,6 +339,7 @@ impl LdapReader {
             base: self.config().base_dn.clone(),
             detail: "the full refresh ended without a cookie; check the syncprov overlay".into(),
         })?;
+        let sync_ids = refresh.upserts.iter().any(|u| u.sync_id.is_some());
         let mut by_anchor = BTreeMap::new();
         for u in refresh.upserts {
             by_anchor.insert(u.anchor.clone(), u);
@@ -285,7 +347,7 @@ impl LdapReader {
         Ok(Read {
             users: by_anchor.into_values().collect(),
             kind: ReadKind::Full { why },
-            remember: Some(self.remember(cookie, now, CacheChange::Replace)),
+            remember: Some(self.remember(cookie, now, sync_ids, CacheChange::Replace)),
         })
     }
 
@@ -324,13 +386,22 @@ impl LdapReader {
         let Some(refresh) = refresh else {
             return Ok(None);
         };
-        if refresh.present_phase || refresh.upserts.len() + refresh.deleted.len() > Since::LIMIT {
+        if refresh.stopped
+            || refresh.present_phase
+            || refresh.upserts.len() + refresh.deleted.len() > Since::LIMIT
+        {
             return Ok(None);
         }
+        // Deletions name sync UUIDs; where those are not the anchors, only the population
+        // (which this question does not load) tells who left.
+        if c.sync_ids && !refresh.deleted.is_empty() {
+            return Ok(None);
+        }
+        let sync_ids = c.sync_ids || refresh.upserts.iter().any(|u| u.sync_id.is_some());
         let cookie = refresh.cookie.unwrap_or(old_cookie);
         Ok(Some(Since {
             cursor: self
-                .remember(cookie, c.last_full, CacheChange::none())
+                .remember(cookie, c.last_full, sync_ids, CacheChange::none())
                 .cursor,
             changed: refresh.upserts,
             touched: refresh.deleted,
@@ -371,6 +442,7 @@ impl LdapReader {
                 .await;
         };
         let cookie = refresh.cookie.clone().unwrap_or(old_cookie);
+        let sync_ids = c.sync_ids || refresh.upserts.iter().any(|u| u.sync_id.is_some());
         let phase = if refresh.present_phase {
             "present"
         } else {
@@ -393,6 +465,7 @@ impl LdapReader {
             remember: Some(self.remember(
                 cookie,
                 c.last_full,
+                sync_ids,
                 CacheChange::Delta { upserted, removed },
             )),
         })
@@ -429,62 +502,6 @@ fn sync_info(out: &mut Refresh, entry: ldap3::ResultEntry) -> Result<(), SourceE
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn person(anchor: &str, title: &str) -> DirectoryUser {
-        DirectoryUser {
-            anchor: Anchor::new(anchor),
-            locator: format!("uid={anchor}"),
-            attrs: [("title".to_string(), vec![title.to_string()])].into(),
-            disabled: false,
-            problems: vec![],
-            photo: None,
-        }
-    }
-
-    fn set(items: &[&str]) -> BTreeSet<Anchor> {
-        items.iter().map(|a| Anchor::new(*a)).collect()
-    }
-
-    fn anchors(users: &[DirectoryUser]) -> Vec<&str> {
-        users.iter().map(|u| u.anchor.as_str()).collect()
-    }
-
-    #[test]
-    fn a_delete_phase_removes_the_listed_and_upserts_the_changed() {
-        let known = [person("a", "Eng"), person("b", "Eng"), person("c", "Eng")];
-        let refresh = Refresh {
-            upserts: vec![person("b", "Lead"), person("d", "New")],
-            deleted: set(&["c", "zz-never-known"]),
-            ..Refresh::default()
-        };
-        let (users, upserted, removed) = apply_refresh(&known, refresh);
-        assert_eq!(anchors(&users), ["a", "b", "d"]);
-        assert_eq!(users[1].values("title"), ["Lead"]);
-        assert_eq!(upserted, set(&["b", "d"]));
-        assert_eq!(removed, set(&["c"]), "an unknown UUID is not a removal");
-    }
-
-    #[test]
-    fn a_present_phase_removes_everything_not_listed() {
-        let known = [person("a", "Eng"), person("b", "Eng"), person("c", "Eng")];
-        let refresh = Refresh {
-            upserts: vec![person("d", "New")],
-            present: set(&["a"]),
-            present_phase: true,
-            ..Refresh::default()
-        };
-        let (users, _, removed) = apply_refresh(&known, refresh);
-        assert_eq!(anchors(&users), ["a", "d"]);
-        assert_eq!(removed, set(&["b", "c"]));
-    }
-
-    #[test]
-    fn a_refresh_with_no_changes_changes_nothing() {
-        let known = [person("a", "Eng")];
-        let (users, upserted, removed) = apply_refresh(&known, Refresh::default());
-        assert_eq!(anchors(&users), ["a"]);
-        assert!(upserted.is_empty() && removed.is_empty());
-    }
 
     #[test]
     fn sync_uuids_read_as_entry_uuid_text_and_cookies_survive_hex() {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::binary::guid_text;
 use super::ldap::{LdapReader, Search};
-use super::syncrepl::{apply_refresh, Refresh};
+use super::refresh::{apply_refresh, Refresh};
 use super::{CacheChange, Read, ReadKind, ReadRequest, Remember, Since, SourceError};
 use crate::model::{Anchor, DirectoryUser};
 

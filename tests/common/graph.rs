@@ -114,6 +114,8 @@ pub struct Fixture {
     /// Photo reads answered with the bytes, and with 304 Not Modified.
     pub photo_downloads: usize,
     pub photo_not_modified: usize,
+    /// `GET /users/{id}` requests (one user read by id).
+    pub requests_by_id: usize,
     /// Request lines, `GET /v1.0/users?...`.
     pub log: Vec<String>,
 }
@@ -154,6 +156,7 @@ impl GraphServer {
             users_served: 0,
             photo_downloads: 0,
             photo_not_modified: 0,
+            requests_by_id: 0,
             log: Vec::new(),
         };
         for u in users {
@@ -212,6 +215,18 @@ impl GraphServer {
             let seq = f.seq;
             f.changes
                 .push((seq, id.to_string(), Change::Removed(reason)));
+        });
+    }
+
+    /// Reports a user removed in the delta while they are still there (what a delta says
+    /// of a user soft-deleted and restored between two rounds, reason `changed`).
+    pub fn report_removed(&self, id: &str) {
+        self.with(|f| {
+            assert!(f.users.contains_key(id), "an unknown user");
+            f.seq += 1;
+            let seq = f.seq;
+            f.changes
+                .push((seq, id.to_string(), Change::Removed("changed")));
         });
     }
 
@@ -344,6 +359,10 @@ impl Fixture {
                     out.push(json!({"id": id, "@removed": {"reason": reason}}))
                 }
                 (None, _) => {}
+                // `report_removed`: the delta's last word on a user still there.
+                (Some(_), Some(Change::Removed(reason))) => {
+                    out.push(json!({"id": id, "@removed": {"reason": reason}}))
+                }
                 (Some(u), _) if cs.iter().any(|c| matches!(c, Change::Created)) => {
                     out.push(Self::project(u, select))
                 }
@@ -516,6 +535,27 @@ async fn handle(State(state): State<Arc<Mutex<Fixture>>>, req: Request) -> Respo
             .header("etag", etag)
             .body(Body::from(bytes))
             .unwrap();
+    }
+    // One user by id (`GET /users/{id}`), as Graph answers it: the `$select`ed
+    // properties (with `@odata.context`), or 404 `Request_ResourceNotFound`.
+    if let Some(id) = path
+        .strip_prefix("/v1.0/users/")
+        .filter(|id| !id.contains('/') && *id != "delta")
+    {
+        f.requests_by_id += 1;
+        let Some(user) = f.users.get(id) else {
+            return graph_error(
+                StatusCode::NOT_FOUND,
+                "Request_ResourceNotFound",
+                &format!("Resource '{id}' does not exist or one of its queried reference-property objects are not present."),
+            );
+        };
+        let mut body = Fixture::project(user, &select);
+        body["@odata.context"] = json!(format!(
+            "https://graph.microsoft.com/v1.0/$metadata#users({})/$entity",
+            select.join(",")
+        ));
+        return reply(StatusCode::OK, body);
     }
     if let Some(group) = path
         .strip_prefix("/v1.0/groups/")

@@ -19,6 +19,18 @@ pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=org";
 pub const ADMIN_PW: &str = "admin-secret";
 pub const SYNC_DN: &str = "cn=idsync,ou=services,dc=example,dc=org";
 pub const SYNC_PW: &str = "idsync-secret";
+/// 389-ds's administrator (the testbed gives it `ADMIN_PW`).
+pub const DS389_MANAGER: &str = "cn=Directory Manager";
+
+/// Which real directory server a testbed runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirectoryServer {
+    /// OpenLDAP slapd with syncprov.
+    Slapd,
+    /// 389 Directory Server with content sync, the retro changelog and entryUUID.
+    Ds389,
+}
+
 pub const TOKEN: &str = "test-token-0f3c";
 
 pub fn repo() -> PathBuf {
@@ -197,6 +209,7 @@ pub struct Testbed {
     scim_stopped: bool,
     /// The sync account's slapd `limits` (empty = the testbed's default).
     slapd_limits: String,
+    pub server: DirectoryServer,
 }
 
 impl Testbed {
@@ -213,6 +226,36 @@ impl Testbed {
     /// Like `start`, with StartTLS on slapd (certificates in `<dir>/tls`, CA `tls/ca.pem`).
     pub fn start_tls(ldif: &str) -> Testbed {
         Self::start_full(ldif, "", true)
+    }
+
+    /// Starts a 389 Directory Server (with `ldif` loaded) and scim2-server.
+    pub fn start_389(ldif: &str) -> Testbed {
+        let mut tb = Self::start_servers(None, "", None);
+        tb.server = DirectoryServer::Ds389;
+        let ldif_path = tb.dir.path().join("people.ldif");
+        std::fs::write(&ldif_path, ldif).unwrap();
+        let port = tb.ldap_port.to_string();
+        let dir = tb.ds389_dir();
+        let mut args = vec!["ds389-start", &dir, &port];
+        let ldif_arg = ldif_path.to_string_lossy().to_string();
+        if !ldif.trim().is_empty() {
+            args.push(&ldif_arg);
+        }
+        testbed(&args);
+        tb
+    }
+
+    /// Starts `server` with `ldif` loaded (syncrepl reads need no size limit) and
+    /// scim2-server.
+    pub fn start_on(server: DirectoryServer, ldif: &str) -> Testbed {
+        match server {
+            DirectoryServer::Slapd => Self::start_with_limits(ldif, "size=unlimited"),
+            DirectoryServer::Ds389 => Self::start_389(ldif),
+        }
+    }
+
+    fn ds389_dir(&self) -> String {
+        self.dir.path().join("ds389").to_string_lossy().into_owned()
     }
 
     /// Only the SCIM app (for sources other than LDAP).
@@ -247,6 +290,7 @@ impl Testbed {
             scim_port,
             scim_stopped: false,
             slapd_limits: limits.to_string(),
+            server: DirectoryServer::Slapd,
         };
         testbed(&[
             "scim-start",
@@ -301,18 +345,41 @@ impl Testbed {
         format!("http://127.0.0.1:{}/v2", self.scim_port)
     }
 
+    /// Stops the directory server.
     pub fn stop_slapd(&self) {
-        testbed(&["slapd-stop", self.slapd_dir().to_str().unwrap()]);
+        match self.server {
+            DirectoryServer::Slapd => {
+                testbed(&["slapd-stop", self.slapd_dir().to_str().unwrap()]);
+            }
+            DirectoryServer::Ds389 => {
+                testbed(&["ds389-stop", &self.ds389_dir()]);
+            }
+        }
     }
 
-    /// Stops slapd and starts it again on the same data and port.
+    /// Stops the directory server and starts it again on the same data and port.
     pub fn restart_slapd(&self) {
         self.stop_slapd();
         let port = self.ldap_port.to_string();
-        testbed_env(
-            &["slapd-start", self.slapd_dir().to_str().unwrap(), &port],
-            &self.slapd_limits,
-        );
+        match self.server {
+            DirectoryServer::Slapd => {
+                testbed_env(
+                    &["slapd-start", self.slapd_dir().to_str().unwrap(), &port],
+                    &self.slapd_limits,
+                );
+            }
+            DirectoryServer::Ds389 => {
+                testbed(&["ds389-start", &self.ds389_dir(), &port]);
+            }
+        }
+    }
+
+    /// The directory administrator's DN.
+    pub fn admin_dn(&self) -> &'static str {
+        match self.server {
+            DirectoryServer::Slapd => ADMIN_DN,
+            DirectoryServer::Ds389 => DS389_MANAGER,
+        }
     }
     pub fn stop_scim(&mut self) {
         testbed(&["scim-stop", self.scim_dir().to_str().unwrap()]);
@@ -438,7 +505,15 @@ mapping:
     /// Applies LDIF change records as the directory admin (ldapmodify).
     pub fn ldapmodify(&self, ldif: &str) {
         let mut child = Command::new("ldapmodify")
-            .args(["-x", "-H", &self.ldap_url(), "-D", ADMIN_DN, "-w", ADMIN_PW])
+            .args([
+                "-x",
+                "-H",
+                &self.ldap_url(),
+                "-D",
+                self.admin_dn(),
+                "-w",
+                ADMIN_PW,
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -668,6 +743,11 @@ impl Drop for Testbed {
         let _ = Command::new(repo().join("scripts/testbed.sh"))
             .args(["slapd-stop", self.slapd_dir().to_str().unwrap()])
             .output();
+        if self.server == DirectoryServer::Ds389 {
+            let _ = Command::new(repo().join("scripts/testbed.sh"))
+                .args(["ds389-stop", &self.ds389_dir()])
+                .output();
+        }
         if !self.scim_stopped {
             let _ = Command::new(repo().join("scripts/testbed.sh"))
                 .args(["scim-stop", self.scim_dir().to_str().unwrap()])

@@ -18,6 +18,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use super::settings::{GraphConfig, Incremental};
+mod by_id;
 mod groups;
 mod photos;
 mod transport;
@@ -491,6 +492,7 @@ fn user_from(item: &Value) -> Result<DirectoryUser, SourceError> {
         disabled: false,
         problems: Vec::new(),
         photo: None,
+        sync_id: None,
     };
     merge(&mut user, item);
     Ok(user)
