@@ -10,6 +10,7 @@ use crate::app::{AccountWriter, Created, GroupWriter, TargetError};
 mod brake;
 mod hooked;
 mod phase;
+mod photo;
 
 use crate::hooks::Moment;
 use crate::journal::{ActionResult, Journal, JournalError, LinkChange, Status};
@@ -19,6 +20,7 @@ use crate::plan::{Action, ActionKind, Change, Field, MemberChange};
 use brake::Brake;
 use hooked::{call_hooks, hooked, Step};
 use phase::{phase, tally, Done, Ended};
+use photo::{planned_photo, remember_part, sync_photo, Part};
 
 /// What the app and the journal knew when the plan was made.
 pub struct Context<'a> {
@@ -87,6 +89,8 @@ pub struct Outcomes {
     pub failed: usize,
     pub held: usize,
     pub skipped: usize,
+    /// Actions whose every part the app refused for good (remembered: `escrow`).
+    pub app_refused: usize,
     /// The first error that stopped the run, if one did.
     pub fatal: Option<String>,
     /// The actions (by index) the app refused because the account changed in it since it
@@ -174,18 +178,19 @@ fn finish(
             if let Some(key) = key.filter(|k| ctx.escrowed.contains_key(k)) {
                 journal.escrow_clear(&key)?;
             }
+            let status = remember_part(journal, action, ctx, &effect.part)?;
             let result = ActionResult {
-                status: Status::Applied,
+                status,
                 account: effect.created.as_deref(),
-                error: effect.notice.as_deref(),
+                error: effect.part.notice.as_deref(),
                 link: &effect.link,
             };
             journal.record_result(run, seq, &result, Utc::now())?;
-            tracing::info!(kind = %action.kind, user = %action.user_name, "applied");
-            if let Some(n) = &effect.notice {
+            tracing::info!(kind = %action.kind, user = %action.user_name, status = status.as_str(), "done");
+            if let Some(n) = &effect.part.notice {
                 tracing::warn!(kind = %action.kind, user = %action.user_name, "{n}");
             }
-            Ok(Ended::new(seq, Status::Applied))
+            Ok(Ended::new(seq, status))
         }
         Err(e) => {
             let text = e.to_string();
@@ -342,70 +347,12 @@ fn link(
     })
 }
 
-/// The photo an action uploads (`Some(None)` = removes), checked against what was planned.
-fn planned_photo<'c>(
-    action: &Action,
-    ctx: &'c Context<'_>,
-) -> Result<Option<Option<&'c Photo>>, TargetError> {
-    let Some(change) = action.changes.iter().find(|c| c.field == Field::Photo) else {
-        return Ok(None);
-    };
-    let Some(after) = &change.after else {
-        return Ok(Some(None));
-    };
-    let photo = action
-        .anchor
-        .as_ref()
-        .and_then(|a| ctx.photos.get(a))
-        .filter(|p| crate::photo::short(&p.sha256) == *after);
-    match photo {
-        Some(p) => Ok(Some(Some(p))),
-        None => Err(TargetError::Stale {
-            detail: format!(
-                "photo {after} of {} is no longer the person's photo; the next run plans again",
-                action.user_name
-            ),
-        }),
-    }
-}
-
-/// Uploads or removes the planned photo; returns the link's new `photo_hash`. An app that
-/// refuses the photo itself (a 4xx such as a read-only `photos`, RFC 7644 3.5.2) leaves the
-/// rest of the action standing: a `notice`, and the photo is tried again next run.
-async fn sync_photo<W: AccountWriter>(
-    writer: &W,
-    id: &AccountId,
-    current: &serde_json::Value,
-    planned: Option<Option<&Photo>>,
-    previous: Option<String>,
-    notice: &mut Option<String>,
-) -> Result<Option<String>, TargetError> {
-    let Some(photo) = planned else {
-        return Ok(previous);
-    };
-    match writer.set_photo(id, current, photo).await {
-        Ok(()) => Ok(photo.map(|p| p.sha256.clone())),
-        Err(TargetError::Http { status, detail, .. }) if refuses(status) => {
-            *notice = Some(format!(
-                "the app refused the photo ({status}: {detail}); the rest of the action stands, the photo is tried again next run"
-            ));
-            Ok(previous)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// A 4xx that refuses what was sent (not a token, rate or timeout problem).
-fn refuses(status: u16) -> bool {
-    (400..500).contains(&status) && !matches!(status, 401 | 404 | 408 | 429)
-}
-
-/// What an applied action leaves: the account it created, its link change, and a notice
-/// (a part the app refused that does not undo the rest, e.g. a photo).
+/// What an applied action leaves: the account it created, its link change, and what
+/// became of a part the app refused that does not undo the rest (a photo).
 pub(crate) struct Effect {
     created: Option<String>,
     link: LinkChange,
-    notice: Option<String>,
+    part: Part,
 }
 
 impl From<(Option<String>, LinkChange)> for Effect {
@@ -413,7 +360,7 @@ impl From<(Option<String>, LinkChange)> for Effect {
         Effect {
             created,
             link,
-            notice: None,
+            part: Part::default(),
         }
     }
 }
@@ -424,12 +371,12 @@ async fn execute<W: AccountWriter>(
     ctx: &Context<'_>,
     linked: &BTreeSet<&str>,
 ) -> Result<Effect, TargetError> {
-    let mut notice = None;
-    let (created, link) = execute_account(writer, action, ctx, linked, &mut notice).await?;
+    let mut part = Part::default();
+    let (created, link) = execute_account(writer, action, ctx, linked, &mut part).await?;
     Ok(Effect {
         created,
         link,
-        notice,
+        part,
     })
 }
 
@@ -438,7 +385,7 @@ async fn execute_account<W: AccountWriter>(
     action: &Action,
     ctx: &Context<'_>,
     linked: &BTreeSet<&str>,
-    notice: &mut Option<String>,
+    part: &mut Part,
 ) -> Result<(Option<String>, LinkChange), TargetError> {
     let now = ctx.now;
     let account = action
@@ -466,8 +413,7 @@ async fn execute_account<W: AccountWriter>(
                 writer.delete(target_id(action)?, &current).await?;
             }
             let id = create(writer, &fields, linked, ctx.policy).await?;
-            let hash =
-                sync_photo(writer, &id, &serde_json::Value::Null, photo, None, notice).await?;
+            let hash = sync_photo(writer, &id, &serde_json::Value::Null, photo, None, part).await?;
             Ok((
                 Some(id.to_string()),
                 link(action, anchor, &id, fresh(hash), now),
@@ -483,7 +429,7 @@ async fn execute_account<W: AccountWriter>(
                 return Ok((None, LinkChange::None));
             };
             let before = photo_before(action, ctx);
-            let photo_hash = sync_photo(writer, id, &current, photo, before, notice).await?;
+            let photo_hash = sync_photo(writer, id, &current, photo, before, part).await?;
             let l = NewLink {
                 photo_hash,
                 ..state_after(action, previous, now)

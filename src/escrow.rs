@@ -13,6 +13,11 @@ use sha2::{Digest, Sha256};
 use crate::app::TargetError;
 use crate::plan::{Action, Notice, Plan};
 
+mod parts;
+pub use parts::{
+    leave_refused_parts, only, only_waiting_parts, part_key, refused_for_good, PART_PREFIX,
+};
+
 /// Failures after which an action is held for an operator instead of tried again.
 pub const QUARANTINE_AFTER: u32 = 4;
 

@@ -187,6 +187,7 @@ fn print_show(
             let label = match a.status {
                 Status::Held => "held",
                 Status::Applied => "notice",
+                Status::Refused => "refused",
                 _ => "error",
             };
             println!("{:>4}  {:<12}  {:<8}    {label}: {e}", "", "", "");

@@ -253,3 +253,55 @@ fn ldaps_with_the_dcs_ca_works_and_an_untrusted_ca_fails_closed() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn usn_removals_and_disables_are_confirmed_and_a_storm_is_read_in_full_first() {
+    let dc = dc();
+    let tag = "t-storm";
+    let mut ldif = ad::ou("UsnStorm");
+    for i in 0..14 {
+        ldif.push_str(&person("UsnStorm", tag, &format!("storm{i}"), "Analyst"));
+    }
+    dc.add(&ldif);
+    let tb = Testbed::start_app_only();
+    let extra = "safety: { min_source_ratio: 0.1, max_deprovisions: 5 }\n";
+    let cfg = ad::config(&tb, tag, "  incremental: usn\n", extra);
+    retarget(
+        &cfg,
+        &format!("base_dn: {DOMAIN}"),
+        &format!("base_dn: OU=UsnStorm,{DOMAIN}"),
+    );
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(tb.scim_users().len(), 14);
+
+    // One disabled: the USN read reports it, a base read of the DN confirms it.
+    uac(&person_dn("UsnStorm", "storm0"), DISABLED);
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(tb.last_read(&cfg), "incremental read: 1 changed, 0 removed");
+    assert_eq!(
+        tb.scim_user("storm0@example.test").unwrap()["active"],
+        false
+    );
+
+    // Twelve deleted at once: more than idsync confirms one by one, so a full read first;
+    // what it finds is held by the cap.
+    for i in 1..=12 {
+        dc.modify(&format!(
+            "dn: {}\nchangetype: delete\n",
+            person_dn("UsnStorm", &format!("storm{i}"))
+        ));
+    }
+    let writes = tb.scim_writes();
+    let out = tb.ok(&cfg, &["sync"]);
+    let read = tb.last_read(&cfg);
+    assert!(
+        read.starts_with("full read (the incremental read reported 12 people removed or disabled"),
+        "{read}"
+    );
+    assert!(out.contains(": held"), "{out}");
+    assert_eq!(tb.scim_writes(), writes, "nothing written");
+    assert_eq!(
+        tb.scim_user("storm12@example.test").unwrap()["active"],
+        true
+    );
+}

@@ -6,7 +6,8 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use common::{person_ldif, Testbed};
+use common::proxy::{Fault, HttpFaults, Rule};
+use common::{person_ldif, retarget, Testbed};
 use idsync::photo::{digest, sample_jpeg, sample_png};
 use serde_json::Value;
 
@@ -278,4 +279,101 @@ fn a_photo_the_app_refuses_is_a_notice_and_the_create_and_its_link_stand() {
         !show.contains("create") && !show.contains("adopt"),
         "{show}"
     );
+}
+
+/// Photo uploads (the data: URI) the proxy saw.
+fn photo_sends(proxy: &HttpFaults) -> usize {
+    proxy
+        .seen()
+        .iter()
+        .filter(|s| s.method != "GET" && s.body.contains("data:image"))
+        .count()
+}
+
+#[test]
+fn a_photo_the_app_refuses_for_good_is_remembered_not_sent_every_run() {
+    let jpeg = sample_jpeg(64, 64, 400);
+    let ldif = with_photo("ada", "Ada", &jpeg)
+        + &person_ldif("alan", "Alan", "Turing", "Researcher", "ou=people");
+    let tb = Testbed::start(&ldif);
+    // A strict app: photos.value is an external reference, a data: URI is refused.
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    proxy.add(
+        Rule::new(
+            "WRITE",
+            "/Users",
+            Fault::ScimError {
+                code: 400,
+                scim_type: "invalidValue",
+                detail: "photos.value must be an external reference (a URL)",
+            },
+        )
+        .body("data:image")
+        .times(1000),
+    );
+    let cfg = tb.write_config(&photo_source(&tb), "", "");
+    retarget(&cfg, &tb.scim_url(), &proxy.scim_url());
+    // Its schema says so (as RFC 7643's does), and `check --connect` names the choices.
+    let check = tb.ok(&cfg, &["check", "--connect"]);
+    assert!(
+        check.contains("`photos.value` an external reference") && check.contains("photo: none"),
+        "{check}"
+    );
+
+    // The first sync creates both; Ada's photo is refused and remembered.
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(photo_sends(&proxy), 1);
+    let run = tb.last_run(&cfg);
+    let ada = run["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["user_name"] == "ada@example.org")
+        .unwrap()
+        .clone();
+    assert_eq!(ada["status"], "applied", "the account was made: {ada}");
+    assert!(
+        ada["error"]
+            .as_str()
+            .unwrap()
+            .contains("refused the photo for good (400 invalidValue"),
+        "{ada}"
+    );
+
+    // Nothing changed: the photo is not sent again, and the plan has nothing to do.
+    let out = tb.idsync(&cfg, &["plan", "--detailed-exitcode"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("photo left alone"), "{stdout}");
+    tb.ok(&cfg, &["sync"]);
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(
+        photo_sends(&proxy),
+        1,
+        "sent at most once per back-off step"
+    );
+
+    // A new photo upstream is another value: sent at once (and refused: a photo-only
+    // update the app refused is `refused`, not a change).
+    let png = sample_png(40, 40);
+    tb.ldapmodify(&format!(
+        "dn: uid=ada,ou=people,dc=example,dc=org\nchangetype: modify\nreplace: jpegPhoto\njpegPhoto:: {}\n",
+        b64(&png)
+    ));
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(photo_sends(&proxy), 2);
+    let run = tb.last_run(&cfg);
+    assert_eq!(run["actions"][0]["status"], "refused", "{run}");
+    let runs: Value =
+        serde_json::from_str(&tb.ok(&cfg, &["runs", "--limit", "1", "--format", "json"])).unwrap();
+    assert_eq!(runs[0]["counts"]["applied"], 0, "{runs}");
+    assert_eq!(runs[0]["counts"]["app_refused"], 1, "{runs}");
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(photo_sends(&proxy), 2);
+
+    // `--full` asks again.
+    tb.ok(&cfg, &["sync", "--full"]);
+    assert_eq!(photo_sends(&proxy), 3);
+    tb.ok(&cfg, &["sync"]);
+    assert_eq!(photo_sends(&proxy), 3);
 }

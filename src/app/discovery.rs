@@ -59,6 +59,8 @@ pub struct Attribute {
     pub required: bool,
     pub mutability: Mutability,
     pub sub: Vec<Attribute>,
+    /// A `reference`'s `referenceTypes` (`external`, `uri`, a resource type), lower-cased.
+    pub reference_types: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +92,17 @@ impl Attribute {
             required: flag("required"),
             mutability,
             sub: attributes_of(v.get("subAttributes")),
+            reference_types: v
+                .get("referenceTypes")
+                .and_then(Value::as_array)
+                .map(|types| {
+                    types
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_ascii_lowercase)
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 
@@ -218,6 +231,20 @@ impl Discovery {
                 p.mutability == Mutability::ReadOnly
                     || p.sub("value")
                         .is_some_and(|v| v.mutability == Mutability::ReadOnly)
+            })
+    }
+
+    /// True when the app's User schema says `photos.value` is a reference to an external
+    /// resource (RFC 7643 4.1.2: a URL that points to the image): an app that checks its
+    /// schema refuses the `data:` URI `target.photo: scim` sends.
+    pub fn photos_want_url(&self) -> bool {
+        self.user
+            .as_ref()
+            .and_then(|u| find(&u.attributes, "photos"))
+            .and_then(|p| p.sub("value"))
+            .is_some_and(|v| {
+                v.kind.eq_ignore_ascii_case("reference")
+                    && v.reference_types.iter().any(|t| t == "external")
             })
     }
 

@@ -31,6 +31,8 @@ pub enum TargetError {
         url: String,
         status: u16,
         detail: String,
+        /// The SCIM error's `scimType` (RFC 7644 3.12), when the app gave one.
+        scim_type: Option<String>,
     },
     #[error("{method} {url}: gave up after {attempts} attempts: {detail}")]
     Exhausted {

@@ -22,6 +22,7 @@ pub(super) fn tally(results: Vec<Done>, first_seq: usize) -> Result<Outcomes, Jo
             Status::Applied => out.applied += 1,
             Status::Failed => out.failed += 1,
             Status::Held => out.held += 1,
+            Status::Refused => out.app_refused += 1,
             Status::Skipped | Status::Planned => out.skipped += 1,
         }
         if out.fatal.is_none() {

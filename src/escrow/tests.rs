@@ -23,6 +23,7 @@ fn http(status: u16) -> TargetError {
         url: "https://app/Users/A1".into(),
         status,
         detail: "no".into(),
+        scim_type: None,
     }
 }
 

@@ -16,6 +16,8 @@ pub struct Tally {
     pub failed: usize,
     pub held: usize,
     pub skipped: usize,
+    /// Actions the app refused for good: tried, not changes.
+    pub app_refused: usize,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -74,6 +76,9 @@ impl RunCounts {
             m.insert("failed".into(), json!(t.failed));
             m.insert("held".into(), json!(t.held));
             m.insert("skipped".into(), json!(t.skipped));
+            if t.app_refused > 0 {
+                m.insert("app_refused".into(), json!(t.app_refused));
+            }
         }
         let mut put = |key: &str, v: Option<Value>| {
             if let Some(v) = v {
@@ -108,6 +113,7 @@ impl RunCounts {
             failed: count("failed").unwrap_or(0),
             held: count("held").unwrap_or(0),
             skipped: count("skipped").unwrap_or(0),
+            app_refused: count("app_refused").unwrap_or(0),
         });
         RunCounts {
             planned,
@@ -146,6 +152,7 @@ mod tests {
                 failed: 1,
                 held: 0,
                 skipped: 0,
+                app_refused: 1,
             }),
             refused: Some(2),
             read: Some("full read (first run)".into()),

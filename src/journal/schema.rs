@@ -203,6 +203,42 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE app_reads ADD COLUMN groups_at TEXT;
     ALTER TABLE app_reads ADD COLUMN groups_watermark TEXT;",
+    // 13: an action the app refused for good is `refused`, not `applied` or `failed`. The
+    // table is rebuilt for its CHECK, and approvals (which point at its rows) with it:
+    // children first, so no row ever points nowhere.
+    "CREATE TABLE actions_v13 (
+        run INTEGER NOT NULL REFERENCES runs(id),
+        seq INTEGER NOT NULL,
+        anchor TEXT,
+        account TEXT,
+        user_name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        before TEXT NOT NULL,
+        after TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('planned', 'applied', 'failed', 'held', 'skipped', 'refused')),
+        error TEXT,
+        at TEXT NOT NULL,
+        PRIMARY KEY (run, seq)
+    );
+    INSERT INTO actions_v13 SELECT run, seq, anchor, account, user_name, kind, reason, before, after, status, error, at FROM actions;
+    CREATE TABLE approvals_v13 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        decided TEXT,
+        decision TEXT CHECK (decision IN ('approved', 'rejected')),
+        who TEXT,
+        comment TEXT,
+        FOREIGN KEY (run, seq) REFERENCES actions_v13(run, seq)
+    );
+    INSERT INTO approvals_v13 SELECT id, run, seq, decided, decision, who, comment FROM approvals;
+    DROP TABLE approvals;
+    DROP TABLE actions;
+    ALTER TABLE actions_v13 RENAME TO actions;
+    ALTER TABLE approvals_v13 RENAME TO approvals;
+    CREATE INDEX actions_by_anchor ON actions(anchor);
+    CREATE INDEX actions_by_account ON actions(account);",
 ];
 
 pub fn migrate(journal: &Journal) -> Result<(), JournalError> {

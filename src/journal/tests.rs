@@ -521,3 +521,39 @@ fn an_apps_groups_are_remembered_after_its_accounts_and_forgotten_with_them() {
     miro.forget_app_reads().unwrap();
     assert!(miro.group_read_marks().unwrap().is_none());
 }
+
+#[test]
+fn actions_and_their_approvals_survive_the_migration_that_lets_an_action_be_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // The schema before migration 13, with an action an operator approved.
+        let c = rusqlite::Connection::open(dir.path().join("journal.sqlite3")).unwrap();
+        c.pragma_update(None, "foreign_keys", "ON").unwrap();
+        for sql in &schema::MIGRATIONS[..12] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 12).unwrap();
+        c.execute_batch(
+            "INSERT INTO runs (started, finished, mode, trigger, source_users, counts, outcome)
+                 VALUES ('2026-11-30T10:00:00.000Z', '2026-11-30T10:01:00.000Z', 'apply', 'schedule', 2, '{}', 'held');
+             INSERT INTO actions (run, seq, anchor, account, user_name, kind, reason, before, after, status, error, at)
+                 VALUES (1, 0, 'anchor-ada', 's1', 'ada@x', 'suspend', 'gone', '{}', '{}', 'held', 'held: cap', '2026-11-30T10:01:00.000Z');
+             INSERT INTO approvals (run, seq, decided, decision, who) VALUES (1, 0, '2026-11-30T11:00:00.000Z', 'approved', 'cli:root');",
+        )
+        .unwrap();
+    }
+    let j = Journal::open(dir.path()).unwrap();
+    j.with(|c| {
+        let kept: (String, String) = c.query_row(
+            "SELECT a.status, p.decision FROM actions a JOIN approvals p ON p.run = a.run AND p.seq = a.seq",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        assert_eq!(kept, ("held".to_string(), "approved".to_string()));
+        c.execute("UPDATE actions SET status = 'refused' WHERE run = 1 AND seq = 0", [])?;
+        let fk: i64 = c.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+        assert_eq!(fk, 0, "approvals still point at their actions");
+        Ok(())
+    })
+    .unwrap();
+}

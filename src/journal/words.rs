@@ -66,6 +66,9 @@ pub enum Status {
     Failed,
     Held,
     Skipped,
+    /// The app refused the write for good (RFC 7644 `invalidValue`, `mutability`,
+    /// `invalidSyntax`, or 501): remembered, not sent again until it changes (`escrow`).
+    Refused,
 }
 
 impl Status {
@@ -76,6 +79,7 @@ impl Status {
             Status::Failed => "failed",
             Status::Held => "held",
             Status::Skipped => "skipped",
+            Status::Refused => "refused",
         }
     }
     pub(super) fn parse(s: &str) -> Option<Status> {
@@ -85,6 +89,7 @@ impl Status {
             Status::Failed,
             Status::Held,
             Status::Skipped,
+            Status::Refused,
         ]
         .into_iter()
         .find(|o| o.as_str() == s)

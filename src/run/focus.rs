@@ -10,6 +10,8 @@
 //! `--app` for another) or that did not commit its cursor leaves the app's last plan
 //! behind the cursor, and the next plan is whole.
 
+use chrono::{DateTime, Utc};
+
 use crate::journal::{Outcome, RunRow};
 use crate::plan::Focus;
 
@@ -36,11 +38,12 @@ pub(super) fn focus(
     read: &DirectoryRead,
     snap: &Snapshot<'_>,
     inputs: &str,
+    now: DateTime<Utc>,
 ) -> Result<Option<Focus>, RunError> {
     let (Some(delta), AppRead::Incremental { fresh, .. }) = (&read.delta, &snap.app_read) else {
         return Ok(None);
     };
-    if !snap.escrowed.is_empty() {
+    if !crate::escrow::only_waiting_parts(snap.escrowed.values(), now) {
         return Ok(None);
     }
     let Some(prev) = r.journal.previous_apply_run(r.run)? else {

@@ -99,6 +99,7 @@ fn tally(o: &Outcomes) -> Tally {
         failed: o.failed,
         held: o.held,
         skipped: o.skipped,
+        app_refused: o.app_refused,
     }
 }
 
@@ -478,7 +479,7 @@ async fn sync_app(
     };
     let mut snap = read_app(r.app, journal, client, read, cfg.progress, source).await?;
     if only_user.is_none() {
-        snap.focus = focus::focus(r, read, &snap, cycle.inputs)?;
+        snap.focus = focus::focus(r, read, &snap, cycle.inputs, now)?;
     }
     let read_ms = read_ms + started.elapsed().as_millis() as u64;
     if let Some(name) = only_user.filter(|n| !knows(r.app, &snap, n)) {

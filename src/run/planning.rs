@@ -45,11 +45,7 @@ pub(super) fn make_plan(
     }
     // What the app can do with a leaver, then escrow, then the gates.
     plan::deprovision(&mut plan, cfg.target.deprovision, cfg.target.deletes);
-    // Before the gates: an action waiting in escrow is no write of this run.
-    let (quarantined, waiting) = crate::escrow::apply_to_plan(&mut plan, &snap.escrowed, now);
-    if quarantined + waiting > 0 {
-        tracing::warn!(app = %cfg.name, quarantined, waiting, "actions in escrow: waiting ones are left out, quarantined ones held (`idsync approvals`)");
-    }
+    lay_escrow(&mut plan, cfg, snap, now);
     safety::gate(&mut plan, &cfg.safety);
     if let (Some(groups), Some(gcfg)) = (&snap.groups, &cfg.groups) {
         let mut g = crate::groups::plan(&crate::groups::Inputs {
@@ -86,6 +82,19 @@ pub(super) fn make_plan(
         });
     }
     plan
+}
+
+/// Before the gates: an action waiting in escrow is no write of this run, and a part the
+/// app refused for good is not proposed again as it was (a notice says so).
+fn lay_escrow(plan: &mut Plan, cfg: &AppConfig, snap: &Snapshot<'_>, now: DateTime<Utc>) {
+    let (quarantined, waiting) = crate::escrow::apply_to_plan(plan, &snap.escrowed, now);
+    if quarantined + waiting > 0 {
+        tracing::warn!(app = %cfg.name, quarantined, waiting, "actions in escrow: waiting ones are left out, quarantined ones held (`idsync approvals`)");
+    }
+    let left = crate::escrow::leave_refused_parts(plan, &snap.escrowed, now);
+    if left > 0 {
+        tracing::info!(app = %cfg.name, left, "photos the app refused for good are left alone (`idsync show last` names them)");
+    }
 }
 
 /// True when `name` is a person's userName (as the mapping renders it) or an account's.

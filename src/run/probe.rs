@@ -89,6 +89,12 @@ pub async fn probe(cfg: &Config) -> Result<Probe, RunError> {
                 key: key("target.photo"),
                 problem: "`photos` is read-only in this app: idsync sends it no photo; set `photo: none` here".into(),
             });
+        } else if app.policy.photos.is_some() && scim_photos && discovery.photos_want_url() {
+            findings.push(crate::app::discovery::Finding {
+                level: crate::app::discovery::Level::Warning,
+                key: key("target.photo"),
+                problem: "this app's schema makes `photos.value` an external reference (RFC 7643: a URL to the image); `photo: scim` sends the photo as a data: URI, which an app that holds to its schema refuses (idsync then remembers the refusal instead of sending it every run). Working choices: keep `photo: scim` where the app takes data: URIs, `photo: none`, or `photo: { put: URL }` / `{ post: URL }` where the app has an upload endpoint".into(),
+            });
         }
     }
     Ok(Probe { text, findings })

@@ -181,7 +181,7 @@ fn settled(r: &AppRun<'_>, inputs: &str, now: DateTime<Utc>) -> Result<Option<Ru
     }
     let marks = j.app_read_marks()?;
     if full_reason(marks.as_ref(), false, r.app.target.full_every, now).is_some()
-        || !j.escrowed()?.is_empty()
+        || !crate::escrow::only_waiting_parts(j.escrowed()?.values(), now)
         || j.accounts_unsettled()?
     {
         return Ok(None);

@@ -296,11 +296,27 @@ pub(super) async fn read_app<'d>(
         groups,
         out_of_scope,
         photos_read_only,
-        escrowed: journal.escrowed()?,
+        escrowed: escrowed(journal, source)?,
         app_read,
         groups_read,
         focus: None,
     })
+}
+
+/// The app's escrowed actions, and the parts it refused for good unless `--full` asks
+/// for them again.
+fn escrowed(
+    journal: &Journal,
+    source: AppSource<'_>,
+) -> Result<BTreeMap<String, crate::escrow::Escrowed>, RunError> {
+    let mut escrowed = journal.escrowed()?;
+    if let AppSource::Remembered {
+        force_full: true, ..
+    } = source
+    {
+        escrowed.retain(|k, _| !k.starts_with(crate::escrow::PART_PREFIX));
+    }
+    Ok(escrowed)
 }
 
 /// The app's groups as `source` says: listed, or remembered (listed whole when the

@@ -35,6 +35,13 @@ pub enum Fault {
     /// `kill -9` the process, before forwarding (`after: false`) or after the app acted on
     /// the request (`after: true`, the reply never arrives).
     Kill { pid: u32, after: bool },
+    /// A strict app's refusal (RFC 7644 3.12): this status with a SCIM error body carrying
+    /// `scimType` and `detail`, without forwarding.
+    ScimError {
+        code: u16,
+        scim_type: &'static str,
+        detail: &'static str,
+    },
     /// A hostile app: answers `307` to this URL without forwarding.
     Redirect(String),
     /// A careless app: answers this status with the whole request echoed in the body
@@ -331,6 +338,27 @@ fn serve_conn(
                 .map(|(_, v)| v.clone()),
         });
         match &fault {
+            Some(Fault::ScimError {
+                code,
+                scim_type,
+                detail,
+            }) => {
+                let h = vec![(
+                    "content-type".to_string(),
+                    "application/scim+json".to_string(),
+                )];
+                let body = serde_json::json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                    "status": code.to_string(),
+                    "scimType": scim_type,
+                    "detail": detail,
+                })
+                .to_string();
+                if !respond(&mut conn, *code, &h, body.as_bytes()) {
+                    return;
+                }
+                continue;
+            }
             Some(Fault::Status { code, retry_after }) => {
                 let mut h = vec![(
                     "content-type".to_string(),

@@ -261,12 +261,7 @@ impl ScimClient {
                 .await
                 .map_err(|e| if first { count_hint(e) } else { e })?;
             if reply.status == reqwest::StatusCode::NOT_FOUND {
-                return Err(TargetError::Http {
-                    method: "GET".into(),
-                    url: url.to_string(),
-                    status: 404,
-                    detail: format!("no `{endpoint}` here: target.url must be the app's SCIM base, the URL that `/{endpoint}` follows (e.g. https://app.example.com/scim/v2)"),
-                });
+                return Err(no_endpoint(endpoint, &url));
             }
             if !reply.status.is_success() {
                 return Err(Self::http_error("GET", &url, &reply));
@@ -337,6 +332,17 @@ impl ScimClient {
             url: url.to_string(),
             detail,
         })
+    }
+}
+
+/// A list endpoint that is not there: `target.url` is not the app's SCIM base.
+fn no_endpoint(endpoint: &str, url: &url::Url) -> TargetError {
+    TargetError::Http {
+        method: "GET".into(),
+        url: url.to_string(),
+        status: 404,
+        scim_type: None,
+        detail: format!("no `{endpoint}` here: target.url must be the app's SCIM base, the URL that `/{endpoint}` follows (e.g. https://app.example.com/scim/v2)"),
     }
 }
 

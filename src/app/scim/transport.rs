@@ -351,6 +351,11 @@ impl ScimClient {
             url: url.to_string(),
             status: reply.status.as_u16(),
             detail,
+            scim_type: reply
+                .body
+                .get("scimType")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         }
     }
 }
