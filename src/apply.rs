@@ -186,7 +186,12 @@ fn finish(
                 link: &effect.link,
             };
             journal.record_result(run, seq, &result, Utc::now())?;
-            tracing::info!(kind = %action.kind, user = %action.user_name, status = status.as_str(), "done");
+            match status {
+                Status::Refused => {
+                    tracing::info!(kind = %action.kind, user = %action.user_name, "refused by the app (remembered)")
+                }
+                _ => tracing::info!(kind = %action.kind, user = %action.user_name, "applied"),
+            }
             if let Some(n) = &effect.part.notice {
                 tracing::warn!(kind = %action.kind, user = %action.user_name, "{n}");
             }

@@ -268,6 +268,56 @@ fn an_app_that_cannot_be_listed_is_read_account_by_account_and_converges() {
 }
 
 #[test]
+fn an_app_whose_user_name_filter_is_case_exact_gets_no_duplicate_on_a_409() {
+    let tb = Testbed::start(&trio());
+    let proxy = HttpFaults::start(&format!("http://127.0.0.1:{}", tb.scim_port));
+    // Alan's account is there as the app's admin typed it. This app compares `userName
+    // eq` case-exactly (its schema says caseExact: false): the lookups for his name, as
+    // the directory and as lower case spell it, find nothing.
+    tb.scim_create(serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "Alan@Example.org",
+        "active": true
+    }));
+    proxy.add(
+        Rule::new(
+            "GET",
+            "userName+eq+%22alan%40example.org%22",
+            Fault::Answer(
+                r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:ListResponse"],"totalResults":0,"Resources":[]}"#.into(),
+            ),
+        )
+        .times(usize::MAX),
+    );
+    // Accounts are looked up one by one (no list for planning), so the plan creates him.
+    let cfg = config(&tb, &proxy, "  list: filter-only\n", "");
+    let plan = tb.ok(&cfg, &["plan"]);
+    assert!(
+        plan.contains("create") && plan.contains("alan@example.org"),
+        "{plan}"
+    );
+
+    // The create meets the app's 409; the account is found and adopted, not duplicated.
+    tb.ok(&cfg, &["sync"]);
+    let alans: Vec<_> = tb
+        .scim_users()
+        .into_iter()
+        .filter(|u| {
+            u["userName"]
+                .as_str()
+                .unwrap()
+                .eq_ignore_ascii_case("alan@example.org")
+        })
+        .collect();
+    assert_eq!(alans.len(), 1, "{alans:?}");
+    assert_eq!(tb.scim_users().len(), 3);
+    let run = tb.last_run(&cfg);
+    assert_eq!(run["run"]["outcome"], "ok", "{run}");
+    let again = tb.ok(&cfg, &["sync"]);
+    assert_eq!(tb.scim_users().len(), 3, "{again}");
+}
+
+#[test]
 fn an_app_without_patch_gets_whole_resources_put_and_keeps_what_idsync_does_not_manage() {
     let ldif = format!(
         "{}{GROUPS_OU}dn: cn=eng,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: eng\nmember: uid=ada,ou=people,dc=example,dc=org\nmember: uid=alan,ou=people,dc=example,dc=org\n\n",

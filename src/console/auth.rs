@@ -1,18 +1,15 @@
 //! Who is asking: local logins checked against their argon2 hashes (or an OIDC provider's
-//! users, `oidc`), sessions in an HttpOnly, SameSite cookie (tower-sessions), login
-//! attempts rate-limited per name and per address, and `Login`, the extractor every page
-//! takes: the `Viewer`, with what they may see.
+//! users, `oidc`), sessions in an HttpOnly, SameSite cookie (tower-sessions; failed logins
+//! are throttled in `throttle`), and `Login`, the extractor every page takes: the
+//! `Viewer`, with what they may see.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
-use std::num::NonZeroU32;
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tower_sessions::Session;
 
 use super::Shared;
@@ -110,29 +107,6 @@ impl FromRequestParts<Shared> for Login {
             access,
             roster,
         }))
-    }
-}
-
-/// Login attempts allowed per name and per address: 5 a minute each.
-pub struct Throttle {
-    by_name: DefaultKeyedRateLimiter<String>,
-    by_addr: DefaultKeyedRateLimiter<IpAddr>,
-}
-
-impl Default for Throttle {
-    fn default() -> Self {
-        let quota = Quota::per_minute(NonZeroU32::new(5).expect("5 > 0"));
-        Throttle {
-            by_name: RateLimiter::keyed(quota),
-            by_addr: RateLimiter::keyed(quota),
-        }
-    }
-}
-
-impl Throttle {
-    /// True when another attempt for this name from this address may be checked now.
-    pub fn allows(&self, name: &str, addr: IpAddr) -> bool {
-        self.by_addr.check_key(&addr).is_ok() && self.by_name.check_key(&name.to_string()).is_ok()
     }
 }
 
@@ -241,13 +215,5 @@ mod tests {
         assert!(check(&users, "vera", "battery staple").is_none());
         assert!(check(&users, "nobody", "correct horse").is_none());
         assert!(users[0].password_hash.starts_with("$argon2id$"));
-    }
-
-    #[test]
-    fn login_attempts_are_limited_per_name_and_address() {
-        let t = Throttle::default();
-        let addr: IpAddr = "127.0.0.1".parse().unwrap();
-        let allowed = (0..10).filter(|_| t.allows("vera", addr)).count();
-        assert_eq!(allowed, 5);
     }
 }

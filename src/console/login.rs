@@ -140,7 +140,9 @@ pub(super) async fn login(
             "the form's CSRF token is missing or wrong: reload the page and try again",
         );
     }
-    if !c.throttle.allows(&f.name, addr.ip()) {
+    if c.throttle
+        .blocked(&f.name, addr.ip(), std::time::Instant::now())
+    {
         tracing::warn!(name = %f.name, addr = %addr.ip(), "console login attempts throttled");
         return error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -166,6 +168,8 @@ pub(super) async fn login(
     .ok()
     .flatten();
     let Some(user) = found else {
+        c.throttle
+            .failed(&f.name, addr.ip(), std::time::Instant::now());
         tracing::warn!(name = %f.name, addr = %addr.ip(), "console login refused");
         let csrf = token.authenticity_token().unwrap_or_default();
         let provider = provider_name(&c);

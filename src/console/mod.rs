@@ -9,6 +9,7 @@ mod login;
 mod oidc;
 mod pages;
 mod read;
+mod throttle;
 mod tls;
 
 use std::net::SocketAddr;
@@ -27,7 +28,8 @@ use tower_sessions::{Expiry, MemoryStore, Session, SessionManagerLayer};
 use crate::config::Config;
 use crate::config::{Access, ConsoleConfig, ConsoleUser, Role};
 use crate::journal::{Decider, Journal};
-use auth::{Login, Throttle};
+use auth::Login;
+use throttle::Throttle;
 
 /// What every request handler shares.
 pub struct Console {

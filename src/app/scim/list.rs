@@ -57,6 +57,37 @@ impl ScimClient {
             .next())
     }
 
+    /// The account that holds `user_name`, after the app answered a create with 409: the
+    /// name is taken, so the account is there. Some apps compare `userName eq` case-exactly
+    /// although their schema says `caseExact: false`, and find nothing for a name that
+    /// differs only in case: then the lower-cased name, and last the whole list (compared
+    /// without case), are asked. A 409 is resolved by a lookup, never by a second account.
+    pub(super) async fn find_taken(&self, user_name: &str) -> Result<Option<Account>, TargetError> {
+        if let Some(found) = self.find_by_user_name(user_name).await? {
+            return Ok(Some(found));
+        }
+        if !self.discovery().await?.filter {
+            // find_by_user_name listed the app already.
+            return Ok(None);
+        }
+        let lower = user_name.to_lowercase();
+        if lower != user_name {
+            if let Some(found) = self.find_by_user_name(&lower).await? {
+                return Ok(Some(found));
+            }
+        }
+        let wanted = UserName::new(user_name);
+        let found = self
+            .list()
+            .await?
+            .into_iter()
+            .find(|a| a.user_name == wanted);
+        if let Some(a) = &found {
+            tracing::warn!(user = %user_name, held_as = %a.user_name, "the app's `userName eq` filter missed an account that differs only in case (it compares case-exactly): found by listing, adopted");
+        }
+        Ok(found)
+    }
+
     /// The account with this id, or `None` when the app says it is gone (404).
     pub async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, TargetError> {
         let url = self.url(&format!("Users/{}", crate::http::path_segment(id.as_str())));

@@ -171,7 +171,7 @@ impl ScimClient {
             return Ok(Created::New(self.account(&url, reply.body)?));
         }
         if reply.status == StatusCode::CONFLICT {
-            if let Some(existing) = self.find_by_user_name(user_name).await? {
+            if let Some(existing) = self.find_taken(user_name).await? {
                 return Ok(Created::Existing(existing));
             }
         }
