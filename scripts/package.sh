@@ -10,7 +10,8 @@
 # one per command) and bash, zsh and fish completions, generated from the CLI definition;
 # the example configs under /usr/share/doc/idsync/examples. Purge removes /etc/idsync and
 # what the package made, never the journal unless IDSYNC_PURGE_JOURNAL=yes is set.
-# Needs dpkg-deb (Debian and Ubuntu have it).
+# Needs dpkg-deb (Debian and Ubuntu have it) and dpkg-shlibdeps (dpkg-dev), which computes
+# the shared libraries' versions the binary needs (glibc, libgcc_s) for `Depends`.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -22,6 +23,7 @@ case "${1:-}" in
   *) echo "usage: scripts/package.sh [--binary PATH]" >&2; exit 2 ;;
 esac
 command -v dpkg-deb >/dev/null || { echo "package: dpkg-deb is needed (apt-get install dpkg)" >&2; exit 1; }
+command -v dpkg-shlibdeps >/dev/null || { echo "package: dpkg-shlibdeps is needed (apt-get install dpkg-dev)" >&2; exit 1; }
 if [ -z "$bin" ]; then
   echo "package: building idsync (release)" >&2
   cargo build --release --locked --quiet
@@ -69,12 +71,21 @@ gzip -9n "$root"/usr/share/man/man1/*.1
 "$root/usr/bin/idsync" generate completions fish >"$root/usr/share/fish/vendor_completions.d/idsync.fish"
 find "$root/usr/share" -type f -exec chmod 0644 {} +
 
+# What the binary links against, with the versions its symbols need (e.g. glibc >= 2.34).
+shlibs_dir=$(mktemp -d)
+mkdir "$shlibs_dir/debian"
+printf 'Source: idsync\n\nPackage: idsync\nArchitecture: any\n' >"$shlibs_dir/debian/control"
+depends=$(cd "$shlibs_dir" && dpkg-shlibdeps -O -e"$repo/$root/usr/bin/idsync" 2>/dev/null |
+  sed -n 's/^shlibs:Depends=//p')
+rm -rf "$shlibs_dir"
+[ -n "$depends" ] || { echo "package: dpkg-shlibdeps found no dependencies of the binary" >&2; exit 1; }
+
 cat >"$root/DEBIAN/control" <<EOF
 Package: idsync
 Version: $version-1
 Architecture: $arch
 Maintainer: idsync developers <idsync@localhost>
-Depends: libc6
+Depends: $depends
 Recommends: systemd
 Section: admin
 Priority: optional

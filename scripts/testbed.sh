@@ -75,6 +75,10 @@ install() {
     apt-get update -qq >/dev/null
     apt-get install -y -qq chromium chromium-driver >/dev/null
   fi
+  if ! command -v dpkg-shlibdeps >/dev/null 2>&1; then
+    echo "testbed: installing dpkg-dev (the package's Depends are computed by dpkg-shlibdeps)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dpkg-dev >/dev/null
+  fi
   if ! command -v man >/dev/null 2>&1; then
     echo "testbed: installing man-db (the package test looks its man pages up)" >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq man-db >/dev/null

@@ -96,7 +96,12 @@ async fn incremental_probe(
         LdapIncremental::Usn => "USN",
         _ => "syncrepl",
     };
-    Ok(match again.kind {
+    let settings = match reader.settings().incremental {
+        LdapIncremental::Syncrepl => reader.ds389_sync_settings().await?,
+        _ => None,
+    };
+    let settings = settings.map(|s| format!("; {s}")).unwrap_or_default();
+    let said = match again.kind {
         ReadKind::Incremental { changed, removed: 0 } => format!(
             "; {how}: an incremental read from a fresh cookie works ({changed} changed since, 0 removed)"
         ),
@@ -106,7 +111,8 @@ async fn incremental_probe(
         ReadKind::Full { why } => format!(
             "; warning: {how}: the server could not resume from the cookie it had just issued ({why}): every cycle would read everything; OpenLDAP: load the syncprov overlay on this database; 389-ds: enable the Retro Changelog (nsslapd-attribute: nsuniqueid:targetUniqueId) and the Content Synchronization plugin"
         ),
-    })
+    };
+    Ok(said + &settings)
 }
 
 /// A directory's groups, and (Graph delta) the state to remember for the next read.

@@ -188,6 +188,7 @@ fn print_show(
                 Status::Held => "held",
                 Status::Applied => "notice",
                 Status::Refused => "refused",
+                Status::Approved | Status::Rejected => "decision",
                 _ => "error",
             };
             println!("{:>4}  {:<12}  {:<8}    {label}: {e}", "", "", "");

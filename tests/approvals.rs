@@ -80,6 +80,43 @@ fn mass_departures_are_held_new_hires_still_created_and_approve_applies_them() {
         "rejected: untouched"
     );
     assert!(tb.ok(&cfg, &["approvals"]).contains("no held actions"));
+    // The held run's actions read as the decisions they were, not as skipped ones.
+    let decided: Value =
+        serde_json::from_str(&tb.ok(&cfg, &["show", &run.to_string(), "--format", "json"]))
+            .unwrap();
+    let by_user = |u: &str| {
+        decided["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["user_name"] == u)
+            .unwrap()
+            .clone()
+    };
+    let (yes, no) = (
+        by_user("user0001@example.org"),
+        by_user("user0003@example.org"),
+    );
+    assert_eq!(yes["status"], "approved", "{yes}");
+    assert!(
+        yes["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("approved by cli:"),
+        "{yes}"
+    );
+    assert!(
+        yes["error"].as_str().unwrap().contains("applied by run"),
+        "{yes}"
+    );
+    assert_eq!(no["status"], "rejected", "{no}");
+    assert!(
+        no["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("rejected by cli:"),
+        "{no}"
+    );
     let out = tb.idsync(&cfg, &["approve", &run.to_string()]);
     assert_eq!(out.status.code(), Some(1), "nothing left to approve");
 }

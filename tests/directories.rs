@@ -359,3 +359,39 @@ fn a_server_restarted_mid_refresh_fails_the_run_and_the_next_converges(server: D
         "Staff"
     );
 }
+
+#[test]
+fn check_connect_names_the_content_sync_settings_389_ds_needs_where_the_bind_can_read_them() {
+    let tb = Testbed::start_389(&trio());
+    let cfg = config(&tb, "");
+    let check = tb.ok(&cfg, &["check", "--connect"]);
+    assert!(check.contains("this bind cannot read cn=config"), "{check}");
+
+    // As the Directory Manager, who may read cn=config.
+    common::write_secret(&tb.dir.path().join("manager.secret"), common::ADMIN_PW);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let manager = tb.dir.path().join("manager.yaml");
+    std::fs::write(
+        &manager,
+        text.replace(common::SYNC_DN, common::DS389_MANAGER)
+            .replace("ldap.secret", "manager.secret"),
+    )
+    .unwrap();
+    let check = tb.ok(&manager, &["check", "--connect"]);
+    assert!(
+        check
+            .contains("Retro Changelog (nsuniqueid:targetUniqueId) and Content Synchronization on"),
+        "{check}"
+    );
+    // Without nsuniqueid:targetUniqueId a refresh from a cookie returns nothing.
+    tb.ldapmodify(
+        "dn: cn=Retro Changelog Plugin,cn=plugins,cn=config\nchangetype: modify\ndelete: nsslapd-attribute\n",
+    );
+    let check = tb.ok(&manager, &["check", "--connect"]);
+    assert!(
+        check.contains(
+            "warning: 389 Directory Server: add `nsslapd-attribute: nsuniqueid:targetUniqueId`"
+        ),
+        "{check}"
+    );
+}

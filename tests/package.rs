@@ -33,6 +33,12 @@ fn the_package_installs_a_ready_to_configure_service_and_purges_cleanly() {
     );
     let deb = common::repo().join(built.trim());
     assert!(deb.is_file(), "{built}");
+    // Depends as the binary needs it (glibc's symbol versions, libgcc_s), not a bare libc6.
+    let depends = ok("dpkg-deb", &["-f", deb.to_str().unwrap(), "Depends"]);
+    assert!(
+        depends.contains("libc6 (>= 2.") && depends.contains("libgcc-s1"),
+        "{depends}"
+    );
     // A package left by an interrupted earlier run goes first.
     let _ = run("dpkg", &["--purge", "idsync"]);
     ok("dpkg", &["-i", deb.to_str().unwrap()]);

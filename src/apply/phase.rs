@@ -23,7 +23,9 @@ pub(super) fn tally(results: Vec<Done>, first_seq: usize) -> Result<Outcomes, Jo
             Status::Failed => out.failed += 1,
             Status::Held => out.held += 1,
             Status::Refused => out.app_refused += 1,
-            Status::Skipped | Status::Planned => out.skipped += 1,
+            Status::Skipped | Status::Planned | Status::Approved | Status::Rejected => {
+                out.skipped += 1
+            }
         }
         if out.fatal.is_none() {
             out.fatal = fatal;

@@ -131,6 +131,10 @@ pub(super) fn parse_apps(
             Err(mut p) => problems.append(&mut p),
         }
     }
+    if let Some(console) = resolved.first().and_then(|(_, r)| r.console.as_ref()) {
+        let names: Vec<&str> = resolved.iter().map(|(n, _)| n.as_str()).collect();
+        problems.extend(super::console::unknown_apps(console, &names));
+    }
     let mut seen = BTreeSet::new();
     problems.retain(|p| seen.insert(p.to_string()));
     warnings.sort();

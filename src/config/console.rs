@@ -455,3 +455,42 @@ impl Resolver<'_> {
         })
     }
 }
+
+/// Logins whose scope names an app the config does not have: each a problem with the
+/// closest name (a login that silently sees nothing is worse than a refused config).
+pub(super) fn unknown_apps(console: &ConsoleConfig, apps: &[&str]) -> Vec<super::Problem> {
+    let scoped = console
+        .users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (format!("console.users[{i}].apps"), &u.access))
+        .chain(console.oidc.iter().flat_map(|o| {
+            o.roles
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (format!("console.oidc.roles[{i}].apps"), &b.access))
+        }));
+    let mut out = Vec::new();
+    for (path, access) in scoped {
+        for name in access.apps.iter().flatten() {
+            if apps.contains(&name.as_str()) {
+                continue;
+            }
+            let hint = apps
+                .iter()
+                .map(|a| (strsim::damerau_levenshtein(name, a), *a))
+                .filter(|(d, a)| *d <= 2.max(a.len() / 3))
+                .min()
+                .map(|(_, a)| format!(" (did you mean `{a}`?)"))
+                .unwrap_or_default();
+            out.push(super::Problem {
+                path: path.clone(),
+                message: format!(
+                    "`{name}` is no app of this config{hint}: the apps are {}; a login scoped to it would see nothing",
+                    apps.join(", ")
+                ),
+            });
+        }
+    }
+    out
+}

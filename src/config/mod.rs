@@ -285,6 +285,15 @@ pub fn parse(
     }
     let raw: RawConfig = serde_yaml::from_str(text).map_err(syntax)?;
     let (one, warnings) = resolve_raw(raw, path, env)?;
+    if let Some(console) = &one.console {
+        let problems = console::unknown_apps(console, &[DEFAULT_APP]);
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            });
+        }
+    }
     Ok(apps::combine(
         vec![(DEFAULT_APP.to_string(), one)],
         warnings,

@@ -849,3 +849,24 @@ fn console_tls_needs_its_files_and_makes_cookies_secure() {
         "{found:?}"
     );
 }
+
+#[test]
+fn a_login_scoped_to_an_app_the_config_does_not_have_is_a_problem_with_the_closest_name() {
+    let login = |apps: &str| {
+        format!("console:\n  users:\n    - {{ name: abe, password_hash: \"$argon2id$v=19$x\", role: approver, apps: [{apps}] }}\n")
+    };
+    let found = problems(&(APPS.to_string() + &login("mirro, slack")));
+    assert!(
+        found.iter().any(|p| p.contains("console.users[0].apps")
+            && p.contains("`mirro` is no app of this config (did you mean `miro`?)")),
+        "{found:?}"
+    );
+    assert_eq!(found.len(), 1, "slack is one: {found:?}");
+    assert!(parse_text(&(APPS.to_string() + &login("miro"))).is_ok());
+    // A config with a single target has one app, `default`.
+    let single = problems(&(BASE.to_string() + &login("miro")));
+    assert!(
+        single.iter().any(|p| p.contains("the apps are default")),
+        "{single:?}"
+    );
+}

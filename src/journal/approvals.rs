@@ -41,12 +41,12 @@ impl Journal {
             "" => String::new(),
             c => format!(" (comment: {c})"),
         };
-        let note = format!("{word} by {}: {note}{comment}", by.who);
+        let note = format!("{word} by {}{comment}: {note}", by.who);
         self.with(|c| {
             let tx = c.transaction()?;
             tx.execute(
-                "UPDATE actions SET status = 'skipped', error = ?3, at = ?4 WHERE run = ?1 AND seq = ?2 AND status = 'held'",
-                params![run, seq, note, ts(now)],
+                "UPDATE actions SET status = ?5, error = ?3, at = ?4 WHERE run = ?1 AND seq = ?2 AND status = 'held'",
+                params![run, seq, note, ts(now), word],
             )?;
             tx.execute(
                 "INSERT INTO approvals (run, seq, decided, decision, who, comment) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

@@ -203,9 +203,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE app_reads ADD COLUMN groups_at TEXT;
     ALTER TABLE app_reads ADD COLUMN groups_watermark TEXT;",
-    // 13: an action the app refused for good is `refused`, not `applied` or `failed`. The
-    // table is rebuilt for its CHECK, and approvals (which point at its rows) with it:
-    // children first, so no row ever points nowhere.
+    // 13: an action the app refused for good is `refused`, not `applied` or `failed`; a
+    // held action a person decided is `approved` or `rejected`, not `skipped`. The table
+    // is rebuilt for its CHECK, and approvals (which point at its rows) with it: children
+    // first, so no row ever points nowhere.
     "CREATE TABLE actions_v13 (
         run INTEGER NOT NULL REFERENCES runs(id),
         seq INTEGER NOT NULL,
@@ -216,7 +217,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL,
         before TEXT NOT NULL,
         after TEXT NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('planned', 'applied', 'failed', 'held', 'skipped', 'refused')),
+        status TEXT NOT NULL CHECK (status IN ('planned', 'applied', 'failed', 'held', 'skipped', 'refused', 'approved', 'rejected')),
         error TEXT,
         at TEXT NOT NULL,
         PRIMARY KEY (run, seq)

@@ -69,6 +69,10 @@ pub enum Status {
     /// The app refused the write for good (RFC 7644 `invalidValue`, `mutability`,
     /// `invalidSyntax`, or 501): remembered, not sent again until it changes (`escrow`).
     Refused,
+    /// A held action a person approved (`error` says who, why, and what came of it).
+    Approved,
+    /// A held action a person rejected: nothing written.
+    Rejected,
 }
 
 impl Status {
@@ -80,6 +84,8 @@ impl Status {
             Status::Held => "held",
             Status::Skipped => "skipped",
             Status::Refused => "refused",
+            Status::Approved => "approved",
+            Status::Rejected => "rejected",
         }
     }
     pub(super) fn parse(s: &str) -> Option<Status> {
@@ -90,6 +96,8 @@ impl Status {
             Status::Held,
             Status::Skipped,
             Status::Refused,
+            Status::Approved,
+            Status::Rejected,
         ]
         .into_iter()
         .find(|o| o.as_str() == s)

@@ -10,6 +10,7 @@
 
 pub mod binary;
 pub mod confirm;
+pub mod ds389;
 pub mod filter;
 pub mod graph;
 pub mod groups;
