@@ -234,7 +234,7 @@ fn a_viewer_sees_runs_and_diffs_but_cannot_approve_and_a_post_without_its_token_
         waiting[0]["run"].as_i64().unwrap(),
         waiting[0]["seq"].as_i64().unwrap(),
     );
-    let _server = serve(&cfg, port);
+    let mut server = Some(serve(&cfg, port));
     let base = format!("http://127.0.0.1:{port}");
 
     tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -254,6 +254,15 @@ fn a_viewer_sees_runs_and_diffs_but_cannot_approve_and_a_post_without_its_token_
 
         c.goto(&format!("{base}/runs")).await.unwrap();
         screenshot(&c, "runs").await;
+        // A restart of the console (an upgrade) logs nobody out: sessions are kept in the
+        // state directory.
+        drop(server.take());
+        server = Some(serve(&cfg, port));
+        c.goto(&format!("{base}/runs")).await.unwrap();
+        assert!(
+            !c.current_url().await.unwrap().path().ends_with("/login"),
+            "logged out by a restart"
+        );
         // The first sync's creates, with their field diffs.
         c.goto(&format!("{base}/runs/1")).await.unwrap();
         let first = c.source().await.unwrap();

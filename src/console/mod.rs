@@ -9,6 +9,7 @@ mod login;
 mod oidc;
 mod pages;
 mod read;
+mod sessions;
 mod throttle;
 mod tls;
 
@@ -23,7 +24,7 @@ use axum::{Form, Router};
 use axum_csrf::{CsrfConfig, CsrfToken, Key};
 use serde::Deserialize;
 use tower_sessions::cookie::SameSite;
-use tower_sessions::{Expiry, MemoryStore, Session, SessionManagerLayer};
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
 
 use crate::config::Config;
 use crate::config::{Access, ConsoleConfig, ConsoleUser, Role};
@@ -164,6 +165,8 @@ pub async fn serve(cfg: Config, journal: Journal) -> anyhow::Result<()> {
         None => None,
     };
     let tls = console.tls.clone();
+    let store = sessions::FileStore::open(&cfg.state_dir)
+        .map_err(|e| anyhow::anyhow!("the console's session store: {e}"))?;
     let state = Arc::new(Console {
         cfg,
         console,
@@ -176,7 +179,8 @@ pub async fn serve(cfg: Config, journal: Journal) -> anyhow::Result<()> {
         decoy,
         oidc: provider,
     });
-    let service = router(Shared(state), secure).into_make_service_with_connect_info::<SocketAddr>();
+    let service =
+        router(Shared(state), store, secure).into_make_service_with_connect_info::<SocketAddr>();
     match tls {
         Some(t) => tls::serve(listen, &t, service).await,
         None => {
@@ -205,8 +209,8 @@ fn csrf_config(secure: bool) -> CsrfConfig {
 }
 
 /// Every page and form, behind the session layer.
-fn router(state: Shared, secure: bool) -> Router {
-    let sessions = SessionManagerLayer::new(MemoryStore::default())
+fn router(state: Shared, store: sessions::FileStore, secure: bool) -> Router {
+    let sessions = SessionManagerLayer::new(store)
         .with_name("idsync_session")
         .with_secure(secure)
         .with_http_only(true)
