@@ -270,6 +270,11 @@ fn a_viewer_sees_runs_and_diffs_but_cannot_approve_and_a_post_without_its_token_
             first.contains("name.givenName: (none) -&gt; \"Alan\""),
             "{first}"
         );
+        // Each person links to their timeline.
+        assert!(
+            first.contains("href=\"/people/alan@example.org\""),
+            "{first}"
+        );
         screenshot(&c, "run").await;
         c.goto(&format!("{base}/runs/1?q=grace")).await.unwrap();
         let filtered = c.source().await.unwrap();
@@ -376,6 +381,46 @@ fn a_scoped_approver_sees_only_their_people_and_approving_applies_exactly_that_a
     only_alan_suspended(&tb, &cfg, run, "console:abe", "Alan left on Friday");
 }
 
+#[test]
+fn an_approver_decides_all_of_a_run_at_once_and_the_page_says_what_came_of_it() {
+    let tb = Testbed::start(&trio());
+    let port = free_port();
+    let users = format!(
+        "    - {{ name: abe, password_hash: \"{}\", role: approver }}\n",
+        hash("abe-password")
+    );
+    let cfg = config(&tb, port, &users);
+    let (_, run) = alan_and_grace_held(&tb, &cfg);
+    let _server = serve(&cfg, port);
+    let base = format!("http://127.0.0.1:{port}");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let (_driver, c) = browser().await;
+        login(&c, &base, "abe", "abe-password").await;
+        c.goto(&format!("{base}/approvals")).await.unwrap();
+        // Each held action names its person, linked to their timeline.
+        let page = c.source().await.unwrap();
+        assert!(
+            page.contains("href=\"/people/grace@example.org\""),
+            "{page}"
+        );
+        click(&c, "button.approve-all").await;
+        let after = page_with(&c, "Nothing waits for a decision").await;
+        assert!(
+            after.contains(&format!(
+                "Approved all 2 held actions of run {run}: applied by run"
+            )),
+            "{after}"
+        );
+        c.close().await.unwrap();
+    });
+    assert!(held(&tb, &cfg).is_empty());
+    assert!(tb
+        .scim_users()
+        .iter()
+        .filter(|u| u["userName"] == "alan@example.org" || u["userName"] == "grace@example.org")
+        .all(|u| u["active"] == false));
+}
+
 /// A first sync, then Alan and Grace disabled: the second sync holds both suspensions
 /// (returned, with that run's id).
 fn alan_and_grace_held(tb: &Testbed, cfg: &std::path::Path) -> (Vec<Value>, i64) {
@@ -409,6 +454,11 @@ async fn approve_alan_not_grace(c: &Client, base: &str, shot: &str, comment: &st
     click(c, "button.approve").await;
     let after = page_with(c, "Nothing waits for a decision").await;
     assert!(after.contains("Nothing waits for a decision"), "{after}");
+    // The page says what the decision came to.
+    assert!(
+        after.contains("Approved suspend alan@example.org: applied by run"),
+        "{after}"
+    );
 }
 
 /// Grace's held action is not this login's: not in her run's page, and refused when

@@ -234,18 +234,106 @@ fn router(state: Shared, store: sessions::FileStore, secure: bool) -> Router {
         .route("/oidc/callback", get(login::oidc_callback))
         .route("/people/{user_name}", get(read::person))
         .route("/approvals/{run}/{seq}", post(decide))
+        .route("/approvals/{run}", post(decide_run))
         .route("/style.css", get(pages::style))
         .layer(sessions)
         .with_state(state)
 }
 
-async fn approvals(State(c): State<Shared>, Login(user): Login, token: CsrfToken) -> Page {
+async fn approvals(
+    State(c): State<Shared>,
+    Login(user): Login,
+    session: Session,
+    token: CsrfToken,
+) -> Page {
     let held = c.read(|j| j.held_actions()).await?;
     let held: Vec<_> = held
         .into_iter()
         .filter(|h| user.sees_app(&h.app) && user.sees_person(&h.user_name, h.anchor.as_deref()))
         .collect();
-    Ok(render(token, |csrf| pages::approvals(&user, csrf, &held)))
+    // What the decision just made came to, said once.
+    let said: Option<String> = session.remove(SAID).await.ok().flatten();
+    Ok(render(token, |csrf| {
+        pages::approvals(&user, csrf, &held, said.as_deref())
+    }))
+}
+
+/// The session key of what the last decision came to.
+const SAID: &str = "said";
+
+/// The held actions a decision names (one, or every one of a run), when this login may
+/// decide each: what they are in words, and their app.
+async fn held_to_decide(
+    c: &Shared,
+    user: &auth::Viewer,
+    run: i64,
+    seq: Option<i64>,
+) -> Result<(String, String), Response> {
+    let held = c.read(|j| j.held_actions()).await?;
+    let rows: Vec<_> = held
+        .into_iter()
+        .filter(|h| h.run == run && seq.is_none_or(|q| h.seq == q))
+        .collect();
+    let Some(first) = rows.first() else {
+        let id = seq.map_or(run.to_string(), |q| format!("{run}:{q}"));
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            &format!("no held action {id} (decided already?)"),
+        ));
+    };
+    if !rows
+        .iter()
+        .all(|r| user.may_decide(&r.app, &r.user_name, r.anchor.as_deref()))
+    {
+        tracing::warn!(user = %user.name, run, ?seq, "console decision refused: not this login's to make");
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "this login may not decide this action",
+        ));
+    }
+    let what = match rows.len() {
+        1 => format!("{} {}", first.kind.as_str(), first.user_name),
+        n => format!("all {n} held actions of run {run}"),
+    };
+    Ok((what, first.app.clone()))
+}
+
+/// The decision, made as the CLI's is, on a thread of its own (an approval re-reads both
+/// sides and writes to the app).
+async fn run_decision(
+    c: &Shared,
+    approve: bool,
+    sel: crate::run::Selector,
+    by: Decider,
+) -> Result<Result<crate::run::Decision, crate::run::RunError>, Response> {
+    let me = Arc::clone(c);
+    tokio::task::spawn_blocking(move || match approve {
+        true => tokio::runtime::Handle::current().block_on(crate::run::approve(
+            &me.cfg,
+            &me.journal,
+            sel,
+            &by,
+        )),
+        false => crate::run::reject(&me.journal, sel, &by),
+    })
+    .await
+    .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "the decision stopped"))
+}
+
+/// What a decision came to, in a sentence for the page that follows it.
+fn decision_text(approve: bool, what: &str, app: &str, d: &crate::run::Decision) -> String {
+    match (approve, d.run) {
+        (false, _) => format!("Rejected {what}: nothing was written to {app}."),
+        (true, Some(run)) if d.stale + d.failed > 0 => format!(
+            "Approved {what}: run {run} applied {}; {} no longer planned (the person or the account changed since it was held: nothing written, the next sync plans anew); {} refused by the app (see run {run}).",
+            d.applied, d.stale, d.failed
+        ),
+        (true, None) if d.stale > 0 => format!(
+            "Approved {what}, but not applied: the person or the account changed since it was held, so it is no longer planned; nothing was written (the next sync plans anew)."
+        ),
+        (true, Some(run)) => format!("Approved {what}: applied by run {run}."),
+        (true, None) => format!("Approved {what}."),
+    }
 }
 
 #[derive(Deserialize)]
@@ -257,12 +345,39 @@ struct DecideForm {
     comment: String,
 }
 
+/// One held action decided.
 async fn decide(
     State(c): State<Shared>,
     Login(user): Login,
+    session: Session,
     token: CsrfToken,
     Path((run, seq)): Path<(i64, i64)>,
     Form(f): Form<DecideForm>,
+) -> Page {
+    decide_held(c, user, session, token, run, Some(seq), f).await
+}
+
+/// Every held action of a run decided at once (the CLI's `approve RUN`): only by a login
+/// that may decide each of them.
+async fn decide_run(
+    State(c): State<Shared>,
+    Login(user): Login,
+    session: Session,
+    token: CsrfToken,
+    Path(run): Path<i64>,
+    Form(f): Form<DecideForm>,
+) -> Page {
+    decide_held(c, user, session, token, run, None, f).await
+}
+
+async fn decide_held(
+    c: Shared,
+    user: auth::Viewer,
+    session: Session,
+    token: CsrfToken,
+    run: i64,
+    seq: Option<i64>,
+    f: DecideForm,
 ) -> Page {
     if token.verify(&f.authenticity_token).is_err() {
         return Err(error(
@@ -270,28 +385,12 @@ async fn decide(
             "the form's CSRF token is missing or wrong: nothing was decided",
         ));
     }
-    let held = c.read(|j| j.held_actions()).await?;
-    let Some(row) = held.into_iter().find(|h| h.run == run && h.seq == seq) else {
-        return Err(error(
-            StatusCode::NOT_FOUND,
-            &format!("no held action {run}:{seq} (decided already?)"),
-        ));
-    };
-    if !user.may_decide(&row.app, &row.user_name, row.anchor.as_deref()) {
-        tracing::warn!(user = %user.name, run, seq, "console decision refused: not this login's to make");
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "this login may not decide this action",
-        ));
-    }
+    let (what, app) = held_to_decide(&c, &user, run, seq).await?;
     let by = Decider {
         who: format!("console:{}", user.name),
         comment: f.comment.trim().chars().take(500).collect(),
     };
-    let sel = crate::run::Selector {
-        run,
-        seq: Some(seq),
-    };
+    let sel = crate::run::Selector { run, seq };
     let approve = match f.decision.as_str() {
         "approve" => true,
         "reject" => false,
@@ -302,29 +401,14 @@ async fn decide(
             ))
         }
     };
-    let me = Arc::clone(&c);
-    // The decision runs as the CLI's does, on a thread of its own (an approval re-reads
-    // both sides and writes to the app).
-    let outcome = tokio::task::spawn_blocking(move || match approve {
-        true => tokio::runtime::Handle::current().block_on(crate::run::approve(
-            &me.cfg,
-            &me.journal,
-            sel,
-            &by,
-        )),
-        false => crate::run::reject(&me.journal, sel, &by),
-    })
-    .await;
-    let Ok(outcome) = outcome else {
-        return Err(error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the decision stopped",
-        ));
-    };
+    let outcome = run_decision(&c, approve, sel, by).await?;
     match outcome {
         Ok(d) => {
-            tracing::info!(user = %user.name, run, seq, decision = %f.decision, applied = d.applied, "console decision");
-            Ok(Redirect::to(&format!("/approvals?done={run}:{seq}")).into_response())
+            tracing::info!(user = %user.name, run, ?seq, decision = %f.decision, applied = d.applied, "console decision");
+            let _ = session
+                .insert(SAID, decision_text(approve, &what, &app, &d))
+                .await;
+            Ok(Redirect::to("/approvals").into_response())
         }
         Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}"))),
     }

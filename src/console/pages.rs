@@ -333,7 +333,7 @@ pub fn run(user: &Viewer, csrf: &str, r: &RunRow, actions: &[ActionRow], needle:
                         tr {
                             td { (a.seq) }
                             td { (a.kind.as_str()) }
-                            td { (a.user_name) }
+                            td { a href={ "/people/" (a.user_name) } { (a.user_name) } }
                             td class=(a.status.to_string()) { (a.status.to_string()) }
                             td { (a.reason) @if let Some(e) = &a.error { br; em { (e) } } }
                             td { (diff(a)) }
@@ -509,15 +509,43 @@ pub fn person(user: &Viewer, csrf: &str, name: &str, rows: &[ActionRow]) -> Mark
     )
 }
 
-pub fn approvals(user: &Viewer, csrf: &str, held: &[ActionRow]) -> Markup {
+/// The runs holding more than one action, every one of which this login may decide:
+/// those can be decided at once.
+fn whole_runs(user: &Viewer, held: &[ActionRow]) -> Vec<(i64, usize)> {
+    let mut runs: std::collections::BTreeMap<i64, (usize, bool)> = Default::default();
+    for h in held {
+        let e = runs.entry(h.run).or_insert((0, true));
+        e.0 += 1;
+        e.1 &= user.may_decide(&h.app, &h.user_name, h.anchor.as_deref());
+    }
+    runs.into_iter()
+        .filter(|(_, (n, all))| *n > 1 && *all)
+        .map(|(run, (n, _))| (run, n))
+        .collect()
+}
+
+pub fn approvals(user: &Viewer, csrf: &str, held: &[ActionRow], said: Option<&str>) -> Markup {
     page(
         "Held actions",
         Some((user, csrf)),
         html! {
+            @if let Some(s) = said { p.msg.said role="status" { (s) } }
             @if held.is_empty() { p.msg { "Nothing waits for a decision." } }
+            @for (run, n) in whole_runs(user, held) {
+                section.card aria-label={ "all held actions of run " (run) } {
+                    h2 { "Run " a href={ "/runs/" (run) } { (run) } ": " (n) " held actions" }
+                    form method="post" action={ "/approvals/" (run) } {
+                        input type="hidden" name="authenticity_token" value=(csrf);
+                        p { label { "Comment (journaled with your name, on each)" br; textarea name="comment" {} } }
+                        button.approve-all type="submit" name="decision" value="approve" { "Approve all " (n) }
+                        " "
+                        button.reject-all type="submit" name="decision" value="reject" { "Reject all " (n) }
+                    }
+                }
+            }
             @for h in held {
                 section.card aria-label={ "held action " (h.run) ":" (h.seq) } {
-                    h2 { (h.kind.as_str()) " " (h.user_name) }
+                    h2 { (h.kind.as_str()) " " a href={ "/people/" (h.user_name) } { (h.user_name) } }
                     p { "App " strong { (h.app) } ", run " a href={ "/runs/" (h.run) } { (h.run) } ":" (h.seq) }
                     p { (h.reason) }
                     @if let Some(why) = &h.error { p.held { "Held: " (why) } }
