@@ -15,7 +15,7 @@ use crate::plan::{Action, Notice, Plan};
 
 mod parts;
 pub use parts::{
-    leave_refused_parts, only, only_waiting_parts, part_key, refused_for_good, PART_PREFIX,
+    leave_refused_parts, only, only_waiting_parts, part_key, refuses_for_good, PART_PREFIX,
 };
 
 /// Failures after which an action is held for an operator instead of tried again.

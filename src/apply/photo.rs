@@ -39,7 +39,7 @@ pub(super) fn planned_photo<'c>(
 
 /// Uploads or removes the planned photo; returns the link's new `photo_hash`. An app that
 /// refuses the photo itself (a 4xx such as a read-only `photos`, RFC 7644 3.5.2) leaves the
-/// rest of the action standing: a `notice`; a refusal for good (`escrow::refused_for_good`)
+/// rest of the action standing: a `notice`; a refusal for good (`escrow::refuses_for_good`)
 /// is remembered (`refused`), anything else is tried again next run.
 pub(super) async fn sync_photo<W: AccountWriter>(
     writer: &W,
@@ -54,16 +54,12 @@ pub(super) async fn sync_photo<W: AccountWriter>(
     };
     match writer.set_photo(id, current, photo).await {
         Ok(()) => Ok(photo.map(|p| p.sha256.clone())),
-        Err(e @ TargetError::Http { .. }) if crate::escrow::refused_for_good(&e) => {
-            let TargetError::Http {
-                status,
-                detail,
-                scim_type,
-                ..
-            } = &e
-            else {
-                unreachable!("matched above")
-            };
+        Err(TargetError::Http {
+            status,
+            detail,
+            scim_type,
+            ..
+        }) if crate::escrow::refuses_for_good(status, scim_type.as_deref()) => {
             let why = match scim_type {
                 Some(t) => format!("{status} {t}: {detail}"),
                 None => format!("{status}: {detail}"),

@@ -10,22 +10,18 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::Escrowed;
-use crate::app::TargetError;
 use crate::plan::{Action, Field, Notice, Plan};
 
 /// Every part escrow key starts so: what a change of discovery or `--full` forgets.
 pub const PART_PREFIX: &str = "part:";
 
-/// True when the app refused what was sent for good, not for the moment (RFC 7644 3.12:
-/// `invalidValue`, `mutability`, `invalidSyntax` on a 400 or 422; or 501).
-pub fn refused_for_good(e: &TargetError) -> bool {
-    match e {
-        TargetError::Http { status: 501, .. } => true,
-        TargetError::Http {
-            status: 400 | 422,
-            scim_type: Some(t),
-            ..
-        } => ["invalidValue", "mutability", "invalidSyntax"]
+/// True when a reply (its status and `scimType`) refuses what was sent for good, not for
+/// the moment (RFC 7644 3.12: `invalidValue`, `mutability`, `invalidSyntax` on a 400 or
+/// 422; or 501).
+pub fn refuses_for_good(status: u16, scim_type: Option<&str>) -> bool {
+    match (status, scim_type) {
+        (501, _) => true,
+        (400 | 422, Some(t)) => ["invalidValue", "mutability", "invalidSyntax"]
             .iter()
             .any(|k| k.eq_ignore_ascii_case(t)),
         _ => false,
@@ -228,20 +224,13 @@ mod tests {
 
     #[test]
     fn only_lasting_refusals_are_remembered() {
-        let http = |status, t: Option<&str>| TargetError::Http {
-            method: "PATCH".into(),
-            url: "https://app/Users/A1".into(),
-            status,
-            detail: "no".into(),
-            scim_type: t.map(str::to_string),
-        };
-        assert!(refused_for_good(&http(400, Some("invalidValue"))));
-        assert!(refused_for_good(&http(400, Some("mutability"))));
-        assert!(refused_for_good(&http(422, Some("invalidSyntax"))));
-        assert!(refused_for_good(&http(501, None)));
-        assert!(!refused_for_good(&http(400, None)), "says nothing of why");
-        assert!(!refused_for_good(&http(400, Some("tooMany"))));
-        assert!(!refused_for_good(&http(413, None)));
-        assert!(!refused_for_good(&http(503, None)));
+        assert!(refuses_for_good(400, Some("invalidValue")));
+        assert!(refuses_for_good(400, Some("mutability")));
+        assert!(refuses_for_good(422, Some("invalidSyntax")));
+        assert!(refuses_for_good(501, None));
+        assert!(!refuses_for_good(400, None), "says nothing of why");
+        assert!(!refuses_for_good(400, Some("tooMany")));
+        assert!(!refuses_for_good(413, None));
+        assert!(!refuses_for_good(503, None));
     }
 }
