@@ -92,13 +92,9 @@ async fn incremental_probe(
         photo_hashes: &BTreeMap::new(),
     };
     let again = reader.read(&request).await?;
-    let how = match reader.settings().incremental {
-        LdapIncremental::Usn => "USN",
-        _ => "syncrepl",
-    };
-    let settings = match reader.settings().incremental {
-        LdapIncremental::Syncrepl => reader.ds389_sync_settings().await?,
-        _ => None,
+    let (how, settings) = match reader.settings().incremental {
+        LdapIncremental::Usn => ("USN", None),
+        _ => ("syncrepl", reader.ds389_sync_settings().await?),
     };
     let settings = settings.map(|s| format!("; {s}")).unwrap_or_default();
     let said = match again.kind {

@@ -291,15 +291,7 @@ fn usn_removals_and_disables_are_confirmed_and_a_storm_is_read_in_full_first() {
             person_dn("UsnStorm", &format!("storm{i}"))
         ));
     }
-    let writes = tb.scim_writes();
-    let out = tb.ok(&cfg, &["sync"]);
-    let read = tb.last_read(&cfg);
-    assert!(
-        read.starts_with("full read (the incremental read reported 12 people removed or disabled"),
-        "{read}"
-    );
-    assert!(out.contains(": held"), "{out}");
-    assert_eq!(tb.scim_writes(), writes, "nothing written");
+    tb.sync_storm_read_in_full_and_held(&cfg, 12);
     assert_eq!(
         tb.scim_user("storm12@example.test").unwrap()["active"],
         true

@@ -84,18 +84,9 @@ fn mass_departures_are_held_new_hires_still_created_and_approve_applies_them() {
     let decided: Value =
         serde_json::from_str(&tb.ok(&cfg, &["show", &run.to_string(), "--format", "json"]))
             .unwrap();
-    let by_user = |u: &str| {
-        decided["actions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["user_name"] == u)
-            .unwrap()
-            .clone()
-    };
     let (yes, no) = (
-        by_user("user0001@example.org"),
-        by_user("user0003@example.org"),
+        action_of(&decided, "user0001@example.org"),
+        action_of(&decided, "user0003@example.org"),
     );
     assert_eq!(yes["status"], "approved", "{yes}");
     assert!(

@@ -248,20 +248,7 @@ fn many_removals_at_once_are_confirmed_by_a_full_read_first(server: DirectorySer
         .map(|i| format!("dn: uid=user{i:04},ou=people,dc=example,dc=org\nchangetype: delete\n\n"))
         .collect();
     tb.ldapmodify(&ldif);
-    let writes = tb.scim_writes();
-    let out = tb.ok(&cfg, &["sync"]);
-    let read = tb.last_read(&cfg);
-    assert!(
-        read.starts_with("full read (the incremental read reported 12 people removed or disabled"),
-        "{read}"
-    );
-    // The full read confirmed them, and the cap holds them for a person.
-    assert!(out.contains(": held"), "{out}");
-    assert_eq!(
-        tb.scim_writes(),
-        writes,
-        "held by max_deprovisions, nothing written"
-    );
+    tb.sync_storm_read_in_full_and_held(&cfg, 12);
     assert!(tb.scim_users().iter().all(|u| u["active"] != false));
 }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use common::proxy::{Fault, HttpFaults, Rule};
-use common::{person_ldif, retarget, Testbed};
+use common::{action_of, person_ldif, retarget, Testbed};
 use idsync::photo::{digest, sample_jpeg, sample_png};
 use serde_json::Value;
 
@@ -324,13 +324,7 @@ fn a_photo_the_app_refuses_for_good_is_remembered_not_sent_every_run() {
     tb.ok(&cfg, &["sync"]);
     assert_eq!(photo_sends(&proxy), 1);
     let run = tb.last_run(&cfg);
-    let ada = run["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["user_name"] == "ada@example.org")
-        .unwrap()
-        .clone();
+    let ada = action_of(&run, "ada@example.org");
     assert_eq!(ada["status"], "applied", "the account was made: {ada}");
     assert!(
         ada["error"]

@@ -26,6 +26,13 @@ pub struct Refresh {
     pub stopped: bool,
 }
 
+impl Refresh {
+    /// Whether some person it sent is named by a sync UUID that is not their anchor.
+    pub fn names_by_sync_id(&self) -> bool {
+        self.upserts.iter().any(|u| u.sync_id.is_some())
+    }
+}
+
 /// The key a content sync names a person by.
 fn sync_key(u: &DirectoryUser) -> &Anchor {
     u.sync_id.as_ref().unwrap_or(&u.anchor)

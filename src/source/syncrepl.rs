@@ -339,7 +339,7 @@ impl LdapReader {
             base: self.config().base_dn.clone(),
             detail: "the full refresh ended without a cookie; check the syncprov overlay".into(),
         })?;
-        let sync_ids = refresh.upserts.iter().any(|u| u.sync_id.is_some());
+        let sync_ids = refresh.names_by_sync_id();
         let mut by_anchor = BTreeMap::new();
         for u in refresh.upserts {
             by_anchor.insert(u.anchor.clone(), u);
@@ -397,7 +397,7 @@ impl LdapReader {
         if c.sync_ids && !refresh.deleted.is_empty() {
             return Ok(None);
         }
-        let sync_ids = c.sync_ids || refresh.upserts.iter().any(|u| u.sync_id.is_some());
+        let sync_ids = c.sync_ids || refresh.names_by_sync_id();
         let cookie = refresh.cookie.unwrap_or(old_cookie);
         Ok(Some(Since {
             cursor: self
@@ -442,7 +442,7 @@ impl LdapReader {
                 .await;
         };
         let cookie = refresh.cookie.clone().unwrap_or(old_cookie);
-        let sync_ids = c.sync_ids || refresh.upserts.iter().any(|u| u.sync_id.is_some());
+        let sync_ids = c.sync_ids || refresh.names_by_sync_id();
         let phase = if refresh.present_phase {
             "present"
         } else {

@@ -701,10 +701,40 @@ mapping:
             .to_string()
     }
 
+    /// Syncs after `n` people left at once: more removals than idsync confirms one by one,
+    /// so the cycle reads everything first, and `max_deprovisions` holds what it finds:
+    /// nothing is written.
+    pub fn sync_storm_read_in_full_and_held(&self, config: &Path, n: usize) {
+        let writes = self.scim_writes();
+        let out = self.ok(config, &["sync"]);
+        let read = self.last_read(config);
+        assert!(
+            read.starts_with(&format!(
+                "full read (the incremental read reported {n} people removed or disabled"
+            )),
+            "{read}"
+        );
+        assert!(out.contains(": held"), "{out}");
+        assert_eq!(
+            self.scim_writes(),
+            writes,
+            "held by max_deprovisions, nothing written"
+        );
+    }
+
     /// `idsync show last --format json`.
     pub fn last_run(&self, config: &Path) -> Value {
         serde_json::from_str(&self.ok(config, &["show", "last", "--format", "json"])).unwrap()
     }
+}
+
+/// The action of `user_name` in a run as `idsync show --format json` prints it.
+pub fn action_of(run: &Value, user_name: &str) -> Value {
+    run["actions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["user_name"] == user_name))
+        .unwrap_or_else(|| panic!("no action of {user_name} in {run}"))
+        .clone()
 }
 
 /// Rewrites a config file, replacing `from` (e.g. the SCIM URL) with `to` (a proxy's).
